@@ -1,0 +1,31 @@
+# Shared settings for the local stack. Sourced by every script in deploy/local.
+# Everything is overridable from the environment.
+BILLSTREAM_ROOT="${BILLSTREAM_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
+STATE_DIR="${BILLSTREAM_STATE_DIR:-$BILLSTREAM_ROOT/.local}"
+LOG_DIR="$STATE_DIR/logs"
+RUN_DIR="$STATE_DIR/run"
+PG_PORT="${BILLSTREAM_PG_PORT:-55432}"
+PG_DATA="$STATE_DIR/pgdata"
+KAFKA_PORT="${BILLSTREAM_KAFKA_PORT:-59092}"
+KAFKA_CONTROLLER_PORT="${BILLSTREAM_KAFKA_CONTROLLER_PORT:-59093}"
+KAFKA_VERSION="${BILLSTREAM_KAFKA_VERSION:-4.1.1}"
+KAFKA_LIBS="$STATE_DIR/kafka-$KAFKA_VERSION/libs"
+KAFKA_DATA="$STATE_DIR/kafka-data"
+GATEWAY_PORT="${BILLSTREAM_GATEWAY_PORT:-3000}"
+SERVICES=(invoicing payments dunning webhooks)
+declare -A SERVICE_PORT=([invoicing]=8001 [payments]=8002 [dunning]=8003 [webhooks]=8004)
+TOPICS=(billing.invoices billing.payments billing.dunning billing.tenants)
+TOPIC_PARTITIONS="${BILLSTREAM_TOPIC_PARTITIONS:-6}"
+mkdir -p "$LOG_DIR" "$RUN_DIR"
+
+log() { printf '\033[1;34m[billstream]\033[0m %s\n' "$*" >&2; }
+
+# wait_for NAME SECONDS CMD...: poll CMD until it succeeds or the deadline passes.
+wait_for() {
+  local name=$1 secs=$2; shift 2
+  local deadline=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS >= deadline)); then log "timed out waiting for $name"; return 1; fi
+    sleep 0.3
+  done
+}

@@ -1,0 +1,1 @@
+"""The four Billstream services. None imports another: they talk only through Kafka events."""

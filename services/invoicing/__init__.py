@@ -1,0 +1,1 @@
+"""Invoicing: customers, invoices, credit notes, numbering, and the tenants and API keys."""

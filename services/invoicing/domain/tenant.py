@@ -1,0 +1,30 @@
+"""Tenants and their API keys: pure decisions; the caller generates and hashes the key."""
+
+from dataclasses import dataclass
+
+from .events import ApiKeyCreated, ApiKeyRevoked, TenantCreated
+
+
+@dataclass(frozen=True)
+class NewKey:
+    key_id: str
+    key_hash: str
+    prefix: str  # the first characters, shown in listings so people can tell keys apart
+    mode: str
+
+
+def decide_create_tenant(name: str, key: NewKey) -> list[tuple[str, object]]:
+    if not name.strip():
+        raise ValueError("a tenant needs a name")
+    return [
+        ("tenant.created", TenantCreated(name=name.strip())),
+        ("api_key.created", ApiKeyCreated(key_id=key.key_id, key_hash=key.key_hash, prefix=key.prefix, mode=key.mode)),
+    ]
+
+
+def decide_revoke_key(known_keys: set[str], revoked: set[str], key_id: str) -> list[tuple[str, object]]:
+    if key_id not in known_keys:
+        raise ValueError(f"no such key: {key_id}")
+    if key_id in revoked:
+        return []  # revoking twice changes nothing
+    return [("api_key.revoked", ApiKeyRevoked(key_id=key_id))]

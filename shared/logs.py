@@ -1,0 +1,61 @@
+"""structlog setup: JSON outside a terminal, and a correlation id carried in context vars.
+
+The correlation id is bound once per HTTP request or consumed event; every log line and every
+event appended while it is bound carries it.
+"""
+
+import logging
+import sys
+import uuid
+from contextvars import ContextVar
+
+import structlog
+
+_correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
+_causation_id: ContextVar[str | None] = ContextVar("causation_id", default=None)
+
+
+def configure_logging(service: str, *, json: bool | None = None, level: str = "INFO") -> None:
+    if json is None:
+        json = not sys.stderr.isatty()
+    renderer = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.dict_tracebacks if json else structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    structlog.contextvars.bind_contextvars(service=service)
+    # Libraries (uvicorn, aiokafka, faststream) log through stdlib logging: keep them quiet.
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s %(levelname)s %(message)s")
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def bind_correlation(correlation_id: str | None, causation_id: str | None = None) -> str:
+    """Bind the ids for the current task; returns the correlation id (a new one if none given)."""
+    cid = correlation_id or new_id()
+    _correlation_id.set(cid)
+    _causation_id.set(causation_id)
+    structlog.contextvars.bind_contextvars(correlation_id=cid)
+    return cid
+
+
+def current_correlation_id() -> str | None:
+    return _correlation_id.get()
+
+
+def current_causation_id() -> str | None:
+    return _causation_id.get()
+
+
+def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
+    return structlog.get_logger(name)

@@ -1,0 +1,135 @@
+"""Projections: read models built from the event store, each row change committed together with
+the projection's checkpoint. Any projection can be dropped and rebuilt from the store.
+"""
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+import asyncpg
+
+from shared.eventstore import NOTIFY_CHANNEL, EventStore, StoredEvent
+from shared.logs import get_logger
+
+log = get_logger(__name__)
+
+
+class Projection(ABC):
+    """A read model. `apply` must be deterministic: a rebuild has to give the same rows."""
+
+    name: str
+    #: event types this projection reads; others only move its checkpoint.
+    event_types: frozenset[str] = frozenset()
+
+    @abstractmethod
+    async def apply(self, conn: asyncpg.Connection, stored: StoredEvent) -> None: ...
+
+    @abstractmethod
+    async def reset(self, conn: asyncpg.Connection) -> None:
+        """Empty the read model's tables (before a rebuild)."""
+
+
+async def checkpoint(conn: asyncpg.Connection, name: str) -> int:
+    return await conn.fetchval(
+        "SELECT position FROM projection_checkpoints WHERE name = $1", name
+    ) or 0
+
+
+async def catch_up(
+    pool: asyncpg.Pool, store: EventStore, projection: Projection, *, batch_size: int = 1000
+) -> int:
+    """Apply one batch after the checkpoint, in one transaction; returns events read."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            "INSERT INTO projection_checkpoints (name) VALUES ($1) ON CONFLICT DO NOTHING",
+            projection.name,
+        )
+        # The row lock serialises runners of the same projection (several service processes).
+        after = await conn.fetchval(
+            "SELECT position FROM projection_checkpoints WHERE name = $1 FOR UPDATE",
+            projection.name,
+        )
+        batch = await store.read_all(conn, after=after, limit=batch_size)
+        for stored in batch:
+            if stored.event.type in projection.event_types:
+                await projection.apply(conn, stored)
+        if batch:
+            await conn.execute(
+                """UPDATE projection_checkpoints SET position = $2, updated_at = now()
+                   WHERE name = $1""",
+                projection.name,
+                batch[-1].position,
+            )
+        return len(batch)
+
+
+async def rebuild(
+    pool: asyncpg.Pool,
+    store: EventStore,
+    projection: Projection,
+    *,
+    batch_size: int = 5000,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Drop the read model and replay the whole store into it; returns events replayed.
+
+    The reset and the checkpoint reset commit together, so readers see either the old model or
+    an empty one being filled, never a mix.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            "INSERT INTO projection_checkpoints (name) VALUES ($1) ON CONFLICT DO NOTHING",
+            projection.name,
+        )
+        await conn.execute(
+            "SELECT 1 FROM projection_checkpoints WHERE name = $1 FOR UPDATE", projection.name
+        )
+        await projection.reset(conn)
+        await conn.execute(
+            "UPDATE projection_checkpoints SET position = 0, updated_at = now() WHERE name = $1",
+            projection.name,
+        )
+    async with pool.acquire() as conn:
+        total = await store.last_position(conn)
+    done = 0
+    while n := await catch_up(pool, store, projection, batch_size=batch_size):
+        done += n
+        if on_progress:
+            on_progress(done, total)
+    return done
+
+
+class ProjectionRunner:
+    """Keeps projections up to date: woken by the store's NOTIFY, polling as a fallback."""
+
+    def __init__(
+        self, dsn: str, pool: asyncpg.Pool, store: EventStore, projections: list[Projection],
+        *, poll_interval: float = 1.0,
+    ) -> None:
+        self.dsn, self.pool, self.store = dsn, pool, store
+        self.projections, self.poll_interval = projections, poll_interval
+        self._wake = asyncio.Event()
+
+    async def run(self) -> None:
+        listener = await asyncpg.connect(self.dsn)
+        try:
+            await listener.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
+            while True:
+                self._wake.clear()
+                try:
+                    busy = False
+                    for projection in self.projections:
+                        busy |= await catch_up(self.pool, self.store, projection) > 0
+                except (asyncio.CancelledError, KeyboardInterrupt):
+                    raise
+                except Exception as exc:  # database away or a bug in apply: retry, loudly
+                    log.error("projection failed, retrying", error=repr(exc))
+                    await asyncio.sleep(self.poll_interval)
+                    continue
+                if not busy:
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                    except TimeoutError:
+                        pass
+        finally:
+            await listener.close()
