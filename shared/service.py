@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 from pathlib import Path
 
 import asyncpg
@@ -53,6 +54,7 @@ class Service:
         self._pool: asyncpg.Pool | None = None
         self._tasks: list[asyncio.Task] = []
         self.relay: OutboxRelay | None = None
+        self._background: list[tuple[str, Callable[[], Any]]] = []
         self.consume(auth.TENANTS_TOPIC, "tenants")(auth.project_tenant_event)
 
     @property
@@ -89,6 +91,15 @@ class Service:
 
         return register
 
+    def background(self, name: str) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
+        """Decorator: a factory, called at start, for an object whose `run()` loops forever."""
+
+        def register(factory: Callable[[], Any]) -> Callable[[], Any]:
+            self._background.append((name, factory))
+            return factory
+
+        return register
+
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -102,6 +113,8 @@ class Service:
         self._tasks = [asyncio.create_task(self._supervise("outbox relay", self.relay.run))]
         if self.projections:
             self._tasks.append(asyncio.create_task(self._supervise("projections", runner.run)))
+        for name, factory in self._background:
+            self._tasks.append(asyncio.create_task(self._supervise(name, factory().run)))
         await self.broker.start()
         log.info("service started", consumers=sorted(self.consumers))
 

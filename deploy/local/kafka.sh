@@ -66,7 +66,7 @@ start() {
       -c "$CONFIG" >/dev/null
   fi
   nohup java -Xms256m -Xmx512m -XX:+UseG1GC -Dlog4j2.configurationFile="$HERE/kafka/log4j2.properties" \
-    -cp "$KAFKA_LIBS/*" kafka.Kafka "$CONFIG" >"$LOG_DIR/kafka.log" 2>&1 &
+    -cp "$KAFKA_LIBS/*" kafka.Kafka "$CONFIG" >"$LOG_DIR/kafka.log" 2>&1 </dev/null &
   echo $! >"$PIDFILE"
   wait_for "Kafka on :$KAFKA_PORT" 90 broker_ready || { tail -n 30 "$LOG_DIR/kafka.log"; exit 1; }
   log "Kafka $KAFKA_VERSION (KRaft) started on :$KAFKA_PORT"

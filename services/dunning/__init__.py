@@ -1,0 +1,1 @@
+"""Dunning: owns time. Durable timers for due dates, collection retries and reminders."""

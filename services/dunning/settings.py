@@ -1,0 +1,13 @@
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    """Environment: BILLSTREAM_DUNNING_DATABASE_URL, BILLSTREAM_DUNNING_HTTP_PORT, ..."""
+
+    model_config = SettingsConfigDict(env_prefix="BILLSTREAM_DUNNING_", extra="ignore")
+
+    service_name: str = "dunning"
+    database_url: str = "postgresql://billstream_dunning:billstream_dunning@127.0.0.1:55432/billstream_dunning"
+    http_port: int = 8003

@@ -1,0 +1,1 @@
+"""Payments: providers, automatic collection, refunds, checkout and the hosted payment page."""

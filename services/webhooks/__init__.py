@@ -1,0 +1,1 @@
+"""Webhooks: signed, retried delivery of every public event to subscriber endpoints."""
