@@ -73,7 +73,7 @@ class InboxConsumer:
             await asyncio.sleep(min(0.2 * 2**attempts, 5.0))
             raise
         self._failures.pop(event.id, None)
-        failpoint("consumer.after_commit")
+        failpoint(f"consumer.after_commit:{self.name}")
         log.debug("event handled")
         return True
 
