@@ -24,11 +24,25 @@ as_pg() {  # initdb and postgres refuse to run as root
 
 psql_admin() { psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 -qtA "$@"; }
 
+# As root, PostgreSQL runs as the postgres user, which may not reach a checkout under a private
+# directory; then the cluster lives under /var/tmp instead (one per checkout).
+PG_LOGFILE="$LOG_DIR/postgres.log"
+choose_data_dir() {
+  [[ $(id -u) -eq 0 ]] || return 0
+  mkdir -p "$PG_DATA" && chown postgres "$PG_DATA" "$LOG_DIR"
+  if ! runuser -u postgres -- test -w "$PG_DATA"; then
+    PG_DATA="/var/tmp/billstream-$(echo "$BILLSTREAM_ROOT" | sha1sum | cut -c1-10)/pgdata"
+    mkdir -p "$PG_DATA" && chown postgres "$PG_DATA" "$(dirname "$PG_DATA")"
+    PG_LOGFILE="$(dirname "$PG_DATA")/postgres.log"
+    log "using $PG_DATA (the postgres user cannot reach $STATE_DIR)"
+  fi
+}
+
 start() {
   install_if_missing
   local bin; bin=$(pg_bin)
   mkdir -p "$PG_DATA"
-  [[ $(id -u) -eq 0 ]] && chown postgres "$PG_DATA" "$LOG_DIR"
+  choose_data_dir
   if [[ ! -f $PG_DATA/PG_VERSION ]]; then
     log "initialising PostgreSQL cluster in $PG_DATA"
     as_pg "$bin/initdb" -D "$PG_DATA" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
@@ -36,7 +50,7 @@ start() {
   if as_pg "$bin/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1; then
     log "PostgreSQL already running on :$PG_PORT"
   else
-    as_pg "$bin/pg_ctl" -D "$PG_DATA" -l "$LOG_DIR/postgres.log" -w start \
+    as_pg "$bin/pg_ctl" -D "$PG_DATA" -l "$PG_LOGFILE" -w start \
       -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k /tmp -c max_connections=300" >/dev/null
     log "PostgreSQL $("$bin/postgres" --version | awk '{print $3}') started on :$PG_PORT"
   fi
@@ -54,11 +68,12 @@ start() {
 
 stop() {
   local bin; bin=$(pg_bin) || return 0
+  choose_data_dir
   if [[ -f $PG_DATA/PG_VERSION ]] && as_pg "$bin/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1; then
     as_pg "$bin/pg_ctl" -D "$PG_DATA" -m fast -w stop >/dev/null && log "PostgreSQL stopped"
   fi
 }
 
-status() { as_pg "$(pg_bin)/pg_ctl" -D "$PG_DATA" status; }
+status() { choose_data_dir; as_pg "$(pg_bin)/pg_ctl" -D "$PG_DATA" status; }
 
 "${1:-start}"

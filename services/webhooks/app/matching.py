@@ -13,7 +13,8 @@ def wants(enabled_events: list[str], event_type: str) -> bool:
 
 def payload_for(event: CloudEvent) -> str:
     """The body subscribers receive: {id, type, createdAt, data}."""
+    created_at = event.model_dump(mode="json", include={"time"})["time"]  # same text as the envelope
     return json.dumps(
-        {"id": event.id, "type": event.type, "createdAt": event.time.isoformat(), "data": event.data},
+        {"id": event.id, "type": event.type, "createdAt": created_at, "data": event.data},
         separators=(",", ":"),
     )

@@ -1,0 +1,27 @@
+import os
+
+import httpx
+import pytest
+
+GATEWAY = os.environ.get("BILLSTREAM_GATEWAY_URL", "http://localhost:3000")
+PG = os.environ.get("BILLSTREAM_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:55432/postgres")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def gateway() -> str:
+    try:
+        httpx.get(f"{GATEWAY}/health", timeout=3).raise_for_status()
+    except httpx.HTTPError as exc:
+        pytest.fail(f"the stack is not running behind {GATEWAY} ({exc!r}); run `make up` first")
+    return GATEWAY
+
+
+def service_dsn(service: str) -> str:
+    """The database of one running service (the tests read read models directly)."""
+    return PG.rsplit("/", 1)[0] + f"/billstream_{service}"
