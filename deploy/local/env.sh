@@ -18,7 +18,9 @@ TOPICS=(billing.invoices billing.payments billing.dunning billing.tenants)
 TOPIC_PARTITIONS="${BILLSTREAM_TOPIC_PARTITIONS:-6}"
 mkdir -p "$LOG_DIR" "$RUN_DIR"
 
-log() { printf '\033[1;34m[billstream]\033[0m %s\n' "$*" >&2; }
+log() {
+  if [[ -t 2 ]]; then printf '\033[1;34m[billstream]\033[0m %s\n' "$*" >&2; else printf '[billstream] %s\n' "$*" >&2; fi
+}
 
 # wait_for NAME SECONDS CMD...: poll CMD until it succeeds or the deadline passes.
 wait_for() {

@@ -24,7 +24,8 @@ fetch() {
   fi
   log "fetching Apache Kafka $KAFKA_VERSION from Maven Central"
   mvn -q -B -Dstyle.color=never -f "$HERE/kafka/pom.xml" dependency:copy-dependencies \
-    -Dkafka.version="$KAFKA_VERSION" -DoutputDirectory="$KAFKA_LIBS" -Dmdep.useRepositoryLayout=false
+    -Dkafka.version="$KAFKA_VERSION" -DoutputDirectory="$KAFKA_LIBS" >"$LOG_DIR/mvn.log" 2>&1 \
+    || { tail -n 30 "$LOG_DIR/mvn.log"; exit 1; }
   touch "$KAFKA_LIBS/.complete"
 }
 

@@ -49,13 +49,13 @@ async def test_transactions_committing_out_of_order_are_both_published(pool, top
     """Rows written without the append lock (the worst case): the later-numbered transaction
     commits and is published first; the earlier one commits afterwards and is not skipped."""
     relay = OutboxRelay(database, pool, kafka)
-    early_event, late_event = make_event("x", 1), make_event("y", 2)
+    early_event, late_event = make_event("k", 1), make_event("k", 2)  # one key: one partition
     early = await pool.acquire()
     tx = early.transaction()
     await tx.start()
-    await early.execute("INSERT INTO outbox (event_id, topic, key, payload) VALUES ($1, $2, 'x', $3)",
+    await early.execute("INSERT INTO outbox (event_id, topic, key, payload) VALUES ($1, $2, 'k', $3)",
                         early_event.id, topic, early_event.to_json())
-    await pool.execute("INSERT INTO outbox (event_id, topic, key, payload) VALUES ($1, $2, 'y', $3)",
+    await pool.execute("INSERT INTO outbox (event_id, topic, key, payload) VALUES ($1, $2, 'k', $3)",
                        late_event.id, topic, late_event.to_json())
     producer = make_producer(kafka)
     await producer.start()
