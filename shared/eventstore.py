@@ -57,8 +57,13 @@ class EventStore:
         stream_id: str,
         expected_version: int,
         events: Sequence[CloudEvent],
+        *,
+        key: str | None = None,
     ) -> int:
         """Append events after `expected_version` (0 for a new stream); returns the new version.
+
+        `key` is the Kafka key of the outbox rows (default: the stream id); payments key their
+        events by invoice id so an invoice's payment events stay in order on one partition.
 
         Must run inside the caller's transaction, which also holds whatever else the command
         writes (inbox row, read models); nothing is visible to readers until it commits.
@@ -93,7 +98,7 @@ class EventStore:
             raise ConcurrencyError(stream_id, expected_version, expected_version + 1) from exc
         await conn.executemany(
             "INSERT INTO outbox (event_id, topic, key, payload) VALUES ($1, $2, $3, $4)",
-            [(e.id, topic, stream_id, e.to_json()) for e in stamped],
+            [(e.id, topic, key or stream_id, e.to_json()) for e in stamped],
         )
         await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
         return expected_version + len(stamped)
