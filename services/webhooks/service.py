@@ -1,26 +1,49 @@
-"""Webhooks' wiring: its settings, migrations, consumers and the delivery worker."""
+"""Webhooks' wiring: its settings, migrations, consumers, the delivery worker and the mailer."""
 
 from pathlib import Path
 
 from shared.service import Service
 
 from .app.delivery import DeliveryWorker
-from .consumers.events import PUBLIC_TOPICS, on_public_event
+from .app.emails.mailer import EmailWorker, SmtpConfig
+from .app.endpoints import STREAM_TYPE
+from .consumers.events import public_event_handler
 from .settings import Settings
 
-service = Service(Settings(), topics={}, migrations=Path(__file__).parent / "migrations")
-for topic in PUBLIC_TOPICS:
-    service.consume(topic, topic.removeprefix("billing."))(on_public_event)
+settings = Settings()
+service = Service(settings, topics={STREAM_TYPE: settings.events_topic},
+                  migrations=Path(__file__).parent / "migrations")
+_on_public_event = public_event_handler(
+    emails=settings.emails_enabled, public_url=settings.public_url,
+    default_locale=settings.email_locale, from_address=settings.email_from,
+)
+for topic in settings.public_topics:
+    service.consume(topic, topic.removeprefix("billing."))(_on_public_event)
 
 
 @service.background("delivery worker")
 def delivery_worker() -> DeliveryWorker:
     s = service.settings
-    return DeliveryWorker(s.database_url, service.pool, timeout=s.delivery_timeout_s,
-                          poll_interval=s.poll_interval_s)
+    return DeliveryWorker(
+        s.database_url, service.pool, service.store, timeout=s.delivery_timeout_s,
+        concurrency=s.delivery_concurrency, per_endpoint=s.per_endpoint_concurrency,
+        lease_s=s.delivery_lease_s, poll_interval=s.poll_interval_s, schedule=s.retry_schedule_s,
+        disable_after_s=s.disable_after_failing_s,
+    )
+
+
+if settings.emails_enabled:
+    @service.background("mailer")
+    def mailer() -> EmailWorker:
+        s = service.settings
+        smtp = SmtpConfig(s.smtp_host, s.smtp_port, username=s.smtp_username, password=s.smtp_password,
+                          starttls=s.smtp_starttls, use_ssl=s.smtp_ssl, timeout=s.smtp_timeout_s)
+        return EmailWorker(s.database_url, service.pool, smtp, lease_s=max(120, s.smtp_timeout_s * 3),
+                           poll_interval=s.poll_interval_s)
 
 
 def create_app():
-    from .api.routes import router
+    from .api.routes import router as endpoints_router
+    from .api.deliveries import router as deliveries_router
 
-    return service.app(router)
+    return service.app(endpoints_router, deliveries_router)

@@ -11,7 +11,38 @@ class Settings(ServiceSettings):
     service_name: str = "webhooks"
     database_url: str = "postgresql://billstream_webhooks:billstream_webhooks@127.0.0.1:55432/billstream_webhooks"
     http_port: int = 8004
+    # The topics whose events go to subscribers (JSON list in the environment; tests use their own).
+    public_topics: list[str] = ["billing.invoices", "billing.payments", "billing.dunning"]
+    # Where this service publishes its own events (webhook_endpoint.disabled).
+    events_topic: str = "billing.webhooks"
+
     # Endpoints on private, loopback or link-local addresses are refused unless this is set
     # (local development and tests set it; a public deployment should not).
     allow_private_urls: bool = False
+    # A 2xx within this many seconds is a success.
     delivery_timeout_s: float = 15.0
+    # A claimed delivery is retried after this long if its process died mid-attempt.
+    delivery_lease_s: float = 60.0
+    delivery_concurrency: int = 50
+    # At most this many attempts in flight per endpoint, so a slow one cannot take every slot.
+    per_endpoint_concurrency: int = 5
+    # An endpoint whose attempts have all failed for this long is disabled (5 days).
+    disable_after_failing_s: float = 5 * 24 * 3600
+    # The old secret keeps signing alongside the new one this long after a rotation.
+    secret_overlap_s: float = 24 * 3600
+    # Seconds before attempt 2, 3, ... (each with jitter): 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+    retry_schedule_s: list[float] = [5, 300, 1800, 7200, 18000, 36000, 36000]
+
+    # Customer e-mails.
+    emails_enabled: bool = True
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 52525
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_ssl: bool = False
+    smtp_timeout_s: float = 20.0
+    email_from: str = "billing@billstream.localhost"
+    email_locale: str = "en"
+    # The public origin customers reach; pay links default to <public_url>/pay/<invoice id>.
+    public_url: str = "http://localhost:3000"

@@ -1,60 +1,48 @@
-"""Webhook endpoints and their delivery log."""
+"""Webhook endpoints: create (the secret is shown once), list, read, update, delete, rotate."""
 
-import base64
-import secrets
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from shared.errors import NotFound
+from shared.errors import ApiError, NotFound
 from shared.ids import new_id
 
+from ..app.endpoints import public_view
+from ..app.matching import invalid_filter
+from ..app.signing import new_secret
 from ..app.urls import check_endpoint_url
 from ..service import service
 
-router = APIRouter(prefix="/api", tags=["webhooks"])
+router = APIRouter(prefix="/api", tags=["webhook endpoints"])
 Tenant = Annotated[str, Depends(service.tenant)]
 
 
-class EndpointIn(BaseModel):
+class _Body(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
+
+class EndpointIn(_Body):
     url: str = Field(min_length=1, max_length=2048)
-    enabled_events: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    enabled_events: list[str] = Field(default_factory=lambda: ["*"], min_length=1, max_length=100)
     description: str | None = Field(default=None, max_length=500)
+    enabled: bool = True
 
 
-def _endpoint(row, *, secret: str | None = None) -> dict:
-    view = {
-        "id": row["endpoint_id"], "object": "webhook_endpoint", "url": row["url"],
-        "enabledEvents": row["enabled_events"], "description": row["description"],
-        "enabled": row["enabled"], "createdAt": row["created_at"].isoformat(),
-    }
-    if secret:
-        view["secret"] = secret  # shown once, at creation
-    return view
+class EndpointPatch(_Body):
+    url: str | None = Field(default=None, min_length=1, max_length=2048)
+    enabled_events: list[str] | None = Field(default=None, min_length=1, max_length=100)
+    description: str | None = Field(default=None, max_length=500)
+    enabled: bool | None = None
 
 
-@router.post("/webhook-endpoints", status_code=201)
-async def create_endpoint(body: EndpointIn, tenant: Tenant) -> dict:
-    await check_endpoint_url(body.url, allow_private=service.settings.allow_private_urls)
-    secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
-    row = await service.pool.fetchrow(
-        """INSERT INTO webhook_endpoints (endpoint_id, tenant_id, url, secret, enabled_events, description)
-           VALUES ($1, $2, $3, $4, $5, $6) RETURNING *""",
-        new_id("we"), tenant, body.url, secret, body.enabled_events, body.description,
-    )
-    return _endpoint(row, secret=secret)
-
-
-@router.get("/webhook-endpoints")
-async def list_endpoints(tenant: Tenant) -> dict:
-    rows = await service.pool.fetch(
-        """SELECT * FROM webhook_endpoints WHERE tenant_id = $1 AND deleted_at IS NULL
-           ORDER BY created_at DESC""", tenant)
-    return {"data": [_endpoint(r) for r in rows]}
+def _check_filters(patterns: list[str]) -> list[str]:
+    for i, pattern in enumerate(patterns):
+        if reason := invalid_filter(pattern):
+            raise ApiError("event_filter_invalid", reason, field=f"enabledEvents.{i}")
+    return sorted(set(patterns))
 
 
 async def _get(tenant: str, endpoint_id: str):
@@ -66,34 +54,93 @@ async def _get(tenant: str, endpoint_id: str):
     return row
 
 
+@router.post("/webhook-endpoints", status_code=201)
+async def create_endpoint(body: EndpointIn, tenant: Tenant) -> dict:
+    await check_endpoint_url(body.url, allow_private=service.settings.allow_private_urls)
+    events = _check_filters(body.enabled_events)
+    secret = new_secret()
+    row = await service.pool.fetchrow(
+        """INSERT INTO webhook_endpoints (endpoint_id, tenant_id, url, secret, enabled_events, description, enabled)
+           VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *""",
+        new_id("we"), tenant, body.url, secret, events, body.description, body.enabled,
+    )
+    return {**public_view(row), "secret": secret}  # the only time the secret is shown
+
+
+@router.get("/webhook-endpoints")
+async def list_endpoints(
+    tenant: Tenant,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    starting_after: Annotated[str | None, Query(alias="startingAfter")] = None,
+) -> dict:
+    rows = await service.pool.fetch(
+        """SELECT * FROM webhook_endpoints WHERE tenant_id = $1 AND deleted_at IS NULL
+              AND ($2::text IS NULL OR endpoint_id < $2) ORDER BY endpoint_id DESC LIMIT $3""",
+        tenant, starting_after, limit + 1)
+    return {"data": [public_view(r) for r in rows[:limit]], "hasMore": len(rows) > limit}
+
+
 @router.get("/webhook-endpoints/{endpoint_id}")
 async def get_endpoint(endpoint_id: str, tenant: Tenant) -> dict:
-    return _endpoint(await _get(tenant, endpoint_id))
+    return public_view(await _get(tenant, endpoint_id))
+
+
+@router.patch("/webhook-endpoints/{endpoint_id}")
+async def update_endpoint(endpoint_id: str, body: EndpointPatch, tenant: Tenant) -> dict:
+    await _get(tenant, endpoint_id)
+    changes = body.model_dump(exclude_unset=True)
+    if not changes:
+        raise ApiError("parameter_missing", "Send at least one of url, enabledEvents, description, enabled.")
+    for name in ("url", "enabled_events", "enabled"):
+        if name in changes and changes[name] is None:
+            raise ApiError("parameter_invalid", f"{to_camel(name)} cannot be null.", field=to_camel(name))
+    if "url" in changes:
+        await check_endpoint_url(changes["url"], allow_private=service.settings.allow_private_urls)
+    if "enabled_events" in changes:
+        changes["enabled_events"] = _check_filters(changes["enabled_events"])
+    row = await service.pool.fetchrow(
+        """UPDATE webhook_endpoints SET
+                  url = coalesce($3, url), enabled_events = coalesce($4, enabled_events),
+                  description = CASE WHEN $5 THEN $6 ELSE description END,
+                  enabled = coalesce($7, enabled),
+                  -- enabling again starts afresh: no failure streak, no disabled reason
+                  failing_since = CASE WHEN $7 THEN NULL ELSE failing_since END,
+                  disabled_at = CASE WHEN $7 THEN NULL WHEN $7 = false THEN coalesce(disabled_at, now())
+                                     ELSE disabled_at END,
+                  disabled_reason = CASE WHEN $7 THEN NULL WHEN $7 = false THEN coalesce(disabled_reason, 'manual')
+                                         ELSE disabled_reason END,
+                  updated_at = now()
+            WHERE endpoint_id = $1 AND tenant_id = $2 AND deleted_at IS NULL RETURNING *""",
+        endpoint_id, tenant, changes.get("url"), changes.get("enabled_events"),
+        "description" in changes, changes.get("description"), changes.get("enabled"),
+    )
+    if row is None:
+        raise NotFound("webhook endpoint", endpoint_id)
+    return public_view(row)
 
 
 @router.delete("/webhook-endpoints/{endpoint_id}", status_code=204)
 async def delete_endpoint(endpoint_id: str, tenant: Tenant) -> Response:
-    await _get(tenant, endpoint_id)
-    await service.pool.execute(
-        "UPDATE webhook_endpoints SET deleted_at = now(), enabled = false WHERE endpoint_id = $1", endpoint_id)
+    done = await service.pool.fetchval(
+        """UPDATE webhook_endpoints SET deleted_at = now(), enabled = false, updated_at = now()
+            WHERE endpoint_id = $1 AND tenant_id = $2 AND deleted_at IS NULL RETURNING true""",
+        endpoint_id, tenant)
+    if not done:
+        raise NotFound("webhook endpoint", endpoint_id)
     return Response(status_code=204)
 
 
-@router.get("/webhook-endpoints/{endpoint_id}/deliveries")
-async def list_deliveries(
-    endpoint_id: str, tenant: Tenant, limit: Annotated[int, Query(ge=1, le=100)] = 20
-) -> dict:
+@router.post("/webhook-endpoints/{endpoint_id}/rotate-secret")
+async def rotate_secret(endpoint_id: str, tenant: Tenant) -> dict:
+    """A new secret, shown once; the old one keeps signing alongside it for the overlap period."""
     await _get(tenant, endpoint_id)
-    rows = await service.pool.fetch(
-        """SELECT d.*, coalesce(json_agg(json_build_object(
-                 'attempt', a.attempt, 'attemptedAt', a.attempted_at, 'statusCode', a.status_code,
-                 'latencyMs', a.latency_ms, 'error', a.error) ORDER BY a.attempt)
-                 FILTER (WHERE a.attempt IS NOT NULL), '[]') AS attempt_log
-             FROM webhook_deliveries d LEFT JOIN webhook_attempts a USING (delivery_id)
-            WHERE d.endpoint_id = $1 GROUP BY d.delivery_id ORDER BY d.created_at DESC LIMIT $2""",
-        endpoint_id, limit)
-    return {"data": [
-        {"id": r["delivery_id"], "eventId": r["event_id"], "eventType": r["event_type"],
-         "status": r["status"], "attempts": r["attempt_log"],
-         "nextAttemptAt": r["next_attempt_at"].isoformat() if r["status"] == "pending" else None}
-        for r in rows]}
+    secret = new_secret()
+    expires = datetime.now(UTC) + timedelta(seconds=service.settings.secret_overlap_s)
+    row = await service.pool.fetchrow(
+        """UPDATE webhook_endpoints SET previous_secret = secret, previous_secret_expires_at = $3,
+                  secret = $4, updated_at = now()
+            WHERE endpoint_id = $1 AND tenant_id = $2 AND deleted_at IS NULL RETURNING *""",
+        endpoint_id, tenant, expires, secret)
+    if row is None:
+        raise NotFound("webhook endpoint", endpoint_id)
+    return {**public_view(row), "secret": secret}

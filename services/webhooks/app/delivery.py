@@ -1,53 +1,72 @@
 """The delivery worker: claims due deliveries, POSTs them signed (Standard Webhooks), records
 each attempt, and schedules retries. A claim is a lease: if the process dies mid-delivery the
 lease runs out and another attempt is made, so delivery is at least once (receivers dedupe on
-`webhook-id`). Each delivery runs in its own task, so a slow endpoint holds up no other.
+`webhook-id`). Each delivery runs in its own task and each endpoint has a cap on attempts in
+flight, so a slow or dead endpoint holds up no other.
 """
 
 import asyncio
+import email.utils
 import random
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import httpx
-from standardwebhooks.webhooks import Webhook
 
+from shared.eventstore import EventStore
 from shared.logs import bind_correlation, get_logger
 
 from ..consumers.events import DELIVERY_CHANNEL
+from . import endpoints
+from .signing import active_secrets, sign_headers
 
 log = get_logger(__name__)
 
 # Seconds to wait before attempt 2, 3, ...: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
 RETRY_DELAYS = [5, 300, 1800, 7200, 18000, 36000, 36000]
+MAX_RETRY_AFTER_S = 24 * 3600  # a receiver cannot push a retry out further than a day
 
 
-def next_delay(attempts: int, retry_after: float | None = None) -> float | None:
+def next_delay(attempts: int, retry_after: float | None = None,
+               schedule: list[float] = RETRY_DELAYS) -> float | None:
     """Seconds until the next attempt after `attempts` failed ones; None when exhausted."""
-    if attempts > len(RETRY_DELAYS):
+    if attempts > len(schedule):
         return None
-    base = RETRY_DELAYS[attempts - 1]
+    base = schedule[attempts - 1]
     delay = base * random.uniform(0.9, 1.1)  # jitter spreads retries of many failed deliveries
-    return max(delay, retry_after or 0)
+    return max(delay, min(retry_after or 0, MAX_RETRY_AFTER_S))
 
 
-def parse_retry_after(value: str | None) -> float | None:
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Retry-After as seconds or as an HTTP date (RFC 9110); None if absent or unreadable."""
     if not value:
         return None
     try:
         return max(float(value), 0)
     except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
         return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max((when - (now or datetime.now(UTC))).total_seconds(), 0)
 
 
 class DeliveryWorker:
-    def __init__(self, dsn: str, pool: asyncpg.Pool, *, timeout: float = 15.0,
-                 concurrency: int = 50, lease_s: int = 60, poll_interval: float = 1.0) -> None:
-        self.dsn, self.pool, self.timeout = dsn, pool, timeout
-        self.lease_s, self.poll_interval = lease_s, poll_interval
-        self._slots = asyncio.Semaphore(concurrency)
+    def __init__(self, dsn: str, pool: asyncpg.Pool, store: EventStore, *, timeout: float = 15.0,
+                 concurrency: int = 50, per_endpoint: int = 5, lease_s: float = 60,
+                 poll_interval: float = 1.0, schedule: list[float] = RETRY_DELAYS,
+                 disable_after_s: float = 5 * 24 * 3600) -> None:
+        self.dsn, self.pool, self.store, self.timeout = dsn, pool, store, timeout
+        # The lease must outlast an attempt, or a slow attempt would be claimed twice.
+        self.lease_s = max(lease_s, timeout + 5)
+        self.poll_interval, self.schedule = poll_interval, schedule
+        self.per_endpoint, self.disable_after_s = per_endpoint, disable_after_s
         self._concurrency = concurrency
+        self._in_flight: dict[str, int] = {}  # endpoint id -> attempts running in this process
         self._wake = asyncio.Event()
 
     async def run(self) -> None:
@@ -55,16 +74,15 @@ class DeliveryWorker:
         tasks: set[asyncio.Task] = set()
         try:
             await listener.add_listener(DELIVERY_CHANNEL, lambda *_: self._wake.set())
-            async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False) as client:
+            limits = httpx.Limits(max_connections=self._concurrency, max_keepalive_connections=20)
+            async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False, limits=limits) as client:
                 while True:
                     self._wake.clear()
                     free = self._concurrency - len(tasks)
                     claimed = await self.claim(free) if free else []
                     for row in claimed:
-                        task = asyncio.create_task(self.attempt(client, row))
-                        tasks.add(task)
-                        task.add_done_callback(lambda t: (tasks.discard(t), self._wake.set()))
-                    if len(claimed) < free:
+                        tasks.add(self._start(client, row, tasks))
+                    if len(claimed) < free or not free:
                         try:
                             await asyncio.wait_for(self._wake.wait(), self.poll_interval)
                         except TimeoutError:
@@ -74,84 +92,129 @@ class DeliveryWorker:
                 task.cancel()
             await listener.close()
 
+    def _start(self, client: httpx.AsyncClient, row: asyncpg.Record, tasks: set) -> asyncio.Task:
+        endpoint = row["endpoint_id"]
+        self._in_flight[endpoint] = self._in_flight.get(endpoint, 0) + 1
+
+        def done(task: asyncio.Task) -> None:
+            tasks.discard(task)
+            left = self._in_flight.get(endpoint, 1) - 1
+            if left:
+                self._in_flight[endpoint] = left
+            else:
+                self._in_flight.pop(endpoint, None)
+            if not task.cancelled() and task.exception():
+                log.error("delivery attempt crashed", delivery_id=row["delivery_id"],
+                          error=repr(task.exception()))
+            self._wake.set()
+
+        task = asyncio.create_task(self.attempt(client, row))
+        task.add_done_callback(done)
+        return task
+
     async def claim(self, limit: int) -> list[asyncpg.Record]:
+        """Lease up to `limit` due deliveries, at most `per_endpoint` per endpoint, skipping
+        endpoints already at their cap in this process. Ranking per endpoint before the limit
+        keeps one endpoint's backlog from filling every claim."""
+        saturated = [e for e, n in self._in_flight.items() if n >= self.per_endpoint]
         return await self.pool.fetch(
-            """UPDATE webhook_deliveries d
+            """WITH ranked AS (
+                   SELECT delivery_id, next_attempt_at,
+                          row_number() OVER (PARTITION BY endpoint_id ORDER BY next_attempt_at) AS rank
+                     FROM webhook_deliveries
+                    WHERE status = 'pending' AND next_attempt_at <= now()
+                      AND NOT (endpoint_id = ANY($3::text[]))),
+               due AS (
+                   SELECT d.delivery_id FROM webhook_deliveries d JOIN ranked r USING (delivery_id)
+                    WHERE r.rank <= $4 AND d.status = 'pending' AND d.next_attempt_at <= now()
+                    ORDER BY r.next_attempt_at LIMIT $1 FOR UPDATE OF d SKIP LOCKED)
+               UPDATE webhook_deliveries d
                   SET next_attempt_at = now() + make_interval(secs => $2), updated_at = now()
-                 FROM (SELECT delivery_id FROM webhook_deliveries
-                        WHERE status = 'pending' AND next_attempt_at <= now()
-                        ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED) due,
-                      webhook_endpoints e
+                 FROM due, webhook_endpoints e
                 WHERE d.delivery_id = due.delivery_id AND e.endpoint_id = d.endpoint_id
-            RETURNING d.delivery_id, d.correlation_id, d.event_id, d.event_type, d.payload, d.attempts, d.endpoint_id,
-                      e.url, e.secret, e.enabled AND e.deleted_at IS NULL AS active""",
-            limit,
-            float(self.lease_s),
+            RETURNING d.delivery_id, d.correlation_id, d.event_id, d.event_type, d.payload,
+                      d.attempts, d.schedule_start, d.endpoint_id, e.url, e.secret,
+                      e.previous_secret, e.previous_secret_expires_at,
+                      e.enabled AND e.deleted_at IS NULL AS active""",
+            limit, float(self.lease_s), saturated, self.per_endpoint,
         )
 
     async def attempt(self, client: httpx.AsyncClient, d: asyncpg.Record) -> None:
         bind_correlation(d["correlation_id"])
         if not d["active"]:
-            await self._finish(d, "failed", None, "endpoint disabled or deleted", 0)
+            await self._give_up(d, "endpoint disabled or deleted")
             return
-        signer = Webhook(d["secret"])
         now = datetime.now(UTC)
-        headers = {
-            "content-type": "application/json",
-            "user-agent": "Billstream-Webhooks/1",
-            "webhook-id": d["event_id"],
-            "webhook-timestamp": str(int(now.timestamp())),
-            "webhook-signature": signer.sign(d["event_id"], now, d["payload"]),
-        }
+        secrets_in_use = active_secrets(d["secret"], d["previous_secret"], d["previous_secret_expires_at"], now)
+        headers = {"content-type": "application/json", "user-agent": "Billstream-Webhooks/1",
+                   **sign_headers(d["event_id"], d["payload"], now, secrets_in_use)}
         started = time.perf_counter()
-        status, error, retry_after = None, None, None
+        status, error, retry_after, body = None, None, None, None
         try:
-            response = await client.post(d["url"], content=d["payload"], headers=headers)
-            status = response.status_code
-            retry_after = parse_retry_after(response.headers.get("retry-after")) if status in (429, 503) else None
+            # httpx's timeout is per read; this bounds the whole exchange, slow-drip bodies too.
+            async with asyncio.timeout(self.timeout):
+                response = await client.post(d["url"], content=d["payload"], headers=headers)
+                status, body = response.status_code, response.text[:500]
+            if status in (429, 503):
+                retry_after = parse_retry_after(response.headers.get("retry-after"))
+        except TimeoutError:
+            error = f"timeout: no response within {self.timeout:g}s"
         except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"[:500]
+            error = f"{type(exc).__name__}: {exc}"[:500] if str(exc) else type(exc).__name__
         latency = int((time.perf_counter() - started) * 1000)
         attempts = d["attempts"] + 1
-        log_kw = dict(delivery_id=d["delivery_id"], event_type=d["event_type"], status=status, latency_ms=latency, attempt=attempts)
+        log_kw = dict(delivery_id=d["delivery_id"], endpoint_id=d["endpoint_id"], event_id=d["event_id"],
+                      event_type=d["event_type"], status=status, latency_ms=latency, attempt=attempts)
         if status is not None and 200 <= status < 300:
             log.info("webhook delivered", **log_kw)
-            await self._finish(d, "succeeded", status, None, latency)
+            await self._record(d, "succeeded", status, None, latency, body)
         elif status == 410:  # the receiver says this endpoint is gone for good
             log.warning("webhook endpoint gone, disabling", **log_kw)
-            await self._finish(d, "failed", status, "410 Gone: endpoint disabled", latency, disable=True)
+            await self._record(d, "failed", status, "410 Gone: endpoint disabled", latency, body,
+                               disable=("gone", "The endpoint answered 410 Gone."))
         else:
-            delay = next_delay(attempts, retry_after)
+            error = error or f"HTTP {status}"
+            delay = next_delay(attempts - d["schedule_start"], retry_after, self.schedule)
             log.warning("webhook attempt failed", error=error, retry_in_s=delay, **log_kw)
-            if delay is None:
-                await self._finish(d, "failed", status, error or f"HTTP {status}", latency)
-            else:
-                await self._retry(d, status, error or f"HTTP {status}", latency, delay)
+            await self._record(d, "failed" if delay is None else "pending", status, error, latency, body,
+                               delay=delay)
 
-    async def _record(self, conn: asyncpg.Connection, d, status, error, latency) -> None:
-        await conn.execute(
-            """INSERT INTO webhook_attempts (delivery_id, attempt, status_code, latency_ms, error)
-               VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING""",
-            d["delivery_id"], d["attempts"] + 1, status, latency, error,
-        )
-
-    async def _finish(self, d, outcome: str, status, error, latency, *, disable: bool = False) -> None:
+    async def _record(self, d, outcome: str, status, error, latency, body, *,
+                      delay: float | None = None, disable: tuple[str, str] | None = None) -> None:
+        """The attempt, the delivery's new state and the endpoint's health, in one transaction."""
         async with self.pool.acquire() as conn, conn.transaction():
-            await self._record(conn, d, status, error, latency)
+            await conn.execute(
+                """INSERT INTO webhook_attempts (delivery_id, attempt, status_code, latency_ms, error, response_body)
+                   VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING""",
+                d["delivery_id"], d["attempts"] + 1, status, latency, error, body,
+            )
             await conn.execute(
                 """UPDATE webhook_deliveries SET status = $2, attempts = attempts + 1, last_status = $3,
-                          last_error = $4, updated_at = now() WHERE delivery_id = $1""",
-                d["delivery_id"], outcome, status, error,
-            )
-            if disable:
-                await conn.execute("UPDATE webhook_endpoints SET enabled = false WHERE endpoint_id = $1", d["endpoint_id"])
-
-    async def _retry(self, d, status, error, latency, delay: float) -> None:
-        async with self.pool.acquire() as conn, conn.transaction():
-            await self._record(conn, d, status, error, latency)
-            await conn.execute(
-                """UPDATE webhook_deliveries SET attempts = attempts + 1, last_status = $2, last_error = $3,
-                          next_attempt_at = now() + make_interval(secs => $4), updated_at = now()
+                          last_error = $4, updated_at = now(),
+                          next_attempt_at = CASE WHEN $2 = 'pending'
+                                                 THEN now() + make_interval(secs => $5) ELSE next_attempt_at END
                     WHERE delivery_id = $1""",
-                d["delivery_id"], status, error, delay,
+                d["delivery_id"], outcome, status, error, float(delay or 0),
             )
+            if outcome == "succeeded":
+                await conn.execute(
+                    "UPDATE webhook_endpoints SET failing_since = NULL WHERE endpoint_id = $1 AND failing_since IS NOT NULL",
+                    d["endpoint_id"])
+                return
+            if disable is None:
+                failing_since = await conn.fetchval(
+                    """UPDATE webhook_endpoints SET failing_since = coalesce(failing_since, now())
+                        WHERE endpoint_id = $1 RETURNING failing_since""", d["endpoint_id"])
+                if failing_since and datetime.now(UTC) - failing_since >= timedelta(seconds=self.disable_after_s):
+                    disable = ("failing", f"Every attempt has failed since {failing_since.isoformat()}; "
+                                          f"last error: {error}")
+            if disable:
+                await endpoints.disable(conn, self.store, d["endpoint_id"], reason=disable[0], detail=disable[1])
+
+    async def _give_up(self, d, reason: str) -> None:
+        """The endpoint was disabled or deleted after this delivery was queued: keep the
+        delivery as failed (it can be retried once the endpoint is enabled again)."""
+        await self.pool.execute(
+            """UPDATE webhook_deliveries SET status = 'failed', last_error = $2, updated_at = now()
+                WHERE delivery_id = $1""", d["delivery_id"], reason)
+        log.info("webhook delivery skipped", delivery_id=d["delivery_id"], reason=reason)

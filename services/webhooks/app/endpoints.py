@@ -1,0 +1,61 @@
+"""Disabling an endpoint, and the `webhook_endpoint.disabled` event that says so.
+
+The event is appended to this service's event store in the same transaction as the change, so
+the outbox relay publishes it (on `billing.webhooks`) exactly when the disabling commits.
+"""
+
+from datetime import UTC, datetime
+
+import asyncpg
+
+from shared.envelope import CloudEvent
+from shared.eventstore import EventStore
+from shared.logs import get_logger
+
+log = get_logger(__name__)
+STREAM_TYPE = "webhook_endpoint"
+SOURCE = "/billstream/webhooks"
+
+
+def public_view(row: asyncpg.Record) -> dict:
+    """The endpoint resource as the API shows it (never the secret)."""
+    def iso(value):
+        return value.isoformat() if value else None
+
+    return {
+        "id": row["endpoint_id"], "object": "webhook_endpoint", "url": row["url"],
+        "enabledEvents": list(row["enabled_events"]), "description": row["description"],
+        "enabled": row["enabled"], "disabledReason": row["disabled_reason"],
+        "disabledAt": iso(row["disabled_at"]), "failingSince": iso(row["failing_since"]),
+        "previousSecretExpiresAt": iso(row["previous_secret_expires_at"]),
+        "createdAt": iso(row["created_at"]), "updatedAt": iso(row["updated_at"]),
+    }
+
+
+async def disable(conn: asyncpg.Connection, store: EventStore, endpoint_id: str, *,
+                  reason: str, detail: str, now: datetime | None = None) -> bool:
+    """Disable an enabled endpoint and record why; False if it was not enabled (no event).
+
+    Must run in the caller's transaction. The conditional UPDATE takes the row lock, so two
+    workers that both see the endpoint failing publish one event between them.
+    """
+    now = now or datetime.now(UTC)
+    row = await conn.fetchrow(
+        """UPDATE webhook_endpoints SET enabled = false, disabled_at = $2, disabled_reason = $3,
+                  updated_at = $2
+            WHERE endpoint_id = $1 AND enabled AND deleted_at IS NULL RETURNING *""",
+        endpoint_id, now, reason,
+    )
+    if row is None:
+        return False
+    version = await conn.fetchval(
+        "SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1", endpoint_id)
+    event = CloudEvent.new(
+        type="webhook_endpoint.disabled", source=SOURCE, subject=endpoint_id,
+        tenant_id=row["tenant_id"], time=now,
+        data={"endpointId": endpoint_id, "reason": reason, "detail": detail,
+              "endpoint": public_view(row)},
+    )
+    await store.append(conn, STREAM_TYPE, endpoint_id, version, [event])
+    log.warning("webhook endpoint disabled", endpoint_id=endpoint_id, reason=reason, detail=detail)
+    return True
