@@ -11,3 +11,9 @@ class Settings(ServiceSettings):
     service_name: str = "dunning"
     database_url: str = "postgresql://billstream_dunning:billstream_dunning@127.0.0.1:55432/billstream_dunning"
     http_port: int = 8003
+    # Topics are settings so tests can run a dunning process on topics of their own.
+    invoices_topic: str = "billing.invoices"
+    payments_topic: str = "billing.payments"
+    dunning_topic: str = "billing.dunning"
+    # Upper bound on how late a timer fires when nothing wakes the engine earlier.
+    timer_poll_interval_s: float = 0.5

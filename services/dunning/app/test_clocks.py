@@ -1,0 +1,94 @@
+"""Test clocks for sandbox tenants (like Stripe's): while a tenant has one, dunning lives at the
+clock's frozen time for that tenant; advancing it fires everything that falls due on the way,
+in order, so a person can watch an invoice go overdue and through its retries in a demo."""
+
+from datetime import datetime
+
+import asyncpg
+
+from shared.errors import ApiError, Conflict, NotFound
+from shared.ids import new_id
+
+from . import repository as repo
+from .clock import Clock
+
+
+def _view(row: asyncpg.Record, due_now: int) -> dict:
+    return {
+        "id": row["id"], "object": "test_clock", "name": row["name"],
+        "frozenTime": row["frozen_time"].isoformat(),
+        # advancing until every timer due by frozenTime has fired
+        "status": "advancing" if due_now else "ready",
+        "createdAt": row["created_at"].isoformat(),
+    }
+
+
+async def _due(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str, at: datetime) -> int:
+    return await conn.fetchval(
+        f"SELECT count(*) FROM timers WHERE tenant_id = $1 AND fire_at <= $2 AND {repo.PENDING}",
+        tenant_id, at,
+    )
+
+
+class TestClocks:
+    __test__ = False  # not a pytest class
+
+    def __init__(self, pool_of, clock: Clock) -> None:
+        self._pool_of, self.clock = pool_of, clock
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self._pool_of()
+
+    async def _row(self, conn, tenant_id: str, clock_id: str, *, lock: bool = False) -> asyncpg.Record:
+        row = await conn.fetchrow(
+            f"SELECT * FROM test_clocks WHERE id = $1 AND tenant_id = $2{' FOR UPDATE' if lock else ''}",
+            clock_id, tenant_id,
+        )
+        if row is None:
+            raise NotFound("test_clock", clock_id)
+        return row
+
+    async def create(self, tenant_id: str, *, name: str | None, frozen_time: datetime | None) -> dict:
+        at = (frozen_time or self.clock.now()).replace(microsecond=0)
+        now = self.clock.now()
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                """INSERT INTO test_clocks (id, tenant_id, name, frozen_time, created_at, updated_at)
+                   VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (tenant_id) DO NOTHING RETURNING *""",
+                new_id("clock"), tenant_id, name, at, now,
+            )
+            if row is None:
+                raise Conflict("test_clock_exists",
+                               "This tenant already has a test clock: advance it, or delete it first.")
+            await conn.execute("SELECT pg_notify($1, '')", repo.TIMERS_CHANNEL)
+            return _view(row, await _due(conn, tenant_id, at))
+
+    async def list(self, tenant_id: str) -> dict:
+        rows = await self.pool.fetch("SELECT * FROM test_clocks WHERE tenant_id = $1", tenant_id)
+        return {"data": [_view(r, await _due(self.pool, tenant_id, r["frozen_time"])) for r in rows]}
+
+    async def get(self, tenant_id: str, clock_id: str) -> dict:
+        row = await self._row(self.pool, tenant_id, clock_id)
+        return _view(row, await _due(self.pool, tenant_id, row["frozen_time"]))
+
+    async def advance(self, tenant_id: str, clock_id: str, to: datetime) -> dict:
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await self._row(conn, tenant_id, clock_id, lock=True)
+            if to < row["frozen_time"]:
+                raise ApiError("test_clock_backwards",
+                               f"A test clock only moves forward; it is at {row['frozen_time'].isoformat()}.",
+                               field="frozenTime")
+            row = await conn.fetchrow(
+                "UPDATE test_clocks SET frozen_time = $2, updated_at = $3 WHERE id = $1 RETURNING *",
+                clock_id, to, self.clock.now(),
+            )
+            await conn.execute("SELECT pg_notify($1, '')", repo.TIMERS_CHANNEL)
+            return _view(row, await _due(conn, tenant_id, to))
+
+    async def delete(self, tenant_id: str, clock_id: str) -> dict:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await self._row(conn, tenant_id, clock_id, lock=True)
+            await conn.execute("DELETE FROM test_clocks WHERE id = $1", clock_id)
+            await conn.execute("SELECT pg_notify($1, '')", repo.TIMERS_CHANNEL)
+        return {"id": clock_id, "object": "test_clock", "deleted": True}

@@ -1,0 +1,160 @@
+"""The dunning process of one invoice: pure decide/evolve functions, no I/O and no clock.
+
+Each decision takes the state folded from the invoice's dunning stream, the facts it needs and
+`now` (the tenant's time), and returns the events to append plus the timers to set or cancel.
+Status stays null until collection retries start; then IN_PROGRESS until SUCCESS, EXHAUSTED or
+STOPPED, which are final.
+"""
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from shared.errors import Conflict
+
+from .events import (DueDatePassed, DunningEvent, DunningSnapshot, Exhausted, ReminderDue,
+                     RetryDue, RetryScheduled, Status, Stopped, Succeeded)
+from .policy import Policy
+from .schedule import REMINDER, RETRY, InvoiceFacts, TimerSpec
+
+IN_PROGRESS, EXHAUSTED, STOPPED, SUCCESS = "IN_PROGRESS", "EXHAUSTED", "STOPPED", "SUCCESS"
+FINAL = frozenset({EXHAUSTED, STOPPED, SUCCESS})
+
+
+@dataclass(frozen=True)
+class Dunning:
+    invoice_id: str
+    version: int = 0
+    status: Status | None = None
+    attempts: int = 0  # retries made so far
+    next_retry_at: datetime | None = None
+    updated_at: datetime | None = None
+    overdue_recorded: bool = False
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINAL
+
+    @property
+    def retry_scheduled(self) -> bool:
+        return self.status == IN_PROGRESS and self.next_retry_at is not None
+
+    def snapshot(self) -> DunningSnapshot:
+        return DunningSnapshot(invoice_id=self.invoice_id, status=self.status, attempts=self.attempts,
+                               next_retry_at=self.next_retry_at, updated_at=self.updated_at)
+
+
+@dataclass(frozen=True)
+class Decision:
+    events: list[DunningEvent] = field(default_factory=list)
+    schedule: list[TimerSpec] = field(default_factory=list)
+    cancel: frozenset[str] = frozenset()  # timer kinds whose pending timers to cancel
+
+
+NOTHING = Decision()
+
+
+def evolve(state: Dunning, event: DunningEvent) -> Dunning:
+    s = event.dunning
+    return replace(
+        state, version=state.version + 1, status=s.status, attempts=s.attempts,
+        next_retry_at=s.next_retry_at, updated_at=s.updated_at,
+        overdue_recorded=state.overdue_recorded or isinstance(event, DueDatePassed),
+    )
+
+
+def fold(invoice_id: str, events: list[DunningEvent]) -> Dunning:
+    state = Dunning(invoice_id)
+    for event in events:
+        state = evolve(state, event)
+    return state
+
+
+class _Emitter:
+    """Builds events whose snapshot is the state after each of them."""
+
+    def __init__(self, state: Dunning, now: datetime) -> None:
+        self.state, self.now, self.events = state, now, []
+
+    def emit(self, cls: type[DunningEvent], changes: dict[str, Any] | None = None, **facts: Any) -> None:
+        after = replace(self.state, updated_at=self.now, **(changes or {}))
+        event = cls(invoice_id=self.state.invoice_id, dunning=after.snapshot(), **facts)
+        self.events.append(event)
+        self.state = evolve(self.state, event)
+
+
+def on_payment_failed(state: Dunning, policy: Policy, now: datetime, *, automatic: bool,
+                      invoice_closed: bool) -> Decision:
+    """An automatic collection failed: schedule the next retry by the policy, or give up.
+
+    An invoice dunning has not heard of yet counts as open: the failure may simply have
+    overtaken the invoice's own events (they travel on another topic).
+    """
+    if not automatic or invoice_closed or state.finished or state.retry_scheduled:
+        return NOTHING  # manual attempts and failures while a retry is pending change nothing
+    out = _Emitter(state, now)
+    if state.attempts >= policy.max_attempts:
+        out.emit(Exhausted, {"status": EXHAUSTED, "next_retry_at": None},
+                 attempts=state.attempts, final_action=policy.final_action)
+        return Decision(out.events, cancel=frozenset({RETRY, REMINDER}))
+    attempt = state.attempts + 1
+    at = now + timedelta(days=policy.retry_intervals_days[state.attempts])
+    out.emit(RetryScheduled, {"status": IN_PROGRESS, "next_retry_at": at}, attempt=attempt, scheduled_at=at)
+    return Decision(out.events, schedule=[TimerSpec(RETRY, f"retry:{attempt}", at, {"attempt": attempt})])
+
+
+def on_retry_timer(state: Dunning, now: datetime, *, attempt: int) -> Decision:
+    if not state.retry_scheduled or attempt != state.attempts + 1:
+        return NOTHING  # stale: dunning ended or moved on since the timer was set
+    out = _Emitter(state, now)
+    out.emit(RetryDue, {"attempts": attempt, "next_retry_at": None}, attempt=attempt)
+    return Decision(out.events)
+
+
+def on_payment_succeeded(state: Dunning, now: datetime) -> Decision:
+    if state.status != IN_PROGRESS:
+        return NOTHING
+    out = _Emitter(state, now)
+    out.emit(Succeeded, {"status": SUCCESS, "next_retry_at": None})
+    return Decision(out.events, cancel=frozenset({RETRY}))
+
+
+def on_invoice_closed(state: Dunning, now: datetime, *, invoice_status: str) -> Decision:
+    """Paid, voided, written off, marked uncollectible or deleted: nothing more falls due."""
+    cancel = frozenset({"overdue", RETRY, REMINDER})
+    if state.status != IN_PROGRESS:
+        return Decision(cancel=cancel)
+    out = _Emitter(state, now)
+    if invoice_status == "PAID":
+        out.emit(Succeeded, {"status": SUCCESS, "next_retry_at": None})
+    else:
+        out.emit(Stopped, {"status": STOPPED, "next_retry_at": None})
+    return Decision(out.events, cancel=cancel)
+
+
+def stop(state: Dunning, now: datetime) -> Decision:
+    """POST stop-dunning: no more retries or reminders. Stopping twice is not an error."""
+    if state.status == STOPPED:
+        return NOTHING
+    if state.finished:
+        raise Conflict("dunning_finished",
+                       f"Dunning for this invoice already ended with {state.status}; there is nothing to stop.")
+    out = _Emitter(state, now)
+    out.emit(Stopped, {"status": STOPPED, "next_retry_at": None})
+    return Decision(out.events, cancel=frozenset({RETRY, REMINDER}))
+
+
+def on_overdue_timer(state: Dunning, invoice: InvoiceFacts, now: datetime) -> Decision:
+    if state.overdue_recorded or not invoice.is_open or invoice.due_date is None:
+        return NOTHING  # paid or voided since the timer was set
+    out = _Emitter(state, now)
+    out.emit(DueDatePassed, due_date=invoice.due_date)
+    return Decision(out.events)
+
+
+def on_reminder_timer(state: Dunning, invoice: InvoiceFacts, now: datetime, *, kind: str, days: int) -> Decision:
+    if not invoice.is_open or state.status == STOPPED:
+        return NOTHING
+    out = _Emitter(state, now)
+    out.emit(ReminderDue, kind=kind, days=days)
+    return Decision(out.events)

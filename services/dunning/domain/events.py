@@ -1,0 +1,87 @@
+"""Dunning's event contracts (billing.dunning, key = the invoice id), at their current versions.
+Every event carries the facts and a `dunning` snapshot of the process as it is after the event."""
+
+from datetime import date, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+from shared.registry import EventRegistry
+
+from .policy import FinalAction
+
+STREAM_TYPE = "dunning"
+Status = Literal["IN_PROGRESS", "EXHAUSTED", "STOPPED", "SUCCESS"]
+
+
+class Contract(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+    def dump(self) -> dict:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+class DunningSnapshot(Contract):
+    """`status` is null until retries start (an overdue invoice or a reminder is not dunning)."""
+
+    invoice_id: str
+    status: Status | None
+    attempts: int
+    next_retry_at: datetime | None
+    updated_at: datetime | None  # null only in the API's view of an invoice never in dunning
+
+
+class DunningEvent(Contract):
+    invoice_id: str
+    dunning: DunningSnapshot
+
+
+class DueDatePassed(DunningEvent):
+    due_date: date
+
+
+class RetryScheduled(DunningEvent):
+    attempt: int
+    scheduled_at: datetime
+
+
+class RetryDue(DunningEvent):
+    attempt: int
+
+
+class Succeeded(DunningEvent):
+    pass
+
+
+class Exhausted(DunningEvent):
+    attempts: int
+    final_action: FinalAction
+
+
+class Stopped(DunningEvent):
+    pass
+
+
+class ReminderDue(DunningEvent):
+    kind: Literal["before_due", "after_due"]
+    days: int
+
+
+EVENT_TYPES: dict[type[DunningEvent], str] = {
+    DueDatePassed: "dunning.due_date_passed",
+    RetryScheduled: "dunning.retry_scheduled",
+    RetryDue: "dunning.retry_due",
+    Succeeded: "dunning.succeeded",
+    Exhausted: "dunning.exhausted",
+    Stopped: "dunning.stopped",
+    ReminderDue: "dunning.reminder_due",
+}
+
+registry = EventRegistry()
+for _model, _type in EVENT_TYPES.items():
+    registry.register(_type, _model)
+
+
+def type_of(event: DunningEvent) -> str:
+    return EVENT_TYPES[type(event)]
