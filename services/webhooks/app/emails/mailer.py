@@ -9,7 +9,7 @@ import asyncio
 import smtplib
 import ssl
 from email.message import EmailMessage
-from email.utils import formataddr
+from email.utils import formataddr, formatdate
 
 import asyncpg
 import httpx
@@ -48,6 +48,7 @@ def build_message(row: asyncpg.Record | dict, attachment: bytes | None) -> Email
     message["Subject"] = row["subject"]
     message["From"] = row["sender"]
     message["To"] = row["recipient"]
+    message["Date"] = formatdate(usegmt=True)
     message["Message-ID"] = f"<{row['email_id']}@billstream>"
     message["X-Billstream-Event-Id"] = row["event_id"]
     message.set_content(row["text_body"])
