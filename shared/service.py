@@ -24,6 +24,7 @@ from shared import auth
 from shared.db import create_pool, migrate
 from shared.errors import install_error_handlers
 from shared.eventstore import EventStore
+from shared.idempotency import idempotent
 from shared.inbox import Delivery, Handler, InboxConsumer
 from shared.logs import bind_correlation, configure_logging, get_logger
 from shared.outbox import OutboxRelay
@@ -168,6 +169,11 @@ class Service:
         app = FastAPI(title=f"Billstream {self.name}", lifespan=lifespan)
         install_error_handlers(app)
 
+        @app.middleware("http")
+        async def idempotency(request: Request, call_next):
+            return await idempotent(request, call_next, self.pool)
+
+        # Added last, so it runs first: the correlation id is bound for everything below it.
         @app.middleware("http")
         async def correlation(request: Request, call_next):
             with structlog.contextvars.bound_contextvars():

@@ -107,28 +107,33 @@ async def run_demo(quiet: bool = False) -> DemoResult:
         receiver.secret = endpoint["secret"]
         say(f"2. Registered webhook endpoint [cyan]{endpoint['id']}[/] → {receiver.url}")
 
+        r = client.post("/api/customers", json={"name": "Jane Buyer", "email": "jane@example.com", "currency": "UGX"})
+        r.raise_for_status()
+        customer = r.json()
+        say(f"3. Created customer [cyan]{customer['id']}[/] {customer['name']} <{customer['email']}>")
+
         correlation_id = f"demo-{uuid.uuid4().hex[:8]}"
         async with EventTail() as tail:
             r = client.post("/api/invoices", headers={"X-Correlation-Id": correlation_id}, json={
-                "customerId": "cust_demo", "dueDate": "2026-12-31", "currency": "UGX",
+                "customerId": customer["id"], "dueDate": "2026-12-31",
                 "items": [{"description": "Pro Plan - Monthly", "quantity": 1, "unitAmount": 180000},
                           {"description": "Extra seats", "quantity": 3, "unitAmount": 25000}],
             })
             r.raise_for_status()
             invoice = r.json()
-            say(f"3. POST /api/invoices → [green]{r.status_code}[/] invoice [cyan]{invoice['id']}[/] "
+            say(f"4. POST /api/invoices → [green]{r.status_code}[/] invoice [cyan]{invoice['id']}[/] "
                 f"{invoice['status']} {invoice['currency']} {invoice['total']} (correlation {correlation_id})")
             record, event = await tail.find(invoice["id"])
-        say(f"4. Kafka [cyan]{record.topic}[/] partition {record.partition} offset {record.offset}: "
+        say(f"5. Kafka [cyan]{record.topic}[/] partition {record.partition} offset {record.offset}: "
             f"[bold]{event['type']}[/] id={event['id']} correlationid={event['correlationid']}")
 
         webhook = await asyncio.to_thread(
-            receiver.wait_for, lambda w: (w.payload or {}).get("data", {}).get("invoiceId") == invoice["id"])
+            receiver.wait_for, lambda w: (w.payload or {}).get("data", {}).get("invoice", {}).get("id") == invoice["id"])
         status = "[green]signature verified[/]" if webhook.verified else "[red]signature INVALID[/]"
-        say(f"5. Webhook received: {webhook.payload['type']} webhook-id={webhook.headers['webhook-id']} {status}")
+        say(f"6. Webhook received: {webhook.payload['type']} webhook-id={webhook.headers['webhook-id']} {status}")
 
         listed = client.get("/api/invoices", params={"limit": 5}).json()
-        say(f"6. GET /api/invoices → {listed['meta']['total']} invoice(s) in the read model")
+        say(f"7. GET /api/invoices → {listed['meta']['total']} invoice(s) in the read model")
     say("\nDone. Try it yourself:")
     say(f"   curl -H 'Authorization: Bearer {tenant['apiKey']}' {GATEWAY}/api/invoices")
     return DemoResult(tenant["tenantId"], tenant["apiKey"], invoice, event, record.partition,

@@ -4,15 +4,25 @@ from pathlib import Path
 
 from shared.service import Service
 
+from .app.handlers import Invoicing
+from .consumers import dunning, payments
 from .domain.events import STREAM_TOPICS
-from .projections.invoice_list import InvoiceList
+from .projections.invoice_list import CreditNotes, CustomerList, InvoiceList
 from .settings import Settings
 
-service = Service(Settings(), topics=STREAM_TOPICS, migrations=Path(__file__).parent / "migrations")
-service.projections.append(InvoiceList(service.store))
+service = Service(Settings(), topics=STREAM_TOPICS, migrations=Path(__file__).parent / "migrations",
+                  projections=[InvoiceList(), CustomerList(), CreditNotes()])
+
+
+def invoicing() -> Invoicing:
+    return Invoicing(service.pool, service.store)
+
+
+service.consume("billing.payments", "payments")(lambda conn, e: payments.on_payment_event(invoicing(), conn, e))
+service.consume("billing.dunning", "dunning")(lambda conn, e: dunning.on_dunning_event(invoicing(), conn, e))
 
 
 def create_app():
-    from .api.routes import router
+    from .api.routes import customers, invoices
 
-    return service.app(router)
+    return service.app(invoices.router, customers.router)

@@ -11,3 +11,8 @@ class Settings(ServiceSettings):
     service_name: str = "invoicing"
     database_url: str = "postgresql://billstream_invoicing:billstream_invoicing@127.0.0.1:55432/billstream_invoicing"
     http_port: int = 8001
+    # Where clients reach the platform: signed PDF links point here.
+    public_url: str = "http://localhost:3000"
+    # Signs PDF download links. Set a long random value in every real deployment.
+    pdf_signing_secret: str = "local-development-only"
+    pdf_url_ttl_s: int = 3600

@@ -33,7 +33,7 @@ async def test_invoice_flows_from_api_through_kafka_to_every_service_and_a_signe
     assert event["type"] == "invoice.created" and event["subject"] == invoice["id"]
     assert event["specversion"] == "1.0" and event["tenantid"] == result.tenant_id
     assert event["correlationid"] == result.correlation_id
-    assert event["data"]["total"] == invoice["total"]
+    assert event["data"]["invoice"] == invoice
 
     assert result.webhook.verified
     assert result.webhook.headers["webhook-id"] == event["id"]
@@ -93,10 +93,12 @@ def test_keys_are_checked_by_every_service_and_revocation_reaches_them(gateway):
     with owner_client, other_client:
         wait_until_key_active(owner_client)
         wait_until_key_active(other_client)
+        customer = owner_client.post("/api/customers", json={"name": "Buyer"}).json()
         inv = owner_client.post("/api/invoices", json={
-            "customerId": "c1", "dueDate": "2026-12-01",
+            "customerId": customer["id"], "dueDate": "2026-12-01",
             "items": [{"description": "x", "quantity": 1, "unitAmount": 100}]}).json()
         assert other_client.get(f"/api/invoices/{inv['id']}").status_code == 404  # another tenant's id
+        assert other_client.get(f"/api/customers/{customer['id']}").status_code == 404
 
         subprocess.run([sys.executable, "-m", "services.invoicing", "tenants", "revoke-key",
                         owner["tenantId"], owner["keyId"]], cwd=ROOT, check=True, capture_output=True)

@@ -1,31 +1,136 @@
-"""Request and response bodies of the invoicing API (camelCase on the wire)."""
+"""Request bodies of the invoicing API (camelCase on the wire), and their translation into the
+domain's field sets. Unknown fields are refused, so a typo is an error rather than ignored."""
 
+import datetime as dt
 from datetime import date
+from decimal import Decimal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
+
+from shared.errors import ApiError
+from shared.money import UnsupportedCurrency, check_currency
+
+from ..domain import events as ev
+from ..domain.invoice import PAYMENT_METHODS
+
+DRAFT_KEYS = set(ev.DraftFields.model_fields) - {"customer"}
+Rate = Decimal  # a percentage, e.g. 18 or 7.5
 
 
 class Body(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
 
+class DiscountIn(Body):
+    percent: Decimal | None = Field(default=None, ge=0, le=100)
+    amount: int | None = Field(default=None, ge=0)
+
+
 class ItemIn(Body):
     description: str = Field(min_length=1, max_length=500)
     quantity: int = Field(default=1, gt=0, le=1_000_000_000)
     unit_amount: int = Field(ge=0, le=10**15, description="in the currency's minor unit")
+    tax_rate: Rate | None = Field(default=None, ge=0, le=100)
+    discount: DiscountIn | None = None
+
+    def to_line(self) -> ev.LineData:
+        return ev.LineData.model_validate(self.model_dump(exclude_none=True))
 
 
-class CreateInvoiceIn(Body):
+def currency_or_error(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return check_currency(value)
+    except UnsupportedCurrency as exc:
+        raise ApiError("currency_unsupported", str(exc), field="currency") from exc
+
+
+class InvoiceFieldsIn(Body):
+    """What a draft holds; every field optional so PATCH can send only what changes."""
+
+    customer_id: str | None = Field(default=None, min_length=1, max_length=100)
+    due_date: date | None = None
+    currency: str | None = Field(default=None, min_length=3, max_length=3)
+    items: list[ItemIn] | None = Field(default=None, min_length=1, max_length=500)
+    tax_rate: Rate | None = Field(default=None, ge=0, le=100)
+    tax_inclusive: bool | None = None
+    discount: DiscountIn | None = None
+    notes: str | None = Field(default=None, max_length=5000)
+    po_number: str | None = Field(default=None, max_length=100)
+    reference: str | None = Field(default=None, min_length=1, max_length=100)
+    allow_partial_payments: bool | None = None
+    return_url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://")
+    auto_collection: bool | None = None
+    metadata: dict[str, str] | None = Field(default=None, max_length=50)
+
+    def draft_fields(self) -> ev.DraftFields:
+        """The domain fields actually sent (so PATCH replaces only those)."""
+        sent = self.model_dump(exclude_unset=True, include=DRAFT_KEYS)
+        if self.items is not None:  # whole lines, defaults included
+            sent["items"] = [item.model_dump(exclude_none=True) for item in self.items]
+        if "currency" in sent:
+            sent["currency"] = currency_or_error(sent["currency"])
+        return ev.DraftFields.model_validate(sent)
+
+
+class CreateInvoiceIn(InvoiceFieldsIn):
     customer_id: str = Field(min_length=1, max_length=100)
-    due_date: date
-    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
     items: list[ItemIn] = Field(min_length=1, max_length=500)
-    metadata: dict[str, str] = Field(default_factory=dict, max_length=50)
 
 
-class PageMeta(BaseModel):
-    page: int
-    limit: int
-    total: int
-    totalPages: int
+class ImportInvoiceIn(CreateInvoiceIn):
+    number: str = Field(min_length=1, max_length=64)
+    issued_on: date
+    status: Literal["PENDING", "PAID", "VOID"] = "PAID"
+    amount_paid: int = Field(default=0, ge=0)
+
+
+class RecordPaymentIn(Body):
+    amount: int | None = Field(default=None, gt=0, description="defaults to the amount due")
+    method: Literal[PAYMENT_METHODS] = "other"  # type: ignore[valid-type]
+    reference: str | None = Field(default=None, max_length=200)
+    date: dt.date | None = Field(default=None, description="when the money was received")
+
+
+class ReasonIn(Body):
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class AddressIn(Body):
+    line1: str | None = Field(default=None, max_length=200)
+    line2: str | None = Field(default=None, max_length=200)
+    city: str | None = Field(default=None, max_length=100)
+    state: str | None = Field(default=None, max_length=100)
+    postal_code: str | None = Field(default=None, max_length=20)
+    country: str | None = Field(default=None, min_length=2, max_length=2)
+
+
+class CustomerFieldsIn(Body):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    email: str | None = Field(default=None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    currency: str | None = Field(default=None, min_length=3, max_length=3)
+    billing_address: AddressIn | None = None
+    tax_id: str | None = Field(default=None, max_length=50)
+    auto_collection: bool | None = None
+    net_term_days: int | None = Field(default=None, ge=0, le=365)
+    metadata: dict[str, str] | None = Field(default=None, max_length=50)
+
+    @field_validator("email")
+    @classmethod
+    def _lower(cls, v: str | None) -> str | None:
+        return v.lower() if v else v
+
+    def customer_fields(self) -> ev.CustomerFields:
+        sent = self.model_dump(exclude_unset=True, by_alias=False)
+        if "currency" in sent:
+            sent["currency"] = currency_or_error(sent["currency"])
+        if sent.get("billing_address") is not None:
+            sent["billing_address"] = self.billing_address.model_dump(by_alias=True, exclude_none=True)
+        return ev.CustomerFields.model_validate(sent)
+
+
+class CreateCustomerIn(CustomerFieldsIn):
+    name: str = Field(min_length=1, max_length=200)

@@ -1,26 +1,95 @@
-"""The invoice as the public API shows it (camelCase JSON). One function, used by the HTTP
-routes and by the list projection, so both always agree."""
+"""Resources as the public API and the events show them (camelCase JSON). The same functions
+build HTTP answers and event snapshots, so the two always agree."""
 
 from datetime import datetime
 
+from ..domain.customer import Customer
 from ..domain.invoice import Invoice
 
 
-def invoice_view(inv: Invoice, *, created_at: datetime, updated_at: datetime) -> dict:
+def _iso(t: datetime | None) -> str | None:
+    return t.isoformat().replace("+00:00", "Z") if t else None
+
+
+def invoice_view(inv: Invoice) -> dict:
+    f, totals = inv.fields, inv.totals
+    items = []
+    for priced in totals.lines:
+        ln = priced.line
+        item = {"description": ln.description, "quantity": ln.quantity, "unitAmount": ln.unit_amount,
+                "amount": priced.amount, "discountAmount": priced.discount, "taxAmount": priced.tax}
+        if ln.tax_rate is not None:
+            item["taxRate"] = str(ln.tax_rate)
+        if ln.discount:
+            item["discount"] = ln.discount.dump()
+        items.append(item)
     return {
         "id": inv.id,
         "object": "invoice",
-        "customerId": inv.customer_id,
+        "number": inv.number,
         "status": inv.status,
-        "currency": inv.currency,
-        "dueDate": inv.due_date.isoformat() if inv.due_date else None,
-        "items": [i.dump() for i in inv.items],
-        "subtotal": inv.subtotal,
-        "total": inv.total,
-        "amount": inv.total,  # NovaBilling's name for the invoice total
+        "customerId": f.customer.id if f.customer else None,
+        "customer": f.customer.dump() if f.customer else None,
+        "currency": f.currency,
+        "items": items,
+        "taxRate": str(f.tax_rate) if f.tax_rate is not None else None,
+        "taxInclusive": bool(f.tax_inclusive),
+        "discount": f.discount.dump() if f.discount else None,
+        "subtotal": totals.subtotal,
+        "discountTotal": totals.discount_total,
+        "taxTotal": totals.tax_total,
+        "total": totals.total,
+        "amount": totals.total,  # NovaBilling's name for the total
         "amountPaid": inv.amount_paid,
         "amountDue": inv.amount_due,
-        "metadata": inv.metadata,
-        "createdAt": created_at.isoformat(),
-        "updatedAt": updated_at.isoformat(),
+        "amountRefunded": inv.amount_refunded,
+        "creditsApplied": inv.credits_applied,
+        "writeOffAmount": inv.write_off_amount,
+        "allowPartialPayments": f.allow_partial_payments is not False,
+        "autoCollection": bool(f.auto_collection),
+        "dueDate": f.due_date.isoformat() if f.due_date else None,
+        "issuedOn": inv.issued_on.isoformat() if inv.issued_on else None,
+        "notes": f.notes,
+        "poNumber": f.po_number,
+        "reference": f.reference,
+        "returnUrl": f.return_url,
+        "metadata": f.metadata or {},
+        "finalizedAt": _iso(inv.finalized_at),
+        "sentAt": _iso(inv.sent_at),
+        "paidAt": _iso(inv.paid_at),
+        "voidedAt": _iso(inv.voided_at),
+        "voidReason": inv.void_reason,
+        "writtenOffAt": _iso(inv.written_off_at),
+        "createdAt": _iso(inv.created_at),
+        "updatedAt": _iso(inv.updated_at),
+    }
+
+
+def customer_view(c: Customer) -> dict:
+    f = c.fields
+    return {
+        "id": c.id,
+        "object": "customer",
+        "name": f.name,
+        "email": f.email,
+        "currency": f.currency,
+        "billingAddress": f.billing_address,
+        "taxId": f.tax_id,
+        "autoCollection": bool(f.auto_collection),
+        "netTermDays": f.net_term_days or 0,
+        "metadata": f.metadata or {},
+        "creditBalance": c.credit.get(f.currency, 0) if f.currency else 0,
+        "creditBalances": {k: v for k, v in c.credit.items() if v},
+        "createdAt": _iso(c.created_at),
+        "updatedAt": _iso(c.updated_at),
+    }
+
+
+def credit_note_view(*, id: str, number: str, invoice: Invoice, kind: str, amount: int,
+                     reason: str | None, at: datetime) -> dict:
+    return {
+        "id": id, "object": "credit_note", "number": number, "invoiceId": invoice.id,
+        "customerId": invoice.fields.customer.id if invoice.fields.customer else None,
+        "type": kind, "amount": amount, "currency": invoice.fields.currency, "reason": reason,
+        "createdAt": _iso(at),
     }

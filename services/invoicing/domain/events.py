@@ -1,41 +1,191 @@
-"""Invoicing's event contracts: the data models of the events it publishes, at their current
-versions. Field names are camelCase, as on the public API."""
+"""Invoicing's event contracts (docs/events.md): the facts of each event, at its current version.
+
+The application adds the resource snapshot (`invoice`, `customer`) to each event's data after
+deciding, so consumers and webhooks get the resource as it was after the event; the aggregate
+itself is folded from the facts alone.
+"""
 
 from datetime import date
+from decimal import Decimal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from shared.registry import EventRegistry
 
-STREAM_TOPICS = {"invoice": "billing.invoices", "tenant": "billing.tenants"}
+STREAM_TOPICS = {"invoice": "billing.invoices", "customer": "billing.customers", "tenant": "billing.tenants"}
 
 
 class Contract(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
 
     def dump(self) -> dict:
-        return self.model_dump(mode="json", by_alias=True)
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
-class LineItem(Contract):
+class DiscountData(Contract):
+    percent: Decimal | None = None
+    amount: int | None = None
+
+
+class LineData(Contract):
     description: str
     quantity: int
     unit_amount: int
+    tax_rate: Decimal | None = None
+    discount: DiscountData | None = None
+
+
+class CustomerRef(Contract):
+    id: str
+    name: str
+    email: str | None = None
+
+
+class DraftFields(Contract):
+    """Everything a draft holds that PATCH can replace."""
+
+    customer: CustomerRef | None = None
+    currency: str | None = None
+    due_date: date | None = None
+    items: list[LineData] | None = None
+    tax_rate: Decimal | None = None
+    tax_inclusive: bool | None = None
+    discount: DiscountData | None = None
+    notes: str | None = None
+    po_number: str | None = None
+    reference: str | None = None
+    allow_partial_payments: bool | None = None
+    return_url: str | None = None
+    auto_collection: bool | None = None
+    metadata: dict[str, str] | None = None
+
+
+class InvoiceEvent(Contract):
+    invoice: dict[str, Any] = Field(default_factory=dict)  # snapshot after the event
+
+
+class InvoiceCreated(InvoiceEvent):
+    fields: DraftFields
+
+
+class InvoiceUpdated(InvoiceEvent):
+    changes: list[str]
+    fields: DraftFields
+
+
+class InvoiceImported(InvoiceEvent):
+    fields: DraftFields
+    number: str
+    issued_on: date
+    amount_paid: int = 0
+    status: str
+
+
+class InvoiceFinalized(InvoiceEvent):
+    number: str
+    credits_applied: int = 0
+
+
+class InvoiceSent(InvoiceEvent):
+    pass
+
+
+class PaymentReceived(InvoiceEvent):
+    payment_id: str
     amount: int
-
-
-class InvoiceCreated(Contract):
-    invoice_id: str
-    customer_id: str
-    currency: str
-    due_date: date
-    items: list[LineItem]
-    subtotal: int
-    total: int
+    applied: int
+    overpayment: int
+    method: str
+    reference: str | None = None
+    paid_on: date | None = None
+    offline: bool = False
+    is_partial: bool
+    is_fully_paid: bool
+    amount_paid: int
     amount_due: int
-    status: str = "DRAFT"
-    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class InvoicePaid(InvoiceEvent):
+    pass
+
+
+class InvoiceOverdue(InvoiceEvent):
+    due_date: date
+
+
+class PaymentFailed(InvoiceEvent):
+    payment_id: str | None = None
+    reason_code: str | None = None
+    reason: str | None = None
+    attempt: int | None = None
+
+
+class MarkedUncollectible(InvoiceEvent):
+    pass
+
+
+class InvoiceVoided(InvoiceEvent):
+    reason: str | None = None
+    credits_returned: int = 0
+
+
+class WrittenOff(InvoiceEvent):
+    amount: int
+    credit_note_id: str
+
+
+class InvoiceRefunded(InvoiceEvent):
+    payment_id: str
+    refund_id: str
+    amount: int
+    credit_note_id: str
+
+
+class InvoiceDeleted(InvoiceEvent):
+    pass
+
+
+class CreditNoteCreated(Contract):
+    credit_note: dict[str, Any]
+
+
+class CustomerFields(Contract):
+    name: str | None = None
+    email: str | None = None
+    currency: str | None = None
+    billing_address: dict[str, str] | None = None
+    tax_id: str | None = None
+    auto_collection: bool | None = None
+    net_term_days: int | None = None
+    metadata: dict[str, str] | None = None
+
+
+class CustomerEvent(Contract):
+    customer: dict[str, Any] = Field(default_factory=dict)
+
+
+class CustomerCreated(CustomerEvent):
+    fields: CustomerFields
+
+
+class CustomerUpdated(CustomerEvent):
+    changes: list[str]
+    fields: CustomerFields
+
+
+class CreditAdded(CustomerEvent):
+    amount: int
+    currency: str
+    invoice_id: str | None = None
+    reason: str
+
+
+class CreditApplied(CustomerEvent):
+    amount: int
+    currency: str
+    invoice_id: str
 
 
 class TenantCreated(Contract):
@@ -54,7 +204,30 @@ class ApiKeyRevoked(Contract):
 
 
 registry = EventRegistry()
-registry.register("invoice.created", InvoiceCreated)
-registry.register("tenant.created", TenantCreated)
-registry.register("api_key.created", ApiKeyCreated)
-registry.register("api_key.revoked", ApiKeyRevoked)
+registry.register("invoice.created", InvoiceCreated, version=2)
+
+
+@registry.upcaster("invoice.created", from_version=1)
+def _created_v1_to_v2(data: dict) -> dict:
+    """v1 (the walking skeleton) was flat and knew only the customer's id."""
+    return {"fields": {
+        "customer": {"id": data["customerId"], "name": data["customerId"]},
+        "currency": data["currency"], "dueDate": data["dueDate"], "metadata": data.get("metadata", {}),
+        "items": [{k: i[k] for k in ("description", "quantity", "unitAmount")} for i in data["items"]],
+    }}
+
+
+for _type, _model in {
+    "invoice.updated": InvoiceUpdated,
+    "invoice.imported": InvoiceImported, "invoice.finalized": InvoiceFinalized,
+    "invoice.sent": InvoiceSent, "invoice.payment_received": PaymentReceived,
+    "invoice.paid": InvoicePaid, "invoice.overdue": InvoiceOverdue,
+    "invoice.payment_failed": PaymentFailed, "invoice.marked_uncollectible": MarkedUncollectible,
+    "invoice.voided": InvoiceVoided, "invoice.written_off": WrittenOff,
+    "invoice.refunded": InvoiceRefunded, "invoice.deleted": InvoiceDeleted,
+    "credit_note.created": CreditNoteCreated,
+    "customer.created": CustomerCreated, "customer.updated": CustomerUpdated,
+    "customer.credit_added": CreditAdded, "customer.credit_applied": CreditApplied,
+    "tenant.created": TenantCreated, "api_key.created": ApiKeyCreated, "api_key.revoked": ApiKeyRevoked,
+}.items():
+    registry.register(_type, _model)

@@ -1,0 +1,141 @@
+"""List queries over the read models: NovaBilling's page/limit, operator filters such as
+`total[gte]=1000`, `status[in]=PENDING,OVERDUE`, `dueDate[before]=2026-12-01`, search, sort and
+cursor pagination. Every filter becomes a bound parameter; column names come from allow-lists."""
+
+import base64
+import json
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from starlette.datastructures import QueryParams
+
+from shared.errors import ApiError
+
+OPERATORS = {"eq": "=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "before": "<", "after": ">", "on": "="}
+
+
+@dataclass
+class Column:
+    sql: str
+    parse: Any  # str -> value; raises ValueError on bad input
+
+
+def _int(v: str) -> int:
+    return int(v)
+
+
+def _date(v: str) -> date:
+    return date.fromisoformat(v)
+
+
+def parse_time(v: str) -> datetime:
+    return datetime.fromisoformat(v) if "T" in v else datetime.fromisoformat(v + "T00:00:00+00:00")
+
+
+@dataclass
+class Query:
+    where: list[str] = field(default_factory=list)
+    args: list[Any] = field(default_factory=list)
+
+    def add(self, sql: str, *values: Any) -> None:
+        placeholders = []
+        for v in values:
+            self.args.append(v)
+            placeholders.append(f"${len(self.args)}")
+        self.where.append(sql.format(*placeholders))
+
+    @property
+    def sql(self) -> str:
+        return " AND ".join(self.where)
+
+
+def encode_cursor(sort_value: Any, row_id: str) -> str:
+    raw = json.dumps([sort_value.isoformat() if hasattr(sort_value, "isoformat") else sort_value, row_id])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, column: Column) -> tuple[Any, str]:
+    try:
+        value, row_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return (column.parse(value) if value is not None else None), str(row_id)
+    except (ValueError, TypeError) as exc:
+        raise ApiError("cursor_invalid", "cursor is not one this API returned.", field="cursor") from exc
+
+
+async def run_list(conn, *, table: str, id_col: str, tenant: str, params: QueryParams,
+                   filters: dict[str, Column], sortable: dict[str, Column], default_sort: str,
+                   search_col: str | None = "search") -> dict:
+    q = Query()
+    q.add("tenant_id = {}", tenant)
+    for name, raw in params.multi_items():
+        base, _, op = name.partition("[")
+        op = op.rstrip("]")
+        if base not in filters:
+            continue
+        col = filters[base]
+        try:
+            if op == "in" or (not op and "," in raw):
+                q.add(f"{col.sql} = ANY({{}})", [col.parse(v) for v in raw.split(",")])
+            elif op in OPERATORS or not op:
+                q.add(f"{col.sql} {OPERATORS.get(op, '=')} {{}}", col.parse(raw))
+            else:
+                raise ApiError("parameter_invalid", f"Unknown operator '{op}' for {base}.", field=name)
+        except ValueError as exc:
+            raise ApiError("parameter_invalid", f"{name}: {exc}", field=name) from exc
+    if (search := params.get("search")) and search_col:
+        q.add(f"{search_col} LIKE {{}}", f"%{search.lower().replace('%', '').replace('_', '')}%")
+
+    sort = params.get("sort", default_sort)
+    desc = sort.startswith("-")
+    if sort.lstrip("-") not in sortable:
+        raise ApiError("parameter_invalid", f"Cannot sort by '{sort}'. Use one of {sorted(sortable)}.", field="sort")
+    sort_col = sortable[sort.lstrip("-")]
+    try:
+        limit = int(params.get("limit", 20))
+        page = int(params.get("page", 1))
+    except ValueError as exc:
+        raise ApiError("parameter_invalid", "page and limit are whole numbers.", field="limit") from exc
+    if not 1 <= limit <= 100 or page < 1:
+        raise ApiError("parameter_invalid", "limit is 1-100 and page starts at 1.", field="limit")
+
+    cursor = params.get("cursor")
+    count_sql, count_args = q.sql, list(q.args)
+    if cursor:
+        value, row_id = decode_cursor(cursor, sort_col)
+        cmp = "<" if desc else ">"
+        q.add(f"({sort_col.sql}, {id_col}) {cmp} ({{}}, {{}})", value, row_id)
+    direction = "DESC" if desc else "ASC"
+    offset = 0 if cursor else (page - 1) * limit
+    rows = await conn.fetch(
+        f"""SELECT view, {sort_col.sql} AS sort_value, {id_col} AS row_id FROM {table} WHERE {q.sql}
+            ORDER BY {sort_col.sql} {direction} NULLS LAST, {id_col} {direction} LIMIT {limit + 1} OFFSET {offset}""",
+        *q.args,
+    )
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    meta: dict[str, Any] = {"limit": limit, "hasMore": has_more,
+                            "nextCursor": encode_cursor(rows[-1]["sort_value"], rows[-1]["row_id"]) if has_more else None}
+    if not cursor:
+        total = await conn.fetchval(f"SELECT count(*) FROM {table} WHERE {count_sql}", *count_args)
+        meta.update(page=page, total=total, totalPages=-(-total // limit))
+    return {"data": [r["view"] for r in rows], "meta": meta}
+
+
+INVOICE_FILTERS = {
+    "status": Column("status", lambda v: v.upper()),
+    "customerId": Column("customer_id", str),
+    "customerEmail": Column("customer_email", lambda v: v.lower()),
+    "number": Column("number", str),
+    "reference": Column("reference", str),
+    "currency": Column("currency", lambda v: v.upper()),
+    "total": Column("total", _int),
+    "amountDue": Column("amount_due", _int),
+    "amountPaid": Column("amount_paid", _int),
+    "dueDate": Column("due_date", _date),
+    "createdAt": Column("created_at", parse_time),
+}
+INVOICE_SORTS = {
+    "createdAt": Column("created_at", parse_time), "dueDate": Column("due_date", _date),
+    "total": Column("total", _int), "amountDue": Column("amount_due", _int), "number": Column("number", str),
+}

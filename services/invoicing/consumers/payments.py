@@ -1,0 +1,23 @@
+"""billing.payments → the invoice: money received, collection failures, refunds."""
+
+import asyncpg
+
+from shared.envelope import CloudEvent
+
+from ..app.handlers import Invoicing
+
+
+async def on_payment_event(app: Invoicing, conn: asyncpg.Connection, event: CloudEvent) -> None:
+    d, tenant = event.data, event.tenantid
+    invoice_id = d.get("invoiceId") or (d.get("payment") or {}).get("invoiceId")
+    if not invoice_id:
+        return
+    if event.type == "payment.succeeded":
+        await app.on_payment_succeeded(conn, tenant, invoice_id, payment_id=d["paymentId"],
+                                       amount=int(d["amount"]), method=d.get("method") or d.get("provider") or "other")
+    elif event.type == "payment.failed" and d.get("automatic"):
+        await app.on_payment_failed(conn, tenant, invoice_id, payment_id=d.get("paymentId"),
+                                    reason_code=d.get("reasonCode"), reason=d.get("reason"), attempt=d.get("attempt"))
+    elif event.type == "payment.refunded":
+        await app.on_payment_refunded(conn, tenant, invoice_id, payment_id=d["paymentId"], refund_id=d["refundId"],
+                                      amount=int(d["amount"]), reason=d.get("reason"))
