@@ -1,16 +1,49 @@
-"""Payments' wiring: its settings, topics, migrations and consumers."""
+"""Payments' wiring: settings, topics, migrations, projections, consumers, the charge worker and
+the sandbox provider (its API and callback sender)."""
 
 from pathlib import Path
 
 from shared.service import Service
 
+from .app.accounts import Accounts
+from .app.handlers import Payments
+from .app.vault import Vault
+from .app.worker import ChargeWorker
+from .consumers.dunning import on_dunning_event
 from .consumers.invoices import on_invoice_event
+from .projections.payment_list import PaymentList
 from .settings import Settings
 
-service = Service(Settings(), topics={"payment": "billing.payments"},
+settings = Settings()
+service = Service(settings, topics={"payment": settings.payments_topic},
                   migrations=Path(__file__).parent / "migrations")
-service.consume("billing.invoices", "invoices")(on_invoice_event)
+service.projections.append(PaymentList())
+vault = Vault(settings.credentials_keys)
+payments = Payments(service, Accounts(vault, settings), vault)
+
+service.consume(settings.invoices_topic, "invoices")(on_invoice_event)
+service.consume(settings.dunning_topic, "dunning")(on_dunning_event)
+
+
+@service.background("charge worker")
+def charge_worker() -> ChargeWorker:
+    return ChargeWorker(payments, settings.database_url, poll_interval=settings.poll_interval_s / 2)
+
+
+if settings.sandbox_enabled:
+    from .providers.sandbox_server import CallbackSender
+
+    @service.background("sandbox callbacks")
+    def sandbox_callbacks() -> CallbackSender:
+        return CallbackSender(service.pool, settings.sandbox_webhook_secret)
 
 
 def create_app():
-    return service.app()
+    from .api.pay import router as pay_router
+    from .api.routes import router
+    from .providers.sandbox_server import make_router
+
+    routers = [router, pay_router]
+    if settings.sandbox_enabled:
+        routers.append(make_router(lambda: service.pool, settings))
+    return service.app(*routers)

@@ -2,6 +2,10 @@ from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings
 
+# Local default only, so a fresh checkout runs: every real deployment sets
+# BILLSTREAM_PAYMENTS_CREDENTIALS_KEYS (comma-separated Fernet keys, newest first).
+DEV_CREDENTIALS_KEY = "YmlsbHN0cmVhbS1sb2NhbC1kZXYta2V5LW5vdC1zZWM="
+
 
 class Settings(ServiceSettings):
     """Environment: BILLSTREAM_PAYMENTS_DATABASE_URL, BILLSTREAM_PAYMENTS_HTTP_PORT, ..."""
@@ -11,3 +15,35 @@ class Settings(ServiceSettings):
     service_name: str = "payments"
     database_url: str = "postgresql://billstream_payments:billstream_payments@127.0.0.1:55432/billstream_payments"
     http_port: int = 8002
+
+    # Topics (overridable so tests can run a whole payments process on their own topics).
+    payments_topic: str = "billing.payments"
+    invoices_topic: str = "billing.invoices"
+    dunning_topic: str = "billing.dunning"
+
+    # Where customers open checkout links (the gateway), and where providers call us back.
+    public_url: str = "http://localhost:3000"
+    callback_url: str | None = None  # default: this process, http://127.0.0.1:<http_port>
+    checkout_ttl_hours: int = 72
+
+    credentials_keys: str = DEV_CREDENTIALS_KEY
+
+    # The sandbox provider (served by this process under /sandbox/v1).
+    sandbox_enabled: bool = True
+    sandbox_url: str | None = None  # default: http://127.0.0.1:<http_port>/sandbox/v1
+    sandbox_secret_key: str = "sk_sandbox_local"
+    sandbox_webhook_secret: str = "whsec_sandbox_local"
+    sandbox_delay_s: float = 0.5  # until an ordinary charge settles
+    sandbox_slow_s: float = 4.0  # until a timing-out or unapproved charge settles
+
+    provider_timeout_s: float = 2.0  # per provider HTTP call; a timeout is retried with the same key
+    stripe_api_base: str | None = None  # tests point the stripe library at a local server
+    paystack_api_base: str = "https://api.paystack.co"
+
+    @property
+    def own_url(self) -> str:
+        return self.callback_url or f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def sandbox_api_url(self) -> str:
+        return self.sandbox_url or f"http://127.0.0.1:{self.http_port}/sandbox/v1"

@@ -1,22 +1,57 @@
-"""billing.invoices → payable_invoices, the read model collection and checkout work from."""
+"""billing.invoices → payable_invoices (the invoice snapshot collection and checkout work from),
+and automatic collection when an invoice is finalized for a customer with autoCollection.
+
+Events carry the invoice snapshot in data["invoice"] (docs/events.md); `sequence` makes older or
+repeated events lose. The flat invoice.created shape of the first skeleton is still read.
+"""
 
 import asyncpg
 
 from shared.envelope import CloudEvent
+from shared.logs import get_logger
+
+from ..app.collect import collect_automatically
+
+log = get_logger(__name__)
+
+
+def _row(event: CloudEvent) -> dict | None:
+    d = event.data
+    inv = d.get("invoice")
+    if isinstance(inv, dict):
+        return {"invoice_id": inv["id"], "customer_id": inv.get("customerId") or (inv.get("customer") or {}).get("id") or "",
+                "status": inv["status"], "currency": inv["currency"], "total": inv.get("total", 0),
+                "amount_due": inv.get("amountDue", 0), "snapshot": inv,
+                "allow_partial": bool(inv.get("allowPartialPayments")), "auto": bool(inv.get("autoCollection"))}
+    if event.type == "invoice.created" and "invoiceId" in d:  # the skeleton's flat shape
+        return {"invoice_id": d["invoiceId"], "customer_id": d["customerId"], "status": d["status"],
+                "currency": d["currency"], "total": d["total"], "amount_due": d["amountDue"], "snapshot": None,
+                "allow_partial": False, "auto": False}
+    return None
 
 
 async def on_invoice_event(conn: asyncpg.Connection, event: CloudEvent) -> None:
-    if event.type != "invoice.created":
+    row = _row(event)
+    if row is None:
         return
-    d = event.data
     await conn.execute(
         """INSERT INTO payable_invoices (invoice_id, tenant_id, customer_id, status, currency, total,
-                                         amount_due, version, updated_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                                         amount_due, version, updated_at, snapshot, allow_partial_payments,
+                                         auto_collection)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
            ON CONFLICT (invoice_id) DO UPDATE SET
-             status = EXCLUDED.status, total = EXCLUDED.total, amount_due = EXCLUDED.amount_due,
-             version = EXCLUDED.version, updated_at = EXCLUDED.updated_at
-           WHERE payable_invoices.version < EXCLUDED.version""",
-        d["invoiceId"], event.tenantid, d["customerId"], d["status"], d["currency"], d["total"],
-        d["amountDue"], int(event.sequence or 1), event.time,
+             customer_id = EXCLUDED.customer_id, status = EXCLUDED.status, currency = EXCLUDED.currency,
+             total = EXCLUDED.total, amount_due = EXCLUDED.amount_due, version = EXCLUDED.version,
+             updated_at = EXCLUDED.updated_at, snapshot = EXCLUDED.snapshot,
+             allow_partial_payments = EXCLUDED.allow_partial_payments, auto_collection = EXCLUDED.auto_collection
+           WHERE payable_invoices.version < EXCLUDED.version AND payable_invoices.tenant_id = EXCLUDED.tenant_id""",
+        row["invoice_id"], event.tenantid, row["customer_id"], row["status"], row["currency"], row["total"],
+        row["amount_due"], int(event.sequence or 1), event.time, row["snapshot"], row["allow_partial"], row["auto"],
     )
+    payment_id = event.data.get("paymentId")
+    if event.type == "invoice.payment_received" and payment_id:
+        # From now on the snapshot's amountDue counts this payment.
+        await conn.execute("INSERT INTO invoice_payment_acks VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                           row["invoice_id"], payment_id)
+    if event.type == "invoice.finalized" and row["auto"] and row["amount_due"] > 0:
+        await collect_automatically(conn, event.tenantid, row["invoice_id"], attempt=1)

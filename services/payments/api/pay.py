@@ -1,0 +1,151 @@
+"""The hosted payment page, /pay/{token}: server-rendered HTML (jinja2), no JavaScript needed.
+
+GET shows the invoice (business, lines, totals, paid, remaining, due date) and a form for the
+sandbox's test instruments; POST starts a payment and redirects to its status page, which
+refreshes until the provider settles it, then returns the customer to returnUrl
+(?status=success&invoice=<id>) or back to the page, which after full payment is a receipt.
+"""
+
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from shared.errors import ApiError
+from shared.logs import get_logger
+
+from ..app.handlers import Method
+from ..domain import money
+from ..providers.base import Instrument
+from ..service import payments, service
+
+log = get_logger(__name__)
+router = APIRouter(include_in_schema=False)
+templates = Environment(loader=FileSystemLoader(Path(__file__).parent.parent / "templates"),
+                        autoescape=select_autoescape(["html"]))
+templates.filters["money"] = lambda amount, currency: money.display(int(amount), currency)
+
+CLOSED = {
+    "DRAFT": "This invoice is still a draft and cannot be paid yet.",
+    "VOID": "This invoice has been voided and no longer needs to be paid.",
+    "WRITTEN_OFF": "This invoice has been written off and no longer needs to be paid.",
+    "UNCOLLECTIBLE": "This invoice is closed for online payment. Please contact the business.",
+    "DELETED": "This invoice no longer exists.",
+}
+
+
+def page(name: str, status: int = 200, **context) -> HTMLResponse:
+    return HTMLResponse(templates.get_template(name).render(**context), status)
+
+
+def with_params(url: str, **params: str) -> str:
+    parts = urlsplit(url)
+    query = "&".join(filter(None, [parts.query, urlencode(params)]))
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+
+
+async def _load(conn, token: str):
+    session = await conn.fetchrow("SELECT * FROM checkout_sessions WHERE token = $1", token)
+    if session is None:
+        return None, None, page("message.html", 404, title="Payment link not found",
+                                message="This payment link does not exist. Please ask the business for a new one.")
+    if session["expires_at"] < datetime.now(UTC):
+        return None, None, page("message.html", 410, title="Payment link expired",
+                                message="This payment link has expired. Please ask the business for a new one.")
+    inv = await conn.fetchrow("SELECT * FROM payable_invoices WHERE invoice_id = $1 AND tenant_id = $2",
+                              session["invoice_id"], session["tenant_id"])
+    return session, inv, None
+
+
+async def _context(conn, session, inv) -> dict:
+    snap = inv["snapshot"] or {}
+    business = await conn.fetchval("SELECT name FROM tenants WHERE tenant_id = $1", session["tenant_id"])
+    balance = await payments.balance(conn, inv)
+    ours = await conn.fetch(
+        """SELECT payment_id, amount, status FROM invoice_payments WHERE invoice_id = $1
+           ORDER BY payment_id""", inv["invoice_id"])
+    return {
+        "token": session["token"], "business": business or "Billstream", "invoice": snap,
+        "invoice_id": inv["invoice_id"], "number": snap.get("number") or inv["invoice_id"],
+        "status": inv["status"], "currency": inv["currency"], "items": snap.get("items") or [],
+        "subtotal": snap.get("subtotal", inv["total"]), "tax_total": snap.get("taxTotal", 0),
+        "discount_total": snap.get("discountTotal", 0), "total": inv["total"], "paid": balance.paid,
+        "remaining": balance.remaining, "due_date": snap.get("dueDate"),
+        "allow_partial": balance.allow_partial,
+        "remaining_text": money.to_major_text(balance.remaining, inv["currency"]),
+        "in_flight": [p for p in ours if p["status"] in ("PENDING", "PROCESSING")],
+        "succeeded": [p for p in ours if p["status"] not in ("PENDING", "PROCESSING", "FAILED")],
+        "closed": CLOSED.get(inv["status"]),
+    }
+
+
+@router.get("/pay/{token}", response_class=HTMLResponse)
+async def show(token: str, error: str | None = None) -> HTMLResponse:
+    async with service.pool.acquire() as conn:
+        session, inv, problem = await _load(conn, token)
+        if problem:
+            return problem
+        if inv is None:
+            return page("message.html", 404, title="Invoice not available",
+                        message="This invoice is not available yet. Please try again in a moment.")
+        ctx = await _context(conn, session, inv)
+    return page("pay.html", 200, error=error, **ctx)
+
+
+@router.post("/pay/{token}")
+async def pay(token: str, request: Request):
+    form = {k: v[0] for k, v in parse_qs((await request.body()).decode(), keep_blank_values=True).items()}
+    async with service.pool.acquire() as conn:
+        session, inv, problem = await _load(conn, token)
+        if problem:
+            return problem
+        if inv is None:
+            return RedirectResponse(f"/pay/{token}", 303)
+    kind = form.get("method", "card")
+    number = form.get("mobile_number" if kind == "mobile_money" else "card_number", "")
+    try:
+        amount = money.to_minor(form["amount"], inv["currency"]) if form.get("amount") else None
+        async with service.pool.acquire() as conn, conn.transaction():
+            account = await payments.accounts.route(conn, session["tenant_id"], inv["currency"], provider="sandbox")
+            state = await payments.start(conn, session["tenant_id"], inv["invoice_id"], amount=amount,
+                                         account=account, method=Method(kind, instrument=Instrument(kind, number)))
+    except ValueError:
+        return await _again(token, "Enter the amount as a number, for example 1250.50.")
+    except ApiError as exc:
+        return await _again(token, exc.message)
+    result = await payments.run_job(state.snapshot.id)
+    if result is not None and result.redirect_url:  # a provider with its own hosted form
+        return RedirectResponse(result.redirect_url, 303)
+    return RedirectResponse(f"/pay/{token}/payments/{state.snapshot.id}", 303)
+
+
+async def _again(token: str, error: str) -> HTMLResponse:
+    response = await show(token, error)
+    response.status_code = 400
+    return response
+
+
+@router.get("/pay/{token}/payments/{payment_id}")
+async def payment_status(token: str, payment_id: str):
+    async with service.pool.acquire() as conn:
+        session, inv, problem = await _load(conn, token)
+        if problem:
+            return problem
+        try:
+            state, tenant = await payments.read(conn, payment_id, session["tenant_id"])
+        except ApiError:
+            state = None
+        if state is None or state.snapshot.invoice_id != session["invoice_id"]:
+            return page("message.html", 404, title="Payment not found", message="This payment does not exist.")
+        ctx = await _context(conn, session, inv)
+    s = state.snapshot
+    if s.status in ("PENDING", "PROCESSING"):
+        return page("status.html", 200, refresh=True, payment=s.dump(), **ctx)
+    if s.status == "FAILED":
+        return page("status.html", 200, refresh=False, payment=s.dump(), **ctx)
+    if session["return_url"]:
+        return RedirectResponse(with_params(session["return_url"], status="success", invoice=s.invoice_id), 303)
+    return RedirectResponse(f"/pay/{token}", 303)

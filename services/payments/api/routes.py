@@ -1,0 +1,196 @@
+"""Payments' JSON API: payments and refunds, collect and checkout for an invoice, saved payment
+methods, provider accounts, and provider webhooks in."""
+
+import secrets
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+
+from shared.errors import ApiError, NotFound
+from shared.ids import new_id
+
+from ..app import accounts as accounts_mod
+from ..app.collect import saved_method
+from ..app.handlers import Method
+from ..app.webhooks_in import receive
+from ..domain.events import STATUSES
+from ..providers.base import Instrument, ProviderError
+from ..service import payments, service
+from .schemas import CheckoutIn, CollectIn, PaymentMethodIn, ProviderAccountIn, RefundIn
+
+router = APIRouter(tags=["payments"])
+Tenant = Annotated[str, Depends(service.tenant)]
+
+
+# -- payments -------------------------------------------------------------------------------
+
+@router.get("/api/payments")
+async def list_payments(
+    tenant: Tenant,
+    status: str | None = None,
+    provider: str | None = None,
+    invoice_id: Annotated[str | None, Query(alias="invoiceId")] = None,
+    date_from: Annotated[date | None, Query(alias="dateFrom")] = None,
+    date_to: Annotated[date | None, Query(alias="dateTo")] = None,
+    page: Annotated[int, Query(ge=1)] = 1,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> dict:
+    where, args = ["tenant_id = $1"], [tenant]
+
+    def add(clause: str, value) -> None:
+        args.append(value)
+        where.append(clause.format(f"${len(args)}"))
+
+    if status:
+        if status.upper() not in STATUSES:
+            raise ApiError("parameter_invalid", f"status must be one of {', '.join(STATUSES)}.", field="status")
+        add("status = {}", status.upper())
+    if provider:
+        add("provider = {}", provider)
+    if invoice_id:
+        add("invoice_id = {}", invoice_id)
+    if date_from:
+        add("created_at >= {}", datetime.combine(date_from, time.min, UTC))
+    if date_to:  # inclusive: the whole of that day
+        add("created_at < {}", datetime.combine(date_to + timedelta(days=1), time.min, UTC))
+    sql_where = " AND ".join(where)
+    async with service.pool.acquire() as conn:
+        total = await conn.fetchval(f"SELECT count(*) FROM payment_list WHERE {sql_where}", *args)
+        rows = await conn.fetch(
+            f"""SELECT view FROM payment_list WHERE {sql_where}
+                ORDER BY created_at DESC, payment_id DESC LIMIT {limit} OFFSET {(page - 1) * limit}""", *args)
+    return {"data": [r["view"] for r in rows],
+            "meta": {"page": page, "limit": limit, "total": total, "totalPages": -(-total // limit)}}
+
+
+@router.get("/api/payments/{payment_id}")
+async def get_payment(payment_id: str, tenant: Tenant) -> dict:
+    async with service.pool.acquire() as conn:
+        state, _ = await payments.read(conn, payment_id, tenant)
+    return state.snapshot.dump()
+
+
+@router.post("/api/payments/{payment_id}/refund", status_code=201)
+async def refund_payment(payment_id: str, body: RefundIn, tenant: Tenant,
+                         idempotency_key: Annotated[str | None, Header()] = None) -> dict:
+    return await payments.refund(tenant, payment_id, body.amount, body.reason, idempotency_key)
+
+
+# -- invoices: collect now, hosted checkout ----------------------------------------------------
+
+@router.post("/api/invoices/{invoice_id}/collect", status_code=201)
+async def collect(invoice_id: str, tenant: Tenant, body: CollectIn | None = None) -> dict:
+    """Charge the customer's saved method now."""
+    body = body or CollectIn()
+    async with service.pool.acquire() as conn, conn.transaction():
+        inv = await payments.invoice(conn, tenant, invoice_id)
+        if body.payment_method_id:
+            method = await conn.fetchrow(
+                """SELECT method_id, provider, type FROM payment_methods
+                   WHERE method_id = $1 AND tenant_id = $2 AND detached_at IS NULL""", body.payment_method_id, tenant)
+            if method is None:
+                raise NotFound("payment method", body.payment_method_id)
+        else:
+            method = await saved_method(conn, tenant, inv["customer_id"])
+        if method is None:
+            raise ApiError("payment_method_missing", "The customer has no saved payment method; add one with "
+                           "POST /api/payment-methods or send a checkout link.", status=409)
+        account = await payments.accounts.route(conn, tenant, inv["currency"], provider=method["provider"])
+        state = await payments.start(conn, tenant, invoice_id, amount=body.amount, account=account,
+                                     method=Method(method["type"], method_id=method["method_id"]))
+    await payments.run_job(state.snapshot.id)  # at once; the worker retries if this does not finish
+    async with service.pool.acquire() as conn:
+        state, _ = await payments.read(conn, state.snapshot.id, tenant)
+    return state.snapshot.dump()
+
+
+@router.post("/api/invoices/{invoice_id}/checkout", status_code=201)
+async def checkout(invoice_id: str, tenant: Tenant, body: CheckoutIn | None = None) -> dict:
+    body = body or CheckoutIn()
+    async with service.pool.acquire() as conn, conn.transaction():
+        inv = await payments.invoice(conn, tenant, invoice_id)
+        balance = await payments.balance(conn, inv)
+        return_url = body.return_url or (inv["snapshot"] or {}).get("returnUrl")
+        session_id, token = new_id("cs"), secrets.token_urlsafe(24)
+        expires = datetime.now(UTC) + timedelta(hours=service.settings.checkout_ttl_hours)
+        await conn.execute(
+            """INSERT INTO checkout_sessions (session_id, token, tenant_id, invoice_id, return_url, expires_at)
+               VALUES ($1, $2, $3, $4, $5, $6)""", session_id, token, tenant, invoice_id, return_url, expires)
+    return {"id": session_id, "object": "checkout_session", "invoiceId": invoice_id,
+            "checkoutUrl": f"{service.settings.public_url.rstrip('/')}/pay/{token}",
+            "expiresAt": expires.isoformat().replace("+00:00", "Z"), "returnUrl": return_url,
+            "amountDue": balance.remaining, "currency": inv["currency"], "invoiceStatus": inv["status"]}
+
+
+# -- saved payment methods ----------------------------------------------------------------------
+
+def _method_view(row) -> dict:
+    return {"id": row["method_id"], "object": "payment_method", "customerId": row["customer_id"],
+            "provider": row["provider"], "type": row["type"], "label": row["label"],
+            "createdAt": row["created_at"].isoformat()}
+
+
+@router.post("/api/payment-methods", status_code=201)
+async def attach_method(body: PaymentMethodIn, tenant: Tenant) -> dict:
+    if body.provider == "sandbox":
+        if not body.number:
+            raise ApiError("parameter_missing", "number (a sandbox test instrument) is required.", field="number")
+        adapter = payments.accounts.adapter(accounts_mod.Account(accounts_mod.SANDBOX_DEFAULT, "sandbox"))
+        try:
+            saved = await adapter.save_method(body.customer_id, Instrument(body.type, body.number))
+        except ProviderError as exc:
+            raise ApiError(exc.code, exc.message, field="number") from exc
+        token, label = saved.token, saved.label
+    else:
+        if not body.token:
+            raise ApiError("parameter_missing", f"token (the {body.provider} method token) is required.", field="token")
+        token, label = body.token, body.label or f"{body.provider} {body.type}"
+    row = await service.pool.fetchrow(
+        """INSERT INTO payment_methods (method_id, tenant_id, customer_id, provider, type, label, token)
+           VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *""",
+        new_id("pm"), tenant, body.customer_id, body.provider, body.type, label, payments.vault.encrypt(token))
+    return _method_view(row)
+
+
+@router.get("/api/payment-methods")
+async def list_methods(tenant: Tenant, customer_id: Annotated[str, Query(alias="customerId")]) -> dict:
+    rows = await service.pool.fetch(
+        """SELECT * FROM payment_methods WHERE tenant_id = $1 AND customer_id = $2 AND detached_at IS NULL
+           ORDER BY created_at DESC""", tenant, customer_id)
+    return {"data": [_method_view(r) for r in rows]}
+
+
+@router.delete("/api/payment-methods/{method_id}")
+async def detach_method(method_id: str, tenant: Tenant) -> dict:
+    row = await service.pool.fetchrow(
+        """UPDATE payment_methods SET detached_at = coalesce(detached_at, now())
+           WHERE method_id = $1 AND tenant_id = $2 RETURNING *""", method_id, tenant)
+    if row is None:
+        raise NotFound("payment method", method_id)
+    return {**_method_view(row), "detached": True}
+
+
+# -- provider accounts ----------------------------------------------------------------------------
+
+@router.post("/api/payment-providers", status_code=201)
+async def add_provider(body: ProviderAccountIn, tenant: Tenant) -> dict:
+    async with service.pool.acquire() as conn:
+        return await payments.accounts.create(conn, tenant, body.provider, [c.upper() for c in body.currencies],
+                                              body.priority, body.credentials)
+
+
+@router.get("/api/payment-providers")
+async def list_providers(tenant: Tenant) -> dict:
+    rows = await service.pool.fetch(
+        "SELECT * FROM provider_accounts WHERE tenant_id = $1 ORDER BY created_at", tenant)
+    return {"data": [accounts_mod.view(r) for r in rows]}
+
+
+# -- provider webhooks in --------------------------------------------------------------------------
+
+@router.post("/webhooks/{provider}", include_in_schema=False)
+async def provider_webhook(provider: str, request: Request) -> dict:
+    body = await request.body()
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    return await receive(payments, provider, headers, body)

@@ -1,0 +1,62 @@
+"""Provider accounts per tenant (credentials encrypted at rest) and routing to one of them."""
+
+import asyncpg
+
+from shared.errors import ApiError, NotFound
+from shared.ids import new_id
+
+from ..providers import factory
+from ..providers.base import Provider
+from .routing import SANDBOX_DEFAULT, Account, NoProvider, choose
+from .vault import Vault
+
+
+class Accounts:
+    def __init__(self, vault: Vault, settings) -> None:
+        self.vault, self.settings = vault, settings
+
+    async def all(self, conn, tenant_id: str) -> list[Account]:
+        rows = await conn.fetch(
+            """SELECT account_id, provider, currencies, priority, credentials FROM provider_accounts
+               WHERE tenant_id = $1 AND active ORDER BY created_at""", tenant_id)
+        return [Account(r["account_id"], r["provider"], tuple(r["currencies"]), r["priority"],
+                        self.vault.decrypt(r["credentials"])) for r in rows]
+
+    async def route(self, conn, tenant_id: str, currency: str, provider: str | None = None) -> Account:
+        try:
+            return choose(await self.all(conn, tenant_id), currency, provider=provider,
+                          sandbox_enabled=self.settings.sandbox_enabled)
+        except NoProvider as exc:
+            raise ApiError("provider_not_configured", f"{exc}; add one with POST /api/payment-providers.",
+                           status=409) from exc
+
+    async def get(self, conn, tenant_id: str, account_id: str | None) -> Account:
+        if account_id in (None, SANDBOX_DEFAULT):
+            return Account(SANDBOX_DEFAULT, "sandbox")
+        for account in await self.all(conn, tenant_id):
+            if account.account_id == account_id:
+                return account
+        raise NotFound("payment provider", account_id)
+
+    def adapter(self, account: Account) -> Provider:
+        return factory.build(account.provider, account.credentials, self.settings)
+
+    async def create(self, conn: asyncpg.Connection, tenant_id: str, provider: str, currencies: list[str],
+                     priority: int, credentials: dict) -> dict:
+        if provider not in factory.KNOWN:
+            raise ApiError("provider_unknown", f"provider must be one of {', '.join(factory.KNOWN)}.", field="provider")
+        if provider != "sandbox" and not credentials.get("secretKey"):
+            raise ApiError("credentials_invalid", "credentials.secretKey is required.", field="credentials.secretKey")
+        account_id = new_id("pacct")
+        row = await conn.fetchrow(
+            """INSERT INTO provider_accounts (account_id, tenant_id, provider, currencies, priority, credentials)
+               VALUES ($1, $2, $3, $4, $5, $6) RETURNING *""",
+            account_id, tenant_id, provider, currencies, priority, self.vault.encrypt(credentials))
+        return view(row)
+
+
+def view(row) -> dict:
+    """Never shows credentials, only that they are set."""
+    return {"id": row["account_id"], "object": "payment_provider", "provider": row["provider"],
+            "currencies": list(row["currencies"]), "priority": row["priority"], "active": row["active"],
+            "credentials": "encrypted", "createdAt": row["created_at"].isoformat()}

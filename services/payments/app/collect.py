@@ -1,0 +1,49 @@
+"""Automatic collection: charge the customer's saved method without them present (an invoice
+finalized with autoCollection, or a dunning retry). Runs in the consumer's inbox transaction, so
+the payment, its charge job and the consumed event commit together."""
+
+import asyncpg
+
+from shared.errors import ApiError
+from shared.logs import get_logger
+
+from ..domain.collection import COLLECTABLE
+from .handlers import Method, now
+
+log = get_logger(__name__)
+
+
+async def saved_method(conn, tenant_id: str, customer_id: str) -> asyncpg.Record | None:
+    """The customer's newest attached method."""
+    return await conn.fetchrow(
+        """SELECT method_id, provider, type FROM payment_methods
+           WHERE tenant_id = $1 AND customer_id = $2 AND detached_at IS NULL
+           ORDER BY created_at DESC LIMIT 1""", tenant_id, customer_id)
+
+
+async def collect_automatically(conn: asyncpg.Connection, tenant_id: str, invoice_id: str, *, attempt: int) -> None:
+    from ..service import payments  # wired at start; imported late to avoid a cycle
+
+    inv = await conn.fetchrow("SELECT * FROM payable_invoices WHERE invoice_id = $1 AND tenant_id = $2 FOR UPDATE",
+                              invoice_id, tenant_id)
+    if inv is None:
+        log.warning("automatic collection for an unknown invoice skipped", invoice_id=invoice_id)
+        return
+    balance = await payments.balance(conn, inv)
+    if inv["status"] not in COLLECTABLE or balance.remaining <= 0:
+        log.info("automatic collection not needed", invoice_id=invoice_id, status=inv["status"],
+                 remaining=balance.remaining)
+        return
+    at = now()
+    method = await saved_method(conn, tenant_id, inv["customer_id"])
+    if method is None:
+        await payments.fail_unchargeable(conn, tenant_id, inv, "payment_method_missing",
+                                         "The customer has no saved payment method.", attempt=attempt, at=at)
+        return
+    try:
+        account = await payments.accounts.route(conn, tenant_id, inv["currency"], provider=method["provider"])
+    except ApiError as exc:
+        await payments.fail_unchargeable(conn, tenant_id, inv, exc.code, exc.message, attempt=attempt, at=at)
+        return
+    await payments.start(conn, tenant_id, invoice_id, method=Method(method["type"], method_id=method["method_id"]),
+                         account=account, automatic=True, attempt=attempt, at=at)

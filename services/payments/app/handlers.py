@@ -1,0 +1,263 @@
+"""Payments' application layer: load a payment stream, decide, append (one transaction), and
+the charge jobs that talk to providers outside any transaction.
+
+A charge is two steps so nothing is lost and nothing is charged twice: (1) payment.created and
+a charge_jobs row commit together; (2) the job is sent to the provider with the payment's
+idempotency key, retried with the same key after a timeout or crash, and its answer (or the
+provider's callback, whichever comes first) is appended as payment.processing/succeeded/failed.
+"""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import asyncpg
+
+from shared.errors import ApiError, NotFound
+from shared.eventstore import ConcurrencyError, EventStore
+from shared.ids import new_id
+from shared.logs import get_logger
+
+from ..domain.collection import Balance, amount_to_collect
+from ..domain.events import FAILED, PROCESSING, SUCCEEDED, registry
+from ..domain.payment import Outcome, Payment, StartPayment, check_refund, decide_outcome, \
+    decide_processing, decide_refund, decide_start, fold
+from ..providers.base import ChargeRequest, ChargeResult, Instrument, ProviderError, ProviderUnavailable
+from .accounts import Accounts
+from .routing import Account
+from .vault import Vault
+
+log = get_logger(__name__)
+SOURCE = "/billstream/payments"
+FINAL = ("SUCCEEDED", "FAILED", "REFUNDED", "PARTIALLY_REFUNDED")
+RECONCILE_AFTER_S = 30  # look the charge up if no callback has settled it by then
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Method:
+    """What a payment is charged with: a saved method, or an instrument typed on the hosted page."""
+
+    type: str
+    method_id: str | None = None
+    instrument: Instrument | None = None
+
+
+class Payments:
+    def __init__(self, service, accounts: Accounts, vault: Vault) -> None:
+        self.service, self.accounts, self.vault = service, accounts, vault
+        self.store: EventStore = service.store
+        self.settings = service.settings
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self.service.pool
+
+    # -- the aggregate ---------------------------------------------------------------------
+
+    async def read(self, conn, payment_id: str, tenant_id: str | None = None) -> tuple[Payment, str]:
+        stored = await self.store.read_stream(conn, payment_id)
+        if not stored or stored[0].stream_type != "payment" or \
+                (tenant_id is not None and stored[0].event.tenantid != tenant_id):
+            raise NotFound("payment", payment_id)  # another tenant's payment does not exist here
+        return fold([(s.event.type, registry.load(s.event)) for s in stored]), stored[0].event.tenantid
+
+    async def _append(self, conn, tenant_id: str, state: Payment, decided: list[tuple[str, object]],
+                      at: datetime) -> Payment:
+        if not decided:
+            return state
+        state_after = Payment(state.version + len(decided), decided[-1][1].payment)
+        pid, invoice_id = state_after.snapshot.id, state_after.snapshot.invoice_id
+        events = [registry.new_event(t, d, source=SOURCE, subject=pid, tenant_id=tenant_id, time=at)
+                  for t, d in decided]
+        await self.store.append(conn, "payment", pid, state.version, events, key=invoice_id)
+        s = state_after.snapshot
+        await conn.execute(
+            """INSERT INTO invoice_payments (payment_id, invoice_id, tenant_id, amount, status)
+               VALUES ($1, $2, $3, $4, $5) ON CONFLICT (payment_id) DO UPDATE SET status = EXCLUDED.status""",
+            pid, invoice_id, tenant_id, s.amount, s.status)
+        if s.status in FINAL:
+            await conn.execute("UPDATE charge_jobs SET done = true WHERE payment_id = $1", pid)
+        log.info("payment events appended", payment_id=pid, invoice_id=invoice_id,
+                 types=[t for t, _ in decided], status=s.status)
+        return state_after
+
+    # -- balances --------------------------------------------------------------------------
+
+    async def invoice(self, conn, tenant_id: str, invoice_id: str, *, lock: bool = False) -> asyncpg.Record:
+        row = await conn.fetchrow(
+            f"""SELECT * FROM payable_invoices WHERE invoice_id = $1 AND tenant_id = $2
+                {'FOR UPDATE' if lock else ''}""", invoice_id, tenant_id)
+        if row is None:
+            raise NotFound("invoice", invoice_id)
+        return row
+
+    async def balance(self, conn, inv: asyncpg.Record) -> Balance:
+        # Our payments that are taken or in flight and that the invoice snapshot does not count yet.
+        unacknowledged = await conn.fetchval(
+            """SELECT coalesce(sum(p.amount), 0) FROM invoice_payments p
+               WHERE p.invoice_id = $1 AND p.status <> 'FAILED'
+                 AND NOT EXISTS (SELECT 1 FROM invoice_payment_acks a
+                                 WHERE a.invoice_id = p.invoice_id AND a.payment_id = p.payment_id)""",
+            inv["invoice_id"])
+        return Balance(status=inv["status"], currency=inv["currency"], total=inv["total"],
+                       amount_due=inv["amount_due"], unacknowledged=int(unacknowledged),
+                       allow_partial=inv["allow_partial_payments"])
+
+    # -- starting a payment ----------------------------------------------------------------
+
+    async def start(self, conn, tenant_id: str, invoice_id: str, *, method: Method, account: Account,
+                    amount: int | None = None, automatic: bool = False, attempt: int = 1,
+                    at: datetime | None = None) -> Payment:
+        """payment.created and its charge job, in the caller's transaction."""
+        at = at or now()
+        inv = await self.invoice(conn, tenant_id, invoice_id, lock=True)  # one start per invoice at a time
+        amount = amount_to_collect(await self.balance(conn, inv), amount)
+        payment_id = new_id("pay")
+        cmd = StartPayment(payment_id, invoice_id, inv["customer_id"], amount, inv["currency"],
+                           account.provider, method.type, automatic, attempt)
+        state = await self._append(conn, tenant_id, Payment(), decide_start(Payment(), cmd, at), at)
+        await conn.execute(
+            """INSERT INTO charge_jobs (payment_id, tenant_id, account_id, method_id, instrument, idempotency_key)
+               VALUES ($1, $2, $3, $4, $5, $6)""",
+            payment_id, tenant_id, account.account_id, method.method_id,
+            self.vault.encrypt({"type": method.instrument.type, "number": method.instrument.number})
+            if method.instrument else None,
+            f"billstream_{payment_id}")
+        await conn.execute("SELECT pg_notify('payments_charge_jobs', $1)", payment_id)
+        return state
+
+    async def fail_unchargeable(self, conn, tenant_id: str, inv: asyncpg.Record, code: str, reason: str,
+                                *, attempt: int, at: datetime) -> Payment:
+        """An automatic collection that could not even be tried (no saved method): still a
+        payment.failed, so invoicing and dunning hear about it."""
+        amount = (await self.balance(conn, inv)).remaining
+        cmd = StartPayment(new_id("pay"), inv["invoice_id"], inv["customer_id"], max(amount, 1), inv["currency"],
+                           "none", "none", True, attempt)
+        state = await self._append(conn, tenant_id, Payment(), decide_start(Payment(), cmd, at), at)
+        return await self._append(conn, tenant_id, state, decide_outcome(
+            state, Outcome(False, code=code, reason=reason), at), at)
+
+    # -- recording what the provider says --------------------------------------------------
+
+    async def record(self, conn, payment_id: str, status: str, *, reference: str | None = None,
+                     code: str | None = None, reason: str | None = None, at: datetime | None = None) -> Payment:
+        at = at or now()
+        state, tenant_id = await self.read(conn, payment_id)
+        if status == "processing" or status == "requires_action":
+            decided = decide_processing(state, reference, at)
+        elif status in ("succeeded", "failed"):
+            decided = decide_outcome(state, Outcome(status == "succeeded", reference, code, reason), at)
+        else:
+            return state
+        return await self._append(conn, tenant_id, state, decided, at)
+
+    async def record_result(self, payment_id: str, result: ChargeResult) -> Payment:
+        for _ in range(3):  # a callback may append at the same moment: read again and decide again
+            try:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    await conn.execute(
+                        "UPDATE charge_jobs SET provider_reference = $2 WHERE payment_id = $1",
+                        payment_id, result.provider_reference)
+                    return await self.record(conn, payment_id, result.status, reference=result.provider_reference,
+                                             code=result.failure_code, reason=result.failure_reason)
+            except ConcurrencyError:
+                continue
+        raise RuntimeError(f"payment {payment_id} kept changing under us")
+
+    # -- charge jobs -----------------------------------------------------------------------
+
+    async def run_job(self, payment_id: str) -> ChargeResult | None:
+        """Send (or look up) one due charge job; None if it was not due or is being run elsewhere."""
+        job = await self.pool.fetchrow(
+            """UPDATE charge_jobs SET attempts = attempts + 1,
+                      next_attempt_at = now() + make_interval(secs => $2)
+               WHERE payment_id = $1 AND NOT done AND next_attempt_at <= now()
+               RETURNING *""", payment_id, float(self.settings.provider_timeout_s * 3 + 5))
+        if job is None:
+            return None
+        async with self.pool.acquire() as conn:
+            state, tenant_id = await self.read(conn, payment_id)
+            account = await self.accounts.get(conn, tenant_id, job["account_id"])
+            token, email = None, None
+            if job["method_id"]:
+                token = self.vault.decrypt(await conn.fetchval(
+                    "SELECT token FROM payment_methods WHERE method_id = $1", job["method_id"]))
+            inv = await conn.fetchrow("SELECT snapshot FROM payable_invoices WHERE invoice_id = $1",
+                                      state.snapshot.invoice_id)
+            if inv and inv["snapshot"]:
+                email = (inv["snapshot"].get("customer") or {}).get("email")
+        if state.status in FINAL:
+            await self.pool.execute("UPDATE charge_jobs SET done = true WHERE payment_id = $1", payment_id)
+            return None
+        provider = self.accounts.adapter(account)
+        s = state.snapshot
+        try:
+            if job["provider_reference"]:  # already taken: only ask how it went (lost callback)
+                result = await provider.get_status(job["provider_reference"])
+            else:
+                instrument = self.vault.decrypt(job["instrument"]) if job["instrument"] else None
+                req = ChargeRequest(
+                    idempotency_key=job["idempotency_key"], reference=payment_id, amount=s.amount,
+                    currency=s.currency, callback_url=f"{self.settings.own_url}/webhooks/{account.provider}",
+                    instrument=Instrument(**instrument) if instrument else None, method_token=token,
+                    customer_email=email)
+                result = await (provider.charge_saved_method(req) if token else provider.start_payment(req))
+        except ProviderUnavailable as exc:
+            backoff = min(2 ** job["attempts"], 60)
+            log.warning("provider unavailable, charge will be retried with the same key",
+                        payment_id=payment_id, error=exc.message, retry_in_s=backoff)
+            await self.pool.execute(
+                """UPDATE charge_jobs SET next_attempt_at = now() + make_interval(secs => $2), last_error = $3
+                   WHERE payment_id = $1""", payment_id, float(backoff), exc.message)
+            return None
+        except ProviderError as exc:
+            log.info("provider refused the charge", payment_id=payment_id, code=exc.code)
+            async with self.pool.acquire() as conn, conn.transaction():
+                await self.record(conn, payment_id, "failed", code=exc.code, reason=exc.message)
+            return ChargeResult(provider_reference="", status="failed", failure_code=exc.code,
+                                failure_reason=exc.message)
+        after = await self.record_result(payment_id, result)
+        if after.status not in FINAL:
+            await self.pool.execute(
+                "UPDATE charge_jobs SET next_attempt_at = now() + make_interval(secs => $2) WHERE payment_id = $1",
+                payment_id, float(RECONCILE_AFTER_S))
+        return result
+
+    async def due_jobs(self, limit: int = 20) -> list[str]:
+        rows = await self.pool.fetch(
+            """SELECT payment_id FROM charge_jobs WHERE NOT done AND next_attempt_at <= now()
+               ORDER BY next_attempt_at LIMIT $1""", limit)
+        return [r["payment_id"] for r in rows]
+
+    # -- refunds ---------------------------------------------------------------------------
+
+    async def refund(self, tenant_id: str, payment_id: str, amount: int | None, reason: str,
+                     idempotency_key: str | None = None) -> dict:
+        async with self.pool.acquire() as conn:
+            state, _ = await self.read(conn, payment_id, tenant_id)
+            amount = check_refund(state, amount)
+            job = await conn.fetchrow("SELECT account_id, provider_reference FROM charge_jobs WHERE payment_id = $1",
+                                      payment_id)
+            account = await self.accounts.get(conn, tenant_id, job["account_id"] if job else None)
+        reference = state.snapshot.provider_reference or (job and job["provider_reference"])
+        if not reference:
+            raise ApiError("payment_not_refundable", "This payment has no provider charge to refund.", status=409)
+        refund_id = new_id("re")
+        key = f"billstream_refund_{payment_id}_{idempotency_key or refund_id}"
+        try:
+            await self.accounts.adapter(account).refund(key, reference, amount, state.snapshot.currency)
+        except ProviderUnavailable as exc:
+            raise ApiError("provider_unavailable", "The payment provider did not answer; retry with the same "
+                           "Idempotency-Key.", status=503) from exc
+        except ProviderError as exc:
+            raise ApiError(exc.code, exc.message, status=402) from exc
+        at = now()
+        async with self.pool.acquire() as conn, conn.transaction():
+            state, _ = await self.read(conn, payment_id, tenant_id)
+            state = await self._append(conn, tenant_id, state, decide_refund(state, refund_id, amount, reason, at), at)
+        return {"id": refund_id, "object": "refund", "paymentId": payment_id, "amount": amount,
+                "currency": state.snapshot.currency, "reason": reason, "status": "succeeded",
+                "payment": state.snapshot.dump()}

@@ -1,0 +1,27 @@
+"""Secrets at rest (provider credentials, saved-method tokens): Fernet (AES-128-CBC + HMAC)
+with MultiFernet, so keys can be rotated: the first key encrypts, every key decrypts."""
+
+import json
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+
+class Vault:
+    def __init__(self, keys: str) -> None:
+        parts = [k.strip() for k in keys.split(",") if k.strip()]
+        if not parts:
+            raise ValueError("at least one credentials key is needed")
+        self._fernet = MultiFernet([Fernet(k.encode()) for k in parts])
+
+    def encrypt(self, value: dict | str) -> bytes:
+        return self._fernet.encrypt(json.dumps(value).encode())
+
+    def decrypt(self, token: bytes) -> dict | str:
+        try:
+            return json.loads(self._fernet.decrypt(bytes(token)))
+        except InvalidToken as exc:
+            raise ValueError("secret cannot be decrypted with the configured keys") from exc
+
+    def rotate(self, token: bytes) -> bytes:
+        """Re-encrypt under the newest key."""
+        return self._fernet.rotate(bytes(token))

@@ -1,0 +1,40 @@
+"""Runs due charge jobs: woken by NOTIFY when one is written, polling as a fallback (retries and
+reconciliation of charges whose callback never came)."""
+
+import asyncio
+
+import asyncpg
+
+from shared.logs import get_logger
+
+log = get_logger(__name__)
+CHANNEL = "payments_charge_jobs"
+
+
+class ChargeWorker:
+    def __init__(self, payments, dsn: str, *, poll_interval: float = 0.5) -> None:
+        self.payments, self.dsn, self.poll_interval = payments, dsn, poll_interval
+        self._wake = asyncio.Event()
+
+    async def run(self) -> None:
+        listener = await asyncpg.connect(self.dsn)
+        try:
+            await listener.add_listener(CHANNEL, lambda *_: self._wake.set())
+            while True:
+                self._wake.clear()
+                due = await self.payments.due_jobs()
+                if due:
+                    await asyncio.gather(*(self._run_one(pid) for pid in due))
+                    continue
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                except TimeoutError:
+                    pass
+        finally:
+            await listener.close()
+
+    async def _run_one(self, payment_id: str) -> None:
+        try:
+            await self.payments.run_job(payment_id)
+        except Exception as exc:  # a bug or the database away: the job stays due and is retried
+            log.error("charge job failed", payment_id=payment_id, error=repr(exc))

@@ -1,0 +1,34 @@
+"""Amounts as people type and read them on the hosted page. Minor units are integers; the
+conversion goes through Decimal, never float. Exponents are ISO 4217's, from CLDR via babel."""
+
+from decimal import Decimal, InvalidOperation
+
+from babel.numbers import format_currency, get_currency_precision
+
+
+def exponent(currency: str) -> int:
+    return get_currency_precision(currency)
+
+
+def to_minor(text: str, currency: str) -> int:
+    """'1,250.50' USD -> 125050; refuses more decimals than the currency has."""
+    try:
+        value = Decimal(text.replace(",", "").replace(" ", "").strip())
+    except InvalidOperation as exc:
+        raise ValueError("not a number") from exc
+    if not value.is_finite():
+        raise ValueError("not a number")
+    minor = value.scaleb(exponent(currency))
+    if minor != minor.to_integral_value():
+        raise ValueError(f"{currency} has {exponent(currency)} decimal places")
+    return int(minor)
+
+
+def to_major_text(amount: int, currency: str) -> str:
+    """125050 USD -> '1250.50' (what the amount field shows)."""
+    e = exponent(currency)
+    return f"{Decimal(amount).scaleb(-e):.{e}f}"
+
+
+def display(amount: int, currency: str, locale: str = "en") -> str:
+    return format_currency(Decimal(amount).scaleb(-exponent(currency)), currency, locale=locale)

@@ -1,0 +1,27 @@
+"""Build a provider adapter for an account (its decrypted credentials and the settings)."""
+
+from .base import Provider, ProviderError
+from .sandbox import SandboxProvider
+
+KNOWN = ("sandbox", "stripe", "paystack")
+
+
+def build(provider: str, credentials: dict, settings) -> Provider:
+    if provider == "sandbox":
+        return SandboxProvider(
+            settings.sandbox_api_url,
+            credentials.get("secretKey", settings.sandbox_secret_key),
+            credentials.get("webhookSecret", settings.sandbox_webhook_secret),
+            timeout=settings.provider_timeout_s,
+        )
+    if provider == "stripe":
+        from .stripe_adapter import StripeProvider
+
+        return StripeProvider(credentials["secretKey"], credentials.get("webhookSecret", ""),
+                              api_base=settings.stripe_api_base, timeout=settings.provider_timeout_s)
+    if provider == "paystack":
+        from .paystack import PaystackProvider
+
+        return PaystackProvider(credentials["secretKey"], api_base=settings.paystack_api_base,
+                                timeout=settings.provider_timeout_s)
+    raise ProviderError("provider_unknown", f"Unknown provider '{provider}'.")

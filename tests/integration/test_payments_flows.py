@@ -1,0 +1,290 @@
+"""Payments end to end against a real payments process, PostgreSQL and Kafka: invoice events in,
+the sandbox provider's asynchronous charges and signed callbacks, payment events out."""
+
+import json
+
+import httpx
+
+from services.payments.providers import signing
+from tests.conftest import eventually
+from tests.support.kafka import read_topic
+from tests.support.payments_server import invoice, payments_server  # noqa: F401
+
+SUCCEEDS, DECLINED, RETRY = "4242424242424242", "4000000000000002", "4000000000000119"
+MM_OK, MM_NO_FUNDS, MM_TIMEOUT = "256700000001", "256700000002", "256700000003"
+
+
+async def payable(server, invoice_id: str):
+    async def check():
+        rows = await server.fetch("SELECT * FROM payable_invoices WHERE invoice_id = $1", invoice_id)
+        return rows[0] if rows else None
+    return await eventually(check)
+
+
+async def settled(client: httpx.AsyncClient, payment_id: str, timeout: float = 20) -> dict:
+    async def check():
+        p = (await client.get(f"/api/payments/{payment_id}")).json()
+        return p if p["status"] not in ("PENDING", "PROCESSING") else None
+    return await eventually(check, timeout=timeout, interval=0.2)
+
+
+async def payment_events(server, at_least: int) -> list[dict]:
+    records = await read_topic(server.kafka, server.topics["payments"], at_least=at_least)
+    return [{"key": r.key.decode(), **json.loads(r.value)} for r in records]
+
+
+async def pay_on_page(server, checkout_url: str, amount: str | None, method: str, number: str) -> httpx.Response:
+    form = {"method": method, "card_number" if method == "card" else "mobile_number": number}
+    if amount is not None:
+        form["amount"] = amount
+    async with httpx.AsyncClient(follow_redirects=False) as browserless:
+        return await browserless.post(checkout_url, data=form)
+
+
+async def open_invoice(server, tenant_id, **kw) -> dict:
+    inv = invoice(**kw)
+    await server.publish_invoice(tenant_id, "invoice.finalized", inv, number=inv["number"], finalizedAt=inv["createdAt"])
+    await payable(server, inv["id"])
+    return inv
+
+
+async def test_saved_card_collect_succeeds_and_publishes_keyed_by_invoice(payments_server):
+    server = payments_server
+    tenant, client = await server.tenant()
+    inv = await open_invoice(server, tenant, customer_id="cust_ok")
+    r = await client.post("/api/payment-methods", json={"customerId": "cust_ok", "type": "card", "number": SUCCEEDS})
+    assert r.status_code == 201, r.text
+    assert r.json()["label"].endswith("4242")
+    r = await client.post(f"/api/invoices/{inv['id']}/collect")
+    assert r.status_code == 201, r.text
+    payment = await settled(client, r.json()["id"])
+    assert payment["status"] == "SUCCEEDED" and payment["amount"] == 180000 and payment["provider"] == "sandbox"
+
+    events = await payment_events(server, at_least=3)
+    mine = [e for e in events if e["subject"] == payment["id"]]
+    assert [e["type"] for e in mine] == ["payment.created", "payment.processing", "payment.succeeded"]
+    assert {e["key"] for e in mine} == {inv["id"]}  # keyed by the invoice id
+    done = mine[-1]["data"]
+    assert (done["paymentId"], done["invoiceId"], done["amount"], done["currency"], done["method"]) == \
+           (payment["id"], inv["id"], 180000, "UGX", "card")
+    assert done["payment"]["status"] == "SUCCEEDED"
+
+    # Nothing is left to collect now.
+    r = await client.post(f"/api/invoices/{inv['id']}/collect")
+    assert r.status_code == 409 and r.json()["error"]["code"] == "invoice_already_paid"
+
+
+async def test_automatic_collection_declined_then_dunning_retry_succeeds(payments_server):
+    server = payments_server
+    tenant, client = await server.tenant()
+    await client.post("/api/payment-methods", json={"customerId": "cust_auto", "type": "card", "number": RETRY})
+    inv = invoice(customer_id="cust_auto", auto_collection=True, total=50000)
+    await server.publish_invoice(tenant, "invoice.finalized", inv, number=inv["number"])
+
+    async def payments_of(status):
+        r = await client.get("/api/payments", params={"invoiceId": inv["id"], "status": status})
+        return r.json()["data"]
+
+    failed = (await eventually(lambda: payments_of("FAILED"), timeout=30))[0]
+    assert failed["failureCode"] == "try_again_later" and failed["automatic"] and failed["attempt"] == 1
+
+    await server.publish_dunning(tenant, "dunning.retry_due", inv["id"], attempt=2)
+    succeeded = (await eventually(lambda: payments_of("SUCCEEDED"), timeout=30))[0]
+    assert succeeded["automatic"] and succeeded["attempt"] == 2 and succeeded["amount"] == 50000
+
+    events = await payment_events(server, at_least=6)
+    failure = next(e for e in events if e["type"] == "payment.failed")
+    assert failure["data"]["reasonCode"] == "try_again_later" and failure["data"]["automatic"] is True
+    assert failure["data"]["attempt"] == 1 and failure["key"] == inv["id"]
+
+
+async def test_auto_collection_without_a_saved_method_reports_failure(payments_server):
+    server = payments_server
+    tenant, client = await server.tenant()
+    inv = invoice(customer_id="cust_none", auto_collection=True)
+    await server.publish_invoice(tenant, "invoice.finalized", inv)
+
+    async def failed():
+        data = (await client.get("/api/payments", params={"invoiceId": inv["id"]})).json()["data"]
+        return data if data and data[0]["status"] == "FAILED" else None
+
+    [payment] = await eventually(failed, timeout=30)
+    assert payment["failureCode"] == "payment_method_missing" and payment["automatic"]
+
+
+async def test_declined_card_and_insufficient_mobile_money_fail_with_reason(payments_server):
+    server = payments_server
+    tenant, client = await server.tenant()
+    inv = await open_invoice(server, tenant)
+    checkout = (await client.post(f"/api/invoices/{inv['id']}/checkout", json={})).json()
+    r = await pay_on_page(server, checkout["checkoutUrl"], None, "card", DECLINED)
+    assert r.status_code == 303
+    payment_id = r.headers["location"].rsplit("/", 1)[1]
+    assert (await settled(client, payment_id))["failureCode"] == "card_declined"
+    r = await pay_on_page(server, checkout["checkoutUrl"], None, "mobile_money", MM_NO_FUNDS)
+    payment_id = r.headers["location"].rsplit("/", 1)[1]
+    failed = await settled(client, payment_id)
+    assert failed["status"] == "FAILED" and failed["failureCode"] == "insufficient_funds"
+    page = httpx.get(checkout["checkoutUrl"] + f"/payments/{payment_id}")
+    assert "insufficient funds" in page.text and page.status_code == 200
+    # A failed payment does not reduce the balance.
+    page = httpx.get(checkout["checkoutUrl"])
+    assert 'id="pay-form"' in page.text and "180,000" in page.text
+
+
+async def test_timeout_then_late_success_charges_once(payments_server):
+    server = payments_server
+    tenant, client = await server.tenant()
+    inv = await open_invoice(server, tenant)
+    await client.post("/api/payment-methods", json={"customerId": "cust_1", "type": "mobile_money", "number": MM_TIMEOUT})
+    r = await client.post(f"/api/invoices/{inv['id']}/collect")
+    assert r.status_code == 201
+    payment = r.json()
+    assert payment["status"] == "PENDING"  # the provider did not answer in time
+    succeeded = await settled(client, payment["id"], timeout=30)
+    assert succeeded["status"] == "SUCCEEDED"
+    charges = await server.fetch("SELECT * FROM sandbox_charges WHERE reference = $1", payment["id"])
+    assert len(charges) == 1  # retried with the same idempotency key: one charge at the provider
+    jobs = await server.fetch("SELECT attempts, done FROM charge_jobs WHERE payment_id = $1", payment["id"])
+    assert jobs[0]["attempts"] >= 2 and jobs[0]["done"]
+    events = await payment_events(server, at_least=3)
+    assert [e["type"] for e in events if e["subject"] == payment["id"]].count("payment.succeeded") == 1
+
+
+async def test_duplicate_callbacks_are_ignored_and_forged_ones_refused(payments_server):
+    server = payments_server
+    tenant, client = await server.tenant()
+    inv = await open_invoice(server, tenant)
+    await client.post("/api/payment-methods", json={"customerId": "cust_1", "type": "card", "number": SUCCEEDS})
+    payment = await settled(client, (await client.post(f"/api/invoices/{inv['id']}/collect")).json()["id"])
+    delivered = await server.fetch(
+        "SELECT body FROM sandbox_callbacks WHERE delivered_at IS NOT NULL ORDER BY id")
+    final = bytes(delivered[-1]["body"])
+    secret = "whsec_sandbox_local"
+    async with httpx.AsyncClient(base_url=server.url) as raw:
+        again = await raw.post("/webhooks/sandbox", content=final,
+                               headers={"sandbox-signature": signing.sign(secret, final)})
+        assert again.status_code == 200 and again.json()["duplicate"] is True
+
+        # A forged "failed" callback for the same payment: wrong secret, then altered body.
+        forged = json.dumps({"id": "evt_forged", "type": "charge.failed",
+                             "data": {"charge": {"id": "ch_x", "reference": payment["id"],
+                                                 "failureCode": "card_declined"}}}).encode()
+        r = await raw.post("/webhooks/sandbox", content=forged,
+                           headers={"sandbox-signature": signing.sign("not-the-secret", forged)})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "signature_invalid"
+        r = await raw.post("/webhooks/sandbox", content=forged + b" ",
+                           headers={"sandbox-signature": signing.sign(secret, forged)})
+        assert r.status_code == 400
+        r = await raw.post("/webhooks/sandbox", content=forged)
+        assert r.status_code == 400
+        r = await raw.post("/webhooks/nosuchprovider", content=forged)
+        assert r.status_code == 404
+    assert (await client.get(f"/api/payments/{payment['id']}")).json()["status"] == "SUCCEEDED"
+    events = await payment_events(server, at_least=3)
+    assert [e["type"] for e in events if e["subject"] == payment["id"]] == \
+           ["payment.created", "payment.processing", "payment.succeeded"]
+    assert "provider callback refused" in server.log_path.read_text()
+
+
+async def test_partial_payment_then_the_rest(payments_server):
+    server = payments_server
+    tenant, client = await server.tenant()
+    inv = await open_invoice(server, tenant, total=100000, allow_partial=True)
+    checkout = (await client.post(f"/api/invoices/{inv['id']}/checkout", json={})).json()
+    assert checkout["amountDue"] == 100000 and checkout["checkoutUrl"].startswith(server.url + "/pay/")
+    r = await pay_on_page(server, checkout["checkoutUrl"], "30000", "mobile_money", MM_OK)
+    first = await settled(client, r.headers["location"].rsplit("/", 1)[1])
+    assert first["status"] == "SUCCEEDED" and first["amount"] == 30000
+    page = httpx.get(checkout["checkoutUrl"]).text
+    assert 'value="70000"' in page  # UGX has no minor unit
+
+    # Too much is refused on the page, with the form shown again.
+    r = await pay_on_page(server, checkout["checkoutUrl"], "70001", "card", SUCCEEDS)
+    assert r.status_code == 400 and "At most 70000" in r.text
+    r = await pay_on_page(server, checkout["checkoutUrl"], None, "card", SUCCEEDS)
+    second = await settled(client, r.headers["location"].rsplit("/", 1)[1])
+    assert second["amount"] == 70000 and second["status"] == "SUCCEEDED"
+    receipt = httpx.get(checkout["checkoutUrl"]).text
+    assert 'id="receipt"' in receipt and 'id="pay-form"' not in receipt
+
+    # Once invoicing counts them, the snapshot says the same and nothing is double counted.
+    paid = {**inv, "status": "PAID", "amountPaid": 100000, "amountDue": 0}
+    for p in (first, second):
+        await server.publish_invoice(tenant, "invoice.payment_received", paid, paymentId=p["id"], amount=p["amount"])
+    await eventually(lambda: server.fetch("SELECT 1 FROM invoice_payment_acks WHERE payment_id = $1", second["id"]))
+    assert 'id="receipt"' in httpx.get(checkout["checkoutUrl"]).text
+
+
+async def test_full_payment_required_unless_partial_allowed(payments_server):
+    server = payments_server
+    tenant, client = await server.tenant()
+    inv = await open_invoice(server, tenant, total=100000, allow_partial=False)
+    checkout = (await client.post(f"/api/invoices/{inv['id']}/checkout", json={})).json()
+    r = await pay_on_page(server, checkout["checkoutUrl"], "500", "card", SUCCEEDS)
+    assert r.status_code == 400 and "must be paid in full" in r.text
+
+
+async def test_refund_twice_up_to_the_amount_then_refused(payments_server):
+    server = payments_server
+    tenant, client = await server.tenant()
+    inv = await open_invoice(server, tenant, currency="USD", total=10000)
+    await client.post("/api/payment-methods", json={"customerId": "cust_1", "type": "card", "number": SUCCEEDS})
+    payment = await settled(client, (await client.post(f"/api/invoices/{inv['id']}/collect")).json()["id"])
+    r = await client.post(f"/api/payments/{payment['id']}/refund", json={"amount": 4000, "reason": "Overcharged"})
+    assert r.status_code == 201, r.text
+    assert r.json()["payment"]["status"] == "PARTIALLY_REFUNDED" and r.json()["payment"]["amountRefunded"] == 4000
+    r = await client.post(f"/api/payments/{payment['id']}/refund", json={"amount": 6001, "reason": "Too much"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "refund_exceeds_payment"
+    r = await client.post(f"/api/payments/{payment['id']}/refund", json={"reason": "The rest"})
+    assert r.status_code == 201 and r.json()["amount"] == 6000
+    assert r.json()["payment"]["status"] == "REFUNDED"
+    r = await client.post(f"/api/payments/{payment['id']}/refund", json={"amount": 1, "reason": "Again"})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "payment_not_refundable"
+    events = await payment_events(server, at_least=5)
+    refunds = [e["data"] for e in events if e["type"] == "payment.refunded"]
+    assert [(x["amount"], x["amountRefunded"]) for x in refunds] == [(4000, 4000), (6000, 10000)]
+    assert all(x["invoiceId"] == inv["id"] and x["refundId"].startswith("re_") for x in refunds)
+    refunded = await server.fetch("SELECT amount_refunded FROM sandbox_charges WHERE reference = $1", payment["id"])
+    assert refunded[0]["amount_refunded"] == 10000
+
+
+async def test_list_filters_pages_and_tenant_isolation(payments_server):
+    server = payments_server
+    tenant, client = await server.tenant()
+    other, other_client = await server.tenant("Other Ltd")
+    await client.post("/api/payment-methods", json={"customerId": "cust_1", "type": "card", "number": SUCCEEDS})
+    ids = []
+    for _ in range(3):
+        inv = await open_invoice(server, tenant, total=1000)
+        ids.append((await client.post(f"/api/invoices/{inv['id']}/collect")).json()["id"])
+    for pid in ids:
+        await settled(client, pid)
+
+    async def listed(**params):
+        r = await client.get("/api/payments", params=params)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    async def all_listed():
+        body = await listed(status="SUCCEEDED")
+        return body if body["meta"]["total"] == 3 else None
+
+    await eventually(all_listed)
+    page = await listed(limit=2, page=2)
+    assert page["meta"] == {"page": 2, "limit": 2, "total": 3, "totalPages": 2} and len(page["data"]) == 1
+    assert (await listed(provider="stripe"))["meta"]["total"] == 0
+    assert (await listed(dateFrom="2020-01-01", dateTo="2020-01-02"))["meta"]["total"] == 0
+    assert (await listed(dateFrom="2020-01-01"))["meta"]["total"] == 3
+    r = await client.get("/api/payments", params={"status": "BOGUS"})
+    assert r.status_code == 400 and r.json()["error"]["field"] == "status"
+
+    # Another tenant sees none of it.
+    assert (await other_client.get("/api/payments")).json()["meta"]["total"] == 0
+    r = await other_client.get(f"/api/payments/{ids[0]}")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "resource_missing"
+    r = await other_client.post(f"/api/payments/{ids[0]}/refund", json={"reason": "x"})
+    assert r.status_code == 404
+    r = await other_client.post(f"/api/invoices/{inv['id']}/checkout", json={})
+    assert r.status_code == 404
+    assert (await httpx.AsyncClient(base_url=server.url).get("/api/payments")).status_code == 401
