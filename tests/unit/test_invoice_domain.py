@@ -241,3 +241,18 @@ def test_v1_created_event_is_upcast():
     loaded = ev.registry.load(old)
     assert isinstance(loaded, ev.InvoiceCreated) and loaded.fields.customer.id == "cust_9"
     assert inv.fold([("invoice.created", loaded, T0)], "inv_9").totals.total == 200
+
+
+def test_folding_from_stored_json_keeps_fields_an_update_did_not_change():
+    """Update events are stored with every field (nulls included); only `changes` apply."""
+    from shared.envelope import CloudEvent
+
+    s = draft(1000)
+    facts = inv.decide_update(s, ev.DraftFields(notes="hello"))
+    history = []
+    for event_type, fact in [*inv.decide_create(inv.Invoice(id="inv_1"), fields(1000)), *facts]:
+        envelope = ev.registry.new_event(event_type, fact, source="/t", subject="inv_1", tenant_id="t")
+        stored = CloudEvent.model_validate_json(envelope.to_json())
+        history.append((stored.type, ev.registry.load(stored), T0))
+    folded = inv.fold(history, "inv_1")
+    assert folded.fields.notes == "hello" and folded.fields.customer.id == "cust_1" and folded.totals.total == 1000

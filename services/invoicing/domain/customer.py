@@ -69,8 +69,9 @@ def evolve(state: Customer, event_type: str, fact: ev.Contract, *, subject: str,
     match event_type, fact:
         case "customer.created", ev.CustomerCreated(fields=f):
             return replace(s, fields=f, created_at=at)
-        case "customer.updated", ev.CustomerUpdated(fields=f):
-            return replace(s, fields=s.fields.model_copy(update={k: getattr(f, k) for k in f.model_fields_set}))
+        case "customer.updated", ev.CustomerUpdated(changes=changed, fields=f):
+            names = ev.field_names(ev.CustomerFields, changed)
+            return replace(s, fields=s.fields.model_copy(update={k: getattr(f, k) for k in names}))
         case "customer.credit_added", ev.CreditAdded(amount=a, currency=c):
             return replace(s, credit={**s.credit, c: s.credit.get(c, 0) + a})
         case "customer.credit_applied", ev.CreditApplied(amount=a, currency=c):

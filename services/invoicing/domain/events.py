@@ -62,6 +62,12 @@ class DraftFields(Contract):
     metadata: dict[str, str] | None = None
 
 
+def field_names(model: type[BaseModel], aliases: list[str]) -> list[str]:
+    """Attribute names for the camelCase names an update event lists in `changes`."""
+    by_alias = {info.alias or name: name for name, info in model.model_fields.items()}
+    return [by_alias.get(a, a) for a in aliases]
+
+
 class InvoiceEvent(Contract):
     invoice: dict[str, Any] = Field(default_factory=dict)  # snapshot after the event
 

@@ -295,8 +295,9 @@ def evolve(state: Invoice, event_type: str, fact: ev.Contract, *, subject: str, 
     match event_type, fact:
         case "invoice.created", ev.InvoiceCreated(fields=f):
             return replace(s, fields=f, created_at=at)
-        case "invoice.updated", ev.InvoiceUpdated(fields=f):
-            return replace(s, fields=s.fields.model_copy(update={k: getattr(f, k) for k in f.model_fields_set}))
+        case "invoice.updated", ev.InvoiceUpdated(changes=changed, fields=f):
+            names = ev.field_names(ev.DraftFields, changed)
+            return replace(s, fields=s.fields.model_copy(update={k: getattr(f, k) for k in names}))
         case "invoice.imported", ev.InvoiceImported() as f:
             return replace(s, fields=f.fields, created_at=at, number=f.number, issued_on=f.issued_on,
                            finalized_at=at, amount_paid=f.amount_paid,
