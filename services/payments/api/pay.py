@@ -37,8 +37,8 @@ CLOSED = {
 }
 
 
-def page(name: str, status: int = 200, **context) -> HTMLResponse:
-    return HTMLResponse(templates.get_template(name).render(**context), status)
+def page(template: str, http_status: int = 200, **context) -> HTMLResponse:
+    return HTMLResponse(templates.get_template(template).render(**context), http_status)
 
 
 def with_params(url: str, **params: str) -> str:
