@@ -6,6 +6,7 @@ Its Message-ID is fixed when recorded, so a rare duplicate is recognisable as on
 """
 
 import asyncio
+import email.policy
 import smtplib
 import ssl
 from email.message import EmailMessage
@@ -43,8 +44,12 @@ class SmtpConfig:
             smtp.send_message(message)
 
 
+# CRLF line ends; headers folded at 78 so encoded words stay within RFC 2047's limits.
+POLICY = email.policy.SMTP
+
+
 def build_message(row: asyncpg.Record | dict, attachment: bytes | None) -> EmailMessage:
-    message = EmailMessage()
+    message = EmailMessage(policy=POLICY)
     message["Subject"] = row["subject"]
     message["From"] = row["sender"]
     message["To"] = row["recipient"]
