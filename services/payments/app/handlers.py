@@ -206,7 +206,7 @@ class Payments:
                     customer_email=email)
                 result = await (provider.charge_saved_method(req) if token else provider.start_payment(req))
         except ProviderUnavailable as exc:
-            backoff = min(2 ** job["attempts"], 60)
+            backoff = min(2 ** (job["attempts"] - 1), 60)
             log.warning("provider unavailable, charge will be retried with the same key",
                         payment_id=payment_id, error=exc.message, retry_in_s=backoff)
             await self.pool.execute(
