@@ -61,14 +61,16 @@ class OutboxRelay:
                 await asyncio.sleep(self.poll_interval)
             await leader.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
             log.info("outbox relay leading")
-            await self._publish_forever()
+            await self._publish_forever(leader)
         finally:
             await leader.close()
 
-    async def _publish_forever(self) -> None:
+    async def _publish_forever(self, leader: asyncpg.Connection) -> None:
         backoff, producer = 0.5, None
         try:
             while True:
+                if leader.is_closed():  # the lock went with the connection: elect again
+                    raise ConnectionError("outbox relay lost its leader lock")
                 try:
                     if producer is None:
                         producer = self.producer_factory(self.bootstrap)
