@@ -1,11 +1,13 @@
 import json
 import random
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from standardwebhooks.webhooks import Webhook
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from services.webhooks.app.delivery import RETRY_DELAYS, next_delay, parse_retry_after
-from services.webhooks.app.matching import payload_for, wants
+from services.webhooks.app.delivery import MAX_RETRY_AFTER_S, RETRY_DELAYS, next_delay, parse_retry_after
+from services.webhooks.app.matching import invalid_filter, payload_for, wants
+from services.webhooks.app.signing import active_secrets, new_secret, sign_headers
 from services.webhooks.app.urls import check_endpoint_url
 from shared.envelope import CloudEvent
 from shared.errors import ApiError
@@ -53,3 +55,39 @@ async def test_private_urls_are_refused_unless_allowed():
         await check_endpoint_url("ftp://example.com/x", allow_private=True)
     assert err.value.code == "url_invalid"
     await check_endpoint_url("http://127.0.0.1:9/hook", allow_private=True)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "ok"),
+    [("*", True), ("invoice.*", True), ("invoice.payment_received", True), ("dunning.reminder_due", True),
+     ("invoice.payed", False), ("invoice.", False), ("Invoice.paid", False), ("inv[a-z]ice.*", False),
+     ("billing.*", False), ("", False)],
+)
+def test_event_filters_are_checked_against_the_public_types(pattern, ok):
+    assert (invalid_filter(pattern) is None) is ok
+
+
+def test_during_rotation_both_secrets_sign_and_either_verifies():
+    old, new = new_secret(), new_secret()
+    assert old.startswith("whsec_") and old != new
+    now = datetime.now(UTC)
+    assert active_secrets(new, old, now + timedelta(hours=24), now) == [new, old]
+    assert active_secrets(new, old, now - timedelta(seconds=1), now) == [new]
+    assert active_secrets(new, None, None, now) == [new]
+    body = '{"id":"evt_1"}'
+    headers = sign_headers("evt_1", body, now, [new, old])
+    assert len(headers["webhook-signature"].split(" ")) == 2
+    for secret in (old, new):
+        assert Webhook(secret).verify(body, headers) == {"id": "evt_1"}
+    with pytest.raises(WebhookVerificationError):
+        Webhook(new_secret()).verify(body, headers)
+
+
+def test_retry_after_as_an_http_date_and_capped():
+    now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    assert parse_retry_after("Mon, 23 Nov 2026 12:00:30 GMT", now) == 30
+    assert parse_retry_after("Mon, 23 Nov 2026 11:00:00 GMT", now) == 0
+    assert parse_retry_after("-5") == 0 and parse_retry_after(None) is None
+    assert next_delay(1, retry_after=10 * 24 * 3600) == MAX_RETRY_AFTER_S
+    assert next_delay(3, schedule=[1, 2]) is None
+    assert 1.8 <= next_delay(2, schedule=[1, 2]) <= 2.2
