@@ -4,12 +4,15 @@ A service can add its own commands (invoicing adds `tenants`).
 """
 
 import asyncio
+import json
 from collections.abc import Callable
+from pathlib import Path
 
 import typer
 from fastapi import FastAPI
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from shared.asyncapi import document
 from shared.db import create_pool, migrate
 from shared.logs import configure_logging
 from shared.projections import rebuild
@@ -30,6 +33,17 @@ def make_cli(service: Service, app_factory: Callable[[], FastAPI]) -> typer.Type
     def serve() -> None:
         """Run the HTTP API, Kafka consumers, outbox relay and projections (the default)."""
         service.serve(app_factory())
+
+    @cli.command()
+    def asyncapi(output: Path | None = typer.Option(None, "--output", "-o", help="write here instead of stdout")) -> None:
+        """Print the AsyncAPI document of the events this service publishes and consumes."""
+        doc = document(service.name, service.registry, service.store.topics, sorted(set(service.consumed_topics)),
+                       kafka=service.settings.kafka_bootstrap)
+        text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
+        if output:
+            output.write_text(text)
+        else:
+            typer.echo(text, nl=False)
 
     @projections.command("list")
     def list_projections() -> None:

@@ -23,6 +23,7 @@ class UnknownEventVersion(Exception):
 class _EventType:
     model: type[BaseModel]
     version: int
+    stream: str  # the stream type whose topic carries it
     upcasters: dict[int, Upcaster] = field(default_factory=dict)  # from version N to N+1
 
 
@@ -30,8 +31,9 @@ class EventRegistry:
     def __init__(self) -> None:
         self._types: dict[str, _EventType] = {}
 
-    def register(self, event_type: str, model: type[BaseModel], *, version: int = 1) -> None:
-        self._types[event_type] = _EventType(model=model, version=version)
+    def register(self, event_type: str, model: type[BaseModel], *, version: int = 1, stream: str | None = None) -> None:
+        """`stream` defaults to the type's first part (`invoice` for `invoice.paid`)."""
+        self._types[event_type] = _EventType(model=model, version=version, stream=stream or event_type.split(".")[0])
 
     def upcaster(self, event_type: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
         """Decorator: register the function that turns `from_version` data into the next version."""
@@ -45,8 +47,9 @@ class EventRegistry:
     def version_of(self, event_type: str) -> int:
         return self._types[event_type].version
 
-    def types(self) -> dict[str, type[BaseModel]]:
-        return {name: t.model for name, t in self._types.items()}
+    def types(self) -> dict[str, tuple[type[BaseModel], int, str]]:
+        """Every registered type: (data model, current version, stream type)."""
+        return {name: (t.model, t.version, t.stream) for name, t in self._types.items()}
 
     def upcast(self, event: CloudEvent) -> CloudEvent:
         """The event with its data at the current schema version (unchanged if already current)."""

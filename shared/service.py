@@ -29,6 +29,7 @@ from shared.inbox import Delivery, Handler, InboxConsumer
 from shared.logs import bind_correlation, configure_logging, get_logger
 from shared.outbox import OutboxRelay
 from shared.projections import Projection, ProjectionRunner
+from shared.registry import EventRegistry
 from shared.settings import ServiceSettings
 
 log = get_logger(__name__)
@@ -43,6 +44,7 @@ class Service:
         topics: dict[str, str],
         migrations: Path | None = None,
         projections: list[Projection] | None = None,
+        registry: EventRegistry | None = None,
     ) -> None:
         self.settings = settings
         self.name = settings.service_name
@@ -50,6 +52,8 @@ class Service:
         self.store = EventStore(topics)
         self.migrations = migrations
         self.projections = projections or []
+        self.registry = registry or EventRegistry()
+        self.consumed_topics: list[str] = []
         self.broker = KafkaBroker(settings.kafka_bootstrap, logger=None)
         self.consumers: dict[str, InboxConsumer] = {}
         self._pool: asyncpg.Pool | None = None
@@ -73,6 +77,7 @@ class Service:
         def register(handler: Handler) -> Handler:
             consumer = InboxConsumer(f"{self.name}.{name}", handler)
             self.consumers[consumer.name] = consumer
+            self.consumed_topics.append(topic)
 
             @self.broker.subscriber(
                 topic,

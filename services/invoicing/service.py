@@ -6,12 +6,12 @@ from shared.service import Service
 
 from .app.handlers import Invoicing
 from .consumers import dunning, payments
-from .domain.events import STREAM_TOPICS
+from .domain.events import STREAM_TOPICS, registry
 from .projections.invoice_list import CreditNotes, CustomerList, InvoiceList
 from .settings import Settings
 
 service = Service(Settings(), topics=STREAM_TOPICS, migrations=Path(__file__).parent / "migrations",
-                  projections=[InvoiceList(), CustomerList(), CreditNotes()])
+                  projections=[InvoiceList(), CustomerList(), CreditNotes()], registry=registry)
 
 
 def invoicing() -> Invoicing:

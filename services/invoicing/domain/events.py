@@ -231,9 +231,11 @@ for _type, _model in {
     "invoice.payment_failed": PaymentFailed, "invoice.marked_uncollectible": MarkedUncollectible,
     "invoice.voided": InvoiceVoided, "invoice.written_off": WrittenOff,
     "invoice.refunded": InvoiceRefunded, "invoice.deleted": InvoiceDeleted,
-    "credit_note.created": CreditNoteCreated,
     "customer.created": CustomerCreated, "customer.updated": CustomerUpdated,
     "customer.credit_added": CreditAdded, "customer.credit_applied": CreditApplied,
-    "tenant.created": TenantCreated, "api_key.created": ApiKeyCreated, "api_key.revoked": ApiKeyRevoked,
+    "tenant.created": TenantCreated,
 }.items():
     registry.register(_type, _model)
+registry.register("credit_note.created", CreditNoteCreated, stream="invoice")  # on its invoice's stream
+registry.register("api_key.created", ApiKeyCreated, stream="tenant")
+registry.register("api_key.revoked", ApiKeyRevoked, stream="tenant")
