@@ -1,0 +1,138 @@
+"""The payment aggregate and the collection rules: pure functions, no servers."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.payments.domain.collection import Balance, amount_to_collect
+from services.payments.domain.events import registry
+from services.payments.domain.payment import (
+    Outcome, Payment, StartPayment, check_refund, decide_outcome, decide_processing, decide_refund,
+    decide_start, evolve,
+)
+from shared.errors import ApiError
+
+T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def run(state: Payment, decided) -> Payment:
+    for event_type, data in decided:
+        state = evolve(state, event_type, data)
+    return state
+
+
+def started(amount: int = 10000, **kw) -> Payment:
+    cmd = StartPayment("pay_1", "inv_1", "cust_1", amount, "USD", "sandbox", "card", **kw)
+    return run(Payment(), decide_start(Payment(), cmd, T0))
+
+
+def succeeded(amount: int = 10000) -> Payment:
+    state = started(amount)
+    state = run(state, decide_processing(state, "ch_1", T0))
+    return run(state, decide_outcome(state, Outcome(True, "ch_1"), T0 + timedelta(seconds=1)))
+
+
+def test_start_is_pending_with_the_snapshot():
+    [(event_type, data)] = decide_start(Payment(), StartPayment("pay_1", "inv_1", None, 500, "UGX", "sandbox", "mobile_money",
+                                                                automatic=True, attempt=2), T0)
+    assert event_type == "payment.created"
+    snap = data.dump()["payment"]
+    assert snap["status"] == "PENDING" and snap["object"] == "payment" and snap["invoiceId"] == "inv_1"
+    assert snap["automatic"] is True and snap["attempt"] == 2 and snap["createdAt"] == "2026-11-23T12:00:00Z"
+
+
+@pytest.mark.parametrize("amount", [0, -5])
+def test_start_needs_a_positive_amount(amount):
+    with pytest.raises(ApiError) as err:
+        decide_start(Payment(), StartPayment("p", "i", None, amount, "USD", "sandbox", "card"), T0)
+    assert err.value.code == "amount_invalid"
+
+
+def test_success_path_and_duplicate_callbacks_add_nothing():
+    state = started()
+    [(t, _)] = decide_processing(state, "ch_1", T0)
+    assert t == "payment.processing"
+    state = succeeded()
+    assert state.status == "SUCCEEDED" and state.snapshot.provider_reference == "ch_1"
+    assert decide_outcome(state, Outcome(True), T0) == []  # the same callback again
+    assert decide_outcome(state, Outcome(False, code="card_declined"), T0) == []  # never undoes a success
+    assert decide_processing(state, "ch_1", T0) == []  # a late "processing" answer
+
+
+def test_failure_carries_reason_code_automatic_and_attempt():
+    state = started(automatic=True, attempt=3)
+    [(t, data)] = decide_outcome(state, Outcome(False, "ch_9", "insufficient_funds", "No money"), T0)
+    body = data.dump()
+    assert t == "payment.failed"
+    assert (body["reasonCode"], body["reason"], body["automatic"], body["attempt"]) == ("insufficient_funds", "No money", True, 3)
+    failed = run(state, [(t, data)])
+    assert decide_outcome(failed, Outcome(False, code="x"), T0) == []
+
+
+def test_late_success_after_a_failure_is_recorded():
+    state = started()
+    state = run(state, decide_outcome(state, Outcome(False, code="approval_timeout"), T0))
+    [(t, data)] = decide_outcome(state, Outcome(True, "ch_1"), T0)
+    assert t == "payment.succeeded" and data.payment.failure_code is None
+
+
+def test_partial_refunds_until_fully_refunded_and_over_refund_refused():
+    state = succeeded(10000)
+    state = run(state, decide_refund(state, "re_1", 4000, "Overcharged", T0))
+    assert (state.status, state.snapshot.amount_refunded, state.refundable) == ("PARTIALLY_REFUNDED", 4000, 6000)
+    with pytest.raises(ApiError) as err:
+        check_refund(state, 6001)
+    assert err.value.code == "refund_exceeds_payment" and err.value.field == "amount"
+    assert check_refund(state, None) == 6000  # no amount: all that is left
+    [(t, data)] = decide_refund(state, "re_2", 6000, "Rest", T0)
+    assert t == "payment.refunded" and (data.amount, data.amount_refunded) == (6000, 10000)
+    state = run(state, [(t, data)])
+    assert state.status == "REFUNDED"
+    with pytest.raises(ApiError) as err:
+        check_refund(state, 1)
+    assert err.value.code == "payment_not_refundable" and err.value.status == 409
+
+
+def test_only_succeeded_payments_are_refundable():
+    with pytest.raises(ApiError) as err:
+        check_refund(started(), 100)
+    assert err.value.code == "payment_not_refundable"
+
+
+def test_events_roundtrip_through_the_registry():
+    state = succeeded()
+    for event_type, data in decide_refund(state, "re_1", 1, "r", T0):
+        event = registry.new_event(event_type, data, source="/t", subject="pay_1", tenant_id="ten_1")
+        assert registry.load(event) == data
+        assert event.dataschema == "urn:billstream:payment.refunded:v1"
+
+
+def balance(**kw) -> Balance:
+    values = dict(status="PENDING", currency="UGX", total=100000, amount_due=100000, unacknowledged=0,
+                  allow_partial=False)
+    return Balance(**{**values, **kw})
+
+
+def test_collect_the_remaining_balance_by_default():
+    assert amount_to_collect(balance(), None) == 100000
+    assert amount_to_collect(balance(unacknowledged=30000, allow_partial=True), None) == 70000
+    assert balance(unacknowledged=30000).paid == 30000
+
+
+@pytest.mark.parametrize("kw, requested, code", [
+    ({"status": "DRAFT"}, None, "invoice_not_payable"),
+    ({"status": "VOID"}, None, "invoice_not_payable"),
+    ({"status": "PAID", "amount_due": 0}, None, "invoice_not_payable"),
+    ({"unacknowledged": 100000}, None, "invoice_already_paid"),
+    ({"allow_partial": True}, 100001, "amount_exceeds_balance"),
+    ({"allow_partial": False}, 500, "partial_payment_not_allowed"),
+    ({"allow_partial": True}, 0, "amount_invalid"),
+])
+def test_collection_refusals_have_stable_codes(kw, requested, code):
+    with pytest.raises(ApiError) as err:
+        amount_to_collect(balance(**kw), requested)
+    assert err.value.code == code
+
+
+def test_partial_amount_when_allowed():
+    assert amount_to_collect(balance(allow_partial=True, status="PARTIALLY_PAID"), 25000) == 25000

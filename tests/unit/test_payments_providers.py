@@ -1,0 +1,105 @@
+"""Provider plumbing without servers: routing, credential encryption, callback signatures, the
+sandbox's instruments and plans, money parsing for the hosted page."""
+
+import json
+import time
+
+import pytest
+from cryptography.fernet import Fernet
+
+from services.payments.app.routing import SANDBOX_DEFAULT, Account, NoProvider, choose
+from services.payments.app.vault import Vault
+from services.payments.domain import money
+from services.payments.providers import signing
+from services.payments.providers.base import Instrument, ProviderError, SignatureInvalid
+from services.payments.providers.sandbox import SandboxProvider, normalise
+from services.payments.providers.sandbox_server import plan
+
+STRIPE_USD = Account("a1", "stripe", ("USD", "EUR"), 10)
+MOMO_UGX = Account("a2", "sandbox", ("UGX",), 10)
+CATCH_ALL = Account("a3", "paystack", (), 50)
+
+
+def test_routing_prefers_an_explicit_currency_then_priority():
+    accounts = [CATCH_ALL, STRIPE_USD, MOMO_UGX]
+    assert choose(accounts, "USD").account_id == "a1"
+    assert choose(accounts, "UGX").account_id == "a2"
+    assert choose(accounts, "NGN").account_id == "a3"  # the catch-all
+    cheaper = Account("a4", "paystack", ("USD",), 5)
+    assert choose([*accounts, cheaper], "USD").account_id == "a4"
+
+
+def test_routing_for_a_saved_method_keeps_its_provider_and_falls_back_to_the_sandbox():
+    assert choose([STRIPE_USD], "USD", provider="stripe").account_id == "a1"
+    assert choose([STRIPE_USD], "UGX").account_id == SANDBOX_DEFAULT
+    with pytest.raises(NoProvider):
+        choose([STRIPE_USD], "UGX", provider="stripe")
+    with pytest.raises(NoProvider):
+        choose([], "USD", sandbox_enabled=False)
+
+
+def test_vault_encrypts_and_rotates_keys():
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    secret = {"secretKey": "sk_live_abc", "webhookSecret": "whsec_1"}
+    token = Vault(old).encrypt(secret)
+    assert b"sk_live_abc" not in token
+    rotated = Vault(f"{new},{old}")
+    assert rotated.decrypt(token) == secret
+    assert Vault(new).decrypt(rotated.rotate(token)) == secret
+    with pytest.raises(ValueError):
+        Vault(new).decrypt(token)
+
+
+def test_signatures_verify_and_refuse_forgeries_and_replays():
+    body = b'{"id":"evt_1"}'
+    header = signing.sign("whsec", body)
+    signing.verify("whsec", header, body)
+    for bad_secret, bad_body, bad_header in (("other", body, header), ("whsec", body + b" ", header),
+                                             ("whsec", body, None), ("whsec", body, "v1=abc")):
+        with pytest.raises(SignatureInvalid):
+            signing.verify(bad_secret, bad_header, bad_body)
+    old = signing.sign("whsec", body, int(time.time()) - 3600)
+    with pytest.raises(SignatureInvalid, match="tolerance"):
+        signing.verify("whsec", old, body)
+
+
+def test_sandbox_callbacks_parse_after_verification():
+    provider = SandboxProvider("http://sandbox", "sk", "whsec")
+    body = json.dumps({"id": "evt_1", "type": "charge.failed", "data": {"charge": {
+        "id": "ch_1", "reference": "pay_1", "failureCode": "card_declined", "failureMessage": "Declined"}}}).encode()
+    event = provider.verify_callback({"sandbox-signature": signing.sign("whsec", body)}, body)
+    assert (event.event_id, event.payment_id, event.status, event.failure_code) == ("evt_1", "pay_1", "failed", "card_declined")
+    with pytest.raises(SignatureInvalid):
+        provider.verify_callback({"sandbox-signature": signing.sign("nope", body)}, body)
+
+
+def test_sandbox_instruments():
+    assert normalise(Instrument("card", "4242 4242 4242 4242")).number == "4242424242424242"
+    with pytest.raises(ProviderError) as err:
+        normalise(Instrument("card", "1234 5678 9012 3456"))
+    assert err.value.code == "instrument_invalid"
+    card = lambda n: Instrument("card", n)  # noqa: E731
+    momo = lambda n: Instrument("mobile_money", n)  # noqa: E731
+    assert plan(card("4242424242424242"), None, 1, 9) == ("succeeded", None, 1, False)
+    assert plan(card("4000000000000002"), None, 1, 9) == ("failed", "card_declined", 1, False)
+    assert plan(card("4000000000009995"), None, 1, 9)[1] == "insufficient_funds"
+    assert plan(card("4000000000000119"), None, 1, 9)[:2] == ("failed", "try_again_later")
+    assert plan(card("4000000000000119"), "try_again_later", 1, 9)[0] == "succeeded"
+    assert plan(momo("256700000001"), None, 1, 9)[0] == "succeeded"
+    assert plan(momo("256700000002"), None, 1, 9)[1] == "insufficient_funds"
+    assert plan(momo("256700000003"), None, 1, 9) == ("succeeded", None, 9, True)
+    assert plan(momo("256700000004"), None, 1, 9) == ("failed", "approval_timeout", 9, False)
+
+
+@pytest.mark.parametrize("text, currency, minor", [
+    ("1250.50", "USD", 125050), ("1,250", "USD", 125000), ("70000", "UGX", 70000), ("1.250", "KWD", 1250),
+])
+def test_amounts_typed_on_the_page_become_minor_units(text, currency, minor):
+    assert money.to_minor(text, currency) == minor
+    assert money.to_minor(money.to_major_text(minor, currency), currency) == minor
+
+
+@pytest.mark.parametrize("text, currency", [("10.5", "UGX"), ("1.001", "USD"), ("abc", "USD"), ("NaN", "USD")])
+def test_amounts_with_too_many_decimals_or_not_numbers_are_refused(text, currency):
+    with pytest.raises(ValueError):
+        money.to_minor(text, currency)
