@@ -214,6 +214,12 @@ class Payments:
                    WHERE payment_id = $1""", payment_id, float(backoff), exc.message)
             return None
         except ProviderError as exc:
+            if job["provider_reference"]:  # only a look-up failed: the charge itself stands
+                log.warning("charge status look-up refused", payment_id=payment_id, error=exc.message)
+                await self.pool.execute(
+                    """UPDATE charge_jobs SET next_attempt_at = now() + make_interval(secs => $2), last_error = $3
+                       WHERE payment_id = $1""", payment_id, float(RECONCILE_AFTER_S * 10), exc.message)
+                return None
             log.info("provider refused the charge", payment_id=payment_id, code=exc.code)
             async with self.pool.acquire() as conn, conn.transaction():
                 await self.record(conn, payment_id, "failed", code=exc.code, reason=exc.message)
