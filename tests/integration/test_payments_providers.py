@@ -160,6 +160,18 @@ async def test_tenant_routes_usd_to_stripe_and_ngn_to_paystack_through_the_servi
                 r = await raw.post("/webhooks/paystack", content=ps_body, headers={"x-paystack-signature": "0" * 128})
                 assert r.status_code == 400
 
+            # The hosted page sends the customer to Stripe's own form for a USD invoice.
+            usd2 = invoice(customer_id="cust_us", currency="USD", total=990)
+            await server.publish_invoice(tenant, "invoice.finalized", usd2)
+            await eventually(lambda: server.fetch("SELECT 1 FROM payable_invoices WHERE invoice_id = $1", usd2["id"]))
+            link = (await client.post(f"/api/invoices/{usd2['id']}/checkout", json={})).json()["checkoutUrl"]
+            async with httpx.AsyncClient() as browserless:
+                assert "Continue to Stripe" in (await browserless.get(link)).text
+                r = await browserless.post(link, data={"amount": "9.90"})
+            assert r.status_code == 303 and r.headers["location"].startswith("https://checkout.stripe.test/c/pay/cs_")
+            [session] = [x for x in stripe_fake.replies.values() if x[1].get("object") == "checkout.session"]
+            assert session[1]["client_reference_id"].startswith("pay_")
+
             r = await client.post(f"/api/payments/{paid_usd['id']}/refund", json={"amount": 2500, "reason": "Damaged"})
             assert r.status_code == 201 and r.json()["payment"]["status"] == "PARTIALLY_REFUNDED"
             r = await client.post(f"/api/payments/{paid_ngn['id']}/refund", json={"reason": "Cancelled"})

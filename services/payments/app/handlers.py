@@ -110,7 +110,7 @@ class Payments:
 
     async def start(self, conn, tenant_id: str, invoice_id: str, *, method: Method, account: Account,
                     amount: int | None = None, automatic: bool = False, attempt: int = 1,
-                    at: datetime | None = None) -> Payment:
+                    at: datetime | None = None, return_url: str | None = None) -> Payment:
         """payment.created and its charge job, in the caller's transaction."""
         at = at or now()
         inv = await self.invoice(conn, tenant_id, invoice_id, lock=True)  # one start per invoice at a time
@@ -120,12 +120,13 @@ class Payments:
                            account.provider, method.type, automatic, attempt)
         state = await self._append(conn, tenant_id, Payment(), decide_start(Payment(), cmd, at), at)
         await conn.execute(
-            """INSERT INTO charge_jobs (payment_id, tenant_id, account_id, method_id, instrument, idempotency_key)
-               VALUES ($1, $2, $3, $4, $5, $6)""",
+            """INSERT INTO charge_jobs (payment_id, tenant_id, account_id, method_id, instrument, idempotency_key,
+                                        return_url)
+               VALUES ($1, $2, $3, $4, $5, $6, $7)""",
             payment_id, tenant_id, account.account_id, method.method_id,
             self.vault.encrypt({"type": method.instrument.type, "number": method.instrument.number})
             if method.instrument else None,
-            f"billstream_{payment_id}")
+            f"billstream_{payment_id}", return_url and return_url.replace("{payment_id}", payment_id))
         await conn.execute("SELECT pg_notify('payments_charge_jobs', $1)", payment_id)
         return state
 
@@ -203,7 +204,7 @@ class Payments:
                     idempotency_key=job["idempotency_key"], reference=payment_id, amount=s.amount,
                     currency=s.currency, callback_url=f"{self.settings.own_url}/webhooks/{account.provider}",
                     instrument=Instrument(**instrument) if instrument else None, method_token=token,
-                    customer_email=email)
+                    customer_email=email, return_url=job["return_url"])
                 result = await (provider.charge_saved_method(req) if token else provider.start_payment(req))
         except ProviderUnavailable as exc:
             backoff = min(2 ** (job["attempts"] - 1), 60)
