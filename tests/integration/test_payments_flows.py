@@ -291,3 +291,35 @@ async def test_list_filters_pages_and_tenant_isolation(payments_server):
     r = await other_client.post(f"/api/invoices/{inv['id']}/checkout", json={})
     assert r.status_code == 404
     assert (await httpx.AsyncClient(base_url=server.url).get("/api/payments")).status_code == 401
+
+
+async def test_crash_before_the_provider_call_loses_nothing_and_charges_once(database, kafka):
+    from tests.support.payments_server import start_payments_server, stop_payments_server
+
+    crashing = await start_payments_server(database, kafka, failpoints="payments.before_charge")
+    try:
+        tenant, client = await crashing.tenant()
+        inv = await open_invoice(crashing, tenant)
+        await client.post("/api/payment-methods", json={"customerId": "cust_1", "type": "card", "number": SUCCEEDS})
+        try:
+            await client.post(f"/api/invoices/{inv['id']}/collect")
+        except httpx.HTTPError:
+            pass  # the process died under the request
+        assert await crashing.proc.wait() == 137
+        [job] = await crashing.fetch("SELECT payment_id, done FROM charge_jobs")
+        assert not job["done"] and await crashing.fetch("SELECT * FROM sandbox_charges") == []
+    finally:
+        await stop_payments_server(crashing)
+
+    restarted = await start_payments_server(database, kafka, run=crashing.run)
+    try:
+        client = httpx.AsyncClient(base_url=restarted.url, headers=dict(client.headers))
+        payment = await settled(client, job["payment_id"])
+        assert payment["status"] == "SUCCEEDED"
+        assert len(await restarted.fetch("SELECT * FROM sandbox_charges")) == 1
+        events = await payment_events(restarted, at_least=3)
+        # At least once: the relay may publish payment.created again after the crash; the id is the same.
+        unique = {e["id"]: e["type"] for e in events if e["subject"] == payment["id"]}
+        assert sorted(unique.values()) == ["payment.created", "payment.processing", "payment.succeeded"]
+    finally:
+        await stop_payments_server(restarted)

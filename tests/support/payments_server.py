@@ -46,6 +46,7 @@ class PaymentsServer:
     topics: dict[str, str]
     proc: asyncio.subprocess.Process
     log_path: Path
+    run: str = ""
     sequences: dict[str, int] = field(default_factory=dict)
 
     async def tenant(self, name: str = "Acme Ltd") -> tuple[str, httpx.AsyncClient]:
@@ -103,10 +104,15 @@ def invoice(invoice_id: str | None = None, *, status: str = "PENDING", total: in
     }
 
 
-async def start_payments_server(database: str, kafka: str, **env: str) -> PaymentsServer:
-    run = uuid.uuid4().hex[:10]
+async def start_payments_server(database: str, kafka: str, *, run: str | None = None, failpoints: str = "",
+                                **env: str) -> PaymentsServer:
+    """A new payments process; with the `run` of an earlier one, that process restarted (same
+    topics and consumer groups)."""
+    restart = run is not None
+    run = run or uuid.uuid4().hex[:10]
     topics = {name: f"test.{name}.{run}" for name in ("invoices", "dunning", "payments")}
-    await create_topics(kafka, *topics.values())
+    if not restart:
+        await create_topics(kafka, *topics.values())
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     settings = {
@@ -118,12 +124,12 @@ async def start_payments_server(database: str, kafka: str, **env: str) -> Paymen
     }
     ARTIFACTS.mkdir(exist_ok=True)
     log_path = ARTIFACTS / f"payments-{run}.log"
-    process_env = {**os.environ, "PYTHONPATH": str(ROOT),
+    process_env = {**os.environ, "PYTHONPATH": str(ROOT), "BILLSTREAM_FAILPOINTS": failpoints,
                    **{f"BILLSTREAM_PAYMENTS_{k}": v for k, v in settings.items()}}
-    with open(log_path, "wb") as log:
+    with open(log_path, "ab") as log:
         proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "services.payments", env=process_env,
                                                     cwd=ROOT, stdout=log, stderr=asyncio.subprocess.STDOUT)
-    server = PaymentsServer(url, database, kafka, topics, proc, log_path)
+    server = PaymentsServer(url, database, kafka, topics, proc, log_path, run=run)
     deadline = asyncio.get_running_loop().time() + 60
     async with httpx.AsyncClient() as client:
         while True:

@@ -14,6 +14,7 @@ import asyncpg
 
 from shared.errors import ApiError, NotFound
 from shared.eventstore import ConcurrencyError, EventStore
+from shared.failpoints import failpoint
 from shared.ids import new_id
 from shared.logs import get_logger
 
@@ -195,6 +196,7 @@ class Payments:
             return None
         provider = self.accounts.adapter(account)
         s = state.snapshot
+        failpoint("payments.before_charge")
         try:
             if job["provider_reference"]:  # already taken: only ask how it went (lost callback)
                 result = await provider.get_status(job["provider_reference"])
