@@ -7,6 +7,7 @@ from shared.service import Service
 from .app.delivery import DeliveryWorker
 from .app.emails.mailer import EmailWorker, SmtpConfig
 from .app.endpoints import STREAM_TYPE
+from .app.housekeeping import Housekeeping
 from .consumers.events import public_event_handler
 from .settings import Settings
 
@@ -14,7 +15,7 @@ settings = Settings()
 service = Service(settings, topics={STREAM_TYPE: settings.events_topic},
                   migrations=Path(__file__).parent / "migrations")
 _on_public_event = public_event_handler(
-    emails=settings.emails_enabled, public_url=settings.public_url,
+    emails=settings.emails_enabled, public_url=settings.public_url, pay_path=settings.pay_path,
     default_locale=settings.email_locale, from_address=settings.email_from,
 )
 for topic in settings.public_topics:
@@ -30,6 +31,11 @@ def delivery_worker() -> DeliveryWorker:
         lease_s=s.delivery_lease_s, poll_interval=s.poll_interval_s, schedule=s.retry_schedule_s,
         disable_after_s=s.disable_after_failing_s,
     )
+
+
+@service.background("housekeeping")
+def housekeeping() -> Housekeeping:
+    return Housekeeping(service.pool, retention_days=service.settings.retention_days)
 
 
 if settings.emails_enabled:

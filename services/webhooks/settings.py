@@ -33,6 +33,9 @@ class Settings(ServiceSettings):
     # Seconds before attempt 2, 3, ... (each with jitter): 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
     retry_schedule_s: list[float] = [5, 300, 1800, 7200, 18000, 36000, 36000]
 
+    # Finished deliveries, kept events and sent e-mails are deleted after this many days.
+    retention_days: int = 30
+
     # Customer e-mails.
     emails_enabled: bool = True
     smtp_host: str = "127.0.0.1"
@@ -44,5 +47,7 @@ class Settings(ServiceSettings):
     smtp_timeout_s: float = 20.0
     email_from: str = "billing@billstream.localhost"
     email_locale: str = "en"
-    # The public origin customers reach; pay links default to <public_url>/pay/<invoice id>.
+    # Pay links, when the event carries none: <public_url><pay_path> with {invoiceId} filled in
+    # (the payments service's hosted page).
     public_url: str = "http://localhost:3000"
+    pay_path: str = "/pay/{invoiceId}"

@@ -109,3 +109,16 @@ def test_the_message_has_text_html_and_the_pdf():
     assert parsed.get_body(("html",)).get_content().strip() == "<p>Paid, thank you.</p>"
     [pdf] = list(parsed.iter_attachments())
     assert pdf.get_filename() == "INV-1.pdf" and pdf.get_content() == b"%PDF-1.4 test"
+
+
+def test_discount_tax_and_payments_so_far_add_up_on_the_invoice_email():
+    inv = invoice_snapshot(id="inv_7", subtotal=365000, discountTotal=1500, taxTotal=64622, total=428122,
+                           amountPaid=100000, amountDue=328122)
+    draft = compose("invoice.sent", {"invoice": inv}, inv, **{**KW, "pay_path": "/i/{invoiceId}/pay"})
+    lines = [line for line in draft.text.splitlines() if ":" in line]
+    assert lines[lines.index("Subtotal: UGX365,000"):] [:6] == [
+        "Subtotal: UGX365,000", "Discount: -UGX1,500", "Tax: UGX64,622", "Total: UGX428,122",
+        "Already paid: -UGX100,000", "Amount due: UGX328,122"]
+    assert "Pay now: https://billing.example.com/i/inv_7/pay" in draft.text
+    plain = compose("invoice.sent", {"invoice": invoice_snapshot()}, invoice_snapshot(), **KW)
+    assert "Subtotal" not in plain.text and "Already paid" not in plain.text

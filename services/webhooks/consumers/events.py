@@ -62,7 +62,7 @@ async def queue_deliveries(conn: asyncpg.Connection, event: CloudEvent, body: st
     return len(chosen)
 
 
-async def queue_email(conn: asyncpg.Connection, event: CloudEvent, *, public_url: str,
+async def queue_email(conn: asyncpg.Connection, event: CloudEvent, *, public_url: str, pay_path: str,
                       default_locale: str, from_address: str) -> None:
     if event.type not in EMAIL_EVENTS:
         return
@@ -77,7 +77,8 @@ async def queue_email(conn: asyncpg.Connection, event: CloudEvent, *, public_url
             return
     business = await conn.fetchval("SELECT name FROM tenants WHERE tenant_id = $1", event.tenantid) or "Billstream"
     draft = compose(event.type, event.data, invoice if isinstance(invoice, dict) else None,
-                    business=business, public_url=public_url, default_locale=default_locale)
+                    business=business, public_url=public_url, default_locale=default_locale,
+                    pay_path=pay_path)
     if draft is None:
         return
     await conn.execute(
@@ -94,14 +95,14 @@ async def queue_email(conn: asyncpg.Connection, event: CloudEvent, *, public_url
     log.info("customer e-mail queued", kind=draft.kind, invoice_id=draft.invoice_id)
 
 
-def public_event_handler(*, emails: bool, public_url: str, default_locale: str,
+def public_event_handler(*, emails: bool, public_url: str, pay_path: str, default_locale: str,
                          from_address: str) -> Callable[[asyncpg.Connection, CloudEvent], Awaitable[None]]:
     async def on_public_event(conn: asyncpg.Connection, event: CloudEvent) -> None:
         body = await record_event(conn, event)
         await keep_invoice_snapshot(conn, event)
         await queue_deliveries(conn, event, body)
         if emails:
-            await queue_email(conn, event, public_url=public_url, default_locale=default_locale,
-                              from_address=from_address)
+            await queue_email(conn, event, public_url=public_url, pay_path=pay_path,
+                              default_locale=default_locale, from_address=from_address)
 
     return on_public_event

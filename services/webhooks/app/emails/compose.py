@@ -31,13 +31,22 @@ class EmailDraft:
     attachment_name: str | None = None
 
 
-def pay_url(data: dict[str, Any], invoice: dict[str, Any], public_url: str) -> str:
+def pay_url(data: dict[str, Any], invoice: dict[str, Any], public_url: str,
+            pay_path: str = "/pay/{invoiceId}") -> str:
     """The payments service's link if an event carries one, else its hosted page for the invoice."""
     for source in (data, invoice):
         for key in ("paymentUrl", "hostedUrl", "checkoutUrl"):
             if source.get(key):
                 return str(source[key])
-    return f"{public_url.rstrip('/')}/pay/{invoice['id']}"
+    return public_url.rstrip("/") + pay_path.replace("{invoiceId}", invoice["id"])
+
+
+def _adjusted(invoice: dict[str, Any]) -> bool:
+    return bool(invoice.get("discountTotal") or invoice.get("taxTotal"))
+
+
+def _lines(invoice: dict[str, Any], fmt, spec: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    return [(label, fmt(invoice.get(key)), sign) for label, key, sign in spec if invoice.get(key)]
 
 
 def kind_for(event_type: str, data: dict[str, Any]) -> str | None:
@@ -54,7 +63,8 @@ def kind_for(event_type: str, data: dict[str, Any]) -> str | None:
 
 
 def compose(event_type: str, data: dict[str, Any], invoice: dict[str, Any] | None, *,
-            business: str, public_url: str, default_locale: str) -> EmailDraft | None:
+            business: str, public_url: str, default_locale: str,
+            pay_path: str = "/pay/{invoiceId}") -> EmailDraft | None:
     """The e-mail this event sends, or None (not an e-mail event, no customer address, settled)."""
     kind = kind_for(event_type, data)
     if kind is None or not invoice:
@@ -70,11 +80,16 @@ def compose(event_type: str, data: dict[str, Any], invoice: dict[str, Any] | Non
     def fmt(amount: int | None) -> str:
         return money(amount or 0, currency, locale)
 
-    link = pay_url(data, invoice, public_url)
+    link = pay_url(data, invoice, public_url, pay_path)
     context = {
         "kind": kind, "business": business, "customer_name": customer.get("name") or "",
         "number": invoice.get("number") or invoice["id"], "currency": currency,
         "total": fmt(invoice.get("total")), "amount_due": fmt(invoice.get("amountDue")),
+        # Shown only when non-zero, so the lines on the page add up to the total and the amount due.
+        "before_total": _lines(invoice, fmt, [("Subtotal", "subtotal", ""), ("Discount", "discountTotal", "-"),
+                                              ("Tax", "taxTotal", "")]) if _adjusted(invoice) else [],
+        "after_total": _lines(invoice, fmt, [("Credits applied", "creditsApplied", "-"),
+                                             ("Already paid", "amountPaid", "-")]),
         "amount_paid_total": fmt(invoice.get("amountPaid")),
         "due_date": long_date(invoice.get("dueDate"), locale),
         "pay_url": link, "receipt_url": link,

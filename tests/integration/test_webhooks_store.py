@@ -1,0 +1,95 @@
+"""The webhooks tables on a real PostgreSQL, without the service process: what the consumer
+writes for an event (once, whatever the redeliveries), the invoice snapshot kept for reminders
+(a newer sequence wins), and the retention purge that never touches pending work."""
+
+from pathlib import Path
+
+import pytest
+
+from services.webhooks.app.housekeeping import Housekeeping
+from services.webhooks.consumers.events import public_event_handler
+from shared.db import migrate
+from shared.inbox import Delivery, InboxConsumer
+from tests.support.webhooks_events import event, invoice_event, invoice_snapshot
+
+MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "webhooks" / "migrations"
+TENANT = "ten_store"
+
+
+@pytest.fixture
+async def wpool(database, pool):
+    await migrate(database, MIGRATIONS)
+    await pool.execute("INSERT INTO tenants (tenant_id, name, created_at) VALUES ($1, 'Store Ltd', now())", TENANT)
+    await pool.execute(
+        """INSERT INTO webhook_endpoints (endpoint_id, tenant_id, url, secret, enabled_events)
+           VALUES ('we_inv', $1, 'http://127.0.0.1:9/a', 'whsec_x', '{invoice.*}'),
+                  ('we_all', $1, 'http://127.0.0.1:9/b', 'whsec_y', '{*}'),
+                  ('we_off', $1, 'http://127.0.0.1:9/c', 'whsec_z', '{*}'),
+                  ('we_other', 'ten_other', 'http://127.0.0.1:9/d', 'whsec_w', '{*}')""", TENANT)
+    await pool.execute("UPDATE webhook_endpoints SET enabled = false WHERE endpoint_id = 'we_off'")
+    return pool
+
+
+def consumer() -> InboxConsumer:
+    handler = public_event_handler(emails=True, public_url="https://b.example", pay_path="/pay/{invoiceId}",
+                                   default_locale="en", from_address="billing@b.example")
+    return InboxConsumer("webhooks.test", handler)
+
+
+async def test_an_event_becomes_deliveries_an_email_and_a_kept_event_once(wpool):
+    inv = invoice_snapshot()
+    sent = invoice_event("invoice.sent", TENANT, inv, sequence=3)
+    c = consumer()
+    for _ in range(3):  # redelivered by Kafka: the inbox makes the repeats no-ops
+        await c.process(wpool, sent.to_json(), Delivery("billing.invoices"))
+    rows = await wpool.fetch("SELECT endpoint_id, status, payload FROM webhook_deliveries ORDER BY endpoint_id")
+    assert [(r["endpoint_id"], r["status"]) for r in rows] == [("we_all", "pending"), ("we_inv", "pending")]
+    emails = await wpool.fetch("SELECT kind, recipient, sender FROM customer_emails")
+    assert [(e["kind"], e["recipient"]) for e in emails] == [("invoice_sent", "nakato@example.com")]
+    assert emails[0]["sender"] == "Store Ltd <billing@b.example>"
+    assert await wpool.fetchval("SELECT count(*) FROM webhook_events") == 1
+
+    payment = event("payment.succeeded", TENANT, inv["id"], {"paymentId": "pay_1"})
+    await c.process(wpool, payment.to_json(), Delivery("billing.payments"))
+    assert await wpool.fetchval(
+        "SELECT array_agg(endpoint_id) FROM webhook_deliveries WHERE event_id = $1", payment.id) == ["we_all"]
+
+
+async def test_the_newest_invoice_snapshot_wins_whatever_the_arrival_order(wpool):
+    inv = invoice_snapshot()
+    newer = invoice_event("invoice.paid", TENANT, {**inv, "status": "PAID"}, sequence=6)
+    older = invoice_event("invoice.sent", TENANT, {**inv, "status": "PENDING"}, sequence=3)
+    c = consumer()
+    await c.process(wpool, newer.to_json(), Delivery("billing.invoices"))
+    await c.process(wpool, older.to_json(), Delivery("billing.invoices"))
+    row = await wpool.fetchrow("SELECT version, snapshot FROM invoice_snapshots WHERE invoice_id = $1", inv["id"])
+    assert row["version"] == 6 and row["snapshot"]["status"] == "PAID"
+    # So a late reminder for the paid invoice sends nothing.
+    reminder = event("dunning.reminder_due", TENANT, inv["id"], {"invoiceId": inv["id"], "kind": "after_due", "days": 2})
+    await c.process(wpool, reminder.to_json(), Delivery("billing.dunning"))
+    assert await wpool.fetchval("SELECT count(*) FROM customer_emails WHERE kind = 'reminder'") == 0
+
+
+async def test_retention_purges_old_finished_records_and_keeps_pending_ones(wpool):
+    c = consumer()
+    events = [invoice_event("invoice.sent", TENANT, invoice_snapshot()) for _ in range(3)]
+    for e in events:
+        await c.process(wpool, e.to_json(), Delivery("billing.invoices"))
+    old_done, old_pending, recent = (e.id for e in events)
+    await wpool.execute(
+        """UPDATE webhook_deliveries SET status = 'succeeded', updated_at = now() - interval '40 days'
+            WHERE event_id = $1""", old_done)
+    await wpool.execute("UPDATE webhook_deliveries SET updated_at = now() - interval '40 days' WHERE event_id = $1",
+                        old_pending)
+    await wpool.execute("UPDATE webhook_events SET received_at = now() - interval '40 days' WHERE event_id <> $1", recent)
+    await wpool.execute(
+        """INSERT INTO webhook_attempts (delivery_id, attempt, status_code, latency_ms)
+           SELECT delivery_id, 1, 200, 5 FROM webhook_deliveries WHERE event_id = $1""", old_done)
+    await wpool.execute("UPDATE customer_emails SET status = 'sent', created_at = now() - interval '40 days' WHERE event_id = $1", old_done)
+
+    counts = await Housekeeping(wpool, retention_days=30).purge()
+    assert counts == {"attempts": 2, "deliveries": 2, "events": 1, "emails": 1}
+    left = {r["event_id"] for r in await wpool.fetch("SELECT event_id FROM webhook_deliveries")}
+    assert left == {old_pending, recent}
+    assert {r["event_id"] for r in await wpool.fetch("SELECT event_id FROM webhook_events")} == {old_pending, recent}
+    assert await Housekeeping(wpool, retention_days=30).purge() == {"attempts": 0, "deliveries": 0, "events": 0, "emails": 0}
