@@ -6,14 +6,14 @@ from shared.service import Service
 
 from .app.delivery import DeliveryWorker
 from .app.emails.mailer import EmailWorker, SmtpConfig
-from .app.endpoints import STREAM_TYPE
 from .app.housekeeping import Housekeeping
 from .consumers.events import public_event_handler
+from .domain.events import STREAM_TYPE, registry
 from .settings import Settings
 
 settings = Settings()
 service = Service(settings, topics={STREAM_TYPE: settings.events_topic},
-                  migrations=Path(__file__).parent / "migrations")
+                  migrations=Path(__file__).parent / "migrations", registry=registry)
 _on_public_event = public_event_handler(
     emails=settings.emails_enabled, public_url=settings.public_url, pay_path=settings.pay_path,
     default_locale=settings.email_locale, from_address=settings.email_from,

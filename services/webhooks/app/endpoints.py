@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from shared.envelope import CloudEvent
 from shared.eventstore import EventStore
 from shared.logs import get_logger
 
+from ..domain.events import STREAM_TYPE, WebhookEndpointDisabled, WebhookEndpointView, registry
+
 log = get_logger(__name__)
-STREAM_TYPE = "webhook_endpoint"
 SOURCE = "/billstream/webhooks"
 
 
@@ -50,12 +50,10 @@ async def disable(conn: asyncpg.Connection, store: EventStore, endpoint_id: str,
         return False
     version = await conn.fetchval(
         "SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1", endpoint_id)
-    event = CloudEvent.new(
-        type="webhook_endpoint.disabled", source=SOURCE, subject=endpoint_id,
-        tenant_id=row["tenant_id"], time=now,
-        data={"endpointId": endpoint_id, "reason": reason, "detail": detail,
-              "endpoint": public_view(row)},
-    )
+    data = WebhookEndpointDisabled(endpoint_id=endpoint_id, reason=reason, detail=detail,
+                                   endpoint=WebhookEndpointView.model_validate(public_view(row)))
+    event = registry.new_event("webhook_endpoint.disabled", data, source=SOURCE, subject=endpoint_id,
+                               tenant_id=row["tenant_id"], time=now)
     await store.append(conn, STREAM_TYPE, endpoint_id, version, [event])
     log.warning("webhook endpoint disabled", endpoint_id=endpoint_id, reason=reason, detail=detail)
     return True
