@@ -30,6 +30,7 @@ async def test_endpoints_crud_validation_isolation_and_signed_delivery(start_web
             created = r.json()
             assert created["secret"].startswith("whsec_") and created["enabled"] is True
             assert created["enabledEvents"] == ["invoice.*"] and created["description"] == "accounting sync"
+            assert created["createdAt"].endswith("Z") and created["id"].startswith("we_")
             endpoint_id = created["id"]
             receiver.secrets = [created["secret"]]
 
@@ -79,6 +80,7 @@ async def test_endpoints_crud_validation_isolation_and_signed_delivery(start_web
                 assert d["endpointId"] == endpoint_id and d["attemptCount"] == 1
                 [attempt] = d["attempts"]
                 assert attempt["statusCode"] == 200 and attempt["error"] is None
+                assert attempt["attemptedAt"].endswith("Z") and d["createdAt"].endswith("Z")
                 assert isinstance(attempt["latencyMs"], int) and attempt["latencyMs"] >= 0
             one = (await api.get(f"/api/webhook-deliveries/{deliveries[0]['id']}")).json()
             assert one["id"] == deliveries[0]["id"]

@@ -11,6 +11,7 @@ from pydantic.alias_generators import to_camel
 from shared.errors import Conflict, NotFound
 from shared.ids import new_id
 
+from ..app.endpoints import iso
 from ..app.matching import wants
 from ..consumers.events import DELIVERY_CHANNEL
 from ..service import service
@@ -20,7 +21,8 @@ Tenant = Annotated[str, Depends(service.tenant)]
 
 _WITH_ATTEMPTS = """
     SELECT d.*, coalesce(json_agg(json_build_object(
-             'attempt', a.attempt, 'attemptedAt', a.attempted_at, 'statusCode', a.status_code,
+             'attempt', a.attempt, 'statusCode', a.status_code,
+             'attemptedAt', to_char(a.attempted_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
              'latencyMs', a.latency_ms, 'error', a.error, 'responseBody', a.response_body)
              ORDER BY a.attempt) FILTER (WHERE a.attempt IS NOT NULL), '[]') AS attempt_log
       FROM webhook_deliveries d LEFT JOIN webhook_attempts a USING (delivery_id)
@@ -33,8 +35,8 @@ def _delivery(r: asyncpg.Record) -> dict:
         "id": r["delivery_id"], "object": "webhook_delivery", "endpointId": r["endpoint_id"],
         "eventId": r["event_id"], "eventType": r["event_type"], "status": r["status"],
         "attemptCount": r["attempts"], "lastStatusCode": r["last_status"], "lastError": r["last_error"],
-        "nextAttemptAt": r["next_attempt_at"].isoformat() if pending else None,
-        "createdAt": r["created_at"].isoformat(), "updatedAt": r["updated_at"].isoformat(),
+        "nextAttemptAt": iso(r["next_attempt_at"]) if pending else None,
+        "createdAt": iso(r["created_at"]), "updatedAt": iso(r["updated_at"]),
         "attempts": r["attempt_log"],
     }
 

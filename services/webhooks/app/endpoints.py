@@ -17,11 +17,13 @@ log = get_logger(__name__)
 SOURCE = "/billstream/webhooks"
 
 
+def iso(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC with a Z, as every Billstream API writes times."""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
+
+
 def public_view(row: asyncpg.Record) -> dict:
     """The endpoint resource as the API shows it (never the secret)."""
-    def iso(value):
-        return value.isoformat() if value else None
-
     return {
         "id": row["endpoint_id"], "object": "webhook_endpoint", "url": row["url"],
         "enabledEvents": list(row["enabled_events"]), "description": row["description"],
