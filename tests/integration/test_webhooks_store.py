@@ -93,3 +93,12 @@ async def test_retention_purges_old_finished_records_and_keeps_pending_ones(wpoo
     assert left == {old_pending, recent}
     assert {r["event_id"] for r in await wpool.fetch("SELECT event_id FROM webhook_events")} == {old_pending, recent}
     assert await Housekeeping(wpool, retention_days=30).purge() == {"attempts": 0, "deliveries": 0, "events": 0, "emails": 0}
+
+
+async def test_an_invoice_snapshot_the_email_cannot_use_still_gets_its_webhooks(wpool):
+    broken = invoice_snapshot(dueDate="not a date")
+    sent = invoice_event("invoice.sent", TENANT, broken, sequence=3)
+    assert await consumer().process(wpool, sent.to_json(), Delivery("billing.invoices"))
+    assert await wpool.fetchval("SELECT count(*) FROM webhook_deliveries WHERE event_id = $1", sent.id) == 2
+    assert await wpool.fetchval("SELECT count(*) FROM customer_emails") == 0
+    assert await wpool.fetchval("SELECT count(*) FROM dead_letters") == 0

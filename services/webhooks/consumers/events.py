@@ -76,9 +76,13 @@ async def queue_email(conn: asyncpg.Connection, event: CloudEvent, *, public_url
             log.warning("reminder not e-mailed: invoice not seen yet", invoice_id=event.data.get("invoiceId"))
             return
     business = await conn.fetchval("SELECT name FROM tenants WHERE tenant_id = $1", event.tenantid) or "Billstream"
-    draft = compose(event.type, event.data, invoice if isinstance(invoice, dict) else None,
-                    business=business, public_url=public_url, default_locale=default_locale,
-                    pay_path=pay_path)
+    try:
+        draft = compose(event.type, event.data, invoice if isinstance(invoice, dict) else None,
+                        business=business, public_url=public_url, default_locale=default_locale,
+                        pay_path=pay_path)
+    except Exception:  # noqa: BLE001 - a bad snapshot must not hold up this event's webhooks
+        log.exception("customer e-mail not composed", invoice_id=(invoice or {}).get("id"))
+        return
     if draft is None:
         return
     await conn.execute(
