@@ -34,6 +34,17 @@ async def test_endpoints_crud_validation_isolation_and_signed_delivery(start_web
             endpoint_id = created["id"]
             receiver.secrets = [created["secret"]]
 
+            # Idempotency-Key: a retried POST replays the first answer instead of a second endpoint.
+            again_body = {"url": receiver.url, "description": "retried"}
+            first = await api.post("/api/webhook-endpoints", json=again_body, headers={"Idempotency-Key": "k-1"})
+            again = await api.post("/api/webhook-endpoints", json=again_body, headers={"Idempotency-Key": "k-1"})
+            assert first.status_code == again.status_code == 201 and again.json() == first.json()
+            assert again.headers.get("idempotent-replayed") == "true"
+            other_body = await api.post("/api/webhook-endpoints", json={"url": receiver.url},
+                                        headers={"Idempotency-Key": "k-1"})
+            assert other_body.status_code == 422 and other_body.json()["error"]["code"] == "idempotency_key_reused"
+            assert (await api.delete(f"/api/webhook-endpoints/{first.json()['id']}")).status_code == 204
+
             fetched = (await api.get(f"/api/webhook-endpoints/{endpoint_id}")).json()
             assert "secret" not in fetched and fetched["url"] == receiver.url
             listed = (await api.get("/api/webhook-endpoints")).json()
