@@ -29,7 +29,7 @@ def delivery_worker() -> DeliveryWorker:
         s.database_url, service.pool, service.store, timeout=s.delivery_timeout_s,
         concurrency=s.delivery_concurrency, per_endpoint=s.per_endpoint_concurrency,
         lease_s=s.delivery_lease_s, poll_interval=s.poll_interval_s, schedule=s.retry_schedule_s,
-        disable_after_s=s.disable_after_failing_s,
+        disable_after_s=s.disable_after_failing_s, allow_private=s.allow_private_urls,
     )
 
 

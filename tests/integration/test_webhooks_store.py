@@ -4,11 +4,15 @@ writes for an event (once, whatever the redeliveries), the invoice snapshot kept
 
 from pathlib import Path
 
+import httpx
 import pytest
 
+from services.webhooks.app.delivery import DeliveryWorker
 from services.webhooks.app.housekeeping import Housekeeping
+from services.webhooks.app.signing import new_secret
 from services.webhooks.consumers.events import public_event_handler
 from shared.db import migrate
+from shared.eventstore import EventStore
 from shared.inbox import Delivery, InboxConsumer
 from tests.support.webhooks_events import event, invoice_event, invoice_snapshot
 
@@ -22,10 +26,10 @@ async def wpool(database, pool):
     await pool.execute("INSERT INTO tenants (tenant_id, name, created_at) VALUES ($1, 'Store Ltd', now())", TENANT)
     await pool.execute(
         """INSERT INTO webhook_endpoints (endpoint_id, tenant_id, url, secret, enabled_events)
-           VALUES ('we_inv', $1, 'http://127.0.0.1:9/a', 'whsec_x', '{invoice.*}'),
-                  ('we_all', $1, 'http://127.0.0.1:9/b', 'whsec_y', '{*}'),
-                  ('we_off', $1, 'http://127.0.0.1:9/c', 'whsec_z', '{*}'),
-                  ('we_other', 'ten_other', 'http://127.0.0.1:9/d', 'whsec_w', '{*}')""", TENANT)
+           VALUES ('we_inv', $1, 'http://127.0.0.1:9/a', $2, '{invoice.*}'),
+                  ('we_all', $1, 'http://127.0.0.1:9/b', $2, '{*}'),
+                  ('we_off', $1, 'http://127.0.0.1:9/c', $2, '{*}'),
+                  ('we_other', 'ten_other', 'http://127.0.0.1:9/d', $2, '{*}')""", TENANT, new_secret())
     await pool.execute("UPDATE webhook_endpoints SET enabled = false WHERE endpoint_id = 'we_off'")
     return pool
 
@@ -102,3 +106,21 @@ async def test_an_invoice_snapshot_the_email_cannot_use_still_gets_its_webhooks(
     assert await wpool.fetchval("SELECT count(*) FROM webhook_deliveries WHERE event_id = $1", sent.id) == 2
     assert await wpool.fetchval("SELECT count(*) FROM customer_emails") == 0
     assert await wpool.fetchval("SELECT count(*) FROM dead_letters") == 0
+
+
+async def test_each_attempt_checks_the_address_again_unless_private_ones_are_allowed(database, wpool):
+    await consumer().process(wpool, invoice_event("invoice.created", TENANT, invoice_snapshot()).to_json(),
+                             Delivery("billing.invoices"))
+    worker = DeliveryWorker(database, wpool, EventStore({"webhook_endpoint": "test.unused"}),
+                            allow_private=False, schedule=[60])
+    claimed = await worker.claim(10)
+    assert sorted(r["endpoint_id"] for r in claimed) == ["we_all", "we_inv"]
+    assert await worker.claim(10) == []  # leased
+    async with httpx.AsyncClient() as client:
+        for row in claimed:
+            await worker.attempt(client, row)
+    attempts = await wpool.fetch("SELECT status_code, error FROM webhook_attempts")
+    assert len(attempts) == 2
+    assert all(a["status_code"] is None and a["error"].startswith("url_not_public: 127.0.0.1") for a in attempts)
+    pending = await wpool.fetch("SELECT status, attempts, last_error FROM webhook_deliveries")
+    assert all(p["status"] == "pending" and p["attempts"] == 1 for p in pending)  # retried later, on schedule

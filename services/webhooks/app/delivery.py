@@ -14,12 +14,14 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import httpx
 
+from shared.errors import ApiError
 from shared.eventstore import EventStore
 from shared.logs import bind_correlation, get_logger
 
 from ..consumers.events import DELIVERY_CHANNEL
 from . import endpoints
 from .signing import active_secrets, sign_headers
+from .urls import check_endpoint_url
 
 log = get_logger(__name__)
 
@@ -59,12 +61,13 @@ class DeliveryWorker:
     def __init__(self, dsn: str, pool: asyncpg.Pool, store: EventStore, *, timeout: float = 15.0,
                  concurrency: int = 50, per_endpoint: int = 5, lease_s: float = 60,
                  poll_interval: float = 1.0, schedule: list[float] = RETRY_DELAYS,
-                 disable_after_s: float = 5 * 24 * 3600) -> None:
+                 disable_after_s: float = 5 * 24 * 3600, allow_private: bool = False) -> None:
         self.dsn, self.pool, self.store, self.timeout = dsn, pool, store, timeout
         # The lease must outlast an attempt, or a slow attempt would be claimed twice.
         self.lease_s = max(lease_s, timeout + 5)
         self.poll_interval, self.schedule = poll_interval, schedule
         self.per_endpoint, self.disable_after_s = per_endpoint, disable_after_s
+        self.allow_private = allow_private
         self._concurrency = concurrency
         self._in_flight: dict[str, int] = {}  # endpoint id -> attempts running in this process
         self._wake = asyncio.Event()
@@ -153,10 +156,14 @@ class DeliveryWorker:
         try:
             # httpx's timeout is per read; this bounds the whole exchange, slow-drip bodies too.
             async with asyncio.timeout(self.timeout):
+                # Checked again at each attempt: the name may resolve elsewhere than at creation.
+                await check_endpoint_url(d["url"], allow_private=self.allow_private)
                 response = await client.post(d["url"], content=d["payload"], headers=headers)
                 status, body = response.status_code, response.text[:500]
             if status in (429, 503):
                 retry_after = parse_retry_after(response.headers.get("retry-after"))
+        except ApiError as exc:
+            error = f"{exc.code}: {exc.message}"
         except TimeoutError:
             error = f"timeout: no response within {self.timeout:g}s"
         except httpx.HTTPError as exc:
