@@ -64,6 +64,8 @@ async def test_saved_card_collect_succeeds_and_publishes_keyed_by_invoice(paymen
     mine = [e for e in events if e["subject"] == payment["id"]]
     assert [e["type"] for e in mine] == ["payment.created", "payment.processing", "payment.succeeded"]
     assert {e["key"] for e in mine} == {inv["id"]}  # keyed by the invoice id
+    # The worker's and the callback's events carry the correlation id of the collect request.
+    assert {e["correlationid"] for e in mine} == {r.headers["x-correlation-id"]}
     done = mine[-1]["data"]
     assert (done["paymentId"], done["invoiceId"], done["amount"], done["currency"], done["method"]) == \
            (payment["id"], inv["id"], 180000, "UGX", "card")
@@ -234,8 +236,12 @@ async def test_refund_twice_up_to_the_amount_then_refused(payments_server):
     inv = await open_invoice(server, tenant, currency="USD", total=10000)
     await client.post("/api/payment-methods", json={"customerId": "cust_1", "type": "card", "number": SUCCEEDS})
     payment = await settled(client, (await client.post(f"/api/invoices/{inv['id']}/collect")).json()["id"])
-    r = await client.post(f"/api/payments/{payment['id']}/refund", json={"amount": 4000, "reason": "Overcharged"})
+    r = await client.post(f"/api/payments/{payment['id']}/refund", json={"amount": 4000, "reason": "Overcharged"},
+                          headers={"Idempotency-Key": "refund-1"})
     assert r.status_code == 201, r.text
+    replay = await client.post(f"/api/payments/{payment['id']}/refund", json={"amount": 4000, "reason": "Overcharged"},
+                               headers={"Idempotency-Key": "refund-1"})
+    assert replay.status_code == 201 and replay.json()["id"] == r.json()["id"]  # the same refund, not a second
     assert r.json()["payment"]["status"] == "PARTIALLY_REFUNDED" and r.json()["payment"]["amountRefunded"] == 4000
     r = await client.post(f"/api/payments/{payment['id']}/refund", json={"amount": 6001, "reason": "Too much"})
     assert r.status_code == 400 and r.json()["error"]["code"] == "refund_exceeds_payment"

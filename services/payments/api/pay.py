@@ -123,12 +123,12 @@ async def pay(token: str, request: Request):
                 else Method("hosted")
             back = f"{service.settings.public_url.rstrip('/')}/pay/{token}/payments/{{payment_id}}"
             state = await payments.start(conn, session["tenant_id"], inv["invoice_id"], amount=amount,
-                                         account=account, method=method, return_url=back)
+                                         account=account, method=method, return_url=back, inline=True)
     except ValueError:
         return await _again(token, "Enter the amount as a number, for example 1250.50.")
     except ApiError as exc:
         return await _again(token, exc.message)
-    result = await payments.run_job(state.snapshot.id)
+    result = await payments.run_job(state.snapshot.id, claimed=True)
     if result is not None and result.redirect_url:  # a provider with its own hosted form
         return RedirectResponse(result.redirect_url, 303)
     return RedirectResponse(f"/pay/{token}/payments/{state.snapshot.id}", 303)

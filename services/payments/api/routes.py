@@ -98,8 +98,8 @@ async def collect(invoice_id: str, tenant: Tenant, body: CollectIn | None = None
                            "POST /api/payment-methods or send a checkout link.", status=409)
         account = await payments.accounts.route(conn, tenant, inv["currency"], provider=method["provider"])
         state = await payments.start(conn, tenant, invoice_id, amount=body.amount, account=account,
-                                     method=Method(method["type"], method_id=method["method_id"]))
-    await payments.run_job(state.snapshot.id)  # at once; the worker retries if this does not finish
+                                     method=Method(method["type"], method_id=method["method_id"]), inline=True)
+    await payments.run_job(state.snapshot.id, claimed=True)  # at once; the worker retries if this does not finish
     async with service.pool.acquire() as conn:
         state, _ = await payments.read(conn, state.snapshot.id, tenant)
     return state.snapshot.dump()

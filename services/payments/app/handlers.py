@@ -16,7 +16,7 @@ from shared.errors import ApiError, NotFound
 from shared.eventstore import ConcurrencyError, EventStore
 from shared.failpoints import failpoint
 from shared.ids import new_id
-from shared.logs import get_logger
+from shared.logs import bind_correlation, get_logger
 
 from ..domain.collection import Balance, amount_to_collect
 from ..domain.events import FAILED, PROCESSING, SUCCEEDED, registry
@@ -65,6 +65,15 @@ class Payments:
             raise NotFound("payment", payment_id)  # another tenant's payment does not exist here
         return fold([(s.event.type, registry.load(s.event)) for s in stored]), stored[0].event.tenantid
 
+    async def correlate(self, conn, payment_id: str) -> None:
+        """Carry on under the correlation id of the request or event that started the payment,
+        so its later events (from the worker or a provider callback) can be traced to it."""
+        first = await conn.fetchrow(
+            "SELECT event_id, envelope->>'correlationid' AS cid FROM events WHERE stream_id = $1 AND version = 1",
+            payment_id)
+        if first is not None:
+            bind_correlation(first["cid"], causation_id=first["event_id"])
+
     async def _append(self, conn, tenant_id: str, state: Payment, decided: list[tuple[str, object]],
                       at: datetime) -> Payment:
         if not decided:
@@ -111,8 +120,10 @@ class Payments:
 
     async def start(self, conn, tenant_id: str, invoice_id: str, *, method: Method, account: Account,
                     amount: int | None = None, automatic: bool = False, attempt: int = 1,
-                    at: datetime | None = None, return_url: str | None = None) -> Payment:
-        """payment.created and its charge job, in the caller's transaction."""
+                    at: datetime | None = None, return_url: str | None = None, inline: bool = False) -> Payment:
+        """payment.created and its charge job, in the caller's transaction. With `inline` the
+        caller sends the job itself right after commit (run_job(claimed=True)): the worker leaves
+        it alone for one lease, then takes over if the caller died."""
         at = at or now()
         inv = await self.invoice(conn, tenant_id, invoice_id, lock=True)  # one start per invoice at a time
         amount = amount_to_collect(await self.balance(conn, inv), amount)
@@ -122,21 +133,28 @@ class Payments:
         state = await self._append(conn, tenant_id, Payment(), decide_start(Payment(), cmd, at), at)
         await conn.execute(
             """INSERT INTO charge_jobs (payment_id, tenant_id, account_id, method_id, instrument, idempotency_key,
-                                        return_url)
-               VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+                                        return_url, next_attempt_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, now() + make_interval(secs => $8))""",
             payment_id, tenant_id, account.account_id, method.method_id,
             self.vault.encrypt({"type": method.instrument.type, "number": method.instrument.number})
             if method.instrument else None,
-            f"billstream_{payment_id}", return_url and return_url.replace("{payment_id}", payment_id))
-        await conn.execute("SELECT pg_notify('payments_charge_jobs', $1)", payment_id)
+            f"billstream_{payment_id}", return_url and return_url.replace("{payment_id}", payment_id),
+            self.lease_s if inline else 0.0)
+        if not inline:
+            await conn.execute("SELECT pg_notify('payments_charge_jobs', $1)", payment_id)
         return state
+
+    @property
+    def lease_s(self) -> float:
+        """How long a claimed job is left alone: longer than any provider call can take."""
+        return float(self.settings.provider_timeout_s * 3 + 5)
 
     async def fail_unchargeable(self, conn, tenant_id: str, inv: asyncpg.Record, code: str, reason: str,
                                 *, attempt: int, at: datetime) -> Payment:
         """An automatic collection that could not even be tried (no saved method): still a
         payment.failed, so invoicing and dunning hear about it."""
-        amount = (await self.balance(conn, inv)).remaining
-        cmd = StartPayment(new_id("pay"), inv["invoice_id"], inv["customer_id"], max(amount, 1), inv["currency"],
+        amount = (await self.balance(conn, inv)).remaining  # > 0: the caller checked
+        cmd = StartPayment(new_id("pay"), inv["invoice_id"], inv["customer_id"], amount, inv["currency"],
                            "none", "none", True, attempt)
         state = await self._append(conn, tenant_id, Payment(), decide_start(Payment(), cmd, at), at)
         return await self._append(conn, tenant_id, state, decide_outcome(
@@ -148,6 +166,7 @@ class Payments:
                      code: str | None = None, reason: str | None = None, at: datetime | None = None) -> Payment:
         at = at or now()
         state, tenant_id = await self.read(conn, payment_id)
+        await self.correlate(conn, payment_id)
         if status == "processing" or status == "requires_action":
             decided = decide_processing(state, reference, at)
         elif status in ("succeeded", "failed"):
@@ -171,17 +190,19 @@ class Payments:
 
     # -- charge jobs -----------------------------------------------------------------------
 
-    async def run_job(self, payment_id: str) -> ChargeResult | None:
-        """Send (or look up) one due charge job; None if it was not due or is being run elsewhere."""
+    async def run_job(self, payment_id: str, *, claimed: bool = False) -> ChargeResult | None:
+        """Send (or look up) one due charge job; None if it was not due or is being run elsewhere.
+        `claimed`: the caller created it with start(inline=True) and runs it now."""
         job = await self.pool.fetchrow(
             """UPDATE charge_jobs SET attempts = attempts + 1,
                       next_attempt_at = now() + make_interval(secs => $2)
-               WHERE payment_id = $1 AND NOT done AND next_attempt_at <= now()
-               RETURNING *""", payment_id, float(self.settings.provider_timeout_s * 3 + 5))
+               WHERE payment_id = $1 AND NOT done AND ($3 OR next_attempt_at <= now())
+               RETURNING *""", payment_id, self.lease_s, claimed)
         if job is None:
             return None
         async with self.pool.acquire() as conn:
             state, tenant_id = await self.read(conn, payment_id)
+            await self.correlate(conn, payment_id)
             account = await self.accounts.get(conn, tenant_id, job["account_id"])
             token, email = None, None
             if job["method_id"]:

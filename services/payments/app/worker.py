@@ -4,6 +4,7 @@ reconciliation of charges whose callback never came)."""
 import asyncio
 
 import asyncpg
+import structlog
 
 from shared.logs import get_logger
 
@@ -35,6 +36,7 @@ class ChargeWorker:
 
     async def _run_one(self, payment_id: str) -> None:
         try:
-            await self.payments.run_job(payment_id)
+            with structlog.contextvars.bound_contextvars(payment_id=payment_id):
+                await self.payments.run_job(payment_id)
         except Exception as exc:  # a bug or the database away: the job stays due and is retried
             log.error("charge job failed", payment_id=payment_id, error=repr(exc))
