@@ -11,12 +11,13 @@ from .app.vault import Vault
 from .app.worker import ChargeWorker
 from .consumers.dunning import on_dunning_event
 from .consumers.invoices import on_invoice_event
+from .domain.events import registry
 from .projections.payment_list import PaymentList
 from .settings import Settings
 
 settings = Settings()
 service = Service(settings, topics={"payment": settings.payments_topic},
-                  migrations=Path(__file__).parent / "migrations")
+                  migrations=Path(__file__).parent / "migrations", registry=registry)
 service.projections.append(PaymentList())
 vault = Vault(settings.credentials_keys)
 payments = Payments(service, Accounts(vault, settings), vault)
