@@ -94,6 +94,15 @@ async def test_automatic_collection_declined_then_dunning_retry_succeeds(payment
     succeeded = (await eventually(lambda: payments_of("SUCCEEDED"), timeout=30))[0]
     assert succeeded["automatic"] and succeeded["attempt"] == 2 and succeeded["amount"] == 50000
 
+    # A retry that comes after the invoice is paid charges nothing.
+    await server.publish_dunning(tenant, "dunning.retry_due", inv["id"], attempt=3)
+    marker = invoice(customer_id="cust_auto")  # an event after it on the same topic, to know it was handled
+    await server.publish_invoice(tenant, "invoice.created", {**marker, "status": "DRAFT"})
+    await payable(server, marker["id"])
+    await eventually(lambda: server.fetch(
+        "SELECT 1 FROM inbox WHERE consumer LIKE '%.dunning' GROUP BY consumer HAVING count(*) = 2"))
+    assert (await client.get("/api/payments", params={"invoiceId": inv["id"]})).json()["meta"]["total"] == 2
+
     events = await payment_events(server, at_least=6)
     failure = next(e for e in events if e["type"] == "payment.failed")
     assert failure["data"]["reasonCode"] == "try_again_later" and failure["data"]["automatic"] is True
@@ -132,6 +141,18 @@ async def test_declined_card_and_insufficient_mobile_money_fail_with_reason(paym
     # A failed payment does not reduce the balance.
     page = httpx.get(checkout["checkoutUrl"])
     assert 'id="pay-form"' in page.text and "180,000" in page.text
+
+    # The customer never approves the mobile-money prompt: it fails once the approval window ends.
+    r = await pay_on_page(server, checkout["checkoutUrl"], None, "mobile_money", "256700000004")
+    unapproved = await settled(client, r.headers["location"].rsplit("/", 1)[1])
+    assert unapproved["failureCode"] == "approval_timeout"
+
+    # An unknown test number is refused on the page; an expired link says so.
+    r = await pay_on_page(server, checkout["checkoutUrl"], None, "card", "1234 5678 9012 3456")
+    assert r.status_code == 400 and "Not a sandbox test card number" in r.text
+    await server.fetch("UPDATE checkout_sessions SET expires_at = now() - interval '1 minute'")
+    expired = httpx.get(checkout["checkoutUrl"])
+    assert expired.status_code == 410 and "expired" in expired.text
 
 
 async def test_timeout_then_late_success_charges_once(payments_server):

@@ -19,7 +19,8 @@ from shared.logs import get_logger
 
 from ..app.handlers import Method
 from ..domain import money
-from ..providers.base import Instrument
+from ..providers.base import Instrument, ProviderError
+from ..providers.sandbox import normalise
 from ..service import payments, service
 
 log = get_logger(__name__)
@@ -119,11 +120,14 @@ async def pay(token: str, request: Request):
         async with service.pool.acquire() as conn, conn.transaction():
             account = await payments.accounts.route(conn, session["tenant_id"], inv["currency"])
             # The sandbox takes test instruments here; other providers take them on their own page.
-            method = Method(kind, instrument=Instrument(kind, number)) if account.provider == "sandbox" \
+            # A mistyped test number is answered on the page, before any payment exists.
+            method = Method(kind, instrument=normalise(Instrument(kind, number))) if account.provider == "sandbox" \
                 else Method("hosted")
             back = f"{service.settings.public_url.rstrip('/')}/pay/{token}/payments/{{payment_id}}"
             state = await payments.start(conn, session["tenant_id"], inv["invoice_id"], amount=amount,
                                          account=account, method=method, return_url=back, inline=True)
+    except ProviderError as exc:
+        return await _again(token, exc.message)
     except ValueError:
         return await _again(token, "Enter the amount as a number, for example 1250.50.")
     except ApiError as exc:
