@@ -55,7 +55,10 @@ class TimerEngine:
             await listener.close()
 
     async def fire_due(self) -> int:
-        """Fire every timer due now; returns how many this process fired."""
+        """Fire every timer due now, in due order; returns how many this process fired.
+
+        Each candidate fires its invoice's earliest due timer, which is the candidate itself
+        unless another process fired it meanwhile."""
         total = 0
         while True:
             fired = 0

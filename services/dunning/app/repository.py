@@ -111,12 +111,13 @@ async def mark_fired(conn: asyncpg.Connection, timer_id: int, at: datetime) -> N
 
 
 async def due_invoices(conn: asyncpg.Connection | asyncpg.Pool, now: datetime, limit: int) -> list[str]:
-    """Invoices with a timer due, earliest first; a tenant with a test clock is at its own time."""
+    """The invoice of each due timer, in the order the timers fall due (an invoice appears once
+    per due timer); a tenant with a test clock is at its own time."""
     rows = await conn.fetch(
-        """SELECT t.invoice_id, min(t.fire_at) AS first_at FROM timers t
-            LEFT JOIN test_clocks c ON c.tenant_id = t.tenant_id
-            WHERE t.fired_at IS NULL AND t.cancelled_at IS NULL AND t.fire_at <= coalesce(c.frozen_time, $1)
-            GROUP BY t.invoice_id ORDER BY first_at, t.invoice_id LIMIT $2""",
+        """SELECT t.invoice_id FROM timers t
+           LEFT JOIN test_clocks c ON c.tenant_id = t.tenant_id
+           WHERE t.fired_at IS NULL AND t.cancelled_at IS NULL AND t.fire_at <= coalesce(c.frozen_time, $1)
+           ORDER BY t.fire_at, t.priority, t.id LIMIT $2""",
         now, limit,
     )
     return [r["invoice_id"] for r in rows]
