@@ -58,7 +58,7 @@ async def test_overdue_fires_once_at_the_right_time(dun):
     [event] = await dun.tail.wait_for(lambda e: e["type"] == "dunning.due_date_passed")
     assert event["subject"] == "inv_overdue" and event["tenantid"] == TENANT
     assert event["data"]["invoiceId"] == "inv_overdue" and event["data"]["dueDate"] == "2027-03-10"
-    assert event["data"]["dunning"] == {"invoiceId": "inv_overdue", "status": None, "attempts": 0,
+    assert event["data"]["dunning"] == {"invoiceId": "inv_overdue", "status": "IN_PROGRESS", "attempts": 0,
                                         "nextRetryAt": None, "updatedAt": "2027-03-13T00:00:00Z"}
     assert as_utc(event["time"]) == expected and event["sequence"] == "1"
 

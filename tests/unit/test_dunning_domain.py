@@ -123,7 +123,7 @@ def test_invoice_closed_outside_dunning_only_cancels_timers():
 def test_overdue_timer_records_the_due_date_once():
     [event] = d.on_overdue_timer(d.Dunning("inv_1"), OPEN, T0).events
     assert isinstance(event, DueDatePassed) and event.due_date == date(2026, 11, 30)
-    assert event.dunning.status is None  # overdue alone is not dunning
+    assert event.dunning.status == "IN_PROGRESS"  # the first thing dunning does starts it
     state = run(d.Dunning("inv_1"), d.on_overdue_timer(d.Dunning("inv_1"), OPEN, T0))
     assert state.overdue_recorded and d.on_overdue_timer(state, OPEN, T0) == d.NOTHING
 
@@ -161,3 +161,15 @@ def test_fold_rebuilds_the_state_from_events():
         events += decision.events
         state = run(state, decision)
     assert d.fold("inv_1", events) == state and state.version == 2
+
+
+def test_an_overdue_invoice_paid_later_ends_dunning_in_success():
+    state = run(d.Dunning("inv_1"), d.on_overdue_timer(d.Dunning("inv_1"), OPEN, T0))
+    [event] = d.on_invoice_closed(state, T0, invoice_status="PAID").events
+    assert isinstance(event, Succeeded) and event.dunning.status == "SUCCESS"
+
+
+def test_a_reminder_keeps_a_final_status():
+    exhausted = d.Dunning("inv_1", version=3, status="EXHAUSTED", attempts=4)
+    [event] = d.on_reminder_timer(exhausted, OPEN, T0, kind="after_due", days=7).events
+    assert event.dunning.status == "EXHAUSTED"

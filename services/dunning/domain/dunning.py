@@ -2,8 +2,9 @@
 
 Each decision takes the state folded from the invoice's dunning stream, the facts it needs and
 `now` (the tenant's time), and returns the events to append plus the timers to set or cancel.
-Status stays null until collection retries start; then IN_PROGRESS until SUCCESS, EXHAUSTED or
-STOPPED, which are final.
+Dunning starts with the first thing it does for an invoice (a reminder, recording the overdue,
+or scheduling a retry): status IN_PROGRESS until SUCCESS, EXHAUSTED or STOPPED, which are final.
+Before that the status is null, which only the API shows (every event carries a status).
 """
 
 from dataclasses import dataclass, field, replace
@@ -77,7 +78,8 @@ class _Emitter:
         self.state, self.now, self.events = state, now, []
 
     def emit(self, cls: type[DunningEvent], changes: dict[str, Any] | None = None, **facts: Any) -> None:
-        after = replace(self.state, updated_at=self.now, **(changes or {}))
+        changes = {"status": self.state.status or IN_PROGRESS, **(changes or {})}
+        after = replace(self.state, updated_at=self.now, **changes)
         event = cls(invoice_id=self.state.invoice_id, dunning=after.snapshot(), **facts)
         self.events.append(event)
         self.state = evolve(self.state, event)

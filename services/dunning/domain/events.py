@@ -23,7 +23,8 @@ class Contract(BaseModel):
 
 
 class DunningSnapshot(Contract):
-    """`status` is null until retries start (an overdue invoice or a reminder is not dunning)."""
+    """As of the event. `status` is never null in an event; the API shows null for an invoice
+    dunning has not acted on yet."""
 
     invoice_id: str
     status: Status | None
