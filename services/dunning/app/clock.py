@@ -39,3 +39,8 @@ class ManualClock:
 
     def advance(self, delta: timedelta) -> None:
         self.set(self._now + delta)
+
+
+def iso(moment: datetime) -> str:
+    """ISO 8601 in UTC with a Z, as the events write times."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -15,7 +15,7 @@ from ..domain.dunning import Decision, Dunning
 from ..domain.events import STREAM_TYPE, registry, type_of
 from ..domain.schedule import INVOICE_TIMER_KINDS, OVERDUE, REMINDER, RETRY, InvoiceFacts, plan_invoice_timers
 from . import repository as repo
-from .clock import Clock
+from .clock import Clock, iso
 
 log = get_logger(__name__)
 
@@ -144,7 +144,7 @@ class DunningHandlers:
     async def _view(self, conn: asyncpg.Connection, row: asyncpg.Record, state: Dunning) -> dict:
         policy = await repo.load_policy(conn, row["tenant_id"])
         upcoming = [
-            {"timer": t["kind"], "fireAt": t["fire_at"].isoformat(), **t["payload"]}
+            {"timer": t["kind"], "fireAt": iso(t["fire_at"]), **t["payload"]}
             for t in await repo.pending_timers(conn, row["invoice_id"])
         ]
         return {

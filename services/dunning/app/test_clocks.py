@@ -2,6 +2,7 @@
 clock's frozen time for that tenant; advancing it fires everything that falls due on the way,
 in order, so a person can watch an invoice go overdue and through its retries in a demo."""
 
+from collections.abc import Callable
 from datetime import datetime
 
 import asyncpg
@@ -10,16 +11,16 @@ from shared.errors import ApiError, Conflict, NotFound
 from shared.ids import new_id
 
 from . import repository as repo
-from .clock import Clock
+from .clock import Clock, iso
 
 
 def _view(row: asyncpg.Record, due_now: int) -> dict:
     return {
         "id": row["id"], "object": "test_clock", "name": row["name"],
-        "frozenTime": row["frozen_time"].isoformat(),
+        "frozenTime": iso(row["frozen_time"]),
         # advancing until every timer due by frozenTime has fired
         "status": "advancing" if due_now else "ready",
-        "createdAt": row["created_at"].isoformat(),
+        "createdAt": iso(row["created_at"]),
     }
 
 
@@ -72,12 +73,14 @@ class TestClocks:
         row = await self._row(self.pool, tenant_id, clock_id)
         return _view(row, await _due(self.pool, tenant_id, row["frozen_time"]))
 
-    async def advance(self, tenant_id: str, clock_id: str, to: datetime) -> dict:
+    async def advance(self, tenant_id: str, clock_id: str, target: Callable[[datetime], datetime]) -> dict:
+        """Move the clock to `target(current frozen time)`, never backwards."""
         async with self.pool.acquire() as conn, conn.transaction():
             row = await self._row(conn, tenant_id, clock_id, lock=True)
+            to = target(row["frozen_time"])
             if to < row["frozen_time"]:
                 raise ApiError("test_clock_backwards",
-                               f"A test clock only moves forward; it is at {row['frozen_time'].isoformat()}.",
+                               f"A test clock only moves forward; it is at {iso(row['frozen_time'])}.",
                                field="frozenTime")
             row = await conn.fetchrow(
                 "UPDATE test_clocks SET frozen_time = $2, updated_at = $3 WHERE id = $1 RETURNING *",

@@ -98,7 +98,8 @@ def on_payment_failed(state: Dunning, policy: Policy, now: datetime, *, automati
     if state.attempts >= policy.max_attempts:
         out.emit(Exhausted, {"status": EXHAUSTED, "next_retry_at": None},
                  attempts=state.attempts, final_action=policy.final_action)
-        return Decision(out.events, cancel=frozenset({RETRY, REMINDER}))
+        # Reminders go on: an invoice left open is still owed (void/uncollectible close it).
+        return Decision(out.events, cancel=frozenset({RETRY}))
     attempt = state.attempts + 1
     at = now + timedelta(days=policy.retry_intervals_days[state.attempts])
     out.emit(RetryScheduled, {"status": IN_PROGRESS, "next_retry_at": at}, attempt=attempt, scheduled_at=at)
