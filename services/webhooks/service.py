@@ -45,7 +45,7 @@ if settings.emails_enabled:
         smtp = SmtpConfig(s.smtp_host, s.smtp_port, username=s.smtp_username, password=s.smtp_password,
                           starttls=s.smtp_starttls, use_ssl=s.smtp_ssl, timeout=s.smtp_timeout_s)
         return EmailWorker(s.database_url, service.pool, smtp, lease_s=max(120, s.smtp_timeout_s * 3),
-                           poll_interval=s.poll_interval_s)
+                           poll_interval=s.poll_interval_s, schedule=s.email_retry_schedule_s)
 
 
 def create_app():

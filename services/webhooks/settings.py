@@ -46,6 +46,8 @@ class Settings(ServiceSettings):
     smtp_ssl: bool = False
     smtp_timeout_s: float = 20.0
     email_from: str = "billing@billstream.localhost"
+    # Seconds before a failed e-mail is tried again: 30 s, 5 min, 30 min, 2 h, 6 h; then kept as failed.
+    email_retry_schedule_s: list[float] = [30, 300, 1800, 7200, 21600]
     email_locale: str = "en"
     # Pay links, when the event carries none: <public_url><pay_path> with {invoiceId} filled in
     # (the payments service's hosted page).

@@ -3,6 +3,7 @@ service process: invoice sent, partial payment, paid in full with the PDF attach
 
 import asyncio
 
+import asyncpg
 import httpx
 
 from deploy.local.mailbox import Mailbox
@@ -98,3 +99,36 @@ async def _count(box: Mailbox, n: int):
 
 def _parts(message) -> tuple[str, str]:
     return message.get_body(("plain",)).get_content(), message.get_body(("html",)).get_content()
+
+
+async def test_an_email_waits_out_an_smtp_outage_and_is_sent_once(start_webhooks, database, tmp_path):
+    port = free_port()  # nothing listens yet: the SMTP server is down
+    svc = await start_webhooks(emails_enabled="true", smtp_port=port, public_url=PAY,
+                               email_retry_schedule_s=[0.5] * 40)
+    tenant, _ = await add_tenant(database, "Outage Ltd")
+    sent = invoice_event("invoice.sent", tenant, invoice_snapshot(), sequence=3)
+    await svc.publish("invoices", sent)
+    conn = await asyncpg.connect(database)
+    try:
+        async def failed_attempts():
+            row = await conn.fetchrow("SELECT status, attempts, last_error FROM customer_emails WHERE event_id = $1", sent.id)
+            return row if row and row["attempts"] >= 2 else None
+
+        row = await eventually(failed_attempts)
+        assert row["status"] == "pending" and "Connection refused" in row["last_error"]
+
+        with Mailbox(tmp_path / "mail", smtp_port=port, http_port=0) as box:  # the server comes back
+            [(_, message)] = await eventually(lambda: _messages(box, 1))
+            assert message["Subject"].strip().startswith("Invoice INV-2026-000123 from Outage Ltd")
+            status = await eventually(lambda: conn.fetchval(
+                "SELECT status FROM customer_emails WHERE event_id = $1 AND status = 'sent'", sent.id))
+            assert status == "sent"
+            await asyncio.sleep(1.5)
+            assert len(box.messages()) == 1
+    finally:
+        await conn.close()
+
+
+async def _messages(box: Mailbox, n: int):
+    found = box.messages()
+    return found if len(found) >= n else None

@@ -70,8 +70,8 @@ def sender_address(business: str, address: str) -> str:
 
 class EmailWorker:
     def __init__(self, dsn: str, pool: asyncpg.Pool, smtp: SmtpConfig, *, lease_s: float = 120,
-                 poll_interval: float = 1.0, concurrency: int = 5) -> None:
-        self.dsn, self.pool, self.smtp = dsn, pool, smtp
+                 poll_interval: float = 1.0, concurrency: int = 5, schedule: list[float] = RETRY_DELAYS) -> None:
+        self.dsn, self.pool, self.smtp, self.schedule = dsn, pool, smtp, schedule
         self.lease_s, self.poll_interval, self.concurrency = lease_s, poll_interval, concurrency
         self._wake = asyncio.Event()
 
@@ -112,7 +112,7 @@ class EmailWorker:
             attempts = row["attempts"] + 1
             error = f"{type(exc).__name__}: {exc}"[:500]
             permanent = isinstance(exc, smtplib.SMTPRecipientsRefused)
-            delay = None if permanent or attempts > len(RETRY_DELAYS) else RETRY_DELAYS[attempts - 1]
+            delay = None if permanent or attempts > len(self.schedule) else self.schedule[attempts - 1]
             log.warning("customer e-mail not sent", error=error, retry_in_s=delay, **log_kw)
             await self.pool.execute(
                 """UPDATE customer_emails SET attempts = attempts + 1, last_error = $2,
