@@ -7,6 +7,7 @@ from shared.service import Service
 
 from .app.accounts import Accounts
 from .app.handlers import Payments
+from .app.refunds import Refunds
 from .app.vault import Vault
 from .app.worker import ChargeWorker
 from .consumers.dunning import on_dunning_event
@@ -21,6 +22,7 @@ service = Service(settings, topics={"payment": settings.payments_topic},
 service.projections.append(PaymentList())
 vault = Vault(settings.credentials_keys)
 payments = Payments(service, Accounts(vault, settings), vault)
+refunds = Refunds(payments)
 
 service.consume(settings.invoices_topic, "invoices")(on_invoice_event)
 service.consume(settings.dunning_topic, "dunning")(on_dunning_event)
@@ -28,7 +30,7 @@ service.consume(settings.dunning_topic, "dunning")(on_dunning_event)
 
 @service.background("charge worker")
 def charge_worker() -> ChargeWorker:
-    return ChargeWorker(payments, settings.database_url, poll_interval=settings.poll_interval_s / 2)
+    return ChargeWorker(payments, refunds, settings.database_url, poll_interval=settings.poll_interval_s / 2)
 
 
 if settings.sandbox_enabled:

@@ -271,6 +271,8 @@ async def test_refund_twice_up_to_the_amount_then_refused(payments_server):
     assert r.json()["payment"]["status"] == "REFUNDED"
     r = await client.post(f"/api/payments/{payment['id']}/refund", json={"amount": 1, "reason": "Again"})
     assert r.status_code == 409 and r.json()["error"]["code"] == "payment_not_refundable"
+    jobs = await server.fetch("SELECT state FROM refund_jobs WHERE payment_id = $1", payment["id"])
+    assert [j["state"] for j in jobs] == ["succeeded", "succeeded"]
     events = await payment_events(server, at_least=5)
     refunds = [e["data"] for e in events if e["type"] == "payment.refunded"]
     assert [(x["amount"], x["amountRefunded"]) for x in refunds] == [(4000, 4000), (6000, 10000)]
@@ -350,3 +352,36 @@ async def test_crash_before_the_provider_call_loses_nothing_and_charges_once(dat
         assert sorted(unique.values()) == ["payment.created", "payment.processing", "payment.succeeded"]
     finally:
         await stop_payments_server(restarted)
+
+
+async def test_refund_after_a_provider_timeout_is_finished_by_the_worker_once(database, kafka):
+    from tests.support.payments_server import start_payments_server, stop_payments_server
+
+    server = await start_payments_server(database, kafka)
+    try:
+        tenant, client = await server.tenant()
+        inv = await open_invoice(server, tenant, currency="USD", total=10000)
+        await client.post("/api/payment-methods", json={"customerId": "cust_1", "type": "card", "number": SUCCEEDS})
+        payment = await settled(client, (await client.post(f"/api/invoices/{inv['id']}/collect")).json()["id"])
+        # A refund whose process died after writing its job (before or after the provider call).
+        blocked = await server.fetch(
+            """INSERT INTO refund_jobs (refund_id, payment_id, tenant_id, amount, reason, attempts, last_error)
+               VALUES ('re_crashed', $1, $2, 3000, 'Crashed mid-refund', 1, 'process died') RETURNING refund_id""",
+            payment["id"], tenant)
+        assert blocked
+        # Meanwhile a second refund may only take what the first one leaves.
+        r = await client.post(f"/api/payments/{payment['id']}/refund", json={"amount": 7001, "reason": "Too much"})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "refund_exceeds_payment"
+
+        async def refunded():
+            p = (await client.get(f"/api/payments/{payment['id']}")).json()
+            return p if p["amountRefunded"] == 3000 else None
+
+        after = await eventually(refunded)
+        assert after["status"] == "PARTIALLY_REFUNDED"
+        [charge] = await server.fetch("SELECT amount_refunded FROM sandbox_charges WHERE reference = $1", payment["id"])
+        assert charge["amount_refunded"] == 3000
+        refunds = await server.fetch("SELECT count(*) AS n FROM sandbox_refunds WHERE idempotency_key = 'billstream_re_crashed'")
+        assert refunds[0]["n"] == 1
+    finally:
+        await stop_payments_server(server)

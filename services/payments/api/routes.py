@@ -5,7 +5,7 @@ import secrets
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from shared.errors import ApiError, NotFound
 from shared.ids import new_id
@@ -16,7 +16,7 @@ from ..app.handlers import Method
 from ..app.webhooks_in import receive
 from ..domain.events import STATUSES
 from ..providers.base import Instrument, ProviderError
-from ..service import payments, service
+from ..service import payments, refunds, service
 from .schemas import CheckoutIn, CollectIn, PaymentMethodIn, ProviderAccountIn, RefundIn
 
 router = APIRouter(tags=["payments"])
@@ -72,9 +72,13 @@ async def get_payment(payment_id: str, tenant: Tenant) -> dict:
 
 
 @router.post("/api/payments/{payment_id}/refund", status_code=201)
-async def refund_payment(payment_id: str, body: RefundIn, tenant: Tenant,
-                         idempotency_key: Annotated[str | None, Header()] = None) -> dict:
-    return await payments.refund(tenant, payment_id, body.amount, body.reason, idempotency_key)
+async def refund_payment(payment_id: str, body: RefundIn, tenant: Tenant, response: Response) -> dict:
+    """201 with the refund once the provider made it; 202 `pending` when the provider did not
+    answer in time (the refund is retried and payment.refunded follows)."""
+    refund = await refunds.request(tenant, payment_id, body.amount, body.reason)
+    if refund["status"] == "pending":
+        response.status_code = 202
+    return refund
 
 
 # -- invoices: collect now, hosted checkout ----------------------------------------------------

@@ -12,16 +12,16 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from shared.errors import ApiError, NotFound
+from shared.errors import NotFound
 from shared.eventstore import ConcurrencyError, EventStore
 from shared.failpoints import failpoint
 from shared.ids import new_id
 from shared.logs import bind_correlation, get_logger
 
 from ..domain.collection import Balance, amount_to_collect
-from ..domain.events import FAILED, PROCESSING, SUCCEEDED, registry
-from ..domain.payment import Outcome, Payment, StartPayment, check_refund, decide_outcome, \
-    decide_processing, decide_refund, decide_start, fold
+from ..domain.events import registry
+from ..domain.payment import Outcome, Payment, StartPayment, decide_outcome, decide_processing, \
+    decide_start, fold
 from ..providers.base import ChargeRequest, ChargeResult, Instrument, ProviderError, ProviderUnavailable
 from .accounts import Accounts
 from .routing import Account
@@ -261,33 +261,3 @@ class Payments:
             """SELECT payment_id FROM charge_jobs WHERE NOT done AND next_attempt_at <= now()
                ORDER BY next_attempt_at LIMIT $1""", limit)
         return [r["payment_id"] for r in rows]
-
-    # -- refunds ---------------------------------------------------------------------------
-
-    async def refund(self, tenant_id: str, payment_id: str, amount: int | None, reason: str,
-                     idempotency_key: str | None = None) -> dict:
-        async with self.pool.acquire() as conn:
-            state, _ = await self.read(conn, payment_id, tenant_id)
-            amount = check_refund(state, amount)
-            job = await conn.fetchrow("SELECT account_id, provider_reference FROM charge_jobs WHERE payment_id = $1",
-                                      payment_id)
-            account = await self.accounts.get(conn, tenant_id, job["account_id"] if job else None)
-        reference = state.snapshot.provider_reference or (job and job["provider_reference"])
-        if not reference:
-            raise ApiError("payment_not_refundable", "This payment has no provider charge to refund.", status=409)
-        refund_id = new_id("re")
-        key = f"billstream_refund_{payment_id}_{idempotency_key or refund_id}"
-        try:
-            await self.accounts.adapter(account).refund(key, reference, amount, state.snapshot.currency)
-        except ProviderUnavailable as exc:
-            raise ApiError("provider_unavailable", "The payment provider did not answer; retry with the same "
-                           "Idempotency-Key.", status=503) from exc
-        except ProviderError as exc:
-            raise ApiError(exc.code, exc.message, status=402) from exc
-        at = now()
-        async with self.pool.acquire() as conn, conn.transaction():
-            state, _ = await self.read(conn, payment_id, tenant_id)
-            state = await self._append(conn, tenant_id, state, decide_refund(state, refund_id, amount, reason, at), at)
-        return {"id": refund_id, "object": "refund", "paymentId": payment_id, "amount": amount,
-                "currency": state.snapshot.currency, "reason": reason, "status": "succeeded",
-                "payment": state.snapshot.dump()}

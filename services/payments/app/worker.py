@@ -1,4 +1,4 @@
-"""Runs due charge jobs: woken by NOTIFY when one is written, polling as a fallback (retries and
+"""Runs due charge and refund jobs: woken by NOTIFY when one is written, polling as a fallback (retries and
 reconciliation of charges whose callback never came)."""
 
 import asyncio
@@ -13,8 +13,8 @@ CHANNEL = "payments_charge_jobs"
 
 
 class ChargeWorker:
-    def __init__(self, payments, dsn: str, *, poll_interval: float = 0.5) -> None:
-        self.payments, self.dsn, self.poll_interval = payments, dsn, poll_interval
+    def __init__(self, payments, refunds, dsn: str, *, poll_interval: float = 0.5) -> None:
+        self.payments, self.refunds, self.dsn, self.poll_interval = payments, refunds, dsn, poll_interval
         self._wake = asyncio.Event()
 
     async def run(self) -> None:
@@ -24,8 +24,10 @@ class ChargeWorker:
             while True:
                 self._wake.clear()
                 due = await self.payments.due_jobs()
-                if due:
-                    await asyncio.gather(*(self._run_one(pid) for pid in due))
+                refunds = await self.refunds.due()
+                if due or refunds:
+                    await asyncio.gather(*(self._run_one(pid) for pid in due),
+                                         *(self._refund_one(rid) for rid in refunds))
                     continue
                 try:
                     await asyncio.wait_for(self._wake.wait(), self.poll_interval)
@@ -40,3 +42,10 @@ class ChargeWorker:
                 await self.payments.run_job(payment_id)
         except Exception as exc:  # a bug or the database away: the job stays due and is retried
             log.error("charge job failed", payment_id=payment_id, error=repr(exc))
+
+    async def _refund_one(self, refund_id: str) -> None:
+        try:
+            with structlog.contextvars.bound_contextvars(refund_id=refund_id):
+                await self.refunds.send(refund_id)
+        except Exception as exc:  # refused refunds are recorded by send(); anything else is retried
+            log.error("refund job failed", refund_id=refund_id, error=repr(exc))

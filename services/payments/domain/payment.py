@@ -109,15 +109,18 @@ def decide_outcome(state: Payment, outcome: Outcome, at: datetime) -> list[tuple
         automatic=s.automatic, attempt=s.attempt, payment=snap))]
 
 
-def check_refund(state: Payment, amount: int | None) -> int:
-    """The amount to refund (all that is left when not given); raises when it cannot be."""
+def check_refund(state: Payment, amount: int | None, reserved: int = 0) -> int:
+    """The amount to refund (all that is left when not given); raises when it cannot be.
+    `reserved`: refunds already asked of the provider but not yet recorded."""
     s = state.snapshot
     if s is None:
         raise ValueError("no such payment")
     if s.status not in REFUNDABLE:
         raise Conflict("payment_not_refundable",
                        f"Only succeeded payments can be refunded; this one is {s.status}.")
-    left = s.amount - s.amount_refunded
+    left = s.amount - s.amount_refunded - reserved
+    if left <= 0 and reserved:
+        raise Conflict("refund_in_progress", "The rest of this payment is already being refunded.")
     amount = left if amount is None else amount
     if amount <= 0:
         raise ApiError("amount_invalid", "The refund amount must be a positive integer in minor units.",
