@@ -136,3 +136,14 @@ def test_collection_refusals_have_stable_codes(kw, requested, code):
 
 def test_partial_amount_when_allowed():
     assert amount_to_collect(balance(allow_partial=True, status="PARTIALLY_PAID"), 25000) == 25000
+
+
+def test_refunds_in_flight_are_reserved():
+    state = succeeded(10000)
+    assert check_refund(state, None, reserved=3000) == 7000
+    with pytest.raises(ApiError) as err:
+        check_refund(state, 7001, reserved=3000)
+    assert err.value.code == "refund_exceeds_payment"
+    with pytest.raises(ApiError) as err:
+        check_refund(state, None, reserved=10000)
+    assert err.value.code == "refund_in_progress"
