@@ -45,5 +45,8 @@ async def collect_automatically(conn: asyncpg.Connection, tenant_id: str, invoic
     except ApiError as exc:
         await payments.fail_unchargeable(conn, tenant_id, inv, exc.code, exc.message, attempt=attempt, at=at)
         return
-    await payments.start(conn, tenant_id, invoice_id, method=Method(method["type"], method_id=method["method_id"]),
-                         account=account, automatic=True, attempt=attempt, at=at)
+    try:
+        await payments.start(conn, tenant_id, invoice_id, method=Method(method["type"], method_id=method["method_id"]),
+                             account=account, automatic=True, attempt=attempt, at=at)
+    except ApiError as exc:  # nothing to collect after all: never fail (and dead-letter) the invoice event
+        log.info("automatic collection skipped", invoice_id=invoice_id, code=exc.code)
