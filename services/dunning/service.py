@@ -14,7 +14,7 @@ from .app.handlers import DunningHandlers
 from .app.test_clocks import TestClocks
 from .consumers.invoices import make_invoice_consumer
 from .consumers.payments import make_payment_consumer
-from .domain.events import STREAM_TYPE
+from .domain.events import STREAM_TYPE, registry
 from .settings import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -37,7 +37,8 @@ class Dunning:
 def build(settings: Settings | None = None, clock: Clock | None = None) -> Dunning:
     settings = settings or Settings()
     clock = clock or SystemClock()
-    service = Service(settings, topics={STREAM_TYPE: settings.dunning_topic}, migrations=MIGRATIONS)
+    service = Service(settings, topics={STREAM_TYPE: settings.dunning_topic}, migrations=MIGRATIONS,
+                      registry=registry)
     handlers = DunningHandlers(service.store, clock, service.source)
     dunning = Dunning(service, handlers, clock, TestClocks(lambda: service.pool, clock))
     service.consume(settings.invoices_topic, "invoices")(make_invoice_consumer(handlers))

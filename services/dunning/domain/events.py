@@ -39,32 +39,42 @@ class DunningEvent(Contract):
 
 
 class DueDatePassed(DunningEvent):
+    """The invoice passed its due date (plus grace) unpaid: invoicing records invoice.overdue."""
+
     due_date: date
 
 
 class RetryScheduled(DunningEvent):
+    """An automatic collection failed; the next attempt is set for `scheduledAt`."""
+
     attempt: int
     scheduled_at: datetime
 
 
 class RetryDue(DunningEvent):
+    """A retry fell due: payments charges the saved method again."""
+
     attempt: int
 
 
 class Succeeded(DunningEvent):
-    pass
+    """The invoice was paid while in dunning."""
 
 
 class Exhausted(DunningEvent):
+    """The last retry failed: invoicing applies `finalAction`."""
+
     attempts: int
     final_action: FinalAction
 
 
 class Stopped(DunningEvent):
-    pass
+    """Dunning was stopped (stop-dunning, or the invoice voided or written off)."""
 
 
 class ReminderDue(DunningEvent):
+    """A reminder is due: webhooks e-mails the customer."""
+
     kind: Literal["before_due", "after_due"]
     days: int
 
