@@ -162,6 +162,20 @@ async def test_success_on_the_second_retry_ends_in_success(dun):
     assert (view["status"], view["attempts"]) == ("SUCCESS", 2)
 
 
+async def test_a_redelivered_failure_schedules_one_retry(dun):
+    await finalize(dun, "inv_redelivered")
+    failure = payment_event(TENANT, "inv_redelivered", "payment.failed")
+    await dun.payments(failure, failure)  # the relay may publish twice
+    await eventually(lambda: dun.handled(failure, "payments"))
+    another = payment_event(TENANT, "inv_redelivered", "payment.failed")  # while a retry is pending
+    await dun.payments(another)
+    await eventually(lambda: dun.handled(another, "payments"))
+    await dun.tail.wait_for(lambda e: e["subject"] == "inv_redelivered")
+    assert [e["type"] for e in dun.tail.of("inv_redelivered")] == ["dunning.retry_scheduled"]
+    assert await dun.pool.fetchval("SELECT count(*) FROM events WHERE stream_id = 'inv_redelivered'") == 1
+    assert set(await dun.pending("inv_redelivered")) == {"overdue", "retry:1"}
+
+
 async def test_manual_payment_failure_starts_no_retries(dun):
     await finalize(dun, "inv_manual")
     await fail(dun, "inv_manual", automatic=False)

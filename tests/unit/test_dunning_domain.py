@@ -173,3 +173,11 @@ def test_a_reminder_keeps_a_final_status():
     exhausted = d.Dunning("inv_1", version=3, status="EXHAUSTED", attempts=4)
     [event] = d.on_reminder_timer(exhausted, OPEN, T0, kind="after_due", days=7).events
     assert event.dunning.status == "EXHAUSTED"
+
+
+def test_stopping_a_closed_invoice_never_in_dunning_is_a_conflict():
+    with pytest.raises(Conflict) as err:
+        d.stop(d.Dunning("inv_1"), T0, invoice_closed=True)
+    assert err.value.code == "invoice_not_open"
+    [event] = d.stop(d.Dunning("inv_1"), T0).events  # an open invoice can opt out before it starts
+    assert event.dunning.status == "STOPPED"

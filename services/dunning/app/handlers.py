@@ -131,7 +131,8 @@ class DunningHandlers:
                 raise NotFound("invoice", invoice_id)
             row = await repo.lock_invoice(conn, invoice_id, tenant_id)
             now, state = await self.now(conn, tenant_id), await self.load(conn, invoice_id)
-            await self.apply(conn, tenant_id, state, d.stop(state, now), now)
+            decision = d.stop(state, now, invoice_closed=repo.facts_of(row).is_closed)
+            await self.apply(conn, tenant_id, state, decision, now)
             return await self._view(conn, row, await self.load(conn, invoice_id))
 
     async def view(self, pool: asyncpg.Pool, tenant_id: str, invoice_id: str) -> dict:

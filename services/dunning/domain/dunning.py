@@ -135,10 +135,12 @@ def on_invoice_closed(state: Dunning, now: datetime, *, invoice_status: str) -> 
     return Decision(out.events, cancel=cancel)
 
 
-def stop(state: Dunning, now: datetime) -> Decision:
+def stop(state: Dunning, now: datetime, *, invoice_closed: bool = False) -> Decision:
     """POST stop-dunning: no more retries or reminders. Stopping twice is not an error."""
     if state.status == STOPPED:
         return NOTHING
+    if state.status is None and invoice_closed:
+        raise Conflict("invoice_not_open", "This invoice is paid, void or closed: it has no dunning to stop.")
     if state.finished:
         raise Conflict("dunning_finished",
                        f"Dunning for this invoice already ended with {state.status}; there is nothing to stop.")
