@@ -1,6 +1,7 @@
 """Payments' JSON API: payments and refunds, collect and checkout for an invoice, saved payment
 methods, provider accounts, and provider webhooks in."""
 
+import asyncio
 import secrets
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated
@@ -83,10 +84,22 @@ async def refund_payment(payment_id: str, body: RefundIn, tenant: Tenant, respon
 
 # -- invoices: collect now, hosted checkout ----------------------------------------------------
 
+async def wait_for_invoice(tenant: str, invoice_id: str, timeout: float = 3.0) -> None:
+    """An invoice created a moment ago may still be on its way from billing.invoices: give it a
+    few seconds before answering 404 (a client that creates, finalizes, then checks out at once)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await service.pool.fetchval(
+            "SELECT true FROM payable_invoices WHERE invoice_id = $1 AND tenant_id = $2", invoice_id, tenant):
+        if asyncio.get_running_loop().time() > deadline:
+            raise NotFound("invoice", invoice_id)
+        await asyncio.sleep(0.1)
+
+
 @router.post("/api/invoices/{invoice_id}/collect", status_code=201)
 async def collect(invoice_id: str, tenant: Tenant, body: CollectIn | None = None) -> dict:
     """Charge the customer's saved method now."""
     body = body or CollectIn()
+    await wait_for_invoice(tenant, invoice_id)
     async with service.pool.acquire() as conn, conn.transaction():
         inv = await payments.invoice(conn, tenant, invoice_id)
         if body.payment_method_id:
@@ -112,6 +125,7 @@ async def collect(invoice_id: str, tenant: Tenant, body: CollectIn | None = None
 @router.post("/api/invoices/{invoice_id}/checkout", status_code=201)
 async def checkout(invoice_id: str, tenant: Tenant, body: CheckoutIn | None = None) -> dict:
     body = body or CheckoutIn()
+    await wait_for_invoice(tenant, invoice_id)
     async with service.pool.acquire() as conn, conn.transaction():
         inv = await payments.invoice(conn, tenant, invoice_id)
         balance = await payments.balance(conn, inv)
