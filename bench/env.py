@@ -72,9 +72,9 @@ def wait_until_key_active(key: str, paths: tuple[str, ...] = ("/api/invoices",),
     deadline = time.monotonic() + timeout
     with httpx.Client(base_url=GATEWAY, headers={"Authorization": f"Bearer {key}"}, timeout=10) as client:
         for path in paths:
-            while client.get(path, params={"limit": 1}).status_code == 401:
+            while (status := client.get(path, params={"limit": 1}).status_code) != 200:
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"API key not active for {path}")
+                    raise TimeoutError(f"GET {path} still answers {status}: key not active or service down")
                 time.sleep(0.2)
 
 
