@@ -23,15 +23,40 @@ class InvoiceList(Projection):
     })
 
     async def apply(self, conn: asyncpg.Connection, stored: StoredEvent) -> None:
-        if stored.event.type == "invoice.deleted":
-            await conn.execute("DELETE FROM invoice_list WHERE invoice_id = $1", stored.stream_id)
-            return
-        v = stored.event.data.get("invoice")
-        if not v:  # events from before snapshots (v1) carry none; later events refresh the row
-            return
+        await self.apply_batch(conn, [stored])
+
+    async def apply_batch(self, conn: asyncpg.Connection, batch: list[StoredEvent]) -> None:
+        """Every event carries the whole invoice, so only each invoice's last delete or snapshot
+        in the batch decides its row: one statement per kind instead of one per event (a
+        rebuild replays several events per invoice)."""
+        last: dict[str, StoredEvent] = {}
+        for stored in batch:
+            # events from before snapshots (v1) carry none; later events refresh the row
+            if stored.event.type == "invoice.deleted" or stored.event.data.get("invoice"):
+                last[stored.stream_id] = stored
+        deleted = [i for i, s in last.items() if s.event.type == "invoice.deleted"]
+        upserts = [self._row(s) for s in last.values() if s.event.type != "invoice.deleted"]
+        if deleted:
+            await conn.execute("DELETE FROM invoice_list WHERE invoice_id = ANY($1)", deleted)
+        if upserts:
+            await conn.executemany(UPSERT_INVOICE, upserts)
+
+    @staticmethod
+    def _row(stored: StoredEvent) -> tuple:
+        v = stored.event.data["invoice"]
         customer = v.get("customer") or {}
-        await conn.execute(
-            """INSERT INTO invoice_list (invoice_id, tenant_id, number, status, customer_id, customer_name,
+        return (
+            v["id"], stored.event.tenantid, v.get("number"), v["status"], customer.get("id"), customer.get("name"),
+            customer.get("email"), v.get("reference"), v["currency"], v["total"], v["amountPaid"], v["amountDue"],
+            v.get("dueDate"), datetime.fromisoformat(v["createdAt"]), datetime.fromisoformat(v["updatedAt"]),
+            _search(customer.get("name"), customer.get("email"), v.get("number"), v.get("reference")), v,
+        )
+
+    async def reset(self, conn: asyncpg.Connection) -> None:
+        await conn.execute("TRUNCATE invoice_list")
+
+
+UPSERT_INVOICE = """INSERT INTO invoice_list (invoice_id, tenant_id, number, status, customer_id, customer_name,
                                          customer_email, reference, currency, total, amount_paid, amount_due,
                                          due_date, created_at, updated_at, search, view)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::text::date, $14, $15, $16, $17)
@@ -41,15 +66,7 @@ class InvoiceList(Projection):
                  reference = EXCLUDED.reference, currency = EXCLUDED.currency, total = EXCLUDED.total,
                  amount_paid = EXCLUDED.amount_paid, amount_due = EXCLUDED.amount_due,
                  due_date = EXCLUDED.due_date, updated_at = EXCLUDED.updated_at,
-                 search = EXCLUDED.search, view = EXCLUDED.view""",
-            v["id"], stored.event.tenantid, v.get("number"), v["status"], customer.get("id"), customer.get("name"),
-            customer.get("email"), v.get("reference"), v["currency"], v["total"], v["amountPaid"], v["amountDue"],
-            v.get("dueDate"), datetime.fromisoformat(v["createdAt"]), datetime.fromisoformat(v["updatedAt"]),
-            _search(customer.get("name"), customer.get("email"), v.get("number"), v.get("reference")), v,
-        )
-
-    async def reset(self, conn: asyncpg.Connection) -> None:
-        await conn.execute("TRUNCATE invoice_list")
+                 search = EXCLUDED.search, view = EXCLUDED.view"""
 
 
 class CustomerList(Projection):
