@@ -101,7 +101,8 @@ async def show(token: str, error: str | None = None) -> HTMLResponse:
             return page("message.html", 404, title="Invoice not available",
                         message="This invoice is not available yet. Please try again in a moment.")
         ctx = await _context(conn, session, inv)
-    return page("pay.html", 200, error=error, **ctx)
+    # While the last of the balance is being processed, refresh until it settles.
+    return page("pay.html", 200, error=error, refresh=ctx["remaining"] <= 0 and bool(ctx["in_flight"]), **ctx)
 
 
 @router.post("/pay/{token}")

@@ -1,0 +1,61 @@
+"""Concurrency and rebuilds: two customers paying the same invoice at once cannot overpay it, and
+the payment list can be dropped and rebuilt from the event store to the same rows."""
+
+import asyncio
+
+import httpx
+
+from services.payments.projections.payment_list import PaymentList
+from shared.db import create_pool
+from shared.eventstore import EventStore
+from shared.projections import rebuild
+from tests.conftest import eventually
+from tests.support.payments_server import invoice, payments_server  # noqa: F401
+
+
+async def test_two_simultaneous_full_payments_cannot_overpay(payments_server):
+    server = payments_server
+    tenant, client = await server.tenant()
+    inv = invoice(total=50000)
+    await server.publish_invoice(tenant, "invoice.finalized", inv)
+    checkout = (await client.post(f"/api/invoices/{inv['id']}/checkout", json={})).json()
+    form = {"method": "card", "card_number": "4242424242424242"}
+    async with httpx.AsyncClient() as a, httpx.AsyncClient() as b:
+        answers = await asyncio.gather(*(c.post(checkout["checkoutUrl"], data=form) for c in (a, b, a, b)))
+    assert sorted(r.status_code for r in answers) == [303, 400, 400, 400]
+    errors = {r.text.split('id="error">')[1].split("<")[0] for r in answers if r.status_code == 400}
+    assert errors == {"Nothing is left to pay on this invoice."}
+    rows = await server.fetch("SELECT amount FROM invoice_payments WHERE invoice_id = $1", inv["id"])
+    assert [r["amount"] for r in rows] == [50000]
+
+
+async def test_payment_list_rebuilds_to_the_same_rows(payments_server):
+    server = payments_server
+    tenant, client = await server.tenant()
+    await client.post("/api/payment-methods", json={"customerId": "cust_1", "type": "card", "number": "4242424242424242"})
+    for total in (1000, 2000):
+        inv = invoice(total=total)
+        await server.publish_invoice(tenant, "invoice.finalized", inv)
+        payment = (await client.post(f"/api/invoices/{inv['id']}/collect")).json()
+
+        async def succeeded(pid=payment["id"]):
+            return (await client.get(f"/api/payments/{pid}")).json()["status"] == "SUCCEEDED"
+
+        await eventually(succeeded)
+        r = await client.post(f"/api/payments/{payment['id']}/refund", json={"amount": 100, "reason": "Goodwill"})
+        assert r.status_code == 201, r.text
+
+    query = "SELECT payment_id, status, version, view FROM payment_list ORDER BY payment_id"
+
+    async def settled_rows():
+        rows = await server.fetch(query)
+        return rows if len(rows) == 2 and all(r["status"] == "PARTIALLY_REFUNDED" for r in rows) else None
+
+    before = [dict(r) for r in await eventually(settled_rows)]
+    pool = await create_pool(server.dsn)
+    try:
+        replayed = await rebuild(pool, EventStore({"payment": server.topics["payments"]}), PaymentList())
+    finally:
+        await pool.close()
+    assert replayed >= 8  # created, processing, succeeded, refunded for each
+    assert [dict(r) for r in await server.fetch(query)] == before
