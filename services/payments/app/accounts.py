@@ -4,11 +4,15 @@ import asyncpg
 
 from shared.errors import ApiError, NotFound
 from shared.ids import new_id
+from shared.logs import get_logger
 
 from ..providers import factory
 from ..providers.base import Provider
+from ..settings import DEV_CREDENTIALS_KEY
 from .routing import SANDBOX_DEFAULT, Account, NoProvider, choose
 from .vault import Vault
+
+log = get_logger(__name__)
 
 
 class Accounts:
@@ -47,6 +51,9 @@ class Accounts:
             raise ApiError("provider_unknown", f"provider must be one of {', '.join(factory.KNOWN)}.", field="provider")
         if provider != "sandbox" and not credentials.get("secretKey"):
             raise ApiError("credentials_invalid", "credentials.secretKey is required.", field="credentials.secretKey")
+        if self.settings.credentials_keys == DEV_CREDENTIALS_KEY:
+            log.warning("provider credentials encrypted with the built-in development key; "
+                        "set BILLSTREAM_PAYMENTS_CREDENTIALS_KEYS outside local use")
         account_id = new_id("pacct")
         row = await conn.fetchrow(
             """INSERT INTO provider_accounts (account_id, tenant_id, provider, currencies, priority, credentials)
