@@ -52,6 +52,7 @@ async def test_overdue_fires_once_at_the_right_time(dun):
 
     dun.clock.set(expected - timedelta(seconds=1))
     await nothing_fires(dun)
+    assert await dun.pending("inv_overdue") == {"overdue": expected}  # not fired early
     assert dun.tail.of("inv_overdue") == [] and not await dun.tail.poll()
 
     dun.clock.set(expected)
@@ -116,6 +117,7 @@ async def walk_retries(dun, invoice_id: str, attempts: int) -> list[datetime]:
         scheduled.append(at)
         dun.clock.set(at - timedelta(minutes=1))
         await nothing_fires(dun)
+        assert f"retry:{attempt}" in await dun.pending(invoice_id)  # not fired early
         dun.clock.set(at)
         [due] = await dun.tail.wait_for(
             lambda e: e["subject"] == invoice_id and e["type"] == "dunning.retry_due" and e["data"]["attempt"] == attempt)
@@ -229,9 +231,8 @@ async def test_stop_dunning_stops_retries(dun, api):
     again = await api.post("/api/invoices/inv_stop/stop-dunning", headers=auth(key))
     assert again.status_code == 200 and again.json()["status"] == "STOPPED"
 
-    dun.clock.advance(timedelta(days=40))
-    await dun.dunning.engine.fire_due()
-    await dun.tail.poll()
+    dun.clock.advance(timedelta(days=40))  # past the retry that was set, and the due date
+    await dun.tail.wait_for(lambda e: e["subject"] == "inv_stop" and e["type"] == "dunning.due_date_passed")
     assert [e["type"] for e in dun.tail.of("inv_stop")] == [
         "dunning.retry_scheduled", "dunning.stopped", "dunning.due_date_passed"]  # overdue is a fact, not dunning
     await fail(dun, "inv_stop")
