@@ -13,7 +13,7 @@ from pathlib import Path
 
 import uvloop
 
-from bench import memory
+from bench import memory, rebuild
 from bench.env import machine
 from bench.report import Row, console, markdown_table, print_table, progress
 
@@ -33,6 +33,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="a small smoke run (seconds per benchmark)")
     p.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join([*BENCHES, 'memory'])}")
     p.add_argument("--runs", type=int, default=None, help="runs per figure (median taken); default 3, quick 2")
+    p.add_argument("--rebuild-events", type=int, default=None,
+                   help="events in the rebuild benchmark's store (default 1,000,000; quick 50,000)")
     p.add_argument("--markdown", type=Path, default=None, help="also write the table and machine as Markdown")
     return p.parse_args()
 
@@ -43,6 +45,7 @@ async def main(args: argparse.Namespace) -> int:
     if unknown:
         raise SystemExit(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
     runs = args.runs or (2 if args.quick else 3)
+    rebuild.EVENTS = args.rebuild_events
     info = machine()
     console.rule(f"Billstream benchmarks{' (quick)' if args.quick else ''}: {runs} runs per figure, "
                  f"{info['cpus']} CPUs, {info['memory']}, {info['date']}")

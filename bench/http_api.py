@@ -13,7 +13,7 @@ from bench.stats import latency_summary, median_of_runs
 from bench.tenants import bench_tenant
 
 P99_LIMIT_MS = 50.0
-LADDER = (25, 50, 75, 100, 150, 200, 300, 400, 600, 800, 1000)
+LADDER = (10, 25, 50, 75, 100, 150, 200, 300, 400, 600, 800, 1000)
 
 
 async def _measure(send, ok, rate: float, seconds: float, runs: int, label: str) -> dict[str, float]:

@@ -56,8 +56,15 @@ async def _read_only(pool) -> int:
         n, after = n + len(batch), batch[-1].position
 
 
+# Set by `--rebuild-events`; otherwise 1,000,000 (50,000 with --quick).
+EVENTS: int | None = None
+
+
 async def run(quick: bool, runs: int) -> list[Row]:
-    wanted = 50_000 if quick else 1_000_000
+    wanted = EVENTS or (50_000 if quick else 1_000_000)
+    if wanted >= 500_000 and runs > 2:
+        runs = 2  # each pass over a million events takes minutes: two runs, median = mean
+        progress("rebuild", "a large store: 2 runs")
     async with scratch_pool(INVOICING_MIGRATIONS, max_size=4) as (_, pool):
         total = await _generate(pool, wanted)
         rates, reads = [], []
