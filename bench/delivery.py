@@ -10,6 +10,7 @@ EndToEndLatency (produce → consumed)."""
 
 import asyncio
 import json
+import math
 import queue
 import statistics
 import time
@@ -38,52 +39,76 @@ def _ts(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
+async def _register_endpoint(tenant, url: str, timeout: float = 30) -> dict | None:
+    """The bench tenant's endpoint for invoice.created; None (Kafka figures only) if the webhooks
+    service does not accept it in time, say because it is down."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, body = await tenant.http.request("POST", "/api/webhook-endpoints",
+                                                 {"url": url, "enabledEvents": ["invoice.created"]})
+        if status == 201:
+            return json.loads(body)
+        await asyncio.sleep(0.5)  # 401 until the key reaches the webhooks service
+    progress("delivery", f"[yellow]no webhook endpoint (last answer {status} {body[:100]!r}): "
+                         "measuring Kafka only[/]")
+    return None
+
+
 async def _one_run(tenant, receiver, tail, rate: float, seconds: float) -> tuple[dict, dict, dict, int]:
+    kafka: dict[str, tuple[float, float, int]] = {}  # invoice id → publish lag, readable lag, size
+    hooks: dict[str, float] = {}  # invoice id → webhook lag
+    loaded = asyncio.Event()
+    ids: set[str] = set()
+
+    async def collect() -> None:
+        """Read Kafka and the receiver while the load runs, until every invoice is seen."""
+        deadline = None
+        while True:
+            for records in (await tail.consumer.getmany(timeout_ms=20)).values():
+                now = time.time()
+                for r in records:
+                    event = json.loads(r.value)
+                    if event.get("type") == "invoice.created" and event.get("tenantid") == tenant.tenant_id:
+                        at = _ts(event["time"])
+                        kafka[event["subject"]] = (r.timestamp / 1000 - at, now - at, len(r.value))
+            while True:
+                try:
+                    arrived, hook = receiver.received.get_nowait()
+                except queue.Empty:
+                    break
+                payload = hook.payload or {}
+                if hook.verified and payload.get("type") == "invoice.created":
+                    hooks[payload["data"]["invoice"]["id"]] = arrived - _ts(payload["createdAt"])
+            if loaded.is_set():
+                deadline = deadline or time.monotonic() + 60
+                if (ids <= kafka.keys() and (not receiver.secret or ids <= hooks.keys())) \
+                        or time.monotonic() > deadline:
+                    return
+
+    collector = asyncio.create_task(collect())
     result = await open_loop(lambda: tenant.http.request("POST", "/api/invoices", tenant.invoice_body()),
                              rate, seconds, ok=lambda s: s == 201, keep_bodies=True)
-    ids = {json.loads(b)["id"] for b in result.bodies}
-    publish, readable, hooks, sizes = [], [], [], []
-    deadline = time.monotonic() + 60
-    kafka_left, hooks_left = set(ids), set(ids)
-    while (kafka_left or hooks_left) and time.monotonic() < deadline:
-        for records in (await tail.consumer.getmany(timeout_ms=100)).values():
-            now = time.time()
-            for r in records:
-                event = json.loads(r.value)
-                if event.get("type") == "invoice.created" and event.get("subject") in kafka_left:
-                    kafka_left.discard(event["subject"])
-                    publish.append(r.timestamp / 1000 - _ts(event["time"]))
-                    readable.append(now - _ts(event["time"]))
-                    sizes.append(len(r.value))
-        while True:
-            try:
-                arrived, hook = receiver.received.get_nowait()
-            except queue.Empty:
-                break
-            payload = hook.payload or {}
-            invoice_id = payload.get("data", {}).get("invoice", {}).get("id")
-            if hook.verified and payload.get("type") == "invoice.created" and invoice_id in hooks_left:
-                hooks_left.discard(invoice_id)
-                hooks.append(arrived - _ts(payload["createdAt"]))
-    if kafka_left or hooks_left:
-        progress("delivery", f"[yellow]{len(kafka_left)} events not seen on Kafka, {len(hooks_left)} webhooks "
-                             f"not received within 60 s[/]")
-    size = int(statistics.mean(sizes)) if sizes else 1000
-    return latency_summary(publish), latency_summary(readable), latency_summary(hooks), size
+    ids.update(json.loads(b)["id"] for b in result.bodies)
+    loaded.set()
+    await collector
+    missing_kafka, missing_hooks = ids - kafka.keys(), (ids - hooks.keys()) if receiver.secret else set()
+    if missing_kafka or missing_hooks:
+        progress("delivery", f"[yellow]{len(missing_kafka)} events not seen on Kafka, {len(missing_hooks)} "
+                             "webhooks not received within 60 s[/]")
+    seen = [kafka[i] for i in ids if i in kafka]
+    size = int(statistics.mean(x[2] for x in seen)) if seen else 1000
+    return (latency_summary([x[0] for x in seen]), latency_summary([x[1] for x in seen]),
+            latency_summary([hooks[i] for i in ids if i in hooks]), size)
 
 
 async def run(quick: bool, runs: int) -> list[Row]:
     rate, seconds = (10, 3.0) if quick else (20, 15.0)
-    tenant = await bench_tenant("delivery", ("/api/invoices", "/api/webhook-endpoints"))
+    tenant = await bench_tenant("delivery")
     publish_runs, readable_runs, hook_runs, perf_runs, e2e_runs = [], [], [], [], []
     with WebhookReceiver() as receiver:
         receiver.received = TimedQueue()
-        status, body = await tenant.http.request("POST", "/api/webhook-endpoints",
-                                                 {"url": receiver.url, "enabledEvents": ["invoice.created"]})
-        if status != 201:
-            raise RuntimeError(f"POST /api/webhook-endpoints → {status} {body[:200]!r}")
-        endpoint = json.loads(body)
-        receiver.secret = endpoint["secret"]
+        endpoint = await _register_endpoint(tenant, receiver.url)
+        receiver.secret = endpoint and endpoint["secret"]
         try:
             async with EventTail() as tail:
                 for i in range(runs):
@@ -98,7 +123,8 @@ async def run(quick: bool, runs: int) -> list[Row]:
                     perf_runs.append(await producer_performance(topic, int(rate * seconds), size, rate))
                     e2e_runs.append(await end_to_end_latency(topic, 200 if quick else 1000, size))
         finally:
-            await tenant.http.request("DELETE", f"/api/webhook-endpoints/{endpoint['id']}")
+            if endpoint:
+                await tenant.http.request("DELETE", f"/api/webhook-endpoints/{endpoint['id']}")
             await tenant.http.close()
     p, r, h = median_of_runs(publish_runs), median_of_runs(readable_runs), median_of_runs(hook_runs)
     perf, e2e = median_of_runs(perf_runs), median_of_runs(e2e_runs)
@@ -110,5 +136,5 @@ async def run(quick: bool, runs: int) -> list[Row]:
         Row("delivery", "event → readable on Kafka p99", r["p99"], "ms", e2e["p99"], "EndToEndLatency"),
         Row("delivery", "event → webhook received p50", h["p50"], "ms", e2e["p50"], "EndToEndLatency"),
         Row("delivery", "event → webhook received p99", h["p99"], "ms", e2e["p99"], "EndToEndLatency",
-            "≤ 1 s", h["p99"] <= TARGET_WEBHOOK_P99_MS),
+            "≤ 1 s", None if math.isnan(h["p99"]) else h["p99"] <= TARGET_WEBHOOK_P99_MS),
     ]
