@@ -2,22 +2,30 @@
 (VmRSS) when the bench started. VmHWM is the peak since the process started, so it includes
 whatever ran before the bench; the ratio shows how far the load pushed it."""
 
+import math
+
 from bench.env import SERVICES, proc_status_kib, service_pid
 from bench.report import Row
 
-
-def snapshot() -> dict[str, int | None]:
-    return {s: proc_status_kib(pid, "VmRSS") if (pid := service_pid(s)) else None for s in SERVICES}
+Snapshot = dict[str, tuple[int | None, int | None]]  # service → (pid, VmRSS KiB)
 
 
-def rows(rss_before: dict[str, int | None]) -> list[Row]:
+def snapshot() -> Snapshot:
+    return {s: (pid, proc_status_kib(pid, "VmRSS") if pid else None) for s in SERVICES for pid in [service_pid(s)]}
+
+
+def rows(before: Snapshot) -> list[Row]:
     out = []
     for service in SERVICES:
         pid = service_pid(service)
         peak = proc_status_kib(pid, "VmHWM") if pid else None
         if peak is None:
+            out.append(Row("memory", f"{service} peak RSS: not running", math.nan, "MiB"))
             continue
-        before = rss_before.get(service)
+        old_pid, rss = before.get(service, (None, None))
+        if old_pid != pid:  # restarted during the bench: its start-time RSS is another process's
+            out.append(Row("memory", f"{service} peak RSS (VmHWM), restarted during the bench", peak / 1024, "MiB"))
+            continue
         out.append(Row("memory", f"{service} peak RSS (VmHWM)", peak / 1024, "MiB",
-                       before / 1024 if before else None, "RSS at bench start"))
+                       rss / 1024 if rss else None, "RSS at bench start"))
     return out
