@@ -16,7 +16,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from shared.db import CORE_MIGRATIONS, create_pool, migrate
+from shared.db import create_pool, migrate
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_DSN = os.environ.get("BILLSTREAM_BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:55432/postgres")
@@ -25,7 +25,6 @@ GATEWAY = os.environ.get("BILLSTREAM_GATEWAY_URL", "http://127.0.0.1:3000")
 RUN_DIR = Path(os.environ.get("BILLSTREAM_STATE_DIR", ROOT / ".local")) / "run"
 SERVICES = ("invoicing", "payments", "dunning", "webhooks")
 INVOICING_MIGRATIONS = ROOT / "services" / "invoicing" / "migrations"
-__all__ = ["CORE_MIGRATIONS"]
 
 
 def dsn_for(database: str) -> str:

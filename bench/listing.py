@@ -11,7 +11,7 @@ import asyncpg
 from bench.env import dsn_for
 from bench.loadgen import open_loop
 from bench.report import Row, progress
-from bench.stats import median_of_runs, latency_summary
+from bench.stats import latency_summary, median_of_runs
 from bench.tenants import bench_tenant
 
 TARGET_P99_MS = 50.0
