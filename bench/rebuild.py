@@ -1,8 +1,8 @@
 """(5) Projection rebuild rate: invoice_list rebuilt from a scratch store of many invoice events
 (1,000,000 in the full run), generated in the database from real events by the Invoicing handlers.
 
-Baseline: the same replay reading and decoding every event (EventStore.read_all) without applying
-it: the floor set by reading the store."""
+Baseline: the same replay reading and decoding events (EventStore.read_all, the first 200,000)
+without applying them: the floor set by reading the store."""
 
 import json
 import time
@@ -46,14 +46,19 @@ async def _generate(pool, events_wanted: int) -> int:
     return total
 
 
+# Reading is as fast at any position, so the baseline reads at most this many events.
+READ_SAMPLE = 200_000
+
+
 async def _read_only(pool) -> int:
     after, n = 0, 0
-    while True:
+    while n < READ_SAMPLE:
         async with pool.acquire() as conn:
             batch = await STORE.read_all(conn, after=after, limit=5000)
         if not batch:
-            return n
+            break
         n, after = n + len(batch), batch[-1].position
+    return n
 
 
 # Set by `--rebuild-events`; otherwise 1,000,000 (50,000 with --quick).
