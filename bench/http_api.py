@@ -21,6 +21,8 @@ async def _measure(send, ok, rate: float, seconds: float, runs: int, label: str)
     for i in range(runs):
         progress("http", f"{label} at {rate:g}/s: run {i + 1}/{runs}")
         r = await open_loop(send, rate, seconds, ok=ok)
+        if r.errors:
+            progress("http", f"[yellow]{r.errors} errors: {dict(r.error_kinds)}[/]")
         results.append({**latency_summary(r.latencies, (50, 99, 99.9)), "errors": r.error_rate})
         await asyncio.sleep(0.5)
     return median_of_runs(results)

@@ -6,6 +6,7 @@ spend more of this 2-core machine's CPU than the server under test."""
 
 import asyncio
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -68,6 +69,7 @@ class LoadResult:
     rate: float
     latencies: list[float] = field(default_factory=list)  # seconds, successful requests only
     errors: int = 0
+    error_kinds: Counter = field(default_factory=Counter)  # HTTP status or exception name → count
     sent: int = 0
     bodies: list[bytes] = field(default_factory=list)
 
@@ -86,11 +88,13 @@ async def open_loop(send, rate: float, seconds: float, *, ok=lambda status: stat
     async def one(due: float) -> None:
         try:
             status, body = await send()
-        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError):
+        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
             result.errors += 1
+            result.error_kinds[type(exc).__name__] += 1
             return
         if not ok(status):
             result.errors += 1
+            result.error_kinds[status] += 1
             return
         result.latencies.append(loop.time() - due)
         if keep_bodies:
