@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 LOCAL := deploy/local
 
-.PHONY: setup run up down infra test test-unit demo logs status clean
+.PHONY: setup run up down infra test test-unit demo logs status clean bench
 
 setup:            ## install what is missing (OS packages, .venv, Kafka jars)
 	@$(LOCAL)/setup.sh
@@ -39,3 +39,6 @@ logs:
 
 clean: down       ## stop and delete all local data
 	@rm -rf .local
+
+bench: up         ## start everything, then the benchmarks (BENCH_ARGS=--quick for a smoke run)
+	@$(PY) -m bench $(BENCH_ARGS)

@@ -14,7 +14,7 @@ KAFKA_DATA="$STATE_DIR/kafka-data"
 GATEWAY_PORT="${BILLSTREAM_GATEWAY_PORT:-3000}"
 SERVICES=(invoicing payments dunning webhooks)
 declare -A SERVICE_PORT=([invoicing]=8001 [payments]=8002 [dunning]=8003 [webhooks]=8004)
-TOPICS=(billing.invoices billing.customers billing.payments billing.dunning billing.tenants)
+TOPICS=(billing.invoices billing.customers billing.payments billing.dunning billing.tenants billing.webhooks)
 TOPIC_PARTITIONS="${BILLSTREAM_TOPIC_PARTITIONS:-6}"
 mkdir -p "$LOG_DIR" "$RUN_DIR"
 

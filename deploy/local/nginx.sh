@@ -63,6 +63,8 @@ http {
     location /api/customers     { proxy_pass http://invoicing; }
     location /api/credit-notes  { proxy_pass http://invoicing; }
     location /api/payments      { proxy_pass http://payments; }
+    location /api/payment-methods   { proxy_pass http://payments; }
+    location /api/payment-providers { proxy_pass http://payments; }
     location /pay/              { proxy_pass http://payments; }
     location /webhooks/         { proxy_pass http://payments; }
     location /api/dunning       { proxy_pass http://dunning; }

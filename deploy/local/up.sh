@@ -7,6 +7,7 @@ HERE="$(dirname "$0")"
 "$HERE/postgres.sh" start
 "$HERE/kafka.sh" start
 if [[ ${1:-all} != infra ]]; then
+  (cd "$HERE/../.." && "${BILLSTREAM_PYTHON:-.venv/bin/python}" -m deploy.local.mailbox start)
   "$HERE/services.sh" start
   "$HERE/nginx.sh" start
 fi

@@ -21,12 +21,12 @@ async def test_killed_before_offset_commit_has_no_double_effect(pool, topic, kaf
     code = await asyncio.wait_for(crashing.wait(), 90)
     assert code == 137, (await crashing.stdout.read()).decode()[-3000:]
     assert await pool.fetchval("SELECT count(*) FROM effects") == 1
-    assert await committed_offsets(kafka, GROUP) == {}  # died before committing the offset
+    assert await committed_offsets(kafka, GROUP, topic) == {}  # died before committing the offset
 
     restarted = await spawn("tests.support.consumer_proc", database, kafka, topic)
     try:
         async def offset_committed():
-            return sum((await committed_offsets(kafka, GROUP)).values()) == 1
+            return sum((await committed_offsets(kafka, GROUP, topic)).values()) == 1
 
         await eventually(offset_committed, timeout=60, interval=0.3)
     finally:

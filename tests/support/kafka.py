@@ -38,11 +38,11 @@ async def produce(bootstrap: str, topic: str, events: list[CloudEvent]) -> None:
         await producer.stop()
 
 
-async def committed_offsets(bootstrap: str, group: str) -> dict[int, int]:
+async def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         offsets = await admin.list_consumer_group_offsets(group)
-        return {tp.partition: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+        return {tp.partition: meta.offset for tp, meta in offsets.items() if meta.offset >= 0 and tp.topic == topic}
     finally:
         await admin.close()
