@@ -16,6 +16,7 @@ from shared.envelope import CONTENT_TYPE
 from shared.eventstore import NOTIFY_CHANNEL
 from shared.failpoints import failpoint
 from shared.logs import get_logger
+from shared.wakeup import Wakeup
 
 log = get_logger(__name__)
 RELAY_LOCK = 0x6F75_7462  # "outb"
@@ -50,7 +51,7 @@ class OutboxRelay:
         self.retention = retention
         self.producer_factory = producer_factory
         self.published = 0
-        self._wake = asyncio.Event()
+        self._wakeup = Wakeup(poll_interval)
 
     async def run(self) -> None:
         """Run until cancelled: wait to be leader, then publish forever."""
@@ -59,7 +60,7 @@ class OutboxRelay:
         try:
             while not await leader.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK):
                 await asyncio.sleep(self.poll_interval)
-            await leader.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
+            await self._wakeup.listen(leader, NOTIFY_CHANNEL)
             log.info("outbox relay leading")
             await self._publish_forever(leader)
         finally:
@@ -93,10 +94,7 @@ class OutboxRelay:
                 await _stop_quietly(producer)
 
     async def _idle(self) -> None:
-        self._wake.clear()
-        try:
-            await asyncio.wait_for(self._wake.wait(), self.poll_interval)
-        except TimeoutError:
+        if not await self._wakeup.wait():
             await self._purge()
 
     async def publish_batch(self, producer: AIOKafkaProducer) -> int:

@@ -10,6 +10,7 @@ import asyncpg
 
 from shared.eventstore import NOTIFY_CHANNEL, EventStore, StoredEvent
 from shared.logs import get_logger
+from shared.wakeup import Wakeup
 
 log = get_logger(__name__)
 
@@ -112,14 +113,13 @@ class ProjectionRunner:
     ) -> None:
         self.dsn, self.pool, self.store = dsn, pool, store
         self.projections, self.poll_interval = projections, poll_interval
-        self._wake = asyncio.Event()
+        self._wakeup = Wakeup(poll_interval)
 
     async def run(self) -> None:
         listener = await asyncpg.connect(self.dsn)
         try:
-            await listener.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
+            await self._wakeup.listen(listener, NOTIFY_CHANNEL)
             while True:
-                self._wake.clear()
                 try:
                     busy = False
                     for projection in self.projections:
@@ -131,9 +131,6 @@ class ProjectionRunner:
                     await asyncio.sleep(self.poll_interval)
                     continue
                 if not busy:
-                    try:
-                        await asyncio.wait_for(self._wake.wait(), self.poll_interval)
-                    except TimeoutError:
-                        pass
+                    await self._wakeup.wait()
         finally:
             await listener.close()

@@ -9,11 +9,11 @@ fires on start, oldest first (and always in order within an invoice).
 """
 
 import asyncio
-import contextlib
 
 import asyncpg
 import structlog
 
+from shared.wakeup import Wakeup
 from shared.failpoints import failpoint
 from shared.logs import bind_correlation, get_logger
 
@@ -30,27 +30,25 @@ class TimerEngine:
         self.dsn, self.pool, self.handlers, self.clock = dsn, pool, handlers, clock
         self.poll_interval, self.batch_size = poll_interval, batch_size
         self.fired = 0
-        self._wake = asyncio.Event()
+        self._wakeup = Wakeup(poll_interval)
 
     def wake(self) -> None:
-        self._wake.set()
+        self._wakeup.set()
 
     async def run(self) -> None:
         """Run until cancelled; woken early by new timers, test clocks moving, or a ManualClock."""
         listener = await asyncpg.connect(self.dsn)
         try:
-            await listener.add_listener(repo.TIMERS_CHANNEL, lambda *_: self.wake())
+            await self._wakeup.listen(listener, repo.TIMERS_CHANNEL)
             log.info("timer engine started")
             while True:
-                self._wake.clear()
                 try:
                     await self.fire_due()
                 except (asyncio.CancelledError, KeyboardInterrupt):
                     raise
                 except Exception as exc:  # database away: keep the timers, try again
                     log.error("timer engine failed, retrying", error=repr(exc))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                await self._wakeup.wait()
         finally:
             await listener.close()
 

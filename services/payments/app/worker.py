@@ -6,6 +6,7 @@ import asyncio
 import asyncpg
 import structlog
 
+from shared.wakeup import Wakeup
 from shared.logs import get_logger
 
 log = get_logger(__name__)
@@ -15,24 +16,20 @@ CHANNEL = "payments_charge_jobs"
 class ChargeWorker:
     def __init__(self, payments, refunds, dsn: str, *, poll_interval: float = 0.5) -> None:
         self.payments, self.refunds, self.dsn, self.poll_interval = payments, refunds, dsn, poll_interval
-        self._wake = asyncio.Event()
+        self._wakeup = Wakeup(poll_interval)
 
     async def run(self) -> None:
         listener = await asyncpg.connect(self.dsn)
         try:
-            await listener.add_listener(CHANNEL, lambda *_: self._wake.set())
+            await self._wakeup.listen(listener, CHANNEL)
             while True:
-                self._wake.clear()
                 due = await self.payments.due_jobs()
                 refunds = await self.refunds.due()
                 if due or refunds:
                     await asyncio.gather(*(self._run_one(pid) for pid in due),
                                          *(self._refund_one(rid) for rid in refunds))
                     continue
-                try:
-                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
-                except TimeoutError:
-                    pass
+                await self._wakeup.wait()
         finally:
             await listener.close()
 

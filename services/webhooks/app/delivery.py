@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import httpx
 
+from shared.wakeup import Wakeup
 from shared.errors import ApiError
 from shared.eventstore import EventStore
 from shared.logs import bind_correlation, get_logger
@@ -70,26 +71,22 @@ class DeliveryWorker:
         self.allow_private = allow_private
         self._concurrency = concurrency
         self._in_flight: dict[str, int] = {}  # endpoint id -> attempts running in this process
-        self._wake = asyncio.Event()
+        self._wakeup = Wakeup(poll_interval)
 
     async def run(self) -> None:
         listener = await asyncpg.connect(self.dsn)
         tasks: set[asyncio.Task] = set()
         try:
-            await listener.add_listener(DELIVERY_CHANNEL, lambda *_: self._wake.set())
+            await self._wakeup.listen(listener, DELIVERY_CHANNEL)
             limits = httpx.Limits(max_connections=self._concurrency, max_keepalive_connections=20)
             async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False, limits=limits) as client:
                 while True:
-                    self._wake.clear()
                     free = self._concurrency - len(tasks)
                     claimed = await self.claim(free) if free else []
                     for row in claimed:
                         tasks.add(self._start(client, row, tasks))
                     if len(claimed) < free or not free:
-                        try:
-                            await asyncio.wait_for(self._wake.wait(), self.poll_interval)
-                        except TimeoutError:
-                            pass
+                        await self._wakeup.wait()
         finally:
             for task in tasks:
                 task.cancel()
@@ -109,7 +106,7 @@ class DeliveryWorker:
             if not task.cancelled() and task.exception():
                 log.error("delivery attempt crashed", delivery_id=row["delivery_id"],
                           error=repr(task.exception()))
-            self._wake.set()
+            self._wakeup.set()
 
         task = asyncio.create_task(self.attempt(client, row))
         task.add_done_callback(done)

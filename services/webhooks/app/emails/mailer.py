@@ -15,6 +15,7 @@ from email.utils import formataddr, formatdate
 import asyncpg
 import httpx
 
+from shared.wakeup import Wakeup
 from shared.logs import bind_correlation, get_logger
 
 log = get_logger(__name__)
@@ -73,22 +74,18 @@ class EmailWorker:
                  poll_interval: float = 1.0, concurrency: int = 5, schedule: list[float] = RETRY_DELAYS) -> None:
         self.dsn, self.pool, self.smtp, self.schedule = dsn, pool, smtp, schedule
         self.lease_s, self.poll_interval, self.concurrency = lease_s, poll_interval, concurrency
-        self._wake = asyncio.Event()
+        self._wakeup = Wakeup(poll_interval)
 
     async def run(self) -> None:
         listener = await asyncpg.connect(self.dsn)
         try:
-            await listener.add_listener(EMAIL_CHANNEL, lambda *_: self._wake.set())
+            await self._wakeup.listen(listener, EMAIL_CHANNEL)
             async with httpx.AsyncClient(timeout=15, follow_redirects=True) as client:
                 while True:
-                    self._wake.clear()
                     claimed = await self.claim(self.concurrency)
                     await asyncio.gather(*(self.send(client, row) for row in claimed))
                     if len(claimed) < self.concurrency:
-                        try:
-                            await asyncio.wait_for(self._wake.wait(), self.poll_interval)
-                        except TimeoutError:
-                            pass
+                        await self._wakeup.wait()
         finally:
             await listener.close()
 
