@@ -18,6 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from shared.auth import hash_key
 from shared.envelope import CloudEvent
+from tests.support.processes import json_log_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -164,13 +165,7 @@ class DunningProcess:
         return self
 
     def log_lines(self) -> list[dict]:
-        lines = []
-        for line in self.log_path.read_text().splitlines():
-            try:
-                lines.append(json.loads(line))
-            except ValueError:
-                pass
-        return lines
+        return json_log_lines(self.log_path)
 
     def started(self) -> bool:
         return any(line.get("event") == "service started" for line in self.log_lines())

@@ -1,6 +1,7 @@
 """Run a piece of Billstream in its own OS process, so a test can kill it like a crash would."""
 
 import asyncio
+import json
 import os
 import sys
 from pathlib import Path
@@ -20,3 +21,14 @@ async def stop(proc: asyncio.subprocess.Process) -> None:
     if proc.returncode is None:
         proc.kill()
     await proc.wait()
+
+
+def json_log_lines(path: Path) -> list[dict]:
+    """The JSON lines of a service's log (tracebacks and other text skipped)."""
+    lines = []
+    for line in path.read_text().splitlines():
+        try:
+            lines.append(json.loads(line))
+        except ValueError:
+            pass
+    return lines

@@ -21,6 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from shared.auth import generate_key, hash_key
 from shared.envelope import CloudEvent
 from tests.support.kafka import produce
+from tests.support.processes import json_log_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -121,13 +122,7 @@ class WebhooksProcess:
         await produce(self.kafka, self.topics[topic], list(events))
 
     def log_lines(self) -> list[dict]:
-        lines = []
-        for line in self.log_path.read_text().splitlines():
-            try:
-                lines.append(json.loads(line))
-            except ValueError:
-                pass
-        return lines
+        return json_log_lines(self.log_path)
 
 
 @pytest.fixture

@@ -73,27 +73,29 @@ class Invoicing:
 
     # -- recording ----------------------------------------------------------------------------
 
-    async def _record_invoice(self, conn, tenant: str, state: inv.Invoice, facts: list[inv.Fact], at: datetime,
-                              extra: list[tuple[str, ev.Contract]] = ()) -> inv.Invoice:
+    async def _record(self, conn, tenant: str, stream_type: str, state, facts, at: datetime, *,
+                      evolve, snapshot: tuple[str, Callable]):
+        """Fold each fact into the state, put the resource as it is after it into the event's
+        data (`snapshot` = (key, view)), and append them all at the state's version."""
+        key, view = snapshot
         envelopes, s = [], state
-        for event_type, fact in [*facts, *extra]:
-            s = inv.evolve(s, event_type, fact, subject=state.id, at=at)
-            data = fact.dump() if event_type == "credit_note.created" else {**fact.dump(), "invoice": invoice_view(s)}
+        for event_type, fact in facts:
+            s = evolve(s, event_type, fact, subject=state.id, at=at)
+            data = fact.dump() if event_type == "credit_note.created" else {**fact.dump(), key: view(s)}
             envelopes.append(ev.registry.new_event(event_type, type(fact).model_validate(data), source=SOURCE,
                                                    subject=state.id, tenant_id=tenant, time=at))
-        await self.store.append(conn, "invoice", state.id, state.version, envelopes)
+        await self.store.append(conn, stream_type, state.id, state.version, envelopes)
         return s
+
+    async def _record_invoice(self, conn, tenant: str, state: inv.Invoice, facts: list[inv.Fact], at: datetime,
+                              extra: list[tuple[str, ev.Contract]] = ()) -> inv.Invoice:
+        return await self._record(conn, tenant, "invoice", state, [*facts, *extra], at,
+                                  evolve=inv.evolve, snapshot=("invoice", invoice_view))
 
     async def _record_customer(self, conn, tenant: str, state: cust.Customer, facts: list[cust.Fact],
                                at: datetime) -> cust.Customer:
-        envelopes, s = [], state
-        for event_type, fact in facts:
-            s = cust.evolve(s, event_type, fact, subject=state.id, at=at)
-            data = {**fact.dump(), "customer": customer_view(s)}
-            envelopes.append(ev.registry.new_event(event_type, type(fact).model_validate(data), source=SOURCE,
-                                                   subject=state.id, tenant_id=tenant, time=at))
-        await self.store.append(conn, "customer", state.id, state.version, envelopes)
-        return s
+        return await self._record(conn, tenant, "customer", state, facts, at,
+                                  evolve=cust.evolve, snapshot=("customer", customer_view))
 
     async def _next_number(self, conn, tenant: str, kind: str, year: int) -> str:
         """Per-tenant, per-year sequence. The row lock is held to commit, and a rolled-back
