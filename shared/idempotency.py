@@ -4,6 +4,7 @@ Answers of 5xx are not kept, so the client can retry them. Keys expire after 24 
 """
 
 import hashlib
+import time
 
 import asyncpg
 from fastapi import Request, Response
@@ -20,6 +21,17 @@ def _refuse(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse(error_body("idempotency_error", code, message, HEADER), status)
 
 
+_last_purge = 0.0
+
+
+async def _purge_expired(pool: asyncpg.Pool) -> None:
+    """Expired keys go at most once a minute per process, not on every request."""
+    global _last_purge
+    if time.monotonic() - _last_purge > 60:
+        _last_purge = time.monotonic()
+        await pool.execute(f"DELETE FROM idempotency_keys WHERE created_at < now() - interval '{TTL}'")
+
+
 async def idempotent(request: Request, call_next, pool: asyncpg.Pool) -> Response:
     key, api_key = request.headers.get(HEADER), key_from_request(request)
     if request.method != "POST" or not key or not api_key:
@@ -29,7 +41,7 @@ async def idempotent(request: Request, call_next, pool: asyncpg.Pool) -> Respons
     scope = hash_key(api_key)
     body = await request.body()
     request_hash = hashlib.sha256(request.url.path.encode() + b"\n" + body).hexdigest()
-    await pool.execute(f"DELETE FROM idempotency_keys WHERE created_at < now() - interval '{TTL}'")
+    await _purge_expired(pool)
     claimed = await pool.fetchval(
         """INSERT INTO idempotency_keys (scope, key, request_hash) VALUES ($1, $2, $3)
            ON CONFLICT DO NOTHING RETURNING true""",

@@ -19,6 +19,7 @@ OPERATORS = {"eq": "=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "before"
 class Column:
     sql: str
     parse: Any  # str -> value; raises ValueError on bad input
+    nullable: bool = False  # sorts NULLS LAST; only where needed, since it defeats plain indexes
 
 
 def _int(v: str) -> int:
@@ -109,7 +110,7 @@ async def run_list(conn, *, table: str, id_col: str, tenant: str, params: QueryP
     offset = 0 if cursor else (page - 1) * limit
     rows = await conn.fetch(
         f"""SELECT view, {sort_col.sql} AS sort_value, {id_col} AS row_id FROM {table} WHERE {q.sql}
-            ORDER BY {sort_col.sql} {direction} NULLS LAST, {id_col} {direction} LIMIT {limit + 1} OFFSET {offset}""",
+            ORDER BY {sort_col.sql} {direction}{" NULLS LAST" if sort_col.nullable else ""}, {id_col} {direction} LIMIT {limit + 1} OFFSET {offset}""",
         *q.args,
     )
     has_more = len(rows) > limit
@@ -136,6 +137,6 @@ INVOICE_FILTERS = {
     "createdAt": Column("created_at", parse_time),
 }
 INVOICE_SORTS = {
-    "createdAt": Column("created_at", parse_time), "dueDate": Column("due_date", _date),
-    "total": Column("total", _int), "amountDue": Column("amount_due", _int), "number": Column("number", str),
+    "createdAt": Column("created_at", parse_time), "dueDate": Column("due_date", _date, nullable=True),
+    "total": Column("total", _int), "amountDue": Column("amount_due", _int), "number": Column("number", str, nullable=True),
 }
