@@ -12,6 +12,9 @@ from starlette.datastructures import QueryParams
 
 from shared.errors import ApiError
 
+# Counting is exact up to this many rows; past it the planner's estimate stands in, so a page of a
+# huge list costs the same as a page of a small one (meta.totalExact tells which it is).
+COUNT_CAP = 10_000
 OPERATORS = {"eq": "=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "before": "<", "after": ">", "on": "="}
 
 
@@ -62,6 +65,17 @@ def decode_cursor(cursor: str, column: Column) -> tuple[Any, str]:
         return (column.parse(value) if value is not None else None), str(row_id)
     except (ValueError, TypeError) as exc:
         raise ApiError("cursor_invalid", "cursor is not one this API returned.", field="cursor") from exc
+
+
+async def count_rows(conn, table: str, where: str, args: list[Any], cap: int = COUNT_CAP) -> tuple[int, bool]:
+    """Exact count up to `cap`, otherwise the planner's row estimate (never below the cap)."""
+    counted = await conn.fetchval(
+        f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {where} LIMIT {cap + 1}) AS capped", *args)
+    if counted <= cap:
+        return counted, True
+    plan = await conn.fetchval(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {table} WHERE {where}", *args)
+    plan = json.loads(plan) if isinstance(plan, str) else plan
+    return max(int(plan[0]["Plan"]["Plan Rows"]), cap + 1), False
 
 
 async def run_list(conn, *, table: str, id_col: str, tenant: str, params: QueryParams,
@@ -118,8 +132,8 @@ async def run_list(conn, *, table: str, id_col: str, tenant: str, params: QueryP
     meta: dict[str, Any] = {"limit": limit, "hasMore": has_more,
                             "nextCursor": encode_cursor(rows[-1]["sort_value"], rows[-1]["row_id"]) if has_more else None}
     if not cursor:
-        total = await conn.fetchval(f"SELECT count(*) FROM {table} WHERE {count_sql}", *count_args)
-        meta.update(page=page, total=total, totalPages=-(-total // limit))
+        total, exact = await count_rows(conn, table, count_sql, count_args)
+        meta.update(page=page, total=total, totalExact=exact, totalPages=-(-total // limit))
     return {"data": [r["view"] for r in rows], "meta": meta}
 
 
