@@ -84,6 +84,15 @@ def service_pid(service: str) -> int | None:
         return None
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time the process has used so far (/proc/<pid>/stat)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def proc_status_kib(pid: int, field: str) -> int | None:
     """A field such as VmHWM or VmRSS from /proc/<pid>/status, in KiB."""
     try:

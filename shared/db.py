@@ -16,7 +16,16 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection)
+    return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection,
+                                     reset=_end_transaction)
+
+
+async def _end_transaction(conn: asyncpg.Connection) -> None:
+    """Release only ends a transaction left open. Pooled connections never carry session state
+    (listeners, session locks and settings live on dedicated connections), and asyncpg's default
+    reset (RESET ALL, UNLISTEN *, ...) would cost a round trip on every release."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
 
 
 def _apply(dsn: str, dirs: list[Path]) -> list[str]:

@@ -26,6 +26,15 @@ class ConcurrencyError(Exception):
 
 
 @dataclass(frozen=True)
+class EventHead:
+    """Where an event is and what it is, without its envelope (nothing to decode)."""
+
+    position: int
+    stream_id: str
+    event_type: str
+
+
+@dataclass(frozen=True)
 class StoredEvent:
     position: int
     stream_id: str
@@ -125,6 +134,24 @@ class EventStore:
                WHERE position > $1 ORDER BY position LIMIT $2""",
             after,
             limit,
+        )
+        return [_row_to_stored(r) for r in rows]
+
+    async def read_heads(self, conn: asyncpg.Connection, *, after: int = 0, limit: int = 1000) -> list[EventHead]:
+        """Like read_all, without the envelopes."""
+        rows = await conn.fetch(
+            "SELECT position, stream_id, event_type FROM events WHERE position > $1 ORDER BY position LIMIT $2",
+            after,
+            limit,
+        )
+        return [EventHead(r["position"], r["stream_id"], r["event_type"]) for r in rows]
+
+    async def read_positions(self, conn: asyncpg.Connection, positions: list[int]) -> list[StoredEvent]:
+        """The events at these positions, in position order."""
+        rows = await conn.fetch(
+            """SELECT position, stream_id, stream_type, version, envelope FROM events
+               WHERE position = ANY($1::bigint[]) ORDER BY position""",
+            positions,
         )
         return [_row_to_stored(r) for r in rows]
 

@@ -6,10 +6,13 @@ event appended while it is bound carries it.
 
 import logging
 import sys
+import time
 import uuid
 from contextvars import ContextVar
 
 import structlog
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 _causation_id: ContextVar[str | None] = ContextVar("causation_id", default=None)
@@ -47,6 +50,42 @@ def bind_correlation(correlation_id: str | None, causation_id: str | None = None
     _causation_id.set(causation_id)
     structlog.contextvars.bind_contextvars(correlation_id=cid)
     return cid
+
+
+CORRELATION_HEADER = "X-Correlation-Id"
+QUIET_PATHS = ("/health", "/ready")
+
+
+class CorrelationMiddleware:
+    """Binds the request's correlation id (X-Correlation-Id or X-Request-Id, else a new one) for
+    everything the request does, returns it in the answer and logs one line per request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = Headers(scope=scope)
+        status = 500  # what the client sees if the app raises before answering
+        with structlog.contextvars.bound_contextvars():
+            cid = bind_correlation(headers.get(CORRELATION_HEADER) or headers.get("X-Request-Id"))
+            started = time.perf_counter()
+
+            async def send_with_id(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                    MutableHeaders(scope=message)[CORRELATION_HEADER] = cid
+                await send(message)
+
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                if scope["path"] not in QUIET_PATHS:
+                    get_logger(__name__).info(
+                        "http request", method=scope["method"], path=scope["path"], status=status,
+                        duration_ms=round((time.perf_counter() - started) * 1000, 1))
 
 
 def current_correlation_id() -> str | None:

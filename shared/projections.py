@@ -21,6 +21,9 @@ class Projection(ABC):
     name: str
     #: event types this projection reads; others only move its checkpoint.
     event_types: frozenset[str] = frozenset()
+    #: True when each event carries the whole resource, so the last of a stream's events in a
+    #: batch decides its row: catch-up then decodes only those (a rebuild decodes a fraction).
+    latest_per_stream: bool = False
 
     @abstractmethod
     async def apply(self, conn: asyncpg.Connection, stored: StoredEvent) -> None: ...
@@ -56,16 +59,21 @@ async def catch_up(
             "SELECT position FROM projection_checkpoints WHERE name = $1 FOR UPDATE",
             projection.name,
         )
-        batch = await store.read_all(conn, after=after, limit=batch_size)
-        await projection.apply_batch(conn, [s for s in batch if s.event.type in projection.event_types])
-        if batch:
+        if projection.latest_per_stream:
+            heads = await store.read_heads(conn, after=after, limit=batch_size)
+            latest = {h.stream_id: h.position for h in heads if h.event_type in projection.event_types}
+            await projection.apply_batch(conn, await store.read_positions(conn, sorted(latest.values())))
+        else:
+            heads = await store.read_all(conn, after=after, limit=batch_size)
+            await projection.apply_batch(conn, [s for s in heads if s.event.type in projection.event_types])
+        if heads:
             await conn.execute(
                 """UPDATE projection_checkpoints SET position = $2, updated_at = now()
                    WHERE name = $1""",
                 projection.name,
-                batch[-1].position,
+                heads[-1].position,
             )
-        return len(batch)
+        return len(heads)
 
 
 async def rebuild(

@@ -21,6 +21,7 @@ class InvoiceList(Projection):
         "invoice.marked_uncollectible", "invoice.voided", "invoice.written_off", "invoice.refunded",
         "invoice.deleted",
     })
+    latest_per_stream = True
 
     async def apply(self, conn: asyncpg.Connection, stored: StoredEvent) -> None:
         await self.apply_batch(conn, [stored])
