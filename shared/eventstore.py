@@ -17,6 +17,35 @@ APPEND_LOCK = 0x6269_6C6C  # "bill"
 NOTIFY_CHANNEL = "billstream_events"
 
 
+# One round trip per append: the lock, the version check, the events, their outbox rows and the
+# wake-up. The lock CTE is joined into the events INSERT, so it is held before any position is
+# drawn; a stale expected version inserts nothing (and the unique (stream_id, version) catches a
+# writer that raced past the check).
+APPEND = """
+WITH lock AS (SELECT pg_advisory_xact_lock($1)),
+current AS (SELECT coalesce(max(version), 0) AS version FROM events WHERE stream_id = $2),
+appended AS (
+    INSERT INTO events (event_id, stream_id, stream_type, version, event_type, tenant_id, occurred_at, envelope)
+    SELECT e.event_id, $2, $3, e.version, e.event_type, e.tenant_id, e.occurred_at, e.envelope::jsonb
+    FROM unnest($5::text[], $6::int[], $7::text[], $8::text[], $9::timestamptz[], $10::text[])
+         WITH ORDINALITY AS e(event_id, version, event_type, tenant_id, occurred_at, envelope, n)
+    CROSS JOIN lock CROSS JOIN current
+    WHERE current.version = $4
+    ORDER BY e.n
+    RETURNING event_id
+),
+queued AS (
+    INSERT INTO outbox (event_id, topic, key, payload)
+    SELECT o.event_id, $11, $12, o.payload
+    FROM unnest($5::text[], $13::bytea[]) WITH ORDINALITY AS o(event_id, payload, n)
+    WHERE EXISTS (SELECT 1 FROM appended)
+    ORDER BY o.n
+)
+SELECT (SELECT version FROM current) AS actual, (SELECT count(*) FROM appended) AS appended,
+       pg_notify($14, '')
+"""
+
+
 class ConcurrencyError(Exception):
     """The stream moved on since it was read: reload and decide again."""
 
@@ -81,35 +110,23 @@ class EventStore:
             raise RuntimeError("append must run inside a transaction")
         if not events:
             return expected_version
-        topic = self.topics[stream_type]
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK)
-        actual = await conn.fetchval(
-            "SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1", stream_id
-        )
-        if actual != expected_version:
-            raise ConcurrencyError(stream_id, expected_version, actual)
         stamped = [
             e.model_copy(update={"sequence": str(expected_version + i + 1)})
             for i, e in enumerate(events)
         ]
+        payloads = [e.to_json() for e in stamped]
         try:
-            await conn.executemany(
-                """INSERT INTO events (event_id, stream_id, stream_type, version, event_type,
-                                       tenant_id, occurred_at, envelope)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
-                [
-                    (e.id, stream_id, stream_type, int(e.sequence), e.type, e.tenantid, e.time,
-                     e.model_dump(mode="json", exclude_none=True))
-                    for e in stamped
-                ],
+            actual, appended, _ = await conn.fetchrow(
+                APPEND,
+                APPEND_LOCK, stream_id, stream_type, expected_version,
+                [e.id for e in stamped], [int(e.sequence) for e in stamped], [e.type for e in stamped],
+                [e.tenantid for e in stamped], [e.time for e in stamped], [p.decode() for p in payloads],
+                self.topics[stream_type], key or stream_id, payloads, NOTIFY_CHANNEL,
             )
-        except asyncpg.UniqueViolationError as exc:  # a writer without the lock got there first
+        except asyncpg.UniqueViolationError as exc:  # a concurrent append to the stream won
             raise ConcurrencyError(stream_id, expected_version, expected_version + 1) from exc
-        await conn.executemany(
-            "INSERT INTO outbox (event_id, topic, key, payload) VALUES ($1, $2, $3, $4)",
-            [(e.id, topic, key or stream_id, e.to_json()) for e in stamped],
-        )
-        await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
+        if appended != len(stamped):
+            raise ConcurrencyError(stream_id, expected_version, actual)
         return expected_version + len(stamped)
 
     async def read_stream(
