@@ -1,5 +1,6 @@
 from pydantic_settings import SettingsConfigDict
 
+from shared import paylinks
 from shared.settings import ServiceSettings
 
 # Local default only, so a fresh checkout runs: every real deployment sets
@@ -25,6 +26,8 @@ class Settings(ServiceSettings):
     public_url: str = "http://localhost:3000"
     callback_url: str | None = None  # default: this process, http://127.0.0.1:<http_port>
     checkout_ttl_hours: int = 72
+    # Checks the signed pay links in customer e-mails; the webhooks service signs with the same.
+    pay_link_secret: str = paylinks.DEV_SECRET
 
     credentials_keys: str = DEV_CREDENTIALS_KEY
 

@@ -15,7 +15,7 @@ settings = Settings()
 service = Service(settings, topics={STREAM_TYPE: settings.events_topic},
                   migrations=Path(__file__).parent / "migrations", registry=registry)
 _on_public_event = public_event_handler(
-    emails=settings.emails_enabled, public_url=settings.public_url, pay_path=settings.pay_path,
+    emails=settings.emails_enabled, public_url=settings.public_url, pay_link_secret=settings.pay_link_secret,
     default_locale=settings.email_locale, from_address=settings.email_from,
 )
 for topic in settings.public_topics:

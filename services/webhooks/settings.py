@@ -1,5 +1,6 @@
 from pydantic_settings import SettingsConfigDict
 
+from shared import paylinks
 from shared.settings import ServiceSettings
 
 
@@ -49,7 +50,7 @@ class Settings(ServiceSettings):
     # Seconds before a failed e-mail is tried again: 30 s, 5 min, 30 min, 2 h, 6 h; then kept as failed.
     email_retry_schedule_s: list[float] = [30, 300, 1800, 7200, 21600]
     email_locale: str = "en"
-    # Pay links, when the event carries none: <public_url><pay_path> with {invoiceId} filled in
-    # (the payments service's hosted page).
+    # Pay links, when the event carries none: <public_url>/pay/invoice/<id>?sig=..., signed with
+    # the secret the payments service checks them with (shared/paylinks.py).
     public_url: str = "http://localhost:3000"
-    pay_path: str = "/pay/{invoiceId}"
+    pay_link_secret: str = paylinks.DEV_SECRET

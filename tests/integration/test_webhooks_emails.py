@@ -7,12 +7,17 @@ import asyncpg
 import httpx
 
 from deploy.local.mailbox import Mailbox
+from shared import paylinks
 from tests.conftest import eventually
 from tests.support.webhooks_events import event, invoice_event, invoice_snapshot
 from tests.support.webhooks_receivers import PdfServer
 from tests.support.webhooks_service import add_tenant, free_port, start_webhooks  # noqa: F401 - fixture
 
 PAY = "https://pay.example.test"
+
+
+def link(invoice_id: str) -> str:
+    return paylinks.path(paylinks.DEV_SECRET, invoice_id)
 
 
 async def test_customer_emails_reach_a_real_smtp_server(start_webhooks, database, tmp_path):
@@ -64,19 +69,19 @@ async def test_customer_emails_reach_a_real_smtp_server(start_webhooks, database
         assert m["To"] == "nakato@example.com" and "Acme & Sons Uganda" in m["From"]
         text, html = _parts(m)
         assert "Amount due: UGX180,000" in text and "Due date: December 31, 2026" in text
-        assert f"Pay now: {PAY}/pay/{inv['id']}" in text
-        assert f'href="{PAY}/pay/{inv["id"]}"' in html and "Nakato &lt;Achieng&gt;" in html
+        assert f"Pay now: {PAY}{link(inv['id'])}" in text
+        assert f'href="{PAY}{link(inv["id"])}"' in html and "Nakato &lt;Achieng&gt;" in html
         assert "Website hosting" in html and "Nakato <Achieng>" in text
 
         m = by_subject["Payment of UGX80,000 received for invoice INV-2026-000123: UGX100,000 remaining"]
         text, html = _parts(m)
         assert "Paid so far: UGX80,000 of UGX180,000" in text and "Balance remaining: UGX100,000" in text
-        assert f"Pay the remaining balance: {PAY}/pay/{inv['id']}" in text and "Pay remaining balance" in html
+        assert f"Pay the remaining balance: {PAY}{link(inv['id'])}" in text and "Pay remaining balance" in html
 
         m = by_subject["Receipt for invoice INV-2026-000123 from Acme & Sons Uganda: paid in full"]
         text, html = _parts(m)
         assert "Amount paid: UGX180,000" in text and "Paid on: November 22, 2026" in text
-        assert f"View your receipt: {PAY}/pay/{inv['id']}" in text and "View receipt" in html
+        assert f"View your receipt: {PAY}{link(inv['id'])}" in text and "View receipt" in html
         [attachment] = list(m.iter_attachments())
         assert attachment.get_filename() == "INV-2026-000123.pdf"
         assert attachment.get_content_type() == "application/pdf" and attachment.get_content() == PdfServer.PDF
@@ -84,7 +89,7 @@ async def test_customer_emails_reach_a_real_smtp_server(start_webhooks, database
         m = by_subject["Overdue: invoice INV-2026-000124 from Acme & Sons Uganda (NGN44,075.00)"]
         assert m["To"] == "chidi@example.com"
         text, _ = _parts(m)
-        assert "was due on November 15, 2026 (3 days ago)" in text and f"{PAY}/pay/{naira['id']}" in text
+        assert "was due on November 15, 2026 (3 days ago)" in text and f"{PAY}{link(naira['id'])}" in text
 
         # The mailbox page lists what it kept.
         async with httpx.AsyncClient() as client:

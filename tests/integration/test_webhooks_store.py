@@ -35,7 +35,7 @@ async def wpool(database, pool):
 
 
 def consumer() -> InboxConsumer:
-    handler = public_event_handler(emails=True, public_url="https://b.example", pay_path="/pay/{invoiceId}",
+    handler = public_event_handler(emails=True, public_url="https://b.example", pay_link_secret="s3cret",
                                    default_locale="en", from_address="billing@b.example")
     return InboxConsumer("webhooks.test", handler)
 

@@ -7,6 +7,7 @@ import email.policy
 import pytest
 
 from services.webhooks.app.emails.compose import compose, kind_for, pay_url
+from shared import paylinks
 from services.webhooks.app.emails.mailer import build_message
 from services.webhooks.app.emails.render import locale_or_default, long_date, money
 from tests.support.webhooks_events import invoice_snapshot
@@ -45,9 +46,13 @@ def test_which_events_send_which_email(event_type, data, kind):
     assert kind_for(event_type, data) == kind
 
 
-def test_pay_link_prefers_a_url_from_the_event_then_the_hosted_page():
+def test_pay_link_prefers_a_url_from_the_event_then_a_signed_link_to_the_hosted_page():
     inv = invoice_snapshot(id="inv_9")
-    assert pay_url({}, inv, "https://b.example/") == "https://b.example/pay/inv_9"
+    url = pay_url({}, inv, "https://b.example/", "s3cret")
+    assert url == f"https://b.example/pay/invoice/inv_9?sig={paylinks.signature('s3cret', 'inv_9')}"
+    assert paylinks.valid("s3cret", "inv_9", url.rpartition("=")[2])
+    assert not paylinks.valid("other", "inv_9", url.rpartition("=")[2])
+    assert not paylinks.valid("s3cret", "inv_8", url.rpartition("=")[2])
     assert pay_url({}, {**inv, "paymentUrl": "https://p/x"}, "https://b.example") == "https://p/x"
     assert pay_url({"checkoutUrl": "https://p/c"}, inv, "https://b.example") == "https://p/c"
 
@@ -57,7 +62,7 @@ def test_invoice_sent_has_amount_due_due_date_and_pay_link_with_names_escaped():
     draft = compose("invoice.sent", {"invoice": inv}, inv, **KW)
     assert draft.kind == "invoice_sent" and draft.recipient == "t@example.com" and draft.invoice_id == "inv_1"
     assert draft.subject == "Invoice INV-2026-000123 from Acme: UGX180,000 due by December 31, 2026"
-    assert "Amount due: UGX180,000" in draft.text and "https://billing.example.com/pay/inv_1" in draft.text
+    assert "Amount due: UGX180,000" in draft.text and "https://billing.example.com/pay/invoice/inv_1?sig=" in draft.text
     assert "Tom &amp; &lt;Jerry&gt;" in draft.html and "<Jerry>" not in draft.html
     assert draft.attachment_url is None
 
@@ -114,11 +119,11 @@ def test_the_message_has_text_html_and_the_pdf():
 def test_discount_tax_and_payments_so_far_add_up_on_the_invoice_email():
     inv = invoice_snapshot(id="inv_7", subtotal=365000, discountTotal=1500, taxTotal=64622, total=428122,
                            amountPaid=100000, amountDue=328122)
-    draft = compose("invoice.sent", {"invoice": inv}, inv, **{**KW, "pay_path": "/i/{invoiceId}/pay"})
+    draft = compose("invoice.sent", {"invoice": inv}, inv, **{**KW, "pay_link_secret": "s3cret"})
     lines = [line for line in draft.text.splitlines() if ":" in line]
     assert lines[lines.index("Subtotal: UGX365,000"):] [:6] == [
         "Subtotal: UGX365,000", "Discount: -UGX1,500", "Tax: UGX64,622", "Total: UGX428,122",
         "Already paid: -UGX100,000", "Amount due: UGX328,122"]
-    assert "Pay now: https://billing.example.com/i/inv_7/pay" in draft.text
+    assert f"Pay now: https://billing.example.com{paylinks.path('s3cret', 'inv_7')}" in draft.text
     plain = compose("invoice.sent", {"invoice": invoice_snapshot()}, invoice_snapshot(), **KW)
     assert "Subtotal" not in plain.text and "Already paid" not in plain.text

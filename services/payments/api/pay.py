@@ -6,7 +6,7 @@ refreshes until the provider settles it, then returns the customer to returnUrl
 (?status=success&invoice=<id>) or back to the page, which after full payment is a receipt.
 """
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
@@ -14,9 +14,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from shared import paylinks
 from shared.errors import ApiError
 from shared.logs import get_logger
 
+from ..app.checkout import session_for_link
 from ..app.handlers import Method
 from ..domain import money
 from ..providers.base import Instrument, ProviderError
@@ -89,6 +91,22 @@ async def _provider(conn, tenant_id: str, currency: str) -> str | None:
         return (await payments.accounts.route(conn, tenant_id, currency)).provider
     except ApiError:
         return None  # nothing configured for this currency: the page says so
+
+
+@router.get("/pay/invoice/{invoice_id}")
+async def from_link(invoice_id: str, sig: str = ""):
+    """A signed pay link from a customer e-mail (shared/paylinks.py): on to a checkout session."""
+    if not paylinks.valid(service.settings.pay_link_secret, invoice_id, sig):
+        return page("message.html", 404, title="Payment link not found",
+                    message="This payment link is not valid. Please use the link in your e-mail.")
+    async with service.pool.acquire() as conn, conn.transaction():
+        inv = await conn.fetchrow("SELECT tenant_id, snapshot FROM payable_invoices WHERE invoice_id = $1", invoice_id)
+        if inv is None:
+            return page("message.html", 404, title="Invoice not available",
+                        message="This invoice is not available yet. Please try again in a moment.")
+        token = await session_for_link(conn, inv["tenant_id"], invoice_id, (inv["snapshot"] or {}).get("returnUrl"),
+                                       timedelta(hours=service.settings.checkout_ttl_hours))
+    return RedirectResponse(f"/pay/{token}", 303)
 
 
 @router.get("/pay/{token}", response_class=HTMLResponse)

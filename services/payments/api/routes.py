@@ -2,7 +2,6 @@
 methods, provider accounts, and provider webhooks in."""
 
 import asyncio
-import secrets
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated
 
@@ -12,6 +11,7 @@ from shared.errors import ApiError, NotFound
 from shared.ids import new_id
 
 from ..app import accounts as accounts_mod
+from ..app.checkout import open_session
 from ..app.collect import saved_method
 from ..app.handlers import Method
 from ..app.webhooks_in import receive
@@ -130,11 +130,8 @@ async def checkout(invoice_id: str, tenant: Tenant, body: CheckoutIn | None = No
         inv = await payments.invoice(conn, tenant, invoice_id)
         balance = await payments.balance(conn, inv)
         return_url = body.return_url or (inv["snapshot"] or {}).get("returnUrl")
-        session_id, token = new_id("cs"), secrets.token_urlsafe(24)
-        expires = datetime.now(UTC) + timedelta(hours=service.settings.checkout_ttl_hours)
-        await conn.execute(
-            """INSERT INTO checkout_sessions (session_id, token, tenant_id, invoice_id, return_url, expires_at)
-               VALUES ($1, $2, $3, $4, $5, $6)""", session_id, token, tenant, invoice_id, return_url, expires)
+        session_id, token, expires = await open_session(
+            conn, tenant, invoice_id, return_url, timedelta(hours=service.settings.checkout_ttl_hours))
     return {"id": session_id, "object": "checkout_session", "invoiceId": invoice_id,
             "checkoutUrl": f"{service.settings.public_url.rstrip('/')}/pay/{token}",
             "expiresAt": expires.isoformat().replace("+00:00", "Z"), "returnUrl": return_url,

@@ -62,7 +62,7 @@ async def queue_deliveries(conn: asyncpg.Connection, event: CloudEvent, body: st
     return len(chosen)
 
 
-async def queue_email(conn: asyncpg.Connection, event: CloudEvent, *, public_url: str, pay_path: str,
+async def queue_email(conn: asyncpg.Connection, event: CloudEvent, *, public_url: str, pay_link_secret: str,
                       default_locale: str, from_address: str) -> None:
     if event.type not in EMAIL_EVENTS:
         return
@@ -79,7 +79,7 @@ async def queue_email(conn: asyncpg.Connection, event: CloudEvent, *, public_url
     try:
         draft = compose(event.type, event.data, invoice if isinstance(invoice, dict) else None,
                         business=business, public_url=public_url, default_locale=default_locale,
-                        pay_path=pay_path)
+                        pay_link_secret=pay_link_secret)
     except Exception:  # noqa: BLE001 - a bad snapshot must not hold up this event's webhooks
         log.exception("customer e-mail not composed", invoice_id=(invoice or {}).get("id"))
         return
@@ -99,14 +99,14 @@ async def queue_email(conn: asyncpg.Connection, event: CloudEvent, *, public_url
     log.info("customer e-mail queued", kind=draft.kind, invoice_id=draft.invoice_id)
 
 
-def public_event_handler(*, emails: bool, public_url: str, pay_path: str, default_locale: str,
+def public_event_handler(*, emails: bool, public_url: str, pay_link_secret: str, default_locale: str,
                          from_address: str) -> Callable[[asyncpg.Connection, CloudEvent], Awaitable[None]]:
     async def on_public_event(conn: asyncpg.Connection, event: CloudEvent) -> None:
         body = await record_event(conn, event)
         await keep_invoice_snapshot(conn, event)
         await queue_deliveries(conn, event, body)
         if emails:
-            await queue_email(conn, event, public_url=public_url, pay_path=pay_path,
+            await queue_email(conn, event, public_url=public_url, pay_link_secret=pay_link_secret,
                               default_locale=default_locale, from_address=from_address)
 
     return on_public_event

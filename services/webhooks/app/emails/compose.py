@@ -11,6 +11,8 @@
 from dataclasses import dataclass
 from typing import Any
 
+from shared import paylinks
+
 from .render import locale_or_default, long_date, money, render
 
 EMAIL_EVENTS = ("invoice.sent", "invoice.payment_received", "invoice.paid", "dunning.reminder_due")
@@ -32,13 +34,14 @@ class EmailDraft:
 
 
 def pay_url(data: dict[str, Any], invoice: dict[str, Any], public_url: str,
-            pay_path: str = "/pay/{invoiceId}") -> str:
-    """The payments service's link if an event carries one, else its hosted page for the invoice."""
+            pay_link_secret: str = paylinks.DEV_SECRET) -> str:
+    """The payments service's link if an event carries one, else a signed link to its hosted page
+    for the invoice (shared/paylinks.py)."""
     for source in (data, invoice):
         for key in ("paymentUrl", "hostedUrl", "checkoutUrl"):
             if source.get(key):
                 return str(source[key])
-    return public_url.rstrip("/") + pay_path.replace("{invoiceId}", invoice["id"])
+    return public_url.rstrip("/") + paylinks.path(pay_link_secret, invoice["id"])
 
 
 def _adjusted(invoice: dict[str, Any]) -> bool:
@@ -64,7 +67,7 @@ def kind_for(event_type: str, data: dict[str, Any]) -> str | None:
 
 def compose(event_type: str, data: dict[str, Any], invoice: dict[str, Any] | None, *,
             business: str, public_url: str, default_locale: str,
-            pay_path: str = "/pay/{invoiceId}") -> EmailDraft | None:
+            pay_link_secret: str = paylinks.DEV_SECRET) -> EmailDraft | None:
     """The e-mail this event sends, or None (not an e-mail event, no customer address, settled)."""
     kind = kind_for(event_type, data)
     if kind is None or not invoice:
@@ -80,7 +83,7 @@ def compose(event_type: str, data: dict[str, Any], invoice: dict[str, Any] | Non
     def fmt(amount: int | None) -> str:
         return money(amount or 0, currency, locale)
 
-    link = pay_url(data, invoice, public_url, pay_path)
+    link = pay_url(data, invoice, public_url, pay_link_secret)
     context = {
         "kind": kind, "business": business, "customer_name": customer.get("name") or "",
         "number": invoice.get("number") or invoice["id"], "currency": currency,
