@@ -16,3 +16,5 @@ class Settings(ServiceSettings):
     # Signs PDF download links. Set a long random value in every real deployment.
     pdf_signing_secret: str = "local-development-only"
     pdf_url_ttl_s: int = 3600
+    # The link invoice.paid carries for the receipt e-mail, which may be retried for hours.
+    receipt_pdf_url_ttl_s: int = 7 * 24 * 3600

@@ -24,8 +24,9 @@ def _signature(tenant: str, invoice_id: str, expires: int, secret: str) -> str:
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
-def signed_url(tenant: str, invoice_id: str, settings: Settings, now: float | None = None) -> dict:
-    expires = int(now if now is not None else time.time()) + settings.pdf_url_ttl_s
+def signed_url(tenant: str, invoice_id: str, settings: Settings, now: float | None = None,
+               ttl_s: int | None = None) -> dict:
+    expires = int(now if now is not None else time.time()) + (ttl_s or settings.pdf_url_ttl_s)
     sig = _signature(tenant, invoice_id, expires, settings.pdf_signing_secret)
     url = (f"{settings.public_url.rstrip('/')}/api/invoices/{invoice_id}/pdf/download"
            f"?tenant={tenant}&expires={expires}&signature={sig}")

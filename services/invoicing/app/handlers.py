@@ -32,8 +32,10 @@ def utcnow() -> datetime:
 
 
 class Invoicing:
-    def __init__(self, pool: asyncpg.Pool, store: EventStore, clock: Clock = utcnow) -> None:
-        self.pool, self.store, self.clock = pool, store, clock
+    def __init__(self, pool: asyncpg.Pool, store: EventStore, clock: Clock = utcnow,
+                 pdf_link: Callable[[str, str], str] | None = None) -> None:
+        """`pdf_link(tenant, invoice_id)` signs the PDF link that invoice.paid carries."""
+        self.pool, self.store, self.clock, self.pdf_link = pool, store, clock, pdf_link
 
     async def transact(self, fn: Callable[[asyncpg.Connection], Awaitable[T]], attempts: int = 5) -> T:
         """Run fn in a transaction; on a concurrent write to the same stream, reload and retry."""
@@ -89,6 +91,9 @@ class Invoicing:
 
     async def _record_invoice(self, conn, tenant: str, state: inv.Invoice, facts: list[inv.Fact], at: datetime,
                               extra: list[tuple[str, ev.Contract]] = ()) -> inv.Invoice:
+        if self.pdf_link:
+            facts = [(t, f.model_copy(update={"pdf_url": self.pdf_link(tenant, state.id)}) if t == "invoice.paid" else f)
+                     for t, f in facts]
         return await self._record(conn, tenant, "invoice", state, [*facts, *extra], at,
                                   evolve=inv.evolve, snapshot=("invoice", invoice_view))
 

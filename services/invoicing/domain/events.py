@@ -114,7 +114,7 @@ class PaymentReceived(InvoiceEvent):
 
 
 class InvoicePaid(InvoiceEvent):
-    pass
+    pdf_url: str | None = None  # a signed link to the invoice PDF, for the receipt e-mail
 
 
 class InvoiceOverdue(InvoiceEvent):

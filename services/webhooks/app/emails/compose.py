@@ -2,8 +2,8 @@
 
 - invoice.sent: amount due, due date, "Pay now" link.
 - invoice.payment_received that leaves a balance: amount paid, balance, "Pay the rest" link.
-- invoice.paid: "View receipt" link (the pay link doubles as the receipt), PDF attached if the
-  invoice carries a `pdfUrl`.
+- invoice.paid: "View receipt" link (the pay link doubles as the receipt), PDF attached from the
+  event's `pdfUrl` (or the invoice snapshot's).
 - dunning.reminder_due: a reminder before or after the due date, from the invoice snapshot this
   service keeps (the dunning event carries only the invoice id).
 """
@@ -84,6 +84,7 @@ def compose(event_type: str, data: dict[str, Any], invoice: dict[str, Any] | Non
         return money(amount or 0, currency, locale)
 
     link = pay_url(data, invoice, public_url, pay_link_secret)
+    pdf = data.get("pdfUrl") or invoice.get("pdfUrl")
     context = {
         "kind": kind, "business": business, "customer_name": customer.get("name") or "",
         "number": invoice.get("number") or invoice["id"], "currency": currency,
@@ -101,10 +102,10 @@ def compose(event_type: str, data: dict[str, Any], invoice: dict[str, Any] | Non
         "payment_amount": fmt(data.get("amount")), "balance": fmt(data.get("amountDue", invoice.get("amountDue"))),
         "paid_date": long_date(data.get("paidAt") or invoice.get("paidAt"), locale),
         "reminder_kind": data.get("kind"), "days": data.get("days"),
-        "has_pdf": bool(invoice.get("pdfUrl")),
+        "has_pdf": bool(pdf),
     }
     subject, text, html = render(kind, context)
-    attachment = invoice.get("pdfUrl") if kind == "invoice_paid" else None
+    attachment = pdf if kind == "invoice_paid" else None
     return EmailDraft(
         kind=kind, invoice_id=invoice["id"], recipient=customer["email"],
         recipient_name=customer.get("name"), subject=subject, text=text, html=html,
