@@ -12,6 +12,7 @@ from bench.report import Row, progress
 from bench.stats import median
 from bench.templates import STORE, TENANT, invoice_lifecycle
 from services.invoicing.projections.invoice_list import InvoiceList
+from shared.eventstore import Checkpoint
 from shared.projections import rebuild
 
 TARGET_RATE = 20_000
@@ -51,13 +52,13 @@ READ_SAMPLE = 200_000
 
 
 async def _read_only(pool) -> int:
-    after, n = 0, 0
+    after, n = Checkpoint(), 0
     while n < READ_SAMPLE:
         async with pool.acquire() as conn:
             batch = await STORE.read_all(conn, after=after, limit=5000)
         if not batch:
             break
-        n, after = n + len(batch), batch[-1].position
+        n, after = n + len(batch), batch[-1].checkpoint
     return n
 
 

@@ -1,48 +1,50 @@
 """The event store: append with an expected version, read a stream, read everything after a
-position. Appends also write the outbox rows, in the caller's transaction.
+checkpoint. Appends also write the outbox rows, in the caller's transaction.
+
+Reading everything is ordered by (transaction id, position) and stops at the oldest transaction
+still running: every transaction older than that has finished, so what a reader sees never
+changes behind its checkpoint, whatever order concurrent appends commit in. A long transaction
+anywhere in the PostgreSQL cluster holds readers back until it ends (keep transactions short).
 """
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 import asyncpg
 
 from shared.envelope import CloudEvent
 
-# Appends take this transaction-level advisory lock before assigning positions, so positions
-# follow commit order: a reader that has seen position N has seen every committed event before it,
-# and a checkpoint can never skip an event whose transaction committed late.
-APPEND_LOCK = 0x6269_6C6C  # "bill"
 NOTIFY_CHANNEL = "billstream_events"
+# Events of transactions that have finished, in the order readers take them.
+READABLE = "transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
+AFTER = "(transaction_id, position) > ($1::xid8, $2::bigint)"
 
-
-# One round trip per append: the lock, the version check, the events, their outbox rows and the
-# wake-up. The lock CTE is joined into the events INSERT, so it is held before any position is
-# drawn; a stale expected version inserts nothing (and the unique (stream_id, version) catches a
-# writer that raced past the check).
+# One round trip per append: the version check, the events, their outbox rows and the wake-up.
+# A stale expected version inserts nothing, and the unique (stream_id, version) catches a writer
+# that raced past the check.
 APPEND = """
-WITH lock AS (SELECT pg_advisory_xact_lock($1)),
-current AS (SELECT coalesce(max(version), 0) AS version FROM events WHERE stream_id = $2),
+WITH current AS (SELECT coalesce(max(version), 0) AS version FROM events WHERE stream_id = $1),
 appended AS (
     INSERT INTO events (event_id, stream_id, stream_type, version, event_type, tenant_id, occurred_at, envelope)
-    SELECT e.event_id, $2, $3, e.version, e.event_type, e.tenant_id, e.occurred_at, e.envelope::jsonb
-    FROM unnest($5::text[], $6::int[], $7::text[], $8::text[], $9::timestamptz[], $10::text[])
+    SELECT e.event_id, $1, $2, e.version, e.event_type, e.tenant_id, e.occurred_at, e.envelope::jsonb
+    FROM unnest($4::text[], $5::int[], $6::text[], $7::text[], $8::timestamptz[], $9::text[])
          WITH ORDINALITY AS e(event_id, version, event_type, tenant_id, occurred_at, envelope, n)
-    CROSS JOIN lock CROSS JOIN current
-    WHERE current.version = $4
+    CROSS JOIN current
+    WHERE current.version = $3
     ORDER BY e.n
     RETURNING event_id
 ),
 queued AS (
     INSERT INTO outbox (event_id, topic, key, payload)
-    SELECT o.event_id, $11, $12, o.payload
-    FROM unnest($5::text[], $13::bytea[]) WITH ORDINALITY AS o(event_id, payload, n)
+    SELECT o.event_id, $10, $11, o.payload
+    FROM unnest($4::text[], $12::bytea[]) WITH ORDINALITY AS o(event_id, payload, n)
     WHERE EXISTS (SELECT 1 FROM appended)
     ORDER BY o.n
 )
 SELECT (SELECT version FROM current) AS actual, (SELECT count(*) FROM appended) AS appended,
-       pg_notify($14, '')
+       pg_notify($13, '')
 """
 
 
@@ -54,11 +56,18 @@ class ConcurrencyError(Exception):
         self.stream_id, self.expected, self.actual = stream_id, expected, actual
 
 
+class Checkpoint(NamedTuple):
+    """A place in the store's reading order: (writing transaction's id, position)."""
+
+    transaction_id: int = 0
+    position: int = 0
+
+
 @dataclass(frozen=True)
 class EventHead:
     """Where an event is and what it is, without its envelope (nothing to decode)."""
 
-    position: int
+    checkpoint: Checkpoint
     stream_id: str
     event_type: str
 
@@ -70,10 +79,19 @@ class StoredEvent:
     stream_type: str
     version: int
     event: CloudEvent
+    transaction_id: int = 0
+
+    @property
+    def checkpoint(self) -> Checkpoint:
+        return Checkpoint(self.transaction_id, self.position)
+
+
+COLUMNS = "position, stream_id, stream_type, version, envelope, transaction_id"
 
 
 def _row_to_stored(row: asyncpg.Record) -> StoredEvent:
     return StoredEvent(
+        transaction_id=row["transaction_id"],
         position=row["position"],
         stream_id=row["stream_id"],
         stream_type=row["stream_type"],
@@ -118,7 +136,7 @@ class EventStore:
         try:
             actual, appended, _ = await conn.fetchrow(
                 APPEND,
-                APPEND_LOCK, stream_id, stream_type, expected_version,
+                stream_id, stream_type, expected_version,
                 [e.id for e in stamped], [int(e.sequence) for e in stamped], [e.type for e in stamped],
                 [e.tenantid for e in stamped], [e.time for e in stamped], [p.decode() for p in payloads],
                 self.topics[stream_type], key or stream_id, payloads, NOTIFY_CHANNEL,
@@ -134,7 +152,7 @@ class EventStore:
     ) -> list[StoredEvent]:
         """The stream's events in version order; with `as_of`, only those that happened by then."""
         rows = await conn.fetch(
-            """SELECT position, stream_id, stream_type, version, envelope FROM events
+            f"""SELECT {COLUMNS} FROM events
                WHERE stream_id = $1 AND ($2::timestamptz IS NULL OR occurred_at <= $2)
                ORDER BY version""",
             stream_id,
@@ -143,34 +161,42 @@ class EventStore:
         return [_row_to_stored(r) for r in rows]
 
     async def read_all(
-        self, conn: asyncpg.Connection, *, after: int = 0, limit: int = 1000
+        self, conn: asyncpg.Connection, *, after: Checkpoint = Checkpoint(), limit: int = 1000
     ) -> list[StoredEvent]:
-        """Every event after `after`, in position (= commit) order."""
+        """Every readable event after `after`, in reading order (see the module's docstring)."""
         rows = await conn.fetch(
-            """SELECT position, stream_id, stream_type, version, envelope FROM events
-               WHERE position > $1 ORDER BY position LIMIT $2""",
-            after,
+            f"""SELECT {COLUMNS} FROM events WHERE {AFTER} AND {READABLE}
+                ORDER BY transaction_id, position LIMIT $3""",
+            *after,
             limit,
         )
         return [_row_to_stored(r) for r in rows]
 
-    async def read_heads(self, conn: asyncpg.Connection, *, after: int = 0, limit: int = 1000) -> list[EventHead]:
+    async def read_heads(
+        self, conn: asyncpg.Connection, *, after: Checkpoint = Checkpoint(), limit: int = 1000
+    ) -> list[EventHead]:
         """Like read_all, without the envelopes."""
         rows = await conn.fetch(
-            "SELECT position, stream_id, event_type FROM events WHERE position > $1 ORDER BY position LIMIT $2",
-            after,
+            f"""SELECT transaction_id, position, stream_id, event_type FROM events WHERE {AFTER} AND {READABLE}
+                ORDER BY transaction_id, position LIMIT $3""",
+            *after,
             limit,
         )
-        return [EventHead(r["position"], r["stream_id"], r["event_type"]) for r in rows]
+        return [EventHead(Checkpoint(r["transaction_id"], r["position"]), r["stream_id"], r["event_type"]) for r in rows]
 
     async def read_positions(self, conn: asyncpg.Connection, positions: list[int]) -> list[StoredEvent]:
-        """The events at these positions, in position order."""
+        """The events at these positions, in reading order."""
         rows = await conn.fetch(
-            """SELECT position, stream_id, stream_type, version, envelope FROM events
-               WHERE position = ANY($1::bigint[]) ORDER BY position""",
+            f"""SELECT {COLUMNS} FROM events WHERE position = ANY($1::bigint[])
+                ORDER BY transaction_id, position""",
             positions,
         )
         return [_row_to_stored(r) for r in rows]
+
+    async def has_unreadable(self, conn: asyncpg.Connection) -> bool:
+        """True if committed events wait behind a transaction still running: a reader should look
+        again shortly rather than wait for the next notification."""
+        return await conn.fetchval(f"SELECT EXISTS (SELECT 1 FROM events WHERE NOT ({READABLE}))")
 
     async def last_position(self, conn: asyncpg.Connection) -> int:
         return await conn.fetchval("SELECT coalesce(max(position), 0) FROM events")

@@ -8,11 +8,12 @@ from collections.abc import Callable
 
 import asyncpg
 
-from shared.eventstore import NOTIFY_CHANNEL, EventStore, StoredEvent
+from shared.eventstore import NOTIFY_CHANNEL, Checkpoint, EventStore, StoredEvent
 from shared.logs import get_logger
 from shared.wakeup import Wakeup
 
 log = get_logger(__name__)
+WAITING_RETRY_S = 0.01
 
 
 class Projection(ABC):
@@ -39,12 +40,6 @@ class Projection(ABC):
         """Empty the read model's tables (before a rebuild)."""
 
 
-async def checkpoint(conn: asyncpg.Connection, name: str) -> int:
-    return await conn.fetchval(
-        "SELECT position FROM projection_checkpoints WHERE name = $1", name
-    ) or 0
-
-
 async def catch_up(
     pool: asyncpg.Pool, store: EventStore, projection: Projection, *, batch_size: int = 1000
 ) -> int:
@@ -55,23 +50,23 @@ async def catch_up(
             projection.name,
         )
         # The row lock serialises runners of the same projection (several service processes).
-        after = await conn.fetchval(
-            "SELECT position FROM projection_checkpoints WHERE name = $1 FOR UPDATE",
+        after = Checkpoint(*await conn.fetchrow(
+            "SELECT transaction_id, position FROM projection_checkpoints WHERE name = $1 FOR UPDATE",
             projection.name,
-        )
+        ))
         if projection.latest_per_stream:
             heads = await store.read_heads(conn, after=after, limit=batch_size)
-            latest = {h.stream_id: h.position for h in heads if h.event_type in projection.event_types}
+            latest = {h.stream_id: h.checkpoint.position for h in heads if h.event_type in projection.event_types}
             await projection.apply_batch(conn, await store.read_positions(conn, sorted(latest.values())))
         else:
             heads = await store.read_all(conn, after=after, limit=batch_size)
             await projection.apply_batch(conn, [s for s in heads if s.event.type in projection.event_types])
         if heads:
             await conn.execute(
-                """UPDATE projection_checkpoints SET position = $2, updated_at = now()
+                """UPDATE projection_checkpoints SET transaction_id = $2, position = $3, updated_at = now()
                    WHERE name = $1""",
                 projection.name,
-                heads[-1].position,
+                *heads[-1].checkpoint,
             )
         return len(heads)
 
@@ -99,7 +94,7 @@ async def rebuild(
         )
         await projection.reset(conn)
         await conn.execute(
-            "UPDATE projection_checkpoints SET position = 0, updated_at = now() WHERE name = $1",
+            "UPDATE projection_checkpoints SET transaction_id = '0', position = 0, updated_at = now() WHERE name = $1",
             projection.name,
         )
     async with pool.acquire() as conn:
@@ -139,6 +134,14 @@ class ProjectionRunner:
                     await asyncio.sleep(self.poll_interval)
                     continue
                 if not busy:
-                    await self._wakeup.wait()
+                    await self._idle()
         finally:
             await listener.close()
+
+    async def _idle(self) -> None:
+        async with self.pool.acquire() as conn:
+            waiting = await self.store.has_unreadable(conn)
+        if waiting:  # their commit's notification has come and gone: look again soon
+            await asyncio.sleep(WAITING_RETRY_S)
+        else:
+            await self._wakeup.wait()

@@ -42,9 +42,10 @@ async def test_rebuilt_projection_equals_the_incremental_one(pool, database):
         await create_invoices(app, customers, 40, offset=60)  # more while the runner is working
 
         async def caught_up():
-            positions = await pool.fetch("SELECT position FROM projection_checkpoints")
-            last = await pool.fetchval("SELECT max(position) FROM events")
-            return len(positions) == 2 and all(p["position"] == last for p in positions)
+            checkpoints = await pool.fetch("SELECT transaction_id, position FROM projection_checkpoints")
+            last = await pool.fetchrow(
+                "SELECT transaction_id, position FROM events ORDER BY transaction_id DESC, position DESC LIMIT 1")
+            return len(checkpoints) == 2 and all(tuple(c) == tuple(last) for c in checkpoints)
 
         await eventually(caught_up)
     finally:
