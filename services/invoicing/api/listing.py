@@ -67,8 +67,9 @@ def decode_cursor(cursor: str, column: Column) -> tuple[Any, str]:
         raise ApiError("cursor_invalid", "cursor is not one this API returned.", field="cursor") from exc
 
 
-async def count_rows(conn, table: str, where: str, args: list[Any], cap: int = COUNT_CAP) -> tuple[int, bool]:
-    """Exact count up to `cap`, otherwise the planner's row estimate (never below the cap)."""
+async def count_rows(conn, table: str, where: str, args: list[Any], cap: int | None = None) -> tuple[int, bool]:
+    """Exact count up to `cap` (COUNT_CAP), otherwise the planner's row estimate (never below the cap)."""
+    cap = cap or COUNT_CAP
     counted = await conn.fetchval(
         f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {where} LIMIT {cap + 1}) AS capped", *args)
     if counted <= cap:
@@ -98,7 +99,9 @@ async def run_list(conn, *, table: str, id_col: str, tenant: str, params: QueryP
                 raise ApiError("parameter_invalid", f"Unknown operator '{op}' for {base}.", field=name)
         except ValueError as exc:
             raise ApiError("parameter_invalid", f"{name}: {exc}", field=name) from exc
-    if (search := params.get("search")) and search_col:
+    searching = bool(params.get("search") and search_col)
+    if searching:
+        search = params["search"]
         q.add(f"{search_col} LIKE {{}}", f"%{search.lower().replace('%', '').replace('_', '')}%")
 
     sort = params.get("sort", default_sort)
@@ -121,18 +124,31 @@ async def run_list(conn, *, table: str, id_col: str, tenant: str, params: QueryP
         cmp = "<" if desc else ">"
         q.add(f"({sort_col.sql}, {id_col}) {cmp} ({{}}, {{}})", value, row_id)
     direction = "DESC" if desc else "ASC"
+    order = f"{direction}{' NULLS LAST' if sort_col.nullable else ''}"
     offset = 0 if cursor else (page - 1) * limit
-    rows = await conn.fetch(
-        f"""SELECT view, {sort_col.sql} AS sort_value, {id_col} AS row_id FROM {table} WHERE {q.sql}
-            ORDER BY {sort_col.sql} {direction}{" NULLS LAST" if sort_col.nullable else ""}, {id_col} {direction} LIMIT {limit + 1} OFFSET {offset}""",
-        *q.args,
-    )
+    page_sql = f"ORDER BY sort_value {order}, row_id {direction} LIMIT {limit + 1} OFFSET {offset}"
+    select = f"SELECT view, {sort_col.sql} AS sort_value, {id_col} AS row_id FROM {table} WHERE {q.sql}"
+    total: int | None = None
+    if searching and not cursor:
+        # A trigram search reads every match to sort them anyway: count them in the same pass
+        # (up to the cap) instead of searching twice.
+        rows = await conn.fetch(
+            f"SELECT *, count(*) OVER () AS total FROM ({select} LIMIT {COUNT_CAP + 1}) AS capped {page_sql}", *q.args)
+        total = rows[0]["total"] if rows else (0 if offset == 0 else None)
+        if total is None or total > COUNT_CAP:  # past the matches that were sorted: page them properly
+            rows, total = await conn.fetch(f"{select} {page_sql}", *q.args), None
+    else:
+        rows = await conn.fetch(f"{select} {page_sql}", *q.args)
     has_more = len(rows) > limit
     rows = rows[:limit]
     meta: dict[str, Any] = {"limit": limit, "hasMore": has_more,
                             "nextCursor": encode_cursor(rows[-1]["sort_value"], rows[-1]["row_id"]) if has_more else None}
     if not cursor:
-        total, exact = await count_rows(conn, table, count_sql, count_args)
+        if total is None and rows and not has_more:  # the last page: its rows say how many there are
+            total = offset + len(rows)
+        exact = True
+        if total is None:
+            total, exact = await count_rows(conn, table, count_sql, count_args)
         meta.update(page=page, total=total, totalExact=exact, totalPages=-(-total // limit))
     return {"data": [r["view"] for r in rows], "meta": meta}
 
