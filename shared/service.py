@@ -34,8 +34,8 @@ from shared.settings import ServiceSettings
 
 log = get_logger(__name__)
 BATCH_MAX_RECORDS = 200
-GC_YOUNG_THRESHOLD = 20_000  # allocations between young collections (CPython's default: 700)
 BATCH_WAIT_MS = 25  # an idle consumer polls every 2 x 25 ms, so a lone event waits at most that
+GC_YOUNG_THRESHOLD = 20_000  # allocations between young collections (CPython's default: 700)
 
 
 class Service:
