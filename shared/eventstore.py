@@ -74,12 +74,12 @@ class EventHead:
 
 @dataclass(frozen=True)
 class StoredEvent:
+    transaction_id: int
     position: int
     stream_id: str
     stream_type: str
     version: int
     event: CloudEvent
-    transaction_id: int = 0
 
     @property
     def checkpoint(self) -> Checkpoint:

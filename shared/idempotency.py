@@ -5,7 +5,6 @@ Answers of 5xx are not kept, so the client can retry them. Keys expire after 24 
 
 import hashlib
 import time
-
 from collections.abc import Callable
 from typing import Any
 

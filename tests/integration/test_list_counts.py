@@ -1,6 +1,10 @@
 """List totals: exact up to the cap, the planner's estimate past it, so big lists stay cheap."""
 
-from services.invoicing.api.listing import count_rows
+from starlette.datastructures import QueryParams
+
+from services.invoicing.api import listing
+from services.invoicing.service import service as invoicing
+from shared.db import migrate
 
 
 async def test_count_is_exact_up_to_the_cap_and_estimated_past_it(pool):
@@ -10,12 +14,12 @@ async def test_count_is_exact_up_to_the_cap_and_estimated_past_it(pool):
         await conn.execute("INSERT INTO items SELECT 't2', g FROM generate_series(1, 7) g")
         await conn.execute("ANALYZE items")
 
-        assert await count_rows(conn, "items", "tenant_id = $1", ["t2"], cap=10) == (7, True)
-        assert await count_rows(conn, "items", "tenant_id = $1", ["t2"], cap=7) == (7, True)
-        total, exact = await count_rows(conn, "items", "tenant_id = $1", ["t1"], cap=10)
+        assert await listing.count_rows(conn, "items", "tenant_id = $1", ["t2"], cap=10) == (7, True)
+        assert await listing.count_rows(conn, "items", "tenant_id = $1", ["t2"], cap=7) == (7, True)
+        total, exact = await listing.count_rows(conn, "items", "tenant_id = $1", ["t1"], cap=10)
         assert not exact and 400 <= total <= 600  # ANALYZE saw all 500 rows
         # An estimate below what was counted never shows: the total stays above the cap.
-        total, exact = await count_rows(conn, "items", "tenant_id = $1 AND n > $2", ["t1", 0], cap=499)
+        total, exact = await listing.count_rows(conn, "items", "tenant_id = $1 AND n > $2", ["t1", 0], cap=499)
         assert not exact and total >= 500
 
 
@@ -28,12 +32,6 @@ SEED = """INSERT INTO invoice_list (invoice_id, tenant_id, number, status, custo
 
 
 async def test_list_pages_and_totals_agree_on_every_path(pool, database, monkeypatch):
-    from starlette.datastructures import QueryParams
-
-    from services.invoicing.api import listing
-    from services.invoicing.service import service as invoicing
-    from shared.db import migrate
-
     await migrate(database, invoicing.migrations)
     await pool.execute(SEED)
 

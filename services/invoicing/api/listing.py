@@ -79,6 +79,17 @@ async def count_rows(conn, table: str, where: str, args: list[Any], cap: int | N
     return max(int(plan[0]["Plan"]["Plan Rows"]), cap + 1), False
 
 
+async def _search_page(conn, select: str, page_sql: str, args: list[Any], offset: int) -> tuple[list, int | None]:
+    """A trigram search reads every match to sort them anyway: count them in the same pass (up to
+    COUNT_CAP) instead of searching twice. Returns the page and the total, None if unknown."""
+    rows = await conn.fetch(
+        f"SELECT *, count(*) OVER () AS total FROM ({select} LIMIT {COUNT_CAP + 1}) AS capped {page_sql}", *args)
+    total = rows[0]["total"] if rows else (0 if offset == 0 else None)
+    if total is None or total > COUNT_CAP:  # past the matches that were sorted: page them properly
+        return await conn.fetch(f"{select} {page_sql}", *args), None
+    return rows, total
+
+
 async def run_list(conn, *, table: str, id_col: str, tenant: str, params: QueryParams,
                    filters: dict[str, Column], sortable: dict[str, Column], default_sort: str,
                    search_col: str | None = "search") -> dict:
@@ -128,17 +139,10 @@ async def run_list(conn, *, table: str, id_col: str, tenant: str, params: QueryP
     offset = 0 if cursor else (page - 1) * limit
     page_sql = f"ORDER BY sort_value {order}, row_id {direction} LIMIT {limit + 1} OFFSET {offset}"
     select = f"SELECT view, {sort_col.sql} AS sort_value, {id_col} AS row_id FROM {table} WHERE {q.sql}"
-    total: int | None = None
     if searching and not cursor:
-        # A trigram search reads every match to sort them anyway: count them in the same pass
-        # (up to the cap) instead of searching twice.
-        rows = await conn.fetch(
-            f"SELECT *, count(*) OVER () AS total FROM ({select} LIMIT {COUNT_CAP + 1}) AS capped {page_sql}", *q.args)
-        total = rows[0]["total"] if rows else (0 if offset == 0 else None)
-        if total is None or total > COUNT_CAP:  # past the matches that were sorted: page them properly
-            rows, total = await conn.fetch(f"{select} {page_sql}", *q.args), None
+        rows, total = await _search_page(conn, select, page_sql, q.args, offset)
     else:
-        rows = await conn.fetch(f"{select} {page_sql}", *q.args)
+        rows, total = await conn.fetch(f"{select} {page_sql}", *q.args), None
     has_more = len(rows) > limit
     rows = rows[:limit]
     meta: dict[str, Any] = {"limit": limit, "hasMore": has_more,

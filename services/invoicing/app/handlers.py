@@ -120,10 +120,10 @@ class Invoicing:
         except asyncpg.UniqueViolationError as exc:
             raise Conflict("number_taken", f"Number {number} is already used.", field="number") from exc
 
-    async def _claim_reference(self, conn, tenant: str, reference: str | None, invoice_id: str,
-                               *, new: bool = False) -> None:
-        if not new:  # a new invoice holds no reference yet
-            await conn.execute("DELETE FROM invoice_references WHERE tenant_id = $1 AND invoice_id = $2", tenant, invoice_id)
+    async def _release_reference(self, conn, tenant: str, invoice_id: str) -> None:
+        await conn.execute("DELETE FROM invoice_references WHERE tenant_id = $1 AND invoice_id = $2", tenant, invoice_id)
+
+    async def _claim_reference(self, conn, tenant: str, reference: str | None, invoice_id: str) -> None:
         if not reference:
             return
         try:
@@ -187,7 +187,7 @@ class Invoicing:
             state = inv.Invoice(id=new_id("inv"))
             full = await self._draft_fields(conn, tenant, fields, customer_id, creating=True)
             facts = inv.decide_create(state, full)
-            await self._claim_reference(conn, tenant, full.reference, state.id, new=True)
+            await self._claim_reference(conn, tenant, full.reference, state.id)
             return invoice_view(await self._record_invoice(conn, tenant, state, facts, self.clock()))
         return await self.transact(run)
 
@@ -197,6 +197,7 @@ class Invoicing:
             full = await self._draft_fields(conn, tenant, changes, customer_id, creating=False)
             facts = inv.decide_update(state, full)
             if "reference" in full.model_fields_set:
+                await self._release_reference(conn, tenant, invoice_id)
                 await self._claim_reference(conn, tenant, full.reference, invoice_id)
             return invoice_view(await self._record_invoice(conn, tenant, state, facts, self.clock()))
         return await self.transact(run)
@@ -296,7 +297,7 @@ class Invoicing:
         async def run(conn):
             state = await self.load_invoice(conn, tenant, invoice_id)
             facts = inv.decide_delete(state)
-            await self._claim_reference(conn, tenant, None, invoice_id)
+            await self._release_reference(conn, tenant, invoice_id)
             await self._record_invoice(conn, tenant, state, facts, self.clock())
         await self.transact(run)
 
@@ -308,7 +309,7 @@ class Invoicing:
             facts = inv.decide_import(state, fields=full, number=number, issued_on=issued_on,
                                       status=status, amount_paid=amount_paid)
             await self._claim_number(conn, tenant, number)
-            await self._claim_reference(conn, tenant, full.reference, state.id, new=True)
+            await self._claim_reference(conn, tenant, full.reference, state.id)
             return invoice_view(await self._record_invoice(conn, tenant, state, facts, self.clock()))
         return await self.transact(run)
 

@@ -27,16 +27,11 @@ class InvoiceList(Projection):
         await self.apply_batch(conn, [stored])
 
     async def apply_batch(self, conn: asyncpg.Connection, batch: list[StoredEvent]) -> None:
-        """Every event carries the whole invoice, so only each invoice's last delete or snapshot
-        in the batch decides its row: one statement per kind instead of one per event (a
-        rebuild replays several events per invoice)."""
-        last: dict[str, StoredEvent] = {}
-        for stored in batch:
-            # events from before snapshots (v1) carry none; later events refresh the row
-            if stored.event.type == "invoice.deleted" or stored.event.data.get("invoice"):
-                last[stored.stream_id] = stored
-        deleted = [i for i, s in last.items() if s.event.type == "invoice.deleted"]
-        upserts = [self._row(s) for s in last.values() if s.event.type != "invoice.deleted"]
+        """Catch-up hands over only each invoice's latest event of a batch (`latest_per_stream`:
+        every invoice event carries the whole invoice), so this is one statement per kind."""
+        # events from before snapshots (v1) carry none: they leave the row as it is
+        deleted = [s.stream_id for s in batch if s.event.type == "invoice.deleted"]
+        upserts = [self._row(s) for s in batch if s.event.type != "invoice.deleted" and s.event.data.get("invoice")]
         if deleted:
             await conn.execute("DELETE FROM invoice_list WHERE invoice_id = ANY($1)", deleted)
         if upserts:

@@ -23,7 +23,7 @@ async def session_for_link(conn: asyncpg.Connection, tenant: str, invoice_id: st
     """The token an e-mailed pay link opens: a session it opened before that is still good for an
     hour, else a new one, so following the link again does not pile up sessions."""
     token = await conn.fetchval(
-        """SELECT token FROM checkout_sessions WHERE invoice_id = $2 AND tenant_id = $1 AND from_link
+        """SELECT token FROM checkout_sessions WHERE tenant_id = $1 AND invoice_id = $2 AND from_link
              AND expires_at > now() + interval '1 hour' ORDER BY expires_at DESC LIMIT 1""", tenant, invoice_id)
     if token is None:
         _, token, _ = await open_session(conn, tenant, invoice_id, return_url, ttl, from_link=True)
