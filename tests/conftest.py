@@ -9,6 +9,7 @@ never a skip.
 import asyncio
 import os
 import uuid
+from datetime import UTC, datetime, timedelta
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -101,3 +102,8 @@ async def eventually(check, *, timeout: float = 20.0, interval: float = 0.1):
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s (last: {result!r})")
         await asyncio.sleep(interval)
+
+
+def days_from_today(days: int) -> str:
+    """An ISO date `days` after today (UTC): tests never name a calendar date that time can overtake."""
+    return (datetime.now(UTC).date() + timedelta(days=days)).isoformat()

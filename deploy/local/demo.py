@@ -12,6 +12,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -115,7 +116,7 @@ async def run_demo(quiet: bool = False) -> DemoResult:
         correlation_id = f"demo-{uuid.uuid4().hex[:8]}"
         async with EventTail() as tail:
             r = client.post("/api/invoices", headers={"X-Correlation-Id": correlation_id}, json={
-                "customerId": customer["id"], "dueDate": "2026-12-31",
+                "customerId": customer["id"], "dueDate": (datetime.now(UTC) + timedelta(days=30)).date().isoformat(),
                 "items": [{"description": "Pro Plan - Monthly", "quantity": 1, "unitAmount": 180000},
                           {"description": "Extra seats", "quantity": 3, "unitAmount": 25000}],
             })

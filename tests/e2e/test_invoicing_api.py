@@ -3,7 +3,6 @@ the facts that arrive from payments and dunning over Kafka."""
 
 import asyncio
 import io
-import time
 import uuid
 
 import httpx
@@ -12,7 +11,7 @@ from pypdf import PdfReader
 
 from deploy.local.demo import KAFKA, create_tenant, wait_until_key_active
 from shared.envelope import CloudEvent
-from tests.conftest import eventually
+from tests.conftest import days_from_today, eventually
 from tests.support.kafka import produce
 
 
@@ -48,8 +47,10 @@ def new_customer(api, **kw) -> dict:
 
 
 def new_invoice(api, customer: dict, *amounts: int, **kw) -> dict:
+    """A draft due in 30 days unless told otherwise, so the live dunning service never turns it overdue mid-test."""
     items = [{"description": f"Item {i}", "quantity": 1, "unitAmount": a} for i, a in enumerate(amounts or (100000,))]
-    return ok(api.post("/api/invoices", json={"customerId": customer["id"], "items": items, **kw}), 201)
+    body = {"customerId": customer["id"], "items": items, "dueDate": days_from_today(30), **kw}
+    return ok(api.post("/api/invoices", json=body), 201)
 
 
 def test_customers_create_get_update_list_and_search(api):
@@ -79,7 +80,8 @@ def test_create_draft_with_taxes_and_discounts_and_defaults_from_the_customer(ap
         "discount": {"amount": 1000}, "notes": "Thanks", "poNumber": "PO-9", "metadata": {"k": "v"}}), 201)
     assert (inv["status"], inv["currency"], inv["subtotal"], inv["discountTotal"], inv["taxTotal"], inv["total"]) == \
         ("DRAFT", "UGX", 365000, 1500, 64622, 428122)
-    assert inv["allowPartialPayments"] is True and inv["dueDate"] is not None
+    # No due date given: the customer's 14 net days from today (either side of a UTC midnight).
+    assert inv["allowPartialPayments"] is True and inv["dueDate"] in (days_from_today(14), days_from_today(15))
     assert inv["customer"] == {"id": c["id"], "name": c["name"], "email": c["email"]}
 
 
@@ -222,7 +224,7 @@ def test_numbers_are_sequential_without_gaps_under_concurrency(api):
 
 def test_list_filters_operators_search_sort_and_cursor(api):
     c = new_customer(api, name=f"Filter Person {uuid.uuid4().hex[:6]}")
-    made = [new_invoice(api, c, amount, dueDate=f"2026-12-{day:02d}") for amount, day in
+    made = [new_invoice(api, c, amount, dueDate=days_from_today(days)) for amount, days in
             [(1000, 1), (5000, 5), (9000, 9), (20000, 20)]]
     ok(api.post(f"/api/invoices/{made[3]['id']}/finalize"))
 
@@ -236,13 +238,14 @@ def test_list_filters_operators_search_sort_and_cursor(api):
     assert q(**{"total[gte]": 5000, "sort": "total"}) == [5000, 9000, 20000]
     assert q(**{"status[in]": "PENDING,OVERDUE"}) == [20000]
     assert q(status="DRAFT", sort="-total") == [9000, 5000, 1000]
-    assert q(**{"dueDate[before]": "2026-12-06", "sort": "dueDate"}) == [1000, 5000]
+    assert q(**{"dueDate[before]": days_from_today(6), "sort": "dueDate"}) == [1000, 5000]
     assert q(customerEmail=c["email"].upper(), sort="total") == [1000, 5000, 9000, 20000]
     assert q(search=c["name"].split()[-1], sort="total") == [1000, 5000, 9000, 20000]
     number = ok(api.get(f"/api/invoices/{made[3]['id']}"))["number"]
     assert [i["id"] for i in ok(api.get("/api/invoices", params={"search": number}))["data"]] == [made[3]["id"]]
-    today = time.strftime("%Y-%m-%d", time.gmtime())
-    assert len(q(dateFrom=today, dateTo=today)) == 4 and q(dateTo="2020-01-01") == []
+    # The creation days come from the invoices themselves, so the range holds across a UTC midnight.
+    created = sorted(i["createdAt"][:10] for i in page["data"])
+    assert len(q(dateFrom=created[0], dateTo=created[-1])) == 4 and q(dateTo="2020-01-01") == []
 
     first = ok(api.get("/api/invoices", params={"customerId": c["id"], "limit": 3, "sort": "total"}))
     assert first["meta"]["hasMore"] and first["meta"]["total"] == 4

@@ -9,7 +9,7 @@ import asyncpg
 import httpx
 
 from deploy.local.demo import create_tenant, run_demo, wait_until_key_active
-from tests.conftest import eventually
+from tests.conftest import days_from_today, eventually
 from tests.e2e.conftest import service_dsn
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
@@ -72,7 +72,7 @@ def test_bad_input_gets_a_stable_json_error(gateway):
                                                "items": [{"description": "x", "unitAmount": 1}]})
         assert r.status_code == 400
         assert r.json()["error"]["code"] == "parameter_invalid" and r.json()["error"]["field"] == "dueDate"
-        r = client.post("/api/invoices", json={"customerId": "c", "dueDate": "2026-12-01",
+        r = client.post("/api/invoices", json={"customerId": "c", "dueDate": days_from_today(30),
                                                "items": [{"description": "x", "quantity": -2, "unitAmount": 1}]})
         assert r.status_code == 400 and r.json()["error"]["field"] == "items.0.quantity"
         r = client.get("/api/invoices/inv_doesnotexist")
@@ -96,7 +96,7 @@ def test_keys_are_checked_by_every_service_and_revocation_reaches_them(gateway):
         wait_until_key_active(other_client)
         customer = owner_client.post("/api/customers", json={"name": "Buyer"}).json()
         inv = owner_client.post("/api/invoices", json={
-            "customerId": customer["id"], "dueDate": "2026-12-01",
+            "customerId": customer["id"], "dueDate": days_from_today(30),
             "items": [{"description": "x", "quantity": 1, "unitAmount": 100}]}).json()
         assert other_client.get(f"/api/invoices/{inv['id']}").status_code == 404  # another tenant's id
         assert other_client.get(f"/api/customers/{customer['id']}").status_code == 404
