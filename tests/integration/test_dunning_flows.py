@@ -7,6 +7,7 @@ import httpx
 import pytest
 
 from services.dunning.app import repository as repo
+from services.dunning.domain.dunning import OUTCOME_TIMEOUT
 from services.dunning.domain.policy import Policy
 from tests.conftest import eventually
 from tests.support.dunning_harness import (add_api_key, as_utc, invoice_event, payment_event,
@@ -149,6 +150,40 @@ async def test_full_retry_ladder_ends_exhausted_with_the_final_action(dun):
     await nothing_fires(dun)
     await dun.tail.poll()
     assert len(dun.tail.of("inv_ladder")) == 10
+
+
+async def test_a_retry_without_outcome_counts_as_failed_after_the_watchdog(dun):
+    """Payments skipped the retry (a hosted payment was in flight) and that payment then failed
+    as a manual one: no outcome of the retry ever comes, yet dunning goes on."""
+    await finalize(dun, "inv_silent")
+    await fail(dun, "inv_silent")
+    await walk_retries(dun, "inv_silent", 1)
+    await fail(dun, "inv_silent", automatic=False)  # the in-flight hosted payment: not an outcome
+    due_at = dun.clock.now()
+    pending = await dun.pending("inv_silent")
+    assert set(pending) == {"overdue", "outcome:1"} and pending["outcome:1"] == due_at + OUTCOME_TIMEOUT
+
+    dun.clock.set(due_at + OUTCOME_TIMEOUT - timedelta(seconds=1))
+    await nothing_fires(dun)
+    dun.clock.set(due_at + OUTCOME_TIMEOUT)
+    [unanswered] = await dun.tail.wait_for(lambda e: e["subject"] == "inv_silent" and e["type"] == "dunning.retry_unanswered")
+    assert unanswered["data"]["attempt"] == 1
+    [second] = await dun.tail.wait_for(
+        lambda e: e["subject"] == "inv_silent" and e["type"] == "dunning.retry_scheduled" and e["data"]["attempt"] == 2)
+    assert as_utc(second["data"]["scheduledAt"]) == due_at + OUTCOME_TIMEOUT + timedelta(days=3)
+
+
+async def test_an_outcome_in_time_cancels_the_watchdog(dun):
+    await finalize(dun, "inv_answered")
+    await fail(dun, "inv_answered")
+    await walk_retries(dun, "inv_answered", 1)
+    assert "outcome:1" in await dun.pending("inv_answered")
+    await fail(dun, "inv_answered")  # the retry's own outcome
+    assert set(await dun.pending("inv_answered")) == {"overdue", "retry:2"}
+    dun.clock.advance(OUTCOME_TIMEOUT)
+    await nothing_fires(dun)
+    await dun.tail.poll()
+    assert "dunning.retry_unanswered" not in [e["type"] for e in dun.tail.of("inv_answered")]
 
 
 async def test_success_on_the_second_retry_ends_in_success(dun):

@@ -5,7 +5,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from services.dunning.domain import dunning as d
-from services.dunning.domain.events import (DueDatePassed, Exhausted, ReminderDue, RetryDue,
+from services.dunning.domain.events import (DueDatePassed, Exhausted, ReminderDue, RetryDue, RetryUnanswered,
                                             RetryScheduled, Stopped, Succeeded, registry, type_of)
 from services.dunning.domain.policy import Policy
 from services.dunning.domain.schedule import InvoiceFacts
@@ -94,7 +94,7 @@ def test_stale_retry_timer_does_nothing():
 def test_stop_cancels_retries_and_reminders_and_is_idempotent():
     state = run(d.Dunning("inv_1"), d.on_payment_failed(d.Dunning("inv_1"), POLICY, T0, automatic=True, invoice_closed=False))
     decision = d.stop(state, T0)
-    assert [type(e) for e in decision.events] == [Stopped] and decision.cancel == {"retry", "reminder"}
+    assert [type(e) for e in decision.events] == [Stopped] and decision.cancel == {"retry", "reminder", "outcome"}
     state = run(state, decision)
     assert state.status == "STOPPED" and state.next_retry_at is None
     assert d.stop(state, T0) == d.NOTHING
@@ -112,12 +112,12 @@ def test_invoice_closed_during_retries(status, expected):
     state = d.Dunning("inv_1", version=1, status="IN_PROGRESS", next_retry_at=T0)
     decision = d.on_invoice_closed(state, T0, invoice_status=status)
     assert [type(e) for e in decision.events] == [expected]
-    assert decision.cancel == {"overdue", "retry", "reminder"}
+    assert decision.cancel == {"overdue", "retry", "reminder", "outcome"}
 
 
 def test_invoice_closed_outside_dunning_only_cancels_timers():
     decision = d.on_invoice_closed(d.Dunning("inv_1"), T0, invoice_status="PAID")
-    assert decision.events == [] and decision.cancel == {"overdue", "retry", "reminder"}
+    assert decision.events == [] and decision.cancel == {"overdue", "retry", "reminder", "outcome"}
 
 
 def test_overdue_timer_records_the_due_date_once():
@@ -181,3 +181,27 @@ def test_stopping_a_closed_invoice_never_in_dunning_is_a_conflict():
     assert err.value.code == "invoice_not_open"
     [event] = d.stop(d.Dunning("inv_1"), T0).events  # an open invoice can opt out before it starts
     assert event.dunning.status == "STOPPED"
+
+
+def test_a_retry_sets_a_watchdog_that_counts_a_silent_attempt_as_failed():
+    state = run(d.Dunning("inv_1"), d.on_payment_failed(d.Dunning("inv_1"), POLICY, T0, automatic=True,
+                                                         invoice_closed=False))
+    due = d.on_retry_timer(state, T0 + timedelta(days=1), attempt=1)
+    [watchdog] = due.schedule
+    assert (watchdog.kind, watchdog.key, watchdog.fire_at) == ("outcome", "outcome:1", T0 + timedelta(days=1) + d.OUTCOME_TIMEOUT)
+    state = run(state, due)
+    later = watchdog.fire_at
+    fired = d.on_outcome_timer(state, POLICY, later, attempt=1, invoice_closed=False)
+    assert [type(e) for e in fired.events] == [RetryUnanswered, RetryScheduled]
+    assert fired.events[1].attempt == 2 and fired.events[1].scheduled_at == later + timedelta(days=3)
+    # The outcome came first, the invoice closed, or it is another attempt's watchdog: nothing.
+    answered = run(state, d.on_payment_failed(state, POLICY, later, automatic=True, invoice_closed=False))
+    assert d.on_outcome_timer(answered, POLICY, later, attempt=1, invoice_closed=False) == d.NOTHING
+    assert d.on_outcome_timer(state, POLICY, later, attempt=1, invoice_closed=True) == d.NOTHING
+    assert d.on_outcome_timer(state, POLICY, later, attempt=2, invoice_closed=False) == d.NOTHING
+
+
+def test_a_silent_last_retry_exhausts():
+    state = d.Dunning("inv_1", version=8, status="IN_PROGRESS", attempts=4)
+    fired = d.on_outcome_timer(state, POLICY, T0, attempt=4, invoice_closed=False)
+    assert [type(e) for e in fired.events] == [RetryUnanswered, Exhausted]

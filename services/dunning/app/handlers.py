@@ -13,7 +13,8 @@ from shared.logs import get_logger
 from ..domain import dunning as d
 from ..domain.dunning import Decision, Dunning
 from ..domain.events import STREAM_TYPE, registry, type_of
-from ..domain.schedule import INVOICE_TIMER_KINDS, OVERDUE, REMINDER, RETRY, InvoiceFacts, plan_invoice_timers
+from ..domain.schedule import (INVOICE_TIMER_KINDS, OUTCOME, OVERDUE, REMINDER, RETRY, InvoiceFacts,
+                               plan_invoice_timers)
 from . import repository as repo
 from .clock import Clock, iso
 
@@ -114,6 +115,9 @@ class DunningHandlers:
             decision = d.on_overdue_timer(state, facts, now)
         elif timer["kind"] == RETRY:
             decision = d.on_retry_timer(state, now, attempt=payload["attempt"])
+        elif timer["kind"] == OUTCOME:
+            decision = d.on_outcome_timer(state, await repo.load_policy(conn, row["tenant_id"]), now,
+                                          attempt=payload["attempt"], invoice_closed=facts.is_closed)
         elif timer["kind"] == REMINDER:
             decision = d.on_reminder_timer(state, facts, now, kind=payload["kind"], days=payload["days"])
         else:

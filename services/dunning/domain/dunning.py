@@ -14,12 +14,15 @@ from typing import Any
 from shared.errors import Conflict
 
 from .events import (DueDatePassed, DunningEvent, DunningSnapshot, Exhausted, ReminderDue,
-                     RetryDue, RetryScheduled, Status, Stopped, Succeeded)
+                     RetryDue, RetryScheduled, RetryUnanswered, Status, Stopped, Succeeded)
 from .policy import Policy
-from .schedule import REMINDER, RETRY, InvoiceFacts, TimerSpec
+from .schedule import OUTCOME, REMINDER, RETRY, InvoiceFacts, TimerSpec
 
 IN_PROGRESS, EXHAUSTED, STOPPED, SUCCESS = "IN_PROGRESS", "EXHAUSTED", "STOPPED", "SUCCESS"
 FINAL = frozenset({EXHAUSTED, STOPPED, SUCCESS})
+# How long a retry may go without an outcome (payment.succeeded or .failed) before it counts as
+# failed: far longer than any charge takes, short enough that dunning never stalls for good.
+OUTCOME_TIMEOUT = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -95,15 +98,22 @@ def on_payment_failed(state: Dunning, policy: Policy, now: datetime, *, automati
     if not automatic or invoice_closed or state.finished or state.retry_scheduled:
         return NOTHING  # manual attempts and failures while a retry is pending change nothing
     out = _Emitter(state, now)
+    return _after_failed_attempt(out, policy)
+
+
+def _after_failed_attempt(out: _Emitter, policy: Policy) -> Decision:
+    """Schedule the next retry by the policy, or give up when the retries ran out."""
+    state, now = out.state, out.now
     if state.attempts >= policy.max_attempts:
         out.emit(Exhausted, {"status": EXHAUSTED, "next_retry_at": None},
                  attempts=state.attempts, final_action=policy.final_action)
         # Reminders go on: an invoice left open is still owed (void/uncollectible close it).
-        return Decision(out.events, cancel=frozenset({RETRY}))
+        return Decision(out.events, cancel=frozenset({RETRY, OUTCOME}))
     attempt = state.attempts + 1
     at = now + timedelta(days=policy.retry_intervals_days[state.attempts])
     out.emit(RetryScheduled, {"status": IN_PROGRESS, "next_retry_at": at}, attempt=attempt, scheduled_at=at)
-    return Decision(out.events, schedule=[TimerSpec(RETRY, f"retry:{attempt}", at, {"attempt": attempt})])
+    return Decision(out.events, schedule=[TimerSpec(RETRY, f"retry:{attempt}", at, {"attempt": attempt})],
+                    cancel=frozenset({OUTCOME}))
 
 
 def on_retry_timer(state: Dunning, now: datetime, *, attempt: int) -> Decision:
@@ -111,7 +121,19 @@ def on_retry_timer(state: Dunning, now: datetime, *, attempt: int) -> Decision:
         return NOTHING  # stale: dunning ended or moved on since the timer was set
     out = _Emitter(state, now)
     out.emit(RetryDue, {"attempts": attempt, "next_retry_at": None}, attempt=attempt)
-    return Decision(out.events)
+    watchdog = TimerSpec(OUTCOME, f"outcome:{attempt}", now + OUTCOME_TIMEOUT, {"attempt": attempt})
+    return Decision(out.events, schedule=[watchdog])
+
+
+def on_outcome_timer(state: Dunning, policy: Policy, now: datetime, *, attempt: int,
+                     invoice_closed: bool) -> Decision:
+    """The watchdog of retry `attempt`: if dunning still awaits its outcome, count it as failed."""
+    awaiting = state.status == IN_PROGRESS and not state.retry_scheduled and state.attempts == attempt
+    if not awaiting or invoice_closed:
+        return NOTHING  # the outcome came (or dunning ended) before the watchdog
+    out = _Emitter(state, now)
+    out.emit(RetryUnanswered, attempt=attempt)
+    return _after_failed_attempt(out, policy)
 
 
 def on_payment_succeeded(state: Dunning, now: datetime) -> Decision:
@@ -119,12 +141,12 @@ def on_payment_succeeded(state: Dunning, now: datetime) -> Decision:
         return NOTHING
     out = _Emitter(state, now)
     out.emit(Succeeded, {"status": SUCCESS, "next_retry_at": None})
-    return Decision(out.events, cancel=frozenset({RETRY}))
+    return Decision(out.events, cancel=frozenset({RETRY, OUTCOME}))
 
 
 def on_invoice_closed(state: Dunning, now: datetime, *, invoice_status: str) -> Decision:
     """Paid, voided, written off, marked uncollectible or deleted: nothing more falls due."""
-    cancel = frozenset({"overdue", RETRY, REMINDER})
+    cancel = frozenset({"overdue", RETRY, REMINDER, OUTCOME})
     if state.status != IN_PROGRESS:
         return Decision(cancel=cancel)
     out = _Emitter(state, now)
@@ -146,7 +168,7 @@ def stop(state: Dunning, now: datetime, *, invoice_closed: bool = False) -> Deci
                        f"Dunning for this invoice already ended with {state.status}; there is nothing to stop.")
     out = _Emitter(state, now)
     out.emit(Stopped, {"status": STOPPED, "next_retry_at": None})
-    return Decision(out.events, cancel=frozenset({RETRY, REMINDER}))
+    return Decision(out.events, cancel=frozenset({RETRY, REMINDER, OUTCOME}))
 
 
 def on_overdue_timer(state: Dunning, invoice: InvoiceFacts, now: datetime) -> Decision:

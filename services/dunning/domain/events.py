@@ -57,6 +57,13 @@ class RetryDue(DunningEvent):
     attempt: int
 
 
+class RetryUnanswered(DunningEvent):
+    """No outcome of a retry arrived in time (payments skipped it, or the charge was lost):
+    dunning counts the attempt as failed and goes on, so it never waits forever."""
+
+    attempt: int
+
+
 class Succeeded(DunningEvent):
     """The invoice was paid while in dunning."""
 
@@ -83,6 +90,7 @@ EVENT_TYPES: dict[type[DunningEvent], str] = {
     DueDatePassed: "dunning.due_date_passed",
     RetryScheduled: "dunning.retry_scheduled",
     RetryDue: "dunning.retry_due",
+    RetryUnanswered: "dunning.retry_unanswered",
     Succeeded: "dunning.succeeded",
     Exhausted: "dunning.exhausted",
     Stopped: "dunning.stopped",

@@ -14,11 +14,11 @@ from .policy import Policy
 OPEN_STATUSES = frozenset({"PENDING", "PARTIALLY_PAID", "OVERDUE", "FAILED"})
 CLOSED_STATUSES = frozenset({"PAID", "VOID", "WRITTEN_OFF", "UNCOLLECTIBLE", "DELETED"})
 
-OVERDUE, RETRY, REMINDER = "overdue", "retry", "reminder"
+OVERDUE, RETRY, REMINDER, OUTCOME = "overdue", "retry", "reminder", "outcome"
 INVOICE_TIMER_KINDS = frozenset({OVERDUE, REMINDER})
 # Timers due at the same moment fire in this order: the invoice goes overdue before its
 # after-due reminder goes out.
-PRIORITY = {OVERDUE: 0, RETRY: 1, REMINDER: 2}
+PRIORITY = {OVERDUE: 0, OUTCOME: 1, RETRY: 1, REMINDER: 2}
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ PUBLIC_EVENT_TYPES = frozenset({
     "invoice.marked_uncollectible", "invoice.voided", "invoice.written_off", "invoice.refunded",
     "invoice.deleted", "credit_note.created",
     "payment.created", "payment.processing", "payment.succeeded", "payment.failed", "payment.refunded",
-    "dunning.due_date_passed", "dunning.retry_scheduled", "dunning.retry_due", "dunning.succeeded",
-    "dunning.exhausted", "dunning.stopped", "dunning.reminder_due",
+    "dunning.due_date_passed", "dunning.retry_scheduled", "dunning.retry_due", "dunning.retry_unanswered",
+    "dunning.succeeded", "dunning.exhausted", "dunning.stopped", "dunning.reminder_due",
 })
 _PATTERN = re.compile(r"^(\*|[a-z][a-z_]*(\.[a-z][a-z_]*)*(\.\*)?)$")
 
