@@ -354,3 +354,64 @@ def test_events_from_another_tenant_do_not_touch_the_invoice(api, tenant):
     async def second_seen():
         return ok(api.get(f"/api/invoices/{inv['id']}"))["amountPaid"] == 1
     asyncio.run(eventually(second_seen))  # events arrive in order on the invoice's partition
+
+
+@pytest.mark.parametrize(("body", "code", "field"), [
+    ({"items": [{"description": "x", "quantity": 10000, "unitAmount": 10**15}]}, "amount_too_large", "items.0.unitAmount"),
+    ({"items": [{"description": "x", "quantity": 10000, "unitAmount": 10**14}]}, "amount_too_large", "items.0.amount"),
+    ({"items": [{"description": "x", "unitAmount": 10**14}] * 20}, "amount_too_large", "subtotal"),
+    ({"items": [{"description": "x", "unitAmount": 1, "discount": {"amount": 10**30}}]}, "amount_too_large",
+     "items.0.discount.amount"),
+    ({"dueDate": "9999-12-31", "items": [{"description": "x", "unitAmount": 1}]}, "date_out_of_range", "dueDate"),
+])
+def test_amounts_and_dates_have_documented_bounds(api, body, code, field):
+    c = new_customer(api)
+    err = error(api.post("/api/invoices", json={"customerId": c["id"], **body}), 400, code)
+    assert err["field"] == field and err["message"]
+
+
+def test_offline_payment_amount_and_date_are_bounded(api):
+    inv = ok(api.post(f"/api/invoices/{new_invoice(api, new_customer(api), 1000)['id']}/finalize"))
+    error(api.post(f"/api/invoices/{inv['id']}/mark-paid", json={"amount": 10**19}), 400, "amount_too_large")
+    error(api.post(f"/api/invoices/{inv['id']}/mark-paid", json={"amount": 10, "date": "9999-12-31"}), 400,
+          "date_out_of_range")
+
+
+@pytest.mark.parametrize(("params", "code", "field"), [
+    ({"total[gte]": "99999999999999999999"}, "parameter_invalid", "total[gte]"),
+    ({"dueDate[before]": "9999-12-31"}, "parameter_invalid", "dueDate[before]"),
+    ({"dateTo": "9999-12-31"}, "parameter_invalid", "createdAt[lt]"),
+    ({"page": str(10**20)}, "parameter_invalid", "page"),
+    ({"colour": "red"}, "parameter_unknown", "colour"),
+    ({"status": "FINALIZED"}, "parameter_invalid", "status"),
+])
+def test_list_parameters_out_of_bounds_or_unknown_get_a_400_not_a_500(api, params, code, field):
+    err = error(api.get("/api/invoices", params=params), 400, code)
+    assert err["field"] == field
+    if field == "status":
+        assert "PENDING" in err["message"] and "PARTIALLY_PAID" in err["message"]  # names what is allowed
+    if code == "parameter_unknown":
+        assert "customerId" in err["message"]
+
+
+def test_numbering_steps_over_imported_numbers(gateway):
+    t = create_tenant(f"Numbering {uuid.uuid4().hex[:6]}")
+    with httpx.Client(base_url=gateway, headers={"Authorization": f"Bearer {t['apiKey']}"}, timeout=30) as api:
+        wait_until_key_active(api)
+        c = new_customer(api)
+        year = days_from_today(0)[:4]
+        for n in (1, 2, 4):
+            ok(api.post("/api/invoices/import", json={
+                "customerId": c["id"], "number": f"INV-{year}-{n:06d}", "issuedOn": days_from_today(-10),
+                "dueDate": days_from_today(20), "status": "PENDING", "items": [{"description": "Old", "unitAmount": 500}]}), 201)
+        numbers = [ok(api.post(f"/api/invoices/{new_invoice(api, c, 100)['id']}/finalize"))["number"] for _ in range(3)]
+        assert numbers == [f"INV-{year}-000003", f"INV-{year}-000005", f"INV-{year}-000006"]
+        ok(api.post("/api/invoices/import", json={
+            "customerId": c["id"], "number": f"CN-{year}-000001", "issuedOn": days_from_today(-10),
+            "status": "VOID", "items": [{"description": "Old note", "unitAmount": 500}]}), 201)
+        pending = ok(api.post(f"/api/invoices/{new_invoice(api, c, 900)['id']}/finalize"))
+        ok(api.post(f"/api/invoices/{pending['id']}/write-off", json={"reason": "bad debt"}))
+
+        async def note():
+            return ok(api.get("/api/credit-notes", params={"invoiceId": pending["id"]}))["data"]
+        assert [n["number"] for n in asyncio.run(eventually(note))] == [f"CN-{year}-000002"]

@@ -5,12 +5,16 @@ cursor pagination. Every filter becomes a bound parameter; column names come fro
 import base64
 import json
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from starlette.datastructures import QueryParams
 
 from shared.errors import ApiError
+from shared.limits import MAX_DATE, MIN_DATE, bounded_date, bounded_int
+from shared.money import check_currency
+
+from ..domain.invoice import STATUSES
 
 # Counting is exact up to this many rows; past it the planner's estimate stands in, so a page of a
 # huge list costs the same as a page of a small one (meta.totalExact tells which it is).
@@ -25,16 +29,25 @@ class Column:
     nullable: bool = False  # sorts NULLS LAST; only where needed, since it defeats plain indexes
 
 
-def _int(v: str) -> int:
-    return int(v)
-
-
-def _date(v: str) -> date:
-    return date.fromisoformat(v)
+# Query names every list understands besides its filters.
+PAGING = ("sort", "limit", "page", "cursor")
+MAX_PAGE = 100_000  # deeper than this, the cursor pages cheaper and never overflows an offset
 
 
 def parse_time(v: str) -> datetime:
-    return datetime.fromisoformat(v) if "T" in v else datetime.fromisoformat(v + "T00:00:00+00:00")
+    at = datetime.fromisoformat(v) if "T" in v else datetime.fromisoformat(v + "T00:00:00+00:00")
+    if not MIN_DATE <= at.date() <= MAX_DATE:
+        raise ValueError(f"must lie between {MIN_DATE} and {MAX_DATE}")
+    return at
+
+
+def one_of(values: tuple[str, ...]):
+    """A parser for a closed set of upper-case values that names them when refusing one."""
+    def parse(v: str) -> str:
+        if v.upper() not in values:
+            raise ValueError(f"'{v}' is not one of {', '.join(values)}")
+        return v.upper()
+    return parse
 
 
 @dataclass
@@ -95,11 +108,15 @@ async def run_list(conn, *, table: str, id_col: str, tenant: str, params: QueryP
                    search_col: str | None = "search") -> dict:
     q = Query()
     q.add("tenant_id = {}", tenant)
+    known = (*PAGING, "search") if search_col else PAGING
     for name, raw in params.multi_items():
         base, _, op = name.partition("[")
         op = op.rstrip("]")
-        if base not in filters:
+        if base in known and not op:
             continue
+        if base not in filters:
+            allowed = ", ".join(sorted((*filters, *known)))
+            raise ApiError("parameter_unknown", f"Unknown list parameter '{name}'. Use one of: {allowed}.", field=name)
         col = filters[base]
         try:
             if op == "in" or (not op and "," in raw):
@@ -124,9 +141,11 @@ async def run_list(conn, *, table: str, id_col: str, tenant: str, params: QueryP
         limit = int(params.get("limit", 20))
         page = int(params.get("page", 1))
     except ValueError as exc:
-        raise ApiError("parameter_invalid", "page and limit are whole numbers.", field="limit") from exc
-    if not 1 <= limit <= 100 or page < 1:
-        raise ApiError("parameter_invalid", "limit is 1-100 and page starts at 1.", field="limit")
+        raise ApiError("parameter_invalid", "page and limit are whole numbers.", field="page") from exc
+    if not 1 <= limit <= 100:
+        raise ApiError("parameter_invalid", "limit is 1-100.", field="limit")
+    if not 1 <= page <= MAX_PAGE:
+        raise ApiError("parameter_invalid", f"page is 1-{MAX_PAGE:,}; page deeper with cursor.", field="page")
 
     cursor = params.get("cursor")
     count_sql, count_args = q.sql, list(q.args)
@@ -158,19 +177,19 @@ async def run_list(conn, *, table: str, id_col: str, tenant: str, params: QueryP
 
 
 INVOICE_FILTERS = {
-    "status": Column("status", lambda v: v.upper()),
+    "status": Column("status", one_of(STATUSES)),
     "customerId": Column("customer_id", str),
     "customerEmail": Column("customer_email", lambda v: v.lower()),
     "number": Column("number", str),
     "reference": Column("reference", str),
-    "currency": Column("currency", lambda v: v.upper()),
-    "total": Column("total", _int),
-    "amountDue": Column("amount_due", _int),
-    "amountPaid": Column("amount_paid", _int),
-    "dueDate": Column("due_date", _date),
+    "currency": Column("currency", check_currency),
+    "total": Column("total", bounded_int),
+    "amountDue": Column("amount_due", bounded_int),
+    "amountPaid": Column("amount_paid", bounded_int),
+    "dueDate": Column("due_date", bounded_date),
     "createdAt": Column("created_at", parse_time),
 }
 INVOICE_SORTS = {
-    "createdAt": Column("created_at", parse_time), "dueDate": Column("due_date", _date, nullable=True),
-    "total": Column("total", _int), "amountDue": Column("amount_due", _int), "number": Column("number", str, nullable=True),
+    "createdAt": Column("created_at", parse_time), "dueDate": Column("due_date", bounded_date, nullable=True),
+    "total": Column("total", bounded_int), "amountDue": Column("amount_due", bounded_int), "number": Column("number", str, nullable=True),
 }

@@ -31,7 +31,7 @@ class DiscountIn(Body):
 class ItemIn(Body):
     description: str = Field(min_length=1, max_length=500)
     quantity: int = Field(default=1, gt=0, le=1_000_000_000)
-    unit_amount: int = Field(ge=0, le=10**15, description="in the currency's minor unit")
+    unit_amount: int = Field(ge=0, description="in the currency's minor unit, at most shared.limits.MAX_AMOUNT")
     tax_rate: Rate | None = Field(default=None, ge=0, le=100)
     discount: DiscountIn | None = None
 

@@ -109,16 +109,27 @@ class Invoicing:
             """INSERT INTO document_sequences (tenant_id, kind, year, last_value) VALUES ($1, $2, $3, 1)
                ON CONFLICT (tenant_id, kind, year) DO UPDATE SET last_value = document_sequences.last_value + 1
                RETURNING last_value""", tenant, kind, year)
-        number = f"{kind}-{year}-{value:06d}"
-        await self._claim_number(conn, tenant, number)
-        return number
+        try:
+            return await self._claim_number(conn, tenant, f"{kind}-{year}-{value:06d}")
+        except Conflict:
+            pass
+        # An imported number sits on the next value: step over every taken one in one query.
+        value = await conn.fetchval(
+            """UPDATE document_sequences SET last_value = (
+                   SELECT v FROM generate_series($4::bigint + 1, $4::bigint + 1000000) AS v
+                   WHERE NOT EXISTS (SELECT 1 FROM document_numbers d WHERE d.tenant_id = $1
+                                     AND d.number = $2 || '-' || $3 || '-' || lpad(v::text, greatest(6, length(v::text)), '0'))
+                   LIMIT 1)  -- generate_series yields in order, so the first free value
+               WHERE tenant_id = $1 AND kind = $2 AND year = $3 RETURNING last_value""", tenant, kind, year, value)
+        return await self._claim_number(conn, tenant, f"{kind}-{year}-{value:06d}")
 
-    async def _claim_number(self, conn, tenant: str, number: str) -> None:
+    async def _claim_number(self, conn, tenant: str, number: str) -> str:
         try:
             async with conn.transaction():
                 await conn.execute("INSERT INTO document_numbers (tenant_id, number) VALUES ($1, $2)", tenant, number)
         except asyncpg.UniqueViolationError as exc:
             raise Conflict("number_taken", f"Number {number} is already used.", field="number") from exc
+        return number
 
     async def _release_reference(self, conn, tenant: str, invoice_id: str) -> None:
         await conn.execute("DELETE FROM invoice_references WHERE tenant_id = $1 AND invoice_id = $2", tenant, invoice_id)

@@ -10,6 +10,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from shared.errors import ApiError, Conflict
+from shared.limits import check_amount, check_date
 
 from . import events as ev
 from .totals import Discount, Line, Totals, price
@@ -111,10 +112,17 @@ def check_fields(f: ev.DraftFields) -> None:
             raise ApiError("quantity_invalid", "quantity must be a positive whole number.", field=f"items.{i}.quantity")
         if item.unit_amount < 0:
             raise ApiError("amount_invalid", "unitAmount must not be negative.", field=f"items.{i}.unitAmount")
+        check_amount(item.unit_amount, f"items.{i}.unitAmount")
+        check_amount(item.quantity * item.unit_amount, f"items.{i}.amount")
         _check_rate(item.tax_rate, f"items.{i}.taxRate")
         _check_discount(item.discount, f"items.{i}.discount")
     _check_rate(f.tax_rate, "taxRate")
     _check_discount(f.discount, "discount")
+    if f.due_date is not None:
+        check_date(f.due_date, "dueDate")
+    totals = compute_totals(f)
+    check_amount(totals.subtotal, "subtotal")
+    check_amount(totals.total, "total")
 
 
 def _check_rate(rate: Decimal | None, name: str) -> None:
@@ -131,6 +139,8 @@ def _check_discount(d: ev.DiscountData | None, name: str) -> None:
         raise ApiError("discount_invalid", "percent must be between 0 and 100.", field=name)
     if d.amount is not None and d.amount < 0:
         raise ApiError("discount_invalid", "amount must not be negative.", field=name)
+    if d.amount is not None:
+        check_amount(d.amount, f"{name}.amount")
 
 
 def _require(state: Invoice) -> None:
@@ -197,6 +207,9 @@ def decide_payment(state: Invoice, *, payment_id: str, amount: int, method: str,
         return []  # the same payment twice changes nothing
     if amount <= 0:
         raise ApiError("amount_invalid", "amount must be positive.", field="amount")
+    check_amount(amount, "amount")
+    if paid_on is not None:
+        check_date(paid_on, "date")
     if offline:
         if state.status not in OPEN:
             raise InvalidTransition("record a payment for", state.status)
@@ -277,6 +290,7 @@ def decide_import(state: Invoice, *, fields: ev.DraftFields, number: str, issued
     if state.version:
         raise Conflict("invoice_exists", "This invoice already exists.")
     check_fields(fields)
+    check_date(issued_on, "issuedOn")
     if status not in (PENDING, PAID, VOID):
         raise ApiError("status_invalid", "Imported invoices are PENDING, PAID or VOID.", field="status")
     total = compute_totals(fields).total

@@ -38,7 +38,7 @@ def _list_params(params: QueryParams) -> QueryParams:
     if v := params.get("dateTo"):
         try:
             items.append(("createdAt[lt]", (date.fromisoformat(v) + timedelta(days=1)).isoformat()))
-        except ValueError:
+        except (ValueError, OverflowError):
             items.append(("createdAt[lt]", v))  # reported as invalid by the filter
     return QueryParams(items)
 
