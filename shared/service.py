@@ -208,5 +208,6 @@ class Service:
     def serve(self, app: FastAPI) -> None:
         s = self.settings
         configure_logging(self.name, json=s.log_json, level=s.log_level)
+        s.check_secrets(log)
         uvicorn.run(app, host=s.http_host, port=s.http_port, log_config=None, access_log=False)
 

@@ -1,13 +1,29 @@
-"""Settings every service shares; each service subclasses with its own env prefix."""
+"""Settings every service shares; each service subclasses with its own env prefix.
 
+`BILLSTREAM_ENV` says where a process runs: `local` (what deploy/local sets) or `production`
+(the default when unset). Each service lists its secrets with their development defaults in
+`DEV_SECRETS`; outside local, a process refuses to start while any of them is missing or still
+its default, and names the variable to set.
+"""
+
+from typing import ClassVar, Literal
+
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class InsecureSettings(SystemExit):
+    """Raised at start outside local mode; its message names every variable to set."""
 
 
 class ServiceSettings(BaseSettings):
     """Read from environment variables named BILLSTREAM_<SERVICE>_<FIELD> (see each service)."""
 
     model_config = SettingsConfigDict(env_prefix="BILLSTREAM_", extra="ignore")
+    # field name -> its development default, which only local mode accepts.
+    DEV_SECRETS: ClassVar[dict[str, str]] = {}
 
+    env: Literal["local", "production"] = Field("production", validation_alias="BILLSTREAM_ENV")
     service_name: str = "billstream"
     database_url: str = "postgresql://postgres@127.0.0.1:55432/postgres"
     kafka_bootstrap: str = "127.0.0.1:59092"
@@ -20,3 +36,19 @@ class ServiceSettings(BaseSettings):
     db_pool_max: int = 10
     # How often the relay and projection runners poll when no notification arrives.
     poll_interval_s: float = 1.0
+
+    def insecure_secrets(self) -> list[str]:
+        """The environment variables of secrets that are missing or still their development default."""
+        prefix = self.model_config.get("env_prefix", "")
+        return [f"{prefix}{name.upper()}" for name, dev in self.DEV_SECRETS.items()
+                if getattr(self, name) in (None, "", dev)]
+
+    def check_secrets(self, log) -> None:
+        """Refuse to run with development secrets outside local mode; in local mode, say so once."""
+        insecure = self.insecure_secrets()
+        if not insecure:
+            return
+        if self.env != "local":
+            raise InsecureSettings(f"{self.service_name}: refusing to start with BILLSTREAM_ENV={self.env}: "
+                                   f"set {', '.join(insecure)} (missing or a development default)")
+        log.warning("development secrets in use (BILLSTREAM_ENV=local)", variables=insecure)

@@ -18,6 +18,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from shared.db import create_pool, migrate
 
+# Services the tests start run with development secrets: local mode (shared/settings.py).
+os.environ.setdefault("BILLSTREAM_ENV", "local")
 PG_DSN = os.environ.get("BILLSTREAM_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:55432/postgres")
 KAFKA = os.environ.get("BILLSTREAM_TEST_KAFKA", "127.0.0.1:59092")
 

@@ -1,5 +1,7 @@
 # Shared settings for the local stack. Sourced by every script in deploy/local.
 # Everything is overridable from the environment.
+# The local stack runs with development secrets, which only local mode accepts (shared/settings.py).
+export BILLSTREAM_ENV="${BILLSTREAM_ENV:-local}"
 BILLSTREAM_ROOT="${BILLSTREAM_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
 STATE_DIR="${BILLSTREAM_STATE_DIR:-$BILLSTREAM_ROOT/.local}"
 LOG_DIR="$STATE_DIR/logs"

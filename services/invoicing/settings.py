@@ -7,6 +7,7 @@ class Settings(ServiceSettings):
     """Environment: BILLSTREAM_INVOICING_DATABASE_URL, BILLSTREAM_INVOICING_HTTP_PORT, ..."""
 
     model_config = SettingsConfigDict(env_prefix="BILLSTREAM_INVOICING_", extra="ignore")
+    DEV_SECRETS = {"pdf_signing_secret": "local-development-only"}
 
     service_name: str = "invoicing"
     database_url: str = "postgresql://billstream_invoicing:billstream_invoicing@127.0.0.1:55432/billstream_invoicing"

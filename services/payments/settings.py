@@ -12,6 +12,8 @@ class Settings(ServiceSettings):
     """Environment: BILLSTREAM_PAYMENTS_DATABASE_URL, BILLSTREAM_PAYMENTS_HTTP_PORT, ..."""
 
     model_config = SettingsConfigDict(env_prefix="BILLSTREAM_PAYMENTS_", extra="ignore")
+    DEV_SECRETS = {"pay_link_secret": paylinks.DEV_SECRET, "credentials_keys": DEV_CREDENTIALS_KEY,
+                   "sandbox_secret_key": "sk_sandbox_local", "sandbox_webhook_secret": "whsec_sandbox_local"}
 
     service_name: str = "payments"
     database_url: str = "postgresql://billstream_payments:billstream_payments@127.0.0.1:55432/billstream_payments"
@@ -42,6 +44,10 @@ class Settings(ServiceSettings):
     provider_timeout_s: float = 2.0  # per provider HTTP call; a timeout is retried with the same key
     stripe_api_base: str | None = None  # tests point the stripe library at a local server
     paystack_api_base: str = "https://api.paystack.co"
+
+    def insecure_secrets(self) -> list[str]:
+        found = super().insecure_secrets()
+        return found if self.sandbox_enabled else [v for v in found if "_SANDBOX_" not in v]
 
     @property
     def own_url(self) -> str:

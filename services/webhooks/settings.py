@@ -8,6 +8,7 @@ class Settings(ServiceSettings):
     """Environment: BILLSTREAM_WEBHOOKS_DATABASE_URL, BILLSTREAM_WEBHOOKS_HTTP_PORT, ..."""
 
     model_config = SettingsConfigDict(env_prefix="BILLSTREAM_WEBHOOKS_", extra="ignore")
+    DEV_SECRETS = {"pay_link_secret": paylinks.DEV_SECRET}
 
     service_name: str = "webhooks"
     database_url: str = "postgresql://billstream_webhooks:billstream_webhooks@127.0.0.1:55432/billstream_webhooks"
