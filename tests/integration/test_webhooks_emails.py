@@ -2,6 +2,7 @@
 service process: invoice sent, partial payment, paid in full with the PDF attached, reminders."""
 
 import asyncio
+import re
 
 import asyncpg
 import httpx
@@ -17,7 +18,13 @@ PAY = "https://pay.example.test"
 
 
 def link(invoice_id: str) -> str:
-    return paylinks.path(paylinks.DEV_SECRET, invoice_id)
+    """The signed pay link's fixed part; `signed_link_in` checks the token that follows it."""
+    return paylinks.PATH.format(invoiceId=invoice_id, signature="")
+
+
+def signed_link_in(text: str, invoice_id: str) -> bool:
+    tokens = re.findall(re.escape(PAY + link(invoice_id)) + r"([\w.-]+)", text)
+    return bool(tokens) and all(paylinks.valid(paylinks.DEV_SECRET, invoice_id, t) for t in tokens)
 
 
 async def test_customer_emails_reach_a_real_smtp_server(start_webhooks, database, tmp_path):
@@ -70,7 +77,8 @@ async def test_customer_emails_reach_a_real_smtp_server(start_webhooks, database
         text, html = _parts(m)
         assert "Amount due: UGX180,000" in text and "Due date: December 31, 2026" in text
         assert f"Pay now: {PAY}{link(inv['id'])}" in text
-        assert f'href="{PAY}{link(inv["id"])}"' in html and "Nakato &lt;Achieng&gt;" in html
+        assert f'href="{PAY}{link(inv["id"])}' in html and "Nakato &lt;Achieng&gt;" in html
+        assert signed_link_in(text, inv["id"]) and signed_link_in(html, inv["id"])
         assert "Website hosting" in html and "Nakato <Achieng>" in text
 
         m = by_subject["Payment of UGX80,000 received for invoice INV-2026-000123: UGX100,000 remaining"]

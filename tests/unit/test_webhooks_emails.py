@@ -49,7 +49,7 @@ def test_which_events_send_which_email(event_type, data, kind):
 def test_pay_link_prefers_a_url_from_the_event_then_a_signed_link_to_the_hosted_page():
     inv = invoice_snapshot(id="inv_9")
     url = pay_url({}, inv, "https://b.example/", "s3cret")
-    assert url == f"https://b.example/pay/invoice/inv_9?sig={paylinks.signature('s3cret', 'inv_9')}"
+    assert url.startswith("https://b.example/pay/invoice/inv_9?sig=")
     assert paylinks.valid("s3cret", "inv_9", url.rpartition("=")[2])
     assert not paylinks.valid("other", "inv_9", url.rpartition("=")[2])
     assert not paylinks.valid("s3cret", "inv_8", url.rpartition("=")[2])

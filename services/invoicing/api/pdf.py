@@ -1,15 +1,15 @@
 """Invoice PDFs: an HTML template (jinja2) rendered by WeasyPrint, behind a signed link that
-expires (HMAC-SHA256 over tenant, invoice and expiry), so it can be handed to a browser."""
+expires (signed over tenant, invoice and expiry with the rotating key list, shared/signing.py),
+so it can be handed to a browser."""
 
 import asyncio
-import hashlib
-import hmac
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from shared import signing
 from shared.errors import ApiError
 from shared.money import format_money
 
@@ -19,23 +19,21 @@ TEMPLATES = Environment(loader=FileSystemLoader(Path(__file__).parents[1] / "tem
                         autoescape=select_autoescape(["html"]))
 
 
-def _signature(tenant: str, invoice_id: str, expires: int, secret: str) -> str:
-    message = f"{tenant}:{invoice_id}:{expires}".encode()
-    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+def _message(tenant: str, invoice_id: str, expires: int) -> str:
+    return f"{tenant}:{invoice_id}:{expires}"
 
 
 def signed_url(tenant: str, invoice_id: str, settings: Settings, now: float | None = None,
                ttl_s: int | None = None) -> dict:
     expires = int(now if now is not None else time.time()) + (ttl_s or settings.pdf_url_ttl_s)
-    sig = _signature(tenant, invoice_id, expires, settings.pdf_signing_secret)
+    sig = signing.sign(settings.pdf_signing_secret, "invoice-pdf", _message(tenant, invoice_id, expires))
     url = (f"{settings.public_url.rstrip('/')}/api/invoices/{invoice_id}/pdf/download"
            f"?tenant={tenant}&expires={expires}&signature={sig}")
     return {"url": url, "expiresAt": datetime.fromtimestamp(expires, UTC).isoformat().replace("+00:00", "Z")}
 
 
 def verify(tenant: str, invoice_id: str, expires: int, signature: str, settings: Settings) -> None:
-    expected = _signature(tenant, invoice_id, expires, settings.pdf_signing_secret)
-    if not hmac.compare_digest(expected, signature):
+    if not signing.verify(settings.pdf_signing_secret, "invoice-pdf", _message(tenant, invoice_id, expires), signature):
         raise ApiError("signature_invalid", "This PDF link is not valid.", status=403)
     if expires < time.time():
         raise ApiError("link_expired", "This PDF link has expired; ask for a new one.", status=410)

@@ -82,7 +82,7 @@ class CreateInvoiceIn(InvoiceFieldsIn):
 
 
 class ImportInvoiceIn(CreateInvoiceIn):
-    number: str = Field(min_length=1, max_length=64)
+    number: str = Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")  # no control characters
     issued_on: date
     status: Literal["PENDING", "PAID", "VOID"] = "PAID"
     amount_paid: int = Field(default=0, ge=0)

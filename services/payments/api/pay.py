@@ -96,7 +96,10 @@ async def _provider(conn, tenant_id: str, currency: str) -> str | None:
 @router.get("/pay/invoice/{invoice_id}")
 async def from_link(invoice_id: str, sig: str = ""):
     """A signed pay link from a customer e-mail (shared/paylinks.py): on to a checkout session."""
-    if not paylinks.valid(service.settings.pay_link_secret, invoice_id, sig):
+    if (problem := paylinks.problem(service.settings.pay_link_secret, invoice_id, sig)) == "expired":
+        return page("message.html", 410, title="Payment link expired",
+                    message="This payment link has expired. Please ask the sender for a new invoice e-mail.")
+    if problem:
         return page("message.html", 404, title="Payment link not found",
                     message="This payment link is not valid. Please use the link in your e-mail.")
     async with service.pool.acquire() as conn, conn.transaction():

@@ -3,6 +3,7 @@ Chargebee and ZevPay capabilities (see docs/invoicing.md for the mapping)."""
 
 from datetime import date, datetime, timedelta
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.datastructures import QueryParams
@@ -141,5 +142,8 @@ async def download_pdf(invoice_id: str, tenant: str, expires: int, signature: st
     seller = await service.pool.fetchval("SELECT name FROM tenants WHERE tenant_id = $1", tenant)
     body = await pdf.render(view, seller=seller or "")
     name = view["number"] or view["id"]
+    # RFC 6266: an ASCII fallback, and the real name (any script) percent-encoded beside it.
+    fallback = name.encode("ascii", "replace").decode().replace('"', "_")
+    disposition = f"inline; filename=\"{fallback}.pdf\"; filename*=UTF-8''{quote(name, safe='')}.pdf"
     return Response(body, media_type="application/pdf",
-                    headers={"Content-Disposition": f'inline; filename="{name}.pdf"', "Cache-Control": "private"})
+                    headers={"Content-Disposition": disposition, "Cache-Control": "private"})

@@ -1,0 +1,54 @@
+"""Signed links: rotation through a key list, expiry carried by the token, refusals never crash."""
+
+import time
+
+import pytest
+from itsdangerous import TimestampSigner
+
+from services.invoicing.api import pdf
+from services.invoicing.settings import Settings
+from shared import paylinks, signing
+from shared.errors import ApiError
+
+
+def test_the_newest_key_signs_and_every_listed_key_verifies():
+    old = signing.sign("k-old", "invoice-pdf", "m")
+    rotated = "k-new,k-old"
+    assert signing.sign(rotated, "invoice-pdf", "m") == signing.sign("k-new", "invoice-pdf", "m")
+    assert signing.verify(rotated, "invoice-pdf", "m", old)  # links signed before the rotation
+    assert not signing.verify("k-new", "invoice-pdf", "m", old)  # until the old key is dropped
+    assert not signing.verify(rotated, "pay-link", "m", signing.sign(rotated, "invoice-pdf", "m"))  # purpose
+
+
+@pytest.mark.parametrize("garbage", ["", "é", "²", "0" * 500, "a.b.c", "\x00"])
+def test_malformed_signatures_are_refused_not_raised(garbage):
+    assert not signing.verify("k", "invoice-pdf", "m", garbage)
+    assert paylinks.problem("k", "inv_1", garbage) == "invalid"
+
+
+def test_pay_links_expire(monkeypatch):
+    now = time.time()
+    monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda self: int(now - paylinks.TTL_S - 60))
+    old = paylinks.signature("k", "inv_1")
+    monkeypatch.undo()
+    assert paylinks.problem("k", "inv_1", old) == "expired"
+    fresh = paylinks.signature("k", "inv_1")
+    assert paylinks.problem("k", "inv_1", fresh) is None and paylinks.valid("k,older", "inv_1", fresh)
+    assert paylinks.problem("k", "inv_2", fresh) == "invalid"
+
+
+def test_pdf_links_rotate_and_expire(monkeypatch):
+    monkeypatch.setenv("BILLSTREAM_INVOICING_PDF_SIGNING_SECRET", "k-old")
+    before = Settings()
+    link = pdf.signed_url("ten_1", "inv_1", before)
+    params = dict(p.split("=", 1) for p in link["url"].split("?", 1)[1].split("&"))
+    monkeypatch.setenv("BILLSTREAM_INVOICING_PDF_SIGNING_SECRET", "k-new,k-old")
+    pdf.verify("ten_1", "inv_1", int(params["expires"]), params["signature"], Settings())
+    with pytest.raises(ApiError) as refused:
+        pdf.verify("ten_1", "inv_1", int(params["expires"]), "é" + params["signature"], Settings())
+    assert refused.value.status == 403
+    expired = pdf.signed_url("ten_1", "inv_1", before, now=time.time() - 7200, ttl_s=3600)
+    params = dict(p.split("=", 1) for p in expired["url"].split("?", 1)[1].split("&"))
+    with pytest.raises(ApiError) as gone:
+        pdf.verify("ten_1", "inv_1", int(params["expires"]), params["signature"], before)
+    assert (gone.value.status, gone.value.code) == (410, "link_expired")
