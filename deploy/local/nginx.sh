@@ -29,7 +29,16 @@ pid $PIDFILE;
 error_log $LOG_DIR/nginx-error.log warn;
 events { worker_connections 1024; }
 http {
-  access_log $LOG_DIR/nginx-access.log;
+  # No secret in the access log: the path without its query (sig=, signature=) and the checkout
+  # token of /pay/<token> replaced; no headers (Authorization) at all.
+  map \$uri \$logged_uri {
+    ~^(?<keep>/pay/invoice/[^/]+) \$keep;
+    ~^/pay/[^/]+(?<rest>.*)\$ /pay/[redacted]\$rest;
+    default \$uri;
+  }
+  log_format redacted '\$remote_addr [\$time_local] "\$request_method \$logged_uri" \$status '
+                      '\$body_bytes_sent \$request_time \$http_x_correlation_id';
+  access_log $LOG_DIR/nginx-access.log redacted;
   client_body_temp_path $NGINX_DIR/tmp/body;
   proxy_temp_path $NGINX_DIR/tmp/proxy;
   fastcgi_temp_path $NGINX_DIR/tmp/fastcgi;

@@ -145,3 +145,22 @@ async def test_draft_and_void_invoices_show_a_clear_status(payments_server, brow
         await shot(page, name)
     response = await page.goto(server.url + "/pay/not-a-real-token")
     assert response.status == 404 and "does not exist" in await page.text_content("#message")
+
+
+async def test_the_page_says_only_what_it_knows_and_bad_forms_get_a_400(payments_server):
+    server = payments_server
+    tenant, client = await server.tenant("Careful Co")
+    inv = await finalized(server, tenant, total=5000, allow_partial=True, currency="USD")
+    checkout = (await client.post(f"/api/invoices/{inv['id']}/checkout", json={})).json()
+    import httpx
+
+    async with httpx.AsyncClient(timeout=20) as web:
+        forged = await web.get(checkout["checkoutUrl"], params={"error": "Call +1-800-555-0199 to pay by phone"})
+        assert forged.status_code == 200 and "800-555" not in forged.text and 'id="error"' not in forged.text
+        known = await web.get(checkout["checkoutUrl"], params={"error": "payment_failed"})
+        assert "did not go through" in known.text
+        for body, why in ((b"amount=\xff\xfe&method=card", "not readable"),
+                          (b"amount=1e999999&method=card&card_number=4242424242424242", "no more than is due")):
+            answer = await web.post(checkout["checkoutUrl"], content=body,
+                                    headers={"Content-Type": "application/x-www-form-urlencoded"})
+            assert answer.status_code == 400 and why in answer.text, (body, answer.status_code)

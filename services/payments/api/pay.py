@@ -112,8 +112,19 @@ async def from_link(invoice_id: str, sig: str = ""):
     return RedirectResponse(f"/pay/{token}", 303)
 
 
+# The only messages `?error=` can put on the page: a link cannot make a trusted page say anything else.
+ERROR_CODES = {
+    "payment_failed": "The payment did not go through. Please try again or use another method.",
+    "payment_canceled": "The payment was canceled. You can try again.",
+}
+
+
 @router.get("/pay/{token}", response_class=HTMLResponse)
 async def show(token: str, error: str | None = None) -> HTMLResponse:
+    return await _render(token, ERROR_CODES.get(error or ""))
+
+
+async def _render(token: str, error: str | None) -> HTMLResponse:
     async with service.pool.acquire() as conn:
         session, inv, problem = await _load(conn, token)
         if problem:
@@ -128,7 +139,11 @@ async def show(token: str, error: str | None = None) -> HTMLResponse:
 
 @router.post("/pay/{token}")
 async def pay(token: str, request: Request):
-    form = {k: v[0] for k, v in parse_qs((await request.body()).decode(), keep_blank_values=True).items()}
+    try:
+        form = {k: v[0] for k, v in parse_qs((await request.body()).decode(), keep_blank_values=True).items()}
+    except UnicodeDecodeError:
+        return page("message.html", 400, title="Form not readable",
+                    message="The form could not be read. Please go back and submit it again.")
     async with service.pool.acquire() as conn:
         session, inv, problem = await _load(conn, token)
         if problem:
@@ -151,7 +166,7 @@ async def pay(token: str, request: Request):
     except ProviderError as exc:
         return await _again(token, exc.message)
     except ValueError:
-        return await _again(token, "Enter the amount as a number, for example 1250.50.")
+        return await _again(token, "Enter the amount as a number, for example 1250.50, and no more than is due.")
     except ApiError as exc:
         return await _again(token, exc.message)
     result = await payments.run_job(state.snapshot.id, claimed=True)
@@ -161,7 +176,7 @@ async def pay(token: str, request: Request):
 
 
 async def _again(token: str, error: str) -> HTMLResponse:
-    response = await show(token, error)
+    response = await _render(token, error)
     response.status_code = 400
     return response
 
@@ -184,6 +199,6 @@ async def payment_status(token: str, payment_id: str):
         return page("status.html", 200, refresh=True, payment=s.dump(), **ctx)
     if s.status == "FAILED":
         return page("status.html", 200, refresh=False, payment=s.dump(), **ctx)
-    if session["return_url"]:
+    if session["return_url"] and urlsplit(session["return_url"]).scheme in ("http", "https"):
         return RedirectResponse(with_params(session["return_url"], status="success", invoice=s.invoice_id), 303)
     return RedirectResponse(f"/pay/{token}", 303)

@@ -5,6 +5,8 @@ from decimal import Decimal, InvalidOperation
 
 from babel.numbers import format_currency, get_currency_precision
 
+from shared.limits import MAX_AMOUNT
+
 
 def exponent(currency: str) -> int:
     return get_currency_precision(currency)
@@ -18,9 +20,13 @@ def to_minor(text: str, currency: str) -> int:
         raise ValueError("not a number") from exc
     if not value.is_finite():
         raise ValueError("not a number")
+    if value.adjusted() > 18:  # decided on the exponent, before any huge integer is built
+        raise ValueError("too large")
     minor = value.scaleb(exponent(currency))
     if minor != minor.to_integral_value():
         raise ValueError(f"{currency} has {exponent(currency)} decimal places")
+    if abs(minor) > MAX_AMOUNT:
+        raise ValueError("too large")
     return int(minor)
 
 

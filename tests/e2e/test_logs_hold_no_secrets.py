@@ -1,0 +1,25 @@
+"""Tokens and signatures sent through :3000 appear neither in the gateway's access log nor in the
+services' logs."""
+
+import secrets
+import time
+from pathlib import Path
+
+import httpx
+
+LOGS = Path(__file__).resolve().parents[2] / ".local" / "logs"
+
+
+def test_signatures_tokens_and_keys_are_redacted_in_every_log(gateway):
+    sig, token, key = secrets.token_urlsafe(16), secrets.token_urlsafe(24), "sk_test_" + secrets.token_hex(12)
+    httpx.get(f"{gateway}/pay/invoice/inv_logcheck?sig={sig}")
+    httpx.get(f"{gateway}/pay/{token}")
+    httpx.get(f"{gateway}/api/invoices/inv_1/pdf/download", params={"tenant": "t", "expires": 1, "signature": sig})
+    httpx.get(f"{gateway}/api/invoices", headers={"Authorization": f"Bearer {key}"})
+    time.sleep(0.5)  # nginx and the services write their lines after answering
+    texts = {p.name: p.read_text(errors="replace") for p in LOGS.glob("*.log")}
+    assert "nginx-access.log" in texts and "payments.log" in texts
+    assert "/pay/[redacted]" in texts["nginx-access.log"]
+    for name, text in texts.items():
+        for secret in (sig, token, key):
+            assert secret not in text, (name, secret)
