@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 LOCAL := deploy/local
 
-.PHONY: setup run up down infra test test-unit demo logs status clean bench
+.PHONY: setup run up down infra test test-unit fuzz demo logs status clean bench
 
 setup:            ## install what is missing (OS packages, .venv, Kafka jars)
 	@$(LOCAL)/setup.sh
@@ -30,6 +30,9 @@ test: up          ## the whole suite against real PostgreSQL, Kafka and the runn
 
 test-unit: setup  ## only the tests that need no server
 	@$(PY) -m pytest -q -m "not integration and not e2e" $(PYTEST_ARGS)
+
+fuzz: up          ## schemathesis over every service's OpenAPI as a fresh tenant: no 5xx (FUZZ_EXAMPLES=10)
+	@$(LOCAL)/fuzz.sh
 
 status:
 	@$(LOCAL)/services.sh status; $(LOCAL)/kafka.sh status || true

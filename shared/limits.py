@@ -13,6 +13,7 @@ from shared.errors import ApiError
 MAX_AMOUNT = 999_999_999_999_999  # minor units: under 10^15
 MIN_DATE = date(1970, 1, 1)
 MAX_DATE = date(2099, 12, 31)
+MAX_PAGE = 100_000  # list pages; deeper, a cursor pages cheaper and no offset can overflow
 
 
 def check_amount(value: int, field: str) -> int:

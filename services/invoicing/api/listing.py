@@ -11,7 +11,7 @@ from typing import Any
 from starlette.datastructures import QueryParams
 
 from shared.errors import ApiError
-from shared.limits import MAX_DATE, MIN_DATE, bounded_date, bounded_int
+from shared.limits import MAX_DATE, MAX_PAGE, MIN_DATE, bounded_date, bounded_int
 from shared.money import check_currency
 
 from ..domain.invoice import STATUSES
@@ -31,7 +31,6 @@ class Column:
 
 # Query names every list understands besides its filters.
 PAGING = ("sort", "limit", "page", "cursor")
-MAX_PAGE = 100_000  # deeper than this, the cursor pages cheaper and never overflows an offset
 
 
 def parse_time(v: str) -> datetime:

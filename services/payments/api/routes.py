@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from shared.errors import ApiError, NotFound
 from shared.ids import new_id
+from shared.limits import MAX_DATE, MAX_PAGE, MIN_DATE
 
 from ..app import accounts as accounts_mod
 from ..app.checkout import open_session
@@ -32,9 +33,9 @@ async def list_payments(
     status: str | None = None,
     provider: str | None = None,
     invoice_id: Annotated[str | None, Query(alias="invoiceId")] = None,
-    date_from: Annotated[date | None, Query(alias="dateFrom")] = None,
-    date_to: Annotated[date | None, Query(alias="dateTo")] = None,
-    page: Annotated[int, Query(ge=1)] = 1,
+    date_from: Annotated[date | None, Query(alias="dateFrom", ge=MIN_DATE, le=MAX_DATE)] = None,
+    date_to: Annotated[date | None, Query(alias="dateTo", ge=MIN_DATE, le=MAX_DATE)] = None,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> dict:
     where, args = ["tenant_id = $1"], [tenant]
