@@ -24,6 +24,7 @@ from shared import auth
 from shared.db import create_pool, migrate
 from shared.errors import install_error_handlers
 from shared.eventstore import EventStore
+from shared.guards import NulGuardMiddleware
 from shared.idempotency import IdempotencyMiddleware
 from shared.inbox import Delivery, Handler, InboxConsumer
 from shared.logs import CorrelationMiddleware, configure_logging, get_logger
@@ -189,6 +190,7 @@ class Service:
 
         # The last added runs first: correlation ids are bound for everything below them.
         app.add_middleware(IdempotencyMiddleware, pool=lambda: self.pool)
+        app.add_middleware(NulGuardMiddleware)
         app.add_middleware(CorrelationMiddleware)
 
         @app.get("/health", include_in_schema=False)

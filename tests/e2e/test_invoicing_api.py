@@ -415,3 +415,11 @@ def test_numbering_steps_over_imported_numbers(gateway):
         async def note():
             return ok(api.get("/api/credit-notes", params={"invoiceId": pending["id"]}))["data"]
         assert [n["number"] for n in asyncio.run(eventually(note))] == [f"CN-{year}-000002"]
+
+
+def test_nul_characters_get_a_400_in_every_service(api):
+    err = error(api.post("/api/customers", json={"name": "Nul\x00Person"}), 400, "parameter_invalid")
+    assert err["field"] == "body"
+    for path in ("/api/invoices", "/api/payments", "/api/webhook-endpoints"):
+        error(api.get(path, params={"customerId": "a\x00b"}), 400, "parameter_invalid")
+    assert api.get("/api/invoices/inv_a%00b").status_code == 404
