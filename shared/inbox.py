@@ -2,11 +2,15 @@
 processed commit in one transaction, and the Kafka offset is committed only after that.
 
 A redelivered event (relay republished it, or the process died before the offset commit) finds
-its inbox row and is skipped. A malformed message goes to dead_letters instead of blocking its
-partition; a handler that keeps failing is retried with backoff, then dead-lettered.
+its inbox row and is skipped. Failures come in two kinds (shared/failures.py): a transient one is
+retried in place, without limit, so the batch and its partitions wait and nothing is reordered or
+lost; a deterministic one (malformed or schema-invalid event, a value that does not fit, a
+refusal) parks the message in dead_letters at once and consumption goes on.
 """
 
 import asyncio
+import contextlib
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -14,8 +18,11 @@ import asyncpg
 import structlog
 from pydantic import ValidationError
 
+from shared import deadletters
+from shared.deadletters import DeadLetter
 from shared.envelope import CloudEvent
 from shared.failpoints import failpoint
+from shared.failures import Retrying, backoff, is_transient
 from shared.logs import bind_correlation, get_logger
 
 log = get_logger(__name__)
@@ -33,56 +40,91 @@ class Delivery:
 
 
 class InboxConsumer:
-    def __init__(self, name: str, handler: Handler, *, max_attempts: int = 5) -> None:
-        self.name, self.handler, self.max_attempts = name, handler, max_attempts
-        self._failures: dict[str, int] = {}
+    def __init__(self, name: str, handler: Handler, *, max_backoff: float = 5.0) -> None:
+        self.name, self.handler, self.max_backoff = name, handler, max_backoff
+        self.retrying: Retrying | None = None  # shown by /ready
 
     async def process(self, pool: asyncpg.Pool, raw: bytes, where: Delivery) -> bool:
-        """Handle one message; True if it had an effect, False if skipped or dead-lettered.
+        """Handle one message; True if it had an effect, False if skipped or parked.
 
-        Raises (so the message is redelivered) only for failures worth retrying.
+        Returns only once the message is settled (handled, a duplicate, or parked), so the
+        caller may commit its offset; a transient failure is retried here until it passes.
         """
         structlog.contextvars.bind_contextvars(consumer=self.name, topic=where.topic)
+        while True:
+            try:
+                handled = await self._settle(pool, raw, where)
+                self.retrying = None
+                return handled
+            except Exception as exc:  # transient, or parking itself failed: nothing is settled
+                self.retrying = self.retrying or Retrying("consumer", self.name, "", _event_id(raw))
+                self.retrying.attempts, self.retrying.error = self.retrying.attempts + 1, repr(exc)
+                attempt = self.retrying.attempts
+                transient = is_transient(exc)
+                (log.warning if transient else log.error)(
+                    "event not settled, retrying", attempt=attempt, transient=transient, error=repr(exc))
+                await asyncio.sleep(backoff(attempt, cap=self.max_backoff))
+
+    async def _settle(self, pool: asyncpg.Pool, raw: bytes, where: Delivery) -> bool:
         try:
             event = CloudEvent.model_validate_json(raw)
         except ValidationError as exc:
-            await self._dead_letter(pool, raw, where, None, f"malformed event: {exc}")
+            await self._park(pool, raw, where, None, f"malformed event: {exc}")
             return False
         bind_correlation(event.correlationid, causation_id=event.id)
         structlog.contextvars.bind_contextvars(event_id=event.id, event_type=event.type)
         try:
             async with pool.acquire() as conn, conn.transaction():
-                fresh = await conn.fetchval(
-                    """INSERT INTO inbox (consumer, event_id) VALUES ($1, $2)
-                       ON CONFLICT DO NOTHING RETURNING true""",
-                    self.name,
-                    event.id,
-                )
-                if not fresh:
-                    log.info("duplicate event skipped")
-                    return False
-                await self.handler(conn, event)
+                handled = await self.apply(conn, event)
         except Exception as exc:
-            attempts = self._failures.get(event.id, 0) + 1
-            self._failures[event.id] = attempts
-            if attempts >= self.max_attempts:
-                self._failures.pop(event.id, None)
-                await self._dead_letter(pool, raw, where, event.id, repr(exc))
-                return False
-            log.warning("handler failed, will retry", attempt=attempts, error=repr(exc))
-            await asyncio.sleep(min(0.2 * 2**attempts, 5.0))
-            raise
-        self._failures.pop(event.id, None)
-        failpoint(f"consumer.after_commit:{self.name}")
-        log.debug("event handled")
+            if is_transient(exc):
+                raise
+            await self._park(pool, raw, where, event, repr(exc))
+            return False
+        if handled:
+            failpoint(f"consumer.after_commit:{self.name}")
+            log.debug("event handled")
+        return handled
+
+    async def apply(self, conn: asyncpg.Connection, event: CloudEvent) -> bool:
+        """The inbox row and the handler's writes, in the caller's transaction; False if the
+        event was already processed."""
+        fresh = await conn.fetchval(
+            """INSERT INTO inbox (consumer, event_id) VALUES ($1, $2)
+               ON CONFLICT DO NOTHING RETURNING true""",
+            self.name,
+            event.id,
+        )
+        if not fresh:
+            log.info("duplicate event skipped")
+            return False
+        await self.handler(conn, event)
         return True
 
-    async def _dead_letter(
-        self, pool: asyncpg.Pool, raw: bytes, where: Delivery, event_id: str | None, error: str
+    async def replay(self, pool: asyncpg.Pool, letter: DeadLetter) -> bool:
+        """Run a parked message's handler again (after a fix) and mark it replayed, in one
+        transaction; False if the event had been processed meanwhile. Raises if it still fails."""
+        event = CloudEvent.model_validate_json(letter.payload)
+        async with pool.acquire() as conn, conn.transaction():
+            handled = await self.apply(conn, event)
+            await deadletters.resolve(conn, letter.id, "replayed")
+        return handled
+
+    async def _park(
+        self, pool: asyncpg.Pool, raw: bytes, where: Delivery, event: CloudEvent | None, error: str
     ) -> None:
-        log.error("event dead-lettered", error=error[:500], partition=where.partition, offset=where.offset)
-        await pool.execute(
-            """INSERT INTO dead_letters (consumer, topic, partition, "offset", event_id, payload, error)
-               VALUES ($1, $2, $3, $4, $5, $6, $7)""",
-            self.name, where.topic, where.partition, where.offset, event_id, raw, error,
+        id = await deadletters.park(
+            pool, source=deadletters.CONSUMER, name=self.name, payload=raw, error=error,
+            event_id=event and event.id, stream_id=event and event.subject,
+            topic=where.topic, partition=where.partition, offset=where.offset,
         )
+        log.error("event parked in dead_letters", dead_letter=id, consumer=self.name, topic=where.topic,
+                  stream=event and event.subject, event_id=event and event.id, error=error[:500],
+                  partition=where.partition, offset=where.offset)
+
+
+def _event_id(raw: bytes) -> str | None:
+    """The message's event id for /ready, without trusting the message to decode."""
+    with contextlib.suppress(Exception):
+        return json.loads(raw).get("id")
+    return None

@@ -4,11 +4,14 @@ the projection's checkpoint. Any projection can be dropped and rebuilt from the 
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 
+from shared import deadletters
+from shared.deadletters import DeadLetter
 from shared.eventstore import NOTIFY_CHANNEL, Checkpoint, EventStore, StoredEvent
+from shared.failures import Retrying, backoff, is_transient
 from shared.logs import get_logger
 from shared.wakeup import Wakeup
 
@@ -43,7 +46,26 @@ class Projection(ABC):
 async def catch_up(
     pool: asyncpg.Pool, store: EventStore, projection: Projection, *, batch_size: int = 1000
 ) -> int:
-    """Apply one batch after the checkpoint, in one transaction; returns events read."""
+    """Apply one batch after the checkpoint, in one transaction; returns events read.
+
+    A batch that fails deterministically is applied again event by event (a savepoint each), so
+    only the event that fails is parked in dead_letters and the checkpoint moves past it: one
+    tenant's bad event never stops the others'. Transient failures are raised, to be retried.
+    """
+    try:
+        return await _catch_up(pool, store, projection, batch_size, _apply_all)
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        log.warning("projection batch failed, applying it event by event", projection=projection.name,
+                    error=repr(exc))
+    return await _catch_up(pool, store, projection, batch_size, _apply_each)
+
+
+async def _catch_up(
+    pool: asyncpg.Pool, store: EventStore, projection: Projection, batch_size: int,
+    apply: Callable[[asyncpg.Connection, Projection, list[StoredEvent]], Awaitable[None]],
+) -> int:
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(
             "INSERT INTO projection_checkpoints (name) VALUES ($1) ON CONFLICT DO NOTHING",
@@ -57,10 +79,10 @@ async def catch_up(
         if projection.latest_per_stream:
             heads = await store.read_heads(conn, after=after, limit=batch_size)
             latest = {h.stream_id: h.checkpoint.position for h in heads if h.event_type in projection.event_types}
-            await projection.apply_batch(conn, await store.read_positions(conn, sorted(latest.values())))
+            await apply(conn, projection, await store.read_positions(conn, sorted(latest.values())))
         else:
             heads = await store.read_all(conn, after=after, limit=batch_size)
-            await projection.apply_batch(conn, [s for s in heads if s.event.type in projection.event_types])
+            await apply(conn, projection, [s for s in heads if s.event.type in projection.event_types])
         if heads:
             await conn.execute(
                 """UPDATE projection_checkpoints SET transaction_id = $2, position = $3, updated_at = now()
@@ -69,6 +91,58 @@ async def catch_up(
                 *heads[-1].checkpoint,
             )
         return len(heads)
+
+
+async def _apply_all(conn: asyncpg.Connection, projection: Projection, batch: list[StoredEvent]) -> None:
+    await projection.apply_batch(conn, batch)
+
+
+async def _apply_each(conn: asyncpg.Connection, projection: Projection, batch: list[StoredEvent]) -> None:
+    """Each event under its own savepoint; one that fails deterministically is parked, in the
+    same transaction that moves the checkpoint past it."""
+    for stored in batch:
+        try:
+            async with conn.transaction():  # a savepoint
+                await projection.apply_batch(conn, [stored])
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            await _park(conn, projection, stored, repr(exc))
+
+
+async def _park(conn: asyncpg.Connection, projection: Projection, stored: StoredEvent, error: str) -> None:
+    id = await deadletters.park(
+        conn, source=deadletters.PROJECTION, name=projection.name, payload=stored.event.to_json(),
+        error=error, event_id=stored.event.id, stream_id=stored.stream_id,
+    )
+    log.error("event parked in dead_letters", dead_letter=id, projection=projection.name,
+              stream=stored.stream_id, event_id=stored.event.id, tenant=stored.event.tenantid, error=error[:500])
+
+
+async def replay(pool: asyncpg.Pool, store: EventStore, projection: Projection, letter: DeadLetter) -> int:
+    """Apply a parked event again (after a fix) and mark it replayed, in one transaction;
+    returns the events applied. Raises if it still fails.
+
+    The stream's later events that the projection already applied are applied again after it,
+    so the row ends as the stream's latest state, never as the parked event's older one (every
+    projection here writes whole snapshots); a latest-per-stream projection applies only the last.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        upto = Checkpoint(*await conn.fetchrow(
+            "SELECT transaction_id, position FROM projection_checkpoints WHERE name = $1 FOR UPDATE",
+            projection.name,
+        ))
+        stream = await store.read_stream(conn, letter.stream_id)
+        parked = [s.checkpoint for s in stream if s.event.id == letter.event_id]
+        if not parked:
+            raise LookupError(f"event {letter.event_id} is not in stream {letter.stream_id}")
+        parked = parked[0]
+        todo = [s for s in stream if parked <= s.checkpoint <= upto and s.event.type in projection.event_types]
+        if projection.latest_per_stream:
+            todo = todo[-1:]
+        await projection.apply_batch(conn, todo)
+        await deadletters.resolve(conn, letter.id, "replayed")
+        return len(todo)
 
 
 async def rebuild(
@@ -117,30 +191,50 @@ class ProjectionRunner:
         self.dsn, self.pool, self.store = dsn, pool, store
         self.projections, self.poll_interval = projections, poll_interval
         self._wakeup = Wakeup(poll_interval)
+        self.retrying: dict[str, Retrying] = {}  # by projection name, shown by /ready
 
     async def run(self) -> None:
         listener = await asyncpg.connect(self.dsn)
         try:
             await self._wakeup.listen(listener, NOTIFY_CHANNEL)
-            while True:
-                try:
-                    busy = False
-                    for projection in self.projections:
-                        busy |= await catch_up(self.pool, self.store, projection) > 0
-                except (asyncio.CancelledError, KeyboardInterrupt):
-                    raise
-                except Exception as exc:  # database away or a bug in apply: retry, loudly
-                    log.error("projection failed, retrying", error=repr(exc))
-                    await asyncio.sleep(self.poll_interval)
-                    continue
-                if not busy:
+            # A listener lost with its server is not reconnected here: ending lets the
+            # supervisor start the runner again with a new one.
+            while not listener.is_closed():
+                if not await self._round():
                     await self._idle()
         finally:
             await listener.close()
 
+    async def _round(self) -> bool:
+        """One batch of every projection; True if there may be more to do at once."""
+        busy = False
+        for projection in self.projections:
+            try:
+                busy |= await catch_up(self.pool, self.store, projection) > 0
+                self.retrying.pop(projection.name, None)
+            except Exception as exc:
+                await self._failed(projection, exc)
+                busy = True
+        return busy
+
+    async def _failed(self, projection: Projection, exc: Exception) -> None:
+        """The database away (transient), or a failure no single event explains (deterministic,
+        for example an envelope in the store that no longer decodes): retry after a backoff."""
+        retrying = self.retrying.setdefault(projection.name, Retrying("projection", projection.name, ""))
+        retrying.attempts, retrying.error = retrying.attempts + 1, repr(exc)
+        attempt = retrying.attempts
+        level = log.warning if is_transient(exc) else log.error
+        level("projection failed, retrying", projection=projection.name, attempt=attempt, error=repr(exc))
+        await asyncio.sleep(backoff(attempt, cap=max(self.poll_interval, 5.0)))
+
     async def _idle(self) -> None:
-        async with self.pool.acquire() as conn:
-            waiting = await self.store.has_unreadable(conn)
+        try:
+            async with self.pool.acquire() as conn:
+                waiting = await self.store.has_unreadable(conn)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            waiting = True  # the database is away: the next round retries, with a backoff
         if waiting:  # their commit's notification has come and gone: look again soon
             await asyncio.sleep(WAITING_RETRY_S)
         else:

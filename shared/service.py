@@ -20,7 +20,7 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
-from shared import auth
+from shared import auth, deadletters
 from shared.db import create_pool, migrate
 from shared.errors import install_error_handlers
 from shared.eventstore import EventStore
@@ -62,6 +62,7 @@ class Service:
         self._pool: asyncpg.Pool | None = None
         self._tasks: list[asyncio.Task] = []
         self.relay: OutboxRelay | None = None
+        self.runner: ProjectionRunner | None = None
         self._background: list[tuple[str, Callable[[], Any]]] = []
         self.consume(auth.TENANTS_TOPIC, "tenants")(auth.project_tenant_event)
 
@@ -83,9 +84,10 @@ class Service:
             self.consumed_topics.append(topic)
 
             # Batches: one poll, one offset commit and one pass through FastStream per batch
-            # instead of per message. Each event still commits in its own inbox transaction; a
-            # retryable failure rewinds every partition of the batch to its first record, and
-            # the events already handled are then skipped by the inbox.
+            # instead of per message. Each event still commits in its own inbox transaction.
+            # `process` returns only once its event is settled: a transient failure is retried
+            # in place, so the batch (and its partitions) waits, in order, and the offsets are
+            # committed after the last transaction; a deterministic one is parked.
             @self.broker.subscriber(
                 topic,
                 group_id=consumer.name,
@@ -124,10 +126,11 @@ class Service:
             log.info("migrations applied", ids=applied)
         self._pool = await create_pool(s.database_url, min_size=s.db_pool_min, max_size=s.db_pool_max)
         self.relay = OutboxRelay(s.database_url, self.pool, s.kafka_bootstrap, poll_interval=s.poll_interval_s)
-        runner = ProjectionRunner(s.database_url, self.pool, self.store, self.projections, poll_interval=s.poll_interval_s)
+        self.runner = ProjectionRunner(s.database_url, self.pool, self.store, self.projections,
+                                       poll_interval=s.poll_interval_s)
         self._tasks = [asyncio.create_task(self._supervise("outbox relay", self.relay.run))]
         if self.projections:
-            self._tasks.append(asyncio.create_task(self._supervise("projections", runner.run)))
+            self._tasks.append(asyncio.create_task(self._supervise("projections", self.runner.run)))
         for name, factory in self._background:
             self._tasks.append(asyncio.create_task(self._supervise(name, factory().run)))
         await self.broker.start()
@@ -165,6 +168,16 @@ class Service:
                 await admin.close()
         return checks
 
+    async def failures(self) -> dict:
+        """For /ready's body: parked dead letters and what is being retried right now. Neither
+        makes the service unready (a database that is away already does)."""
+        parked = None
+        with contextlib.suppress(Exception):
+            parked = await asyncio.wait_for(deadletters.parked_count(self.pool), 2)
+        retrying = [c.retrying for c in self.consumers.values() if c.retrying]
+        retrying += list(self.runner.retrying.values()) if self.runner else []
+        return {"deadLetters": {"parked": parked}, "retrying": [r.as_json() for r in retrying]}
+
     # -- HTTP ---------------------------------------------------------------------------------
 
     async def tenant(self, request: Request) -> str:
@@ -201,7 +214,7 @@ class Service:
         async def ready() -> JSONResponse:
             checks = await self.ready()
             ok = all(checks.values())
-            return JSONResponse({"ready": ok, "checks": checks}, 200 if ok else 503)
+            return JSONResponse({"ready": ok, "checks": checks, **await self.failures()}, 200 if ok else 503)
 
         for router in routers:
             app.include_router(router)
