@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from hypothesis import settings as hypothesis_settings
 
 from shared.db import create_pool, migrate
 
@@ -22,6 +23,12 @@ from shared.db import create_pool, migrate
 os.environ.setdefault("BILLSTREAM_ENV", "local")
 PG_DSN = os.environ.get("BILLSTREAM_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:55432/postgres")
 KAFKA = os.environ.get("BILLSTREAM_TEST_KAFKA", "127.0.0.1:59092")
+
+# Hypothesis: no deadline anywhere (two shared cores make timings meaningless); in CI also
+# derandomized, so a red run is the same run again. HYPOTHESIS_PROFILE picks one explicitly.
+hypothesis_settings.register_profile("dev", deadline=None)
+hypothesis_settings.register_profile("ci", deadline=None, derandomize=True, max_examples=200, print_blob=True)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
 
 @pytest.fixture(scope="session")

@@ -87,8 +87,14 @@ async def test_two_dunning_processes_never_fire_a_timer_twice(pool, database, ka
                 return len(await tail.poll()) >= 3 * n
 
             await eventually(published, timeout=60)
-            await asyncio.sleep(0.5)  # let any duplicate arrive too (Kafka latency, not business time)
-            await tail.poll()
+
+            # Any duplicate too: once the outbox is empty every send was acknowledged, so the
+            # topic's end offsets cover it; read up to them rather than for a fixed time.
+            async def outbox_empty():
+                return await pool.fetchval("SELECT count(*) = 0 FROM outbox WHERE published_at IS NULL")
+
+            await eventually(outbox_empty, timeout=60)
+            await tail.catch_up()
     finally:
         for p in procs:
             await p.kill()
@@ -107,7 +113,9 @@ async def test_two_dunning_processes_never_fire_a_timer_twice(pool, database, ka
         ("dunning.due_date_passed", "dunning.reminder_due:1", "dunning.reminder_due:2")}
 
     fired_by = [sum(1 for line in p.log_lines() if line.get("event") == "timer fired") for p in procs]
-    assert sum(fired_by) == 3 * n and all(fired_by), fired_by  # both really competed for them
+    # Each timer fired by exactly one of the two. Which one wins how many is the scheduler's
+    # business: on a loaded machine one process may take them all, so that is not asserted.
+    assert sum(fired_by) == 3 * n, fired_by
 
 
 async def test_a_process_killed_with_timers_due_catches_up_in_order_on_restart(pool, database, kafka, tmp_path):

@@ -104,17 +104,30 @@ async def _none_left(pool) -> bool:
 
 async def test_relay_backs_off_while_kafka_is_down_and_catches_up(pool, store, topic, kafka, database):
     kafka_up = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    attempts: list[float] = []  # when each connection attempt started
 
     def producer_factory(bootstrap):
         # While "down", the relay is pointed at a port where no broker listens.
+        attempts.append(loop.time())
         return make_producer(bootstrap if kafka_up.is_set() else "127.0.0.1:9")
 
-    relay = OutboxRelay(database, pool, kafka, poll_interval=0.1, max_backoff=0.5, producer_factory=producer_factory)
+    relay = OutboxRelay(database, pool, kafka, poll_interval=0.1, max_backoff=1.0, producer_factory=producer_factory)
     task = asyncio.create_task(relay.run())
     try:
         await append(pool, store, "inv_down", make_event("inv_down", 1))
-        await asyncio.sleep(2)
+
+        async def six_attempts():
+            return len(attempts) >= 6
+
+        await eventually(six_attempts, timeout=30)
         assert relay.published == 0 and await unpublished(pool) == 1
+        # Backing off: the waits between attempts double from 0.5 s up to max_backoff (1 s).
+        # Sleeps never end early, so the lower bounds are exact whatever the load (0.05 s for
+        # the clock's resolution); without the cap five waits would take 15.5 s, not 4.5 s.
+        gaps = [b - a for a, b in zip(attempts, attempts[1:6])]
+        assert all(gap >= least - 0.05 for gap, least in zip(gaps, [0.5, 1.0, 1.0, 1.0, 1.0])), gaps
+        assert sum(gaps) < 4.5 + 10, gaps  # capped (10 s of margin for a loaded machine)
         kafka_up.set()
         await append(pool, store, "inv_up", make_event("inv_up", 2))
         await eventually(lambda: _none_left(pool))

@@ -1,6 +1,8 @@
 """Payments end to end against a real payments process, PostgreSQL and Kafka: invoice events in,
 the sandbox provider's asynchronous charges and signed callbacks, payment events out."""
 
+import asyncio
+import contextlib
 import json
 
 import httpx
@@ -225,6 +227,14 @@ async def test_partial_payment_then_the_rest(payments_server):
     page = httpx.get(checkout["checkoutUrl"]).text
     assert 'value="70000"' in page  # UGX has no minor unit
 
+    # Invoicing counts the first payment: its snapshot now says 70000 due. That snapshot and our
+    # own record of the payment are one payment, not two: still 70000 to pay, not 40000.
+    counted = {**inv, "status": "PARTIALLY_PAID", "amountPaid": 30000, "amountDue": 70000}
+    await server.publish_invoice(tenant, "invoice.payment_received", counted, paymentId=first["id"], amount=30000)
+    await eventually(lambda: server.fetch("SELECT 1 FROM invoice_payment_acks WHERE payment_id = $1", first["id"]))
+    page = httpx.get(checkout["checkoutUrl"]).text
+    assert 'value="70000"' in page and 'id="paid">UGX30,000<' in page and 'id="remaining">UGX70,000<' in page, page
+
     # Too much is refused on the page, with the form shown again.
     r = await pay_on_page(server, checkout["checkoutUrl"], "70001", "card", SUCCEEDS)
     assert r.status_code == 400 and "At most 70000" in r.text
@@ -234,12 +244,13 @@ async def test_partial_payment_then_the_rest(payments_server):
     receipt = httpx.get(checkout["checkoutUrl"]).text
     assert 'id="receipt"' in receipt and 'id="pay-form"' not in receipt
 
-    # Once invoicing counts them, the snapshot says the same and nothing is double counted.
+    # Once invoicing counts the second too, the snapshot says the same; exactly what was paid.
     paid = {**inv, "status": "PAID", "amountPaid": 100000, "amountDue": 0}
-    for p in (first, second):
-        await server.publish_invoice(tenant, "invoice.payment_received", paid, paymentId=p["id"], amount=p["amount"])
+    await server.publish_invoice(tenant, "invoice.payment_received", paid, paymentId=second["id"], amount=70000)
     await eventually(lambda: server.fetch("SELECT 1 FROM invoice_payment_acks WHERE payment_id = $1", second["id"]))
     assert 'id="receipt"' in httpx.get(checkout["checkoutUrl"]).text
+    rows = await server.fetch("SELECT amount FROM invoice_payments WHERE invoice_id = $1 AND status <> 'FAILED'", inv["id"])
+    assert sorted(r["amount"] for r in rows) == [30000, 70000]  # two payments, each once
 
 
 async def test_full_payment_required_unless_partial_allowed(payments_server):
@@ -355,33 +366,66 @@ async def test_crash_before_the_provider_call_loses_nothing_and_charges_once(dat
 
 
 async def test_refund_after_a_provider_timeout_is_finished_by_the_worker_once(database, kafka):
+    """A real refund whose answer never comes: the sandbox makes the refund, but the adapter times
+    out, so the API leaves it pending and the worker repeats the call with the same key."""
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from tests.support.payments_fakes import LocalServer
     from tests.support.payments_server import start_payments_server, stop_payments_server
 
-    server = await start_payments_server(database, kafka)
-    try:
-        tenant, client = await server.tenant()
-        inv = await open_invoice(server, tenant, currency="USD", total=10000)
-        await client.post("/api/payment-methods", json={"customerId": "cust_1", "type": "card", "number": SUCCEEDS})
-        payment = await settled(client, (await client.post(f"/api/invoices/{inv['id']}/collect")).json()["id"])
-        # A refund whose process died after writing its job (before or after the provider call).
-        blocked = await server.fetch(
-            """INSERT INTO refund_jobs (refund_id, payment_id, tenant_id, amount, reason, attempts, last_error)
-               VALUES ('re_crashed', $1, $2, 3000, 'Crashed mid-refund', 1, 'process died') RETURNING refund_id""",
-            payment["id"], tenant)
-        assert blocked
-        # Meanwhile a second refund may only take what the first one leaves.
-        r = await client.post(f"/api/payments/{payment['id']}/refund", json={"amount": 7001, "reason": "Too much"})
-        assert r.status_code == 400 and r.json()["error"]["code"] == "refund_exceeds_payment"
+    upstream: list[str] = []  # the sandbox's URL, known once payments is up
+    refund_keys: list[str] = []  # the Idempotency-Key of every refund call that reached the sandbox
+    release = asyncio.Event()
 
-        async def refunded():
-            p = (await client.get(f"/api/payments/{payment['id']}")).json()
-            return p if p["amountRefunded"] == 3000 else None
+    async def forward(request):
+        """Pass every call on to the sandbox; the first refund's answer is held until the caller
+        has long given up (so its timeout fires whatever the load), the refund itself made."""
+        body, path = await request.body(), request.path_params["path"]
+        headers = {k: v for k, v in request.headers.items() if k.lower() in ("authorization", "idempotency-key", "content-type")}
+        async with httpx.AsyncClient(timeout=30) as http:
+            answer = await http.request(request.method, f"{upstream[0]}/{path}", content=body, headers=headers)
+        if request.method == "POST" and path == "refunds":
+            refund_keys.append(request.headers.get("idempotency-key"))
+            if len(refund_keys) == 1:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(release.wait(), 30)
+        return Response(answer.content, answer.status_code, media_type="application/json")
 
-        after = await eventually(refunded)
-        assert after["status"] == "PARTIALLY_REFUNDED"
-        [charge] = await server.fetch("SELECT amount_refunded FROM sandbox_charges WHERE reference = $1", payment["id"])
-        assert charge["amount_refunded"] == 3000
-        refunds = await server.fetch("SELECT count(*) AS n FROM sandbox_refunds WHERE idempotency_key = 'billstream_re_crashed'")
-        assert refunds[0]["n"] == 1
-    finally:
-        await stop_payments_server(server)
+    proxy = LocalServer(Starlette(routes=[Route("/{path:path}", forward, methods=["GET", "POST"])]))
+    async with proxy:
+        server = await start_payments_server(database, kafka, SANDBOX_URL=proxy.url)
+        upstream.append(server.url + "/sandbox/v1")
+        try:
+            tenant, client = await server.tenant()
+            inv = await open_invoice(server, tenant, currency="USD", total=10000)
+            await client.post("/api/payment-methods", json={"customerId": "cust_1", "type": "card", "number": SUCCEEDS})
+            payment = await settled(client, (await client.post(f"/api/invoices/{inv['id']}/collect")).json()["id"])
+
+            r = await client.post(f"/api/payments/{payment['id']}/refund", json={"amount": 3000, "reason": "Timed out"})
+            assert r.status_code == 202 and r.json()["status"] == "pending", r.text  # the provider did not answer
+            refund_id = r.json()["id"]
+            # Meanwhile a second refund may only take what the pending one leaves.
+            r = await client.post(f"/api/payments/{payment['id']}/refund", json={"amount": 7001, "reason": "Too much"})
+            assert r.status_code == 400 and r.json()["error"]["code"] == "refund_exceeds_payment"
+
+            async def refunded():
+                p = (await client.get(f"/api/payments/{payment['id']}")).json()
+                return p if p["amountRefunded"] > 0 else None
+
+            after = await eventually(refunded)  # the worker finished it
+            assert (after["status"], after["amountRefunded"]) == ("PARTIALLY_REFUNDED", 3000)
+            # Called again by the worker, with the same key: one refund at the provider.
+            [charge] = await server.fetch("SELECT amount_refunded FROM sandbox_charges WHERE reference = $1", payment["id"])
+            assert charge["amount_refunded"] == 3000
+            assert len(await server.fetch("SELECT 1 FROM sandbox_refunds")) == 1
+            assert len(refund_keys) >= 2 and set(refund_keys) == {f"billstream_{refund_id}"}, refund_keys
+            [job] = await server.fetch("SELECT state, attempts FROM refund_jobs WHERE refund_id = $1", refund_id)
+            assert job["state"] == "succeeded" and job["attempts"] >= 2
+            events = await payment_events(server, at_least=4)
+            refunds = {e["id"]: e["data"] for e in events if e["type"] == "payment.refunded"}
+            assert [(x["refundId"], x["amount"]) for x in refunds.values()] == [(refund_id, 3000)]
+        finally:
+            release.set()
+            await stop_payments_server(server)

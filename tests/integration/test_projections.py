@@ -56,6 +56,15 @@ async def test_rebuilt_projection_equals_the_incremental_one(pool, database):
     assert sum(r["total"] for r in incremental) == sum((1 + i % 3) * (1000 + i) for i in kept)
     assert sum(r["status"] == "PENDING" for r in incremental) == 25
     customers_before = await snapshot(pool, "customer_list")
+    # Damage both read models first: replay is an upsert, so only a real reset removes a row
+    # that no event made (a changed row would be overwritten by the replay anyway).
+    await pool.execute("UPDATE invoice_list SET total = total + 1 WHERE invoice_id = $1", incremental[0]["invoice_id"])
+    await pool.execute("""INSERT INTO invoice_list SELECT 'inv_phantom', tenant_id, number, status, customer_id,
+                              customer_name, customer_email, reference, currency, total, amount_paid, amount_due,
+                              due_date, created_at, updated_at, search, view FROM invoice_list WHERE invoice_id = $1""",
+                       incremental[0]["invoice_id"])
+    await pool.execute("""INSERT INTO customer_list SELECT 'cus_phantom', tenant_id, name, email, created_at, search, view
+                          FROM customer_list WHERE customer_id = $1""", customers_before[0]["customer_id"])
 
     progress = []
     replayed = await rebuild(pool, store, projections[0], batch_size=64, on_progress=lambda d, t: progress.append((d, t)))

@@ -1,7 +1,9 @@
 """Webhook endpoints through the real service process: CRUD, validation, tenant isolation,
 signed delivery verified by an independent receiver, the delivery log, and secret rotation."""
 
-import asyncio
+from datetime import UTC, datetime
+
+import asyncpg
 
 from tests.conftest import eventually
 from tests.support.webhooks_events import event, invoice_event, invoice_snapshot
@@ -71,7 +73,13 @@ async def test_endpoints_crud_validation_isolation_and_signed_delivery(start_web
             await svc.publish("payments", payment)
 
             await eventually(lambda: _at_least(receiver, 2))
-            await asyncio.sleep(0.5)  # nothing else (payment.succeeded is filtered out)
+            # Nothing else: once the inbox shows all three handled (deliveries are written in
+            # that same transaction) and none is pending, payment.succeeded made no delivery.
+            handled = [created_evt.id, paid_part.id, payment.id]
+            await eventually(lambda: _handled_and_settled(database, handled))
+            rows = await _fetch(database, "SELECT event_id, status FROM webhook_deliveries")
+            assert sorted((r["event_id"], r["status"]) for r in rows) == sorted(
+                [(created_evt.id, "succeeded"), (paid_part.id, "succeeded")])
             hits = receiver.verified_hits()
             assert sorted(h.webhook_id for h in hits) == sorted([created_evt.id, paid_part.id])
             assert len(receiver.hits) == 2
@@ -118,7 +126,9 @@ async def test_endpoints_crud_validation_isolation_and_signed_delivery(start_web
 
 
 async def test_rotated_secret_signs_alongside_the_old_one_until_it_expires(start_webhooks, database):
-    svc = await start_webhooks(secret_overlap_s=3)
+    # A long overlap, ended below by moving its expiry into the past: no race with a slow first
+    # delivery, no sleeping through it.
+    svc = await start_webhooks(secret_overlap_s=600)
     tenant, key = await add_tenant(database, "Rotating Ltd")
     with Receiver() as receiver:
         async with svc.client(key) as api:
@@ -127,6 +137,8 @@ async def test_rotated_secret_signs_alongside_the_old_one_until_it_expires(start
             rotated = (await api.post(f"/api/webhook-endpoints/{created['id']}/rotate-secret")).json()
             new = rotated["secret"]
             assert new.startswith("whsec_") and new != old and rotated["previousSecretExpiresAt"]
+            overlap_ends = datetime.fromisoformat(rotated["previousSecretExpiresAt"].replace("Z", "+00:00"))
+            assert 600 - 60 <= (overlap_ends - datetime.now(UTC)).total_seconds() <= 600  # the configured overlap
             assert "secret" not in (await api.get(f"/api/webhook-endpoints/{created['id']}")).json()
 
             # A receiver still configured with the old secret keeps verifying during the overlap.
@@ -138,7 +150,9 @@ async def test_rotated_secret_signs_alongside_the_old_one_until_it_expires(start
             assert set(hit.verified_with) == {old, new}
             assert len(hit.headers["webhook-signature"].split(" ")) == 2
 
-            await asyncio.sleep(3.2)  # the overlap ends: only the new secret signs
+            # The overlap ends (as if its 600 s had passed): only the new secret signs.
+            await _fetch(database, "UPDATE webhook_endpoints SET previous_secret_expires_at = now() - interval '1 second' "
+                                   "WHERE endpoint_id = $1", created["id"])
             second = invoice_event("invoice.created", tenant, invoice_snapshot())
             await svc.publish("invoices", second)
             await eventually(lambda: _at_least(receiver, 2))
@@ -148,3 +162,18 @@ async def test_rotated_secret_signs_alongside_the_old_one_until_it_expires(start
 
 async def _at_least(receiver: Receiver, n: int) -> bool:
     return len(receiver.hits) >= n
+
+
+async def _fetch(dsn: str, sql: str, *args) -> list:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetch(sql, *args)
+    finally:
+        await conn.close()
+
+
+async def _handled_and_settled(dsn: str, event_ids: list[str]) -> bool:
+    """Every event handled by some consumer of the service, and no delivery still pending."""
+    handled = await _fetch(dsn, "SELECT DISTINCT event_id FROM inbox WHERE event_id = ANY($1)", event_ids)
+    pending = await _fetch(dsn, "SELECT 1 FROM webhook_deliveries WHERE status = 'pending'")
+    return len(handled) == len(event_ids) and not pending

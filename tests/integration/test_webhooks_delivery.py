@@ -5,6 +5,8 @@ import asyncio
 import json
 import time
 
+import asyncpg
+
 from tests.conftest import eventually
 from tests.support.kafka import read_topic
 from tests.support.webhooks_events import invoice_event, invoice_snapshot
@@ -83,7 +85,7 @@ async def test_410_disables_the_endpoint_with_an_event_and_replay_brings_it_back
             # A disabled endpoint gets no new deliveries, and cannot be retried until enabled.
             second = invoice_event("invoice.created", tenant, invoice_snapshot())
             await svc.publish("invoices", second)
-            await asyncio.sleep(1.0)
+            await eventually(lambda: _handled(database, second.id))  # its deliveries commit with this
             assert len(await _deliveries(api, ep["id"])) == 1
             r = await api.post(f"/api/webhook-deliveries/{delivery['id']}/retry")
             assert r.status_code == 409 and r.json()["error"]["code"] == "endpoint_disabled"
@@ -113,7 +115,8 @@ async def test_410_disables_the_endpoint_with_an_event_and_replay_brings_it_back
 async def test_slower_than_the_timeout_is_a_failure_kept_and_replayable(start_webhooks, database):
     svc = await start_webhooks(delivery_timeout_s=1, retry_schedule_s=[0.3])
     tenant, key = await add_tenant(database, "Slow Ltd")
-    with Receiver(lambda n: Reply(200, delay=2.5 if n <= 2 else 0)) as receiver:
+    # The first two answers come after 30 s: far past the 1 s timeout whatever the load.
+    with Receiver(lambda n: Reply(200, delay=30 if n <= 2 else 0)) as receiver:
         async with svc.client(key) as api:
             ep = await _endpoint(api, receiver)
             evt = invoice_event("invoice.created", tenant, invoice_snapshot())
@@ -127,7 +130,7 @@ async def test_slower_than_the_timeout_is_a_failure_kept_and_replayable(start_we
             assert len(delivery["attempts"]) == 2  # the first and the one retry of the schedule
             for attempt in delivery["attempts"]:
                 assert attempt["statusCode"] is None and attempt["error"].startswith("timeout")
-                assert 900 <= attempt["latencyMs"] < 2400
+                assert 900 <= attempt["latencyMs"] < 1000 + 10_000  # cut at the timeout, not the 30 s answer
             assert delivery["nextAttemptAt"] is None
 
             r = await api.post(f"/api/webhook-deliveries/{delivery['id']}/retry")
@@ -142,9 +145,11 @@ async def test_slower_than_the_timeout_is_a_failure_kept_and_replayable(start_we
 
 
 async def test_one_endpoint_down_does_not_hold_up_another(start_webhooks, database):
-    svc = await start_webhooks(delivery_timeout_s=5, retry_schedule_s=FAST, per_endpoint_concurrency=2)
+    # A hanging attempt holds its slot for the whole 30 s timeout: a healthy endpoint that had to
+    # wait for such slots would lag 30 s or more, so 10 s is a margin a loaded machine keeps.
+    svc = await start_webhooks(delivery_timeout_s=30, retry_schedule_s=FAST, per_endpoint_concurrency=2)
     tenant, key = await add_tenant(database, "Busy Ltd")
-    with Receiver(always(200, delay=30)) as hanging, Receiver() as healthy:
+    with Receiver(always(200, delay=60)) as hanging, Receiver() as healthy:
         async with svc.client(key) as api:
             await _endpoint(api, hanging)
             await _endpoint(api, f"http://127.0.0.1:{free_port()}/nobody-listens")
@@ -156,9 +161,9 @@ async def test_one_endpoint_down_does_not_hold_up_another(start_webhooks, databa
                 await svc.publish("invoices", evt)
                 if i % 10 == 9:
                     await asyncio.sleep(0.2)
-            await eventually(lambda: _ids_include(healthy, set(sent_at)), timeout=15)
+            await eventually(lambda: _ids_include(healthy, set(sent_at)), timeout=60)
             lags = [h.at - sent_at[h.webhook_id] for h in healthy.hits]
-            assert max(lags) < 3.0, sorted(lags)[-5:]
+            assert max(lags) < 10.0, sorted(lags)[-5:]
             assert all(h.verified_with for h in healthy.hits)
             assert len(hanging.hits) <= 2 + 2  # its own cap, not everyone's slots
 
@@ -183,6 +188,15 @@ async def test_an_endpoint_failing_for_too_long_is_disabled_and_an_event_says_so
         [delivery] = await _deliveries(api, ep["id"])
         assert delivery["status"] == "failed" and delivery["attemptCount"] >= 2
         assert all(a["statusCode"] is None and "ConnectError" in a["error"] for a in delivery["attempts"])
+
+
+async def _handled(dsn: str, event_id: str) -> bool:
+    """The service's inbox has the event: whatever deliveries it makes were written with it."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return bool(await conn.fetchval("SELECT true FROM inbox WHERE event_id = $1 LIMIT 1", event_id))
+    finally:
+        await conn.close()
 
 
 async def _ids_include(receiver: Receiver, wanted: set[str]) -> bool:

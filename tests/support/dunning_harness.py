@@ -138,6 +138,22 @@ class Tail:
             if asyncio.get_running_loop().time() > deadline:
                 raise AssertionError(f"no matching event within {timeout}s; saw {[e['type'] for e in self.events]}")
 
+    async def catch_up(self, *, timeout: float = 30.0) -> list[dict]:
+        """Read up to the topic's current end on every partition: afterwards `events` holds all
+        that was on the topic when called (unlike one short poll, which may stop early)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self.consumer.assignment():
+            await self.poll()
+            if loop.time() > deadline:
+                raise AssertionError("the tail was never assigned its partitions")
+        ends = await self.consumer.end_offsets(list(self.consumer.assignment()))
+        while [tp for tp, end in ends.items() if await self.consumer.position(tp) < end]:
+            await self.poll()
+            if loop.time() > deadline:
+                raise AssertionError(f"the tail did not reach the topic's end within {timeout}s")
+        return self.events
+
     def of(self, invoice_id: str, type_: str | None = None) -> list[dict]:
         return [e for e in self.events if e["subject"] == invoice_id and (type_ is None or e["type"] == type_)]
 
@@ -213,6 +229,22 @@ class InProcess:
         name = f"{self.dunning.service.name}.{consumer}"
         return bool(await self.pool.fetchval(
             "SELECT true FROM inbox WHERE consumer = $1 AND event_id = $2", name, event.id))
+
+    async def settled(self) -> int:
+        """Wait until no timer is being fired (the engine holds the invoice's row while it fires
+        one, so locking every row waits that out); returns how many timers have fired."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT 1 FROM invoice_schedule FOR UPDATE")
+            return await conn.fetchval("SELECT count(*) FROM timers WHERE fired_at IS NOT NULL")
+
+    async def published(self) -> list[dict]:
+        """Everything this instance has committed so far, read back from its topic: waits for
+        the relay to empty the outbox, then for the tail to reach the topic's end."""
+        from tests.conftest import eventually
+
+        await self.settled()
+        await eventually(lambda: self.pool.fetchval("SELECT count(*) = 0 FROM outbox WHERE published_at IS NULL"))
+        return await self.tail.catch_up()
 
     async def pending(self, invoice_id: str) -> dict[str, datetime]:
         rows = await self.pool.fetch(

@@ -204,6 +204,67 @@ def test_balance_invariant_holds_through_any_payments(payments, credit, write_of
     assert s.amount_due >= 0 and (s.status == "PAID") == (s.amount_due == 0 and s.status not in ("WRITTEN_OFF",))
 
 
+operations = st.one_of(
+    st.tuples(st.just("pay"), st.integers(1, 5000), st.integers(0, 5)),  # a few ids: redeliveries
+    st.tuples(st.just("refund"), st.integers(1, 5000), st.just(0)),
+    st.tuples(st.just("void"), st.just(0), st.just(0)),
+    st.tuples(st.just("write_off"), st.just(0), st.just(0)),
+)
+
+
+@given(st.integers(0, 6000), st.lists(operations, max_size=12), st.randoms(use_true_random=False))
+def test_balance_holds_through_credit_payments_refunds_voids_and_any_order(credit, ops, rnd):
+    """Credit up to more than the whole invoice (4000), then payments (redelivered too), refunds,
+    a void or a write-off in any order: after every step the money adds up, and the same
+    payments in another order leave the same balance."""
+    s = draft(2500, 1500)
+    s = apply(s, inv.decide_finalize(s, number="INV-1", credit_available=credit))
+    assert s.credits_applied == min(credit, 4000) and (s.status == "PAID") == (credit >= 4000)
+    received: dict[str, int] = {}  # payment id -> amount, as first received
+    for op, amount, n in ops:
+        before = s
+        try:
+            if op == "pay":
+                facts = inv.decide_payment(s, payment_id=f"pay_{n}", amount=amount, method="card")
+                if f"pay_{n}" in received:
+                    assert facts == []  # redelivered: changes nothing
+                for _, fact in facts:
+                    if isinstance(fact, ev.PaymentReceived):
+                        assert fact.applied + fact.overpayment == amount and fact.applied == min(amount, before.amount_due)
+                        received[f"pay_{n}"] = amount
+            elif op == "refund":
+                amount = min(amount, s.amount_paid - s.amount_refunded)  # payments never refunds more
+                if amount <= 0:
+                    continue
+                facts = inv.decide_refund(s, payment_id="pay_0", refund_id=f"re_{len(ops)}", amount=amount, credit_note_id="cn")
+            elif op == "void":
+                facts = inv.decide_void(s, "test")
+            else:
+                facts = inv.decide_write_off(s, "cn")
+        except Conflict:
+            continue  # refused in this state (voiding a paid invoice, writing off a closed one)
+        s = apply(s, facts)
+        if op == "refund":  # money back to the customer: the invoice's own balance is untouched
+            assert (s.amount_paid, s.amount_due, s.status) == (before.amount_paid, before.amount_due, before.status)
+            assert s.amount_refunded == before.amount_refunded + amount
+        if s.status == "VOID":
+            assert (s.amount_due, s.amount_paid, s.credits_applied) == (0, 0, 0)  # credit goes back
+        else:
+            assert s.amount_paid + s.credits_applied + s.write_off_amount + s.amount_due == 4000
+        assert s.amount_due >= 0
+        assert (s.status == "PAID") == (s.amount_due == 0 and s.status not in ("VOID", "WRITTEN_OFF"))
+
+    # The same payments, delivered in another order, apply the same total.
+    if all(op == "pay" for op, _, _ in ops):
+        order = list(received.items())
+        rnd.shuffle(order)
+        t = draft(2500, 1500)
+        t = apply(t, inv.decide_finalize(t, number="INV-1", credit_available=credit))
+        for pid, amount in order:
+            t, _ = pay(t, amount, pid)
+        assert (t.amount_paid, t.amount_due, t.status) == (s.amount_paid, s.amount_due, s.status)
+
+
 def test_customer_credit_balance_per_currency():
     c = cust.Customer(id="cust_1")
     c = cust.fold([("customer.created", ev.CustomerCreated(fields=ev.CustomerFields(name="Jane", currency="UGX")), T0)], "cust_1")

@@ -1,6 +1,8 @@
 """The money rule, proved for arbitrary invoices (hypothesis) and pinned by worked examples."""
 
+import math
 from decimal import Decimal
+from fractions import Fraction
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -31,6 +33,50 @@ def test_totals_always_add_up(items, tax_rate, inclusive, discount):
         if inclusive:
             assert p.tax <= p.amount - p.discount  # the tax is inside what is charged
     assert t.total >= 0
+
+
+def _half_up(x: Fraction) -> int:
+    return math.floor(x + Fraction(1, 2))  # amounts here are never negative
+
+
+def _percent(amount: int, rate: Decimal) -> int:
+    return _half_up(Fraction(amount) * Fraction(rate) / 100)
+
+
+def _off(discount: Discount | None, base: int) -> int:
+    """A discount as the rule in services/invoicing/domain/totals.py writes it: capped at its base."""
+    if discount is None:
+        return 0
+    return min(_percent(base, discount.percent) if discount.percent is not None else discount.amount or 0, base)
+
+
+@given(st.lists(lines, min_size=1, max_size=20), rates, st.booleans(), discounts)
+def test_totals_follow_the_written_rule(items, tax_rate, inclusive, discount):
+    """Each number recomputed from the written rule with exact fractions, not with the product's
+    own money helpers: line discounts, the invoice discount and its proportional split, the
+    line's own tax rate or else the invoice's, exclusive or inclusive tax."""
+    t = price(items, tax_rate=tax_rate, tax_inclusive=inclusive, discount=discount)
+    gross = [i.quantity * i.unit_amount for i in items]
+    own = [_off(i.discount, g) for i, g in zip(items, gross, strict=True)]
+    nets = [g - d for g, d in zip(gross, own, strict=True)]
+    invoice_discount = _off(discount, sum(nets))
+    shares = [p.discount - d for p, d in zip(t.lines, own, strict=True)]
+    assert sum(shares) == invoice_discount
+    for p, item, g, net, share in zip(t.lines, items, gross, nets, shares, strict=True):
+        assert p.amount == g and 0 <= share <= net
+        if sum(nets):
+            assert abs(share - Fraction(invoice_discount * net, sum(nets))) < 1  # its proportional part
+        rate = item.tax_rate if item.tax_rate is not None else tax_rate
+        assert p.tax_rate == rate
+        taxable = net - share
+        if not rate:
+            assert p.tax == 0
+        elif inclusive:
+            assert p.tax == taxable - _half_up(Fraction(taxable) * 100 / (100 + Fraction(rate)))
+        else:
+            assert p.tax == _percent(taxable, rate)
+    assert t.discount_total == sum(own) + invoice_discount
+    assert t.total == sum(gross) - sum(own) - invoice_discount + (0 if inclusive else t.tax_total)
 
 
 @given(st.integers(0, 10**12), st.lists(st.integers(0, 10**9), min_size=1, max_size=30))

@@ -52,6 +52,15 @@ def test_vault_encrypts_and_rotates_keys():
 
 def test_signatures_verify_and_refuse_forgeries_and_replays():
     body = b'{"id":"evt_1"}'
+    # A pinned vector of the documented scheme (Stripe's): t=<unix>,v1=hex(HMAC-SHA256(secret,
+    # "<t>." + body)), computed once outside the product, so sign and verify cannot agree on a
+    # wrong scheme between themselves.
+    pinned = "t=1700000000,v1=e7e846cdb96220c3674ade89e534304fc91f6f15064facee1e7a7096f5f57f62"
+    assert signing.sign("whsec", body, 1700000000) == pinned
+    signing.verify("whsec", pinned, body, now=1700000000 + 299)  # within the 5-minute window
+    signing.verify("whsec", "t=1700000000,v1=00ff,v1=" + pinned.split("v1=")[1], body, now=1700000000)  # any v1
+    with pytest.raises(SignatureInvalid, match="tolerance"):
+        signing.verify("whsec", pinned, body, now=1700000000 + 301)
     header = signing.sign("whsec", body)
     signing.verify("whsec", header, body)
     for bad_secret, bad_body, bad_header in (("other", body, header), ("whsec", body + b" ", header),

@@ -1,3 +1,6 @@
+import base64
+import hashlib
+import hmac
 import json
 import random
 from datetime import UTC, datetime, timedelta
@@ -5,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from services.webhooks.app.delivery import MAX_RETRY_AFTER_S, RETRY_DELAYS, next_delay, parse_retry_after
+from services.webhooks.app.delivery import MAX_RETRY_AFTER_S, next_delay, parse_retry_after
 from services.webhooks.app.matching import invalid_filter, payload_for, wants
 from services.webhooks.app.signing import active_secrets, new_secret, sign_headers
 from services.webhooks.app.urls import check_endpoint_url
@@ -26,23 +29,27 @@ def test_event_type_filters(patterns, event_type, expected):
 def test_payload_is_id_type_created_at_data_and_verifies_as_signed():
     event = CloudEvent.new(type="invoice.created", source="/t", subject="inv_1", tenant_id="ten_1",
                            data={"invoiceId": "inv_1", "total": 100})
+    event = event.model_copy(update={"time": datetime(2027, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)})
     body = payload_for(event)
+    # createdAt pinned (RFC 3339 in UTC with a Z), not taken from the product's own serialiser.
     assert json.loads(body) == {"id": event.id, "type": "invoice.created",
-                                "createdAt": event.model_dump(mode="json")["time"], "data": event.data}
+                                "createdAt": "2027-01-02T03:04:05.678000Z", "data": {"invoiceId": "inv_1", "total": 100}}
     secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
     hook = Webhook(secret)
-    signature = hook.sign(event.id, event.time, body)
-    headers = {"webhook-id": event.id, "webhook-timestamp": str(int(event.time.timestamp())),
+    sent = datetime.now(UTC)  # the library refuses timestamps far from now
+    signature = hook.sign(event.id, sent, body)
+    headers = {"webhook-id": event.id, "webhook-timestamp": str(int(sent.timestamp())),
                "webhook-signature": signature}
     assert hook.verify(body, headers) == json.loads(body)
 
 
 def test_retry_schedule_grows_with_jitter_and_ends():
     random.seed(7)
-    delays = [next_delay(n) for n in range(1, len(RETRY_DELAYS) + 1)]
-    for got, base in zip(delays, RETRY_DELAYS, strict=True):
+    documented = [5, 300, 1800, 7200, 18000, 36000, 36000]  # docs/webhooks.md: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h
+    delays = [next_delay(n) for n in range(1, len(documented) + 1)]
+    for got, base in zip(delays, documented, strict=True):
         assert base * 0.9 <= got <= base * 1.1
-    assert next_delay(len(RETRY_DELAYS) + 1) is None
+    assert next_delay(len(documented) + 1) is None
     assert next_delay(1, retry_after=120) == 120  # Retry-After longer than the schedule wins
     assert parse_retry_after("30") == 30 and parse_retry_after("soon") is None
 
@@ -77,6 +84,17 @@ def test_during_rotation_both_secrets_sign_and_either_verifies():
     body = '{"id":"evt_1"}'
     headers = sign_headers("evt_1", body, now, [new, old])
     assert len(headers["webhook-signature"].split(" ")) == 2
+    # The Standard Webhooks scheme, computed here from the spec rather than by the library the
+    # product signs with: v1,base64(HMAC-SHA256(base64-decoded secret, "<id>.<timestamp>.<body>")).
+    at = datetime(2027, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+    def spec(secret: str) -> str:
+        key = base64.b64decode(secret.removeprefix("whsec_"))
+        return "v1," + base64.b64encode(hmac.new(key, f"evt_1.{int(at.timestamp())}.{body}".encode(), hashlib.sha256).digest()).decode()
+
+    pinned = sign_headers("evt_1", body, at, [new, old])
+    assert pinned == {"webhook-id": "evt_1", "webhook-timestamp": "1798859045",
+                      "webhook-signature": f"{spec(new)} {spec(old)}"}
     for secret in (old, new):
         assert Webhook(secret).verify(body, headers) == {"id": "evt_1"}
     with pytest.raises(WebhookVerificationError):
