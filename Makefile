@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 LOCAL := deploy/local
 
-.PHONY: setup run up down infra test test-unit fuzz demo logs status clean bench
+.PHONY: setup run up down infra test test-unit fuzz demo logs status clean bench chaos
 
 setup:            ## install what is missing (OS packages, .venv, Kafka jars)
 	@$(LOCAL)/setup.sh
@@ -45,3 +45,6 @@ clean: down       ## stop and delete all local data
 
 bench: up         ## start everything, then the benchmarks (BENCH_ARGS=--quick for a smoke run)
 	@$(PY) -m bench $(BENCH_ARGS)
+
+chaos: setup      ## faults under traffic on an isolated stack (.local/chaos, ports +100); CHAOS_SECONDS=120 CHAOS_SEED=1
+	@$(PY) -m tests.chaos

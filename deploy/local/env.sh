@@ -11,11 +11,14 @@ PG_DATA="$STATE_DIR/pgdata"
 KAFKA_PORT="${BILLSTREAM_KAFKA_PORT:-59092}"
 KAFKA_CONTROLLER_PORT="${BILLSTREAM_KAFKA_CONTROLLER_PORT:-59093}"
 KAFKA_VERSION="${BILLSTREAM_KAFKA_VERSION:-4.1.1}"
-KAFKA_LIBS="$STATE_DIR/kafka-$KAFKA_VERSION/libs"
+KAFKA_LIBS="${BILLSTREAM_KAFKA_LIBS:-$STATE_DIR/kafka-$KAFKA_VERSION/libs}"  # jars only: a second stack may share them
 KAFKA_DATA="$STATE_DIR/kafka-data"
 GATEWAY_PORT="${BILLSTREAM_GATEWAY_PORT:-3000}"
 SERVICES=(invoicing payments dunning webhooks)
-declare -A SERVICE_PORT=([invoicing]=8001 [payments]=8002 [dunning]=8003 [webhooks]=8004)
+# Each service's port is the variable the service itself reads (services/<name>/settings.py).
+declare -A SERVICE_PORT=([invoicing]=${BILLSTREAM_INVOICING_HTTP_PORT:-8001} [payments]=${BILLSTREAM_PAYMENTS_HTTP_PORT:-8002}
+                         [dunning]=${BILLSTREAM_DUNNING_HTTP_PORT:-8003} [webhooks]=${BILLSTREAM_WEBHOOKS_HTTP_PORT:-8004})
+MAILBOX_SMTP_PORT="${BILLSTREAM_MAILBOX_SMTP_PORT:-52525}"
 TOPICS=(billing.invoices billing.customers billing.payments billing.dunning billing.tenants billing.webhooks)
 TOPIC_PARTITIONS="${BILLSTREAM_TOPIC_PARTITIONS:-6}"
 mkdir -p "$LOG_DIR" "$RUN_DIR"

@@ -53,7 +53,8 @@ log.retention.hours=-1
 CONF
 }
 
-running() { [[ -f $PIDFILE ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
+# Alive, and not a zombie (after kill -9 one can linger, and kill -0 still succeeds).
+running() { [[ -f $PIDFILE ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null && [[ $(ps -o stat= -p "$(cat "$PIDFILE")") != Z* ]]; }
 
 broker_ready() { java_run org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" --list; }
 

@@ -31,7 +31,9 @@ choose_data_dir() {
   [[ $(id -u) -eq 0 ]] || return 0
   mkdir -p "$PG_DATA" && chown postgres "$PG_DATA" "$LOG_DIR"
   if ! runuser -u postgres -- test -w "$PG_DATA"; then
-    PG_DATA="/var/tmp/billstream-$(echo "$BILLSTREAM_ROOT" | sha1sum | cut -c1-10)/pgdata"
+    local key=$BILLSTREAM_ROOT  # one cluster per checkout, and one per extra state dir (make chaos)
+    [[ $STATE_DIR == "$BILLSTREAM_ROOT/.local" ]] || key=$STATE_DIR
+    PG_DATA="/var/tmp/billstream-$(echo "$key" | sha1sum | cut -c1-10)/pgdata"
     mkdir -p "$PG_DATA" && chown postgres "$PG_DATA" "$(dirname "$PG_DATA")"
     PG_LOGFILE="$(dirname "$PG_DATA")/postgres.log"
     log "using $PG_DATA (the postgres user cannot reach $STATE_DIR)"
@@ -70,10 +72,12 @@ stop() {
   local bin; bin=$(pg_bin) || return 0
   choose_data_dir
   if [[ -f $PG_DATA/PG_VERSION ]] && as_pg "$bin/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1; then
-    as_pg "$bin/pg_ctl" -D "$PG_DATA" -m fast -w stop >/dev/null && log "PostgreSQL stopped"
+    as_pg "$bin/pg_ctl" -D "$PG_DATA" -m "${1:-fast}" -w stop >/dev/null && log "PostgreSQL stopped"
   fi
 }
 
 status() { choose_data_dir; as_pg "$(pg_bin)/pg_ctl" -D "$PG_DATA" status; }
 
-"${1:-start}"
+# `stop immediate` crashes it on purpose (make chaos): no checkpoint, recovery on the next start.
+cmd=${1:-start}; shift || true
+"$cmd" "$@"
