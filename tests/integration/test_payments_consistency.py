@@ -4,6 +4,7 @@ the payment list can be dropped and rebuilt from the event store to the same row
 import asyncio
 import json
 
+import asyncpg
 import httpx
 
 from services.payments.projections.payment_list import PaymentList
@@ -89,3 +90,56 @@ async def test_payment_list_rebuilds_to_the_same_rows(payments_server):
         payment = json.loads(event["payment"]) if isinstance(event["payment"], str) else event["payment"]
         view = json.loads(row["view"]) if isinstance(row["view"], str) else row["view"]
         assert (row["version"], row["status"], view) == (event["version"], payment["status"], payment)
+
+
+
+async def waiting_on_locks(server, at_least: int, timeout: float = 10.0) -> None:
+    async def count():
+        rows = await server.fetch("""SELECT count(*) AS n FROM pg_stat_activity
+                                     WHERE datname = current_database() AND wait_event_type = 'Lock'""")
+        return rows[0]["n"] >= at_least
+    await eventually(count, timeout=timeout, interval=0.05)
+
+
+async def test_concurrent_refunds_never_ask_the_provider_for_more_than_was_paid(payments_server):
+    server = payments_server
+    tenant, client = await server.tenant()
+    inv = invoice(total=10000, currency="USD")
+    await server.publish_invoice(tenant, "invoice.finalized", inv)
+    await payable(server, inv["id"])
+    await client.post("/api/payment-methods", json={"customerId": "cust_1", "type": "card", "number": "4242424242424242"})
+    payment = (await client.post(f"/api/invoices/{inv['id']}/collect")).json()
+
+    async def succeeded():
+        return (await client.get(f"/api/payments/{payment['id']}")).json()["status"] == "SUCCEEDED"
+
+    await eventually(succeeded)
+
+    def refund(i: int):
+        return client.post(f"/api/payments/{payment['id']}/refund", json={"amount": 3000, "reason": f"Refund {i}"})
+
+    # Ten refunds of 3000 (30000 of a 10000 payment). To make the race certain, the first one's
+    # recording transaction is held open (it marks the charge job done, a row we lock here) while
+    # the nine others arrive: they must wait for it and then see its refund.
+    holder = await asyncpg.connect(server.dsn)
+    try:
+        hold = holder.transaction()
+        await hold.start()
+        await holder.execute("SELECT 1 FROM charge_jobs WHERE payment_id = $1 FOR UPDATE", payment["id"])
+        first = asyncio.create_task(refund(0))
+        await waiting_on_locks(server, 1)  # the first refund is made at the provider, recording it waits
+        others = [asyncio.create_task(refund(i)) for i in range(1, 10)]
+        await waiting_on_locks(server, 5)
+        await hold.rollback()
+    finally:
+        await holder.close()
+    answers = [await first, *await asyncio.gather(*others)]
+
+    acknowledged = [r for r in answers if r.status_code in (201, 202)]
+    assert sum(r.json()["amount"] for r in acknowledged) <= 10000
+    assert {r.json()["error"]["code"] for r in answers if r not in acknowledged} == {"refund_exceeds_payment"}, \
+        [r.text for r in answers]
+    asked = await server.fetch("SELECT amount FROM refund_jobs WHERE payment_id = $1", payment["id"])
+    assert sum(j["amount"] for j in asked) <= 10000 and len(asked) == len(acknowledged) == 3
+    refunded = await server.fetch("SELECT amount_refunded FROM sandbox_charges WHERE reference = $1", payment["id"])
+    assert refunded[0]["amount_refunded"] == 9000

@@ -155,14 +155,19 @@ async def test_tenant_routes_usd_to_stripe_and_ngn_to_paystack_through_the_servi
 
                 # Another tenant's Stripe account cannot settle this tenant's payments.
                 other, other_client = await server.tenant("Other Ltd")
-                await other_client.post("/api/payment-providers", json={"provider": "stripe", "credentials": {
-                    "secretKey": "sk_test_other", "webhookSecret": "whsec_other"}})
+                other_account = (await other_client.post("/api/payment-providers", json={
+                    "provider": "stripe", "credentials": {"secretKey": "sk_test_other",
+                                                          "webhookSecret": "whsec_other"}})).json()["id"]
                 failed = stripe_event("payment_intent.payment_failed", {
                     "id": paid_usd["providerReference"], "object": "payment_intent",
                     "metadata": {"payment_id": paid_usd["id"]}})
-                r = await raw.post("/webhooks/stripe", content=failed,
+                r = await raw.post(f"/webhooks/stripe/{other_account}", content=failed,
                                    headers={"Stripe-Signature": signing.sign("whsec_other", failed)})
                 assert r.status_code == 200 and r.json() == {"received": True, "ignored": True}
+                # Two Stripe accounts now: the bare path cannot tell whose secret to try.
+                r = await raw.post("/webhooks/stripe", content=failed,
+                                   headers={"Stripe-Signature": signing.sign(WHSEC, failed)})
+                assert r.status_code == 400 and r.json()["error"]["code"] == "callback_account_required"
                 ps_body = json.dumps({"event": "charge.success", "data": {
                     "id": 1000, "reference": paid_ngn["id"], "status": "success"}}).encode()
                 r = await raw.post("/webhooks/paystack", content=ps_body,

@@ -112,3 +112,34 @@ def test_amounts_typed_on_the_page_become_minor_units(text, currency, minor):
 def test_amounts_with_too_many_decimals_or_not_numbers_are_refused(text, currency):
     with pytest.raises(ValueError):
         money.to_minor(text, currency)
+
+
+def test_an_empty_or_missing_secret_never_verifies():
+    # Anyone can compute a signature with the empty key: it must be refused, never checked.
+    import hashlib
+    import hmac
+
+    from services.payments.providers import factory
+    from services.payments.providers.paystack import PaystackProvider
+    from services.payments.settings import Settings
+
+    body = b'{"id":"evt_1","type":"charge.succeeded","data":{"charge":{"id":"ch_1","reference":"pay_1"}}}'
+    signed_empty = signing.sign("", body)
+    with pytest.raises(SignatureInvalid):
+        signing.verify("", signed_empty, body)
+    with pytest.raises(SignatureInvalid):
+        SandboxProvider("http://127.0.0.1:9/sandbox/v1", "sk", "").verify_callback({"sandbox-signature": signed_empty}, body)
+    stripe_ = factory.build("stripe", {"secretKey": "sk_test_x"}, Settings())  # an account stored without one
+    for header in (signed_empty, None):
+        with pytest.raises(SignatureInvalid):
+            stripe_.verify_callback({"stripe-signature": header}, body)
+    paystack_empty = hmac.new(b"", body, hashlib.sha512).hexdigest()
+    with pytest.raises(SignatureInvalid):
+        PaystackProvider("").verify_callback({"x-paystack-signature": paystack_empty}, body)
+
+
+def test_each_account_has_its_own_callback_path():
+    from services.payments.app.webhooks_in import callback_url
+
+    assert callback_url("http://pay:8002", Account(SANDBOX_DEFAULT, "sandbox")) == "http://pay:8002/webhooks/sandbox/default"
+    assert callback_url("http://pay:8002", STRIPE_USD) == "http://pay:8002/webhooks/stripe/a1"

@@ -207,6 +207,15 @@ async def list_providers(tenant: Tenant) -> dict:
 
 @router.post("/webhooks/{provider}", include_in_schema=False)
 async def provider_webhook(provider: str, request: Request) -> dict:
-    body = await request.body()
-    headers = {k.lower(): v for k, v in request.headers.items()}
-    return await receive(payments, provider, headers, body)
+    """For installations with one account of the provider; otherwise use the account's path."""
+    return await receive(payments, provider, *await _callback(request))
+
+
+@router.post("/webhooks/{provider}/{account_id}", include_in_schema=False)
+async def account_webhook(provider: str, account_id: str, request: Request) -> dict:
+    """Checked against that one account's secret (`default`: the installation's sandbox)."""
+    return await receive(payments, provider, *await _callback(request), segment=account_id)
+
+
+async def _callback(request: Request) -> tuple[dict[str, str], bytes]:
+    return {k.lower(): v for k, v in request.headers.items()}, await request.body()

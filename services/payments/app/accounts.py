@@ -23,8 +23,11 @@ class Accounts:
         rows = await conn.fetch(
             """SELECT account_id, provider, currencies, priority, credentials FROM provider_accounts
                WHERE tenant_id = $1 AND active ORDER BY created_at""", tenant_id)
-        return [Account(r["account_id"], r["provider"], tuple(r["currencies"]), r["priority"],
-                        self.vault.decrypt(r["credentials"])) for r in rows]
+        return [self.from_row(r) for r in rows]
+
+    def from_row(self, r) -> Account:
+        return Account(r["account_id"], r["provider"], tuple(r["currencies"]), r["priority"],
+                       self.vault.decrypt(r["credentials"]))
 
     async def route(self, conn, tenant_id: str, currency: str, provider: str | None = None) -> Account:
         try:
@@ -51,6 +54,10 @@ class Accounts:
             raise ApiError("provider_unknown", f"provider must be one of {', '.join(factory.KNOWN)}.", field="provider")
         if provider != "sandbox" and not credentials.get("secretKey"):
             raise ApiError("credentials_invalid", "credentials.secretKey is required.", field="credentials.secretKey")
+        if provider == "stripe" and not credentials.get("webhookSecret"):
+            raise ApiError("credentials_invalid", "credentials.webhookSecret (the endpoint's whsec_… signing secret) "
+                           "is required: without it no Stripe callback can be verified.",
+                           field="credentials.webhookSecret")
         if self.settings.credentials_keys == DEV_CREDENTIALS_KEY:
             log.warning("provider credentials encrypted with the built-in development key; "
                         "set BILLSTREAM_PAYMENTS_CREDENTIALS_KEYS outside local use")

@@ -26,6 +26,7 @@ from ..providers.base import ChargeRequest, ChargeResult, Instrument, ProviderEr
 from .accounts import Accounts
 from .routing import Account
 from .vault import Vault
+from .webhooks_in import callback_url
 
 log = get_logger(__name__)
 SOURCE = "/billstream/payments"
@@ -225,7 +226,7 @@ class Payments:
                 instrument = self.vault.decrypt(job["instrument"]) if job["instrument"] else None
                 req = ChargeRequest(
                     idempotency_key=job["idempotency_key"], reference=payment_id, amount=s.amount,
-                    currency=s.currency, callback_url=f"{self.settings.own_url}/webhooks/{account.provider}",
+                    currency=s.currency, callback_url=callback_url(self.settings.own_url, account),
                     instrument=Instrument(**instrument) if instrument else None, method_token=token,
                     customer_email=email, return_url=job["return_url"])
                 result = await (provider.charge_saved_method(req) if token else provider.start_payment(req))

@@ -25,9 +25,10 @@ class Refunds:
 
     async def request(self, tenant_id: str, payment_id: str, amount: int | None, reason: str) -> dict:
         async with self.pool.acquire() as conn, conn.transaction():
-            state, _ = await self.payments.read(conn, payment_id, tenant_id)
-            # One refund decision per payment at a time, counting refunds still in flight.
+            # One refund decision per payment at a time, counting refunds still in flight. Lock
+            # first, then read: a refund recorded while we waited must count against the limit.
             await conn.execute("SELECT 1 FROM invoice_payments WHERE payment_id = $1 FOR UPDATE", payment_id)
+            state, _ = await self.payments.read(conn, payment_id, tenant_id)
             in_flight = await conn.fetchval(
                 "SELECT coalesce(sum(amount), 0) FROM refund_jobs WHERE payment_id = $1 AND state = 'pending'",
                 payment_id)

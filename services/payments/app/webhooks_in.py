@@ -1,65 +1,105 @@
-"""Provider callbacks in at /webhooks/{provider}: signature verified against the provider's
-secrets, duplicates dropped by the provider's event id, then applied to the payment."""
+"""Provider callbacks in.
+
+Every charge gives the provider a callback URL naming its account,
+`/webhooks/{provider}/{accountId}` (the installation's sandbox: `/webhooks/sandbox/default`), so a
+callback is checked against that one account's secret. The bare `/webhooks/{provider}` serves
+installations with exactly one account of that provider. A verified callback changes only a
+payment whose charge was made through the very account that verified it; anything else is logged
+and answered 2xx `ignored`, so the provider stops retrying. Duplicates are dropped by provider,
+account and the provider's event id."""
 
 from shared.errors import ApiError
 from shared.eventstore import ConcurrencyError
 from shared.logs import get_logger
 
-from ..providers.base import CallbackEvent, SignatureInvalid
+from ..providers.base import SignatureInvalid
 from ..providers.factory import KNOWN
 from .routing import SANDBOX_DEFAULT, Account
 
 log = get_logger(__name__)
 
 
-async def _verify(payments, provider: str, headers: dict[str, str], body: bytes) -> tuple[CallbackEvent, str | None]:
-    """The verified event and the tenant whose account signed it (None: the installation's sandbox)."""
-    candidates: list[tuple[Account, str | None]] = []
-    if provider == "sandbox" and payments.settings.sandbox_enabled:
-        candidates.append((Account(SANDBOX_DEFAULT, "sandbox"), None))
+DEFAULT_SEGMENT = "default"  # the installation sandbox's account in callback paths
+
+
+def callback_url(own_url: str, account: Account) -> str:
+    """Where the provider sends this account's callbacks."""
+    segment = DEFAULT_SEGMENT if account.account_id == SANDBOX_DEFAULT else account.account_id
+    return f"{own_url}/webhooks/{account.provider}/{segment}"
+
+
+async def _account(payments, provider: str, segment: str | None) -> Account:
+    """The one account whose secret checks this callback: the one the path names, or on the bare
+    path the only active account of the provider (the installation's sandbox counts as one)."""
+    sandbox = provider == "sandbox" and payments.settings.sandbox_enabled
+    if segment == DEFAULT_SEGMENT:
+        if not sandbox:
+            raise SignatureInvalid(f"no default {provider} account")
+        return Account(SANDBOX_DEFAULT, "sandbox")
+    columns = "account_id, provider, currencies, priority, credentials"
+    if segment is not None:
+        row = await payments.pool.fetchrow(
+            f"SELECT {columns} FROM provider_accounts WHERE account_id = $1 AND provider = $2 AND active",
+            segment, provider)
+        if row is None:
+            raise SignatureInvalid(f"no active {provider} account {segment}")
+        return payments.accounts.from_row(row)
     rows = await payments.pool.fetch(
-        "SELECT account_id, tenant_id, currencies, priority, credentials FROM provider_accounts WHERE provider = $1 AND active",
-        provider)
-    for r in rows:
-        creds = payments.vault.decrypt(r["credentials"])
-        candidates.append((Account(r["account_id"], provider, tuple(r["currencies"]), r["priority"], creds), r["tenant_id"]))
-    for account, tenant_id in candidates:
-        try:
-            return payments.accounts.adapter(account).verify_callback(headers, body), tenant_id
-        except SignatureInvalid:
-            continue
-    raise SignatureInvalid("no configured secret verifies this callback")
+        f"SELECT {columns} FROM provider_accounts WHERE provider = $1 AND active LIMIT 2", provider)
+    if len(rows) + sandbox > 1:
+        log.warning("provider callback on the bare path with several accounts", provider=provider)
+        raise ApiError("callback_account_required",
+                       f"More than one {provider} account is configured: send callbacks to "
+                       f"/webhooks/{provider}/{{accountId}} (the URL each charge gives the provider).")
+    if sandbox:
+        return Account(SANDBOX_DEFAULT, "sandbox")
+    if not rows:
+        raise SignatureInvalid(f"no active {provider} account")
+    return payments.accounts.from_row(rows[0])
 
 
-async def receive(payments, provider: str, headers: dict[str, str], body: bytes) -> dict:
+async def _charged_through(conn, payment_id: str, account: Account) -> bool:
+    """Whether the payment's charge was made through `account` (none recorded: the installation's sandbox)."""
+    charged_with = await conn.fetchval(
+        "SELECT coalesce(account_id, $2) FROM charge_jobs WHERE payment_id = $1", payment_id, SANDBOX_DEFAULT)
+    return charged_with == account.account_id
+
+
+async def receive(payments, provider: str, headers: dict[str, str], body: bytes,
+                  segment: str | None = None) -> dict:
+    """`segment`: the account named in the path (None on the bare path)."""
     if provider not in KNOWN:
         raise ApiError("provider_unknown", f"Unknown provider '{provider}'.", status=404)
     try:
-        event, tenant_id = await _verify(payments, provider, headers, body)
+        account = await _account(payments, provider, segment)
+        event = payments.accounts.adapter(account).verify_callback(headers, body)
     except SignatureInvalid as exc:
-        log.warning("provider callback refused", provider=provider, reason=str(exc), size=len(body))
+        log.warning("provider callback refused", provider=provider, account_id=segment, reason=str(exc),
+                    size=len(body))
         raise ApiError("signature_invalid", "The callback signature could not be verified.", status=400) from exc
     for _ in range(5):
         try:
             async with payments.pool.acquire() as conn, conn.transaction():
                 fresh = await conn.fetchval(
-                    """INSERT INTO provider_events (provider, event_id, payment_id) VALUES ($1, $2, $3)
-                       ON CONFLICT DO NOTHING RETURNING true""", provider, event.event_id, event.payment_id)
+                    """INSERT INTO provider_events (provider, account_id, event_id, payment_id) VALUES ($1, $2, $3, $4)
+                       ON CONFLICT DO NOTHING RETURNING true""",
+                    provider, account.account_id, event.event_id, event.payment_id)
                 if not fresh:
-                    log.info("duplicate provider callback ignored", provider=provider, provider_event_id=event.event_id)
+                    log.info("duplicate provider callback ignored", provider=provider, account_id=account.account_id,
+                             provider_event_id=event.event_id)
                     return {"received": True, "duplicate": True}
                 if not event.payment_id or not event.status:
                     return {"received": True, "ignored": True}
-                exists = await conn.fetchval(
-                    "SELECT tenant_id FROM invoice_payments WHERE payment_id = $1", event.payment_id)
-                if exists is None or (tenant_id is not None and exists != tenant_id):
-                    log.warning("provider callback for an unknown payment", provider=provider,
-                                payment_id=event.payment_id)
+                if not await _charged_through(conn, event.payment_id, account):
+                    log.warning("provider callback for a payment not charged through this account ignored",
+                                provider=provider, account_id=account.account_id, payment_id=event.payment_id,
+                                provider_event_id=event.event_id)
                     return {"received": True, "ignored": True}
                 state = await payments.record(conn, event.payment_id, event.status,
                                               reference=event.provider_reference, code=event.failure_code,
                                               reason=event.failure_reason)
-                log.info("provider callback applied", provider=provider, provider_event_id=event.event_id,
+                log.info("provider callback applied", provider=provider, account_id=account.account_id,
+                         provider_event_id=event.event_id,
                          payment_id=event.payment_id, status=state.status)
                 return {"received": True}
         except ConcurrencyError:

@@ -17,7 +17,8 @@ def build(provider: str, credentials: dict, settings) -> Provider:
     if provider == "stripe":
         from .stripe_adapter import StripeProvider
 
-        return StripeProvider(credentials["secretKey"], credentials.get("webhookSecret", ""),
+        # No secret, no verified callbacks (the adapter refuses them), never an empty key.
+        return StripeProvider(credentials["secretKey"], credentials.get("webhookSecret"),
                               api_base=settings.stripe_api_base, timeout=settings.provider_timeout_s)
     if provider == "paystack":
         from .paystack import PaystackProvider

@@ -95,6 +95,8 @@ class PaystackProvider:
         raise ProviderError("instrument_not_supported", "Paystack methods come from a first payment's authorization_code.")
 
     def verify_callback(self, headers: dict[str, str], body: bytes) -> CallbackEvent:
+        if not self.secret_key:  # anyone can sign with an empty key
+            raise SignatureInvalid("no secret key is configured")
         expected = hmac.new(self.secret_key.encode(), body, hashlib.sha512).hexdigest()
         if not hmac.compare_digest(expected, headers.get("x-paystack-signature") or ""):
             raise SignatureInvalid("x-paystack-signature does not match")

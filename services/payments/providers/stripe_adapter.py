@@ -24,7 +24,7 @@ EVENTS = {"payment_intent.succeeded": "succeeded", "payment_intent.payment_faile
 class StripeProvider:
     name = "stripe"
 
-    def __init__(self, secret_key: str, webhook_secret: str, *, api_base: str | None = None,
+    def __init__(self, secret_key: str, webhook_secret: str | None, *, api_base: str | None = None,
                  timeout: float = 10.0) -> None:
         self.webhook_secret = webhook_secret
         self.client = stripe.StripeClient(
@@ -87,6 +87,8 @@ class StripeProvider:
         raise ProviderError("instrument_not_supported", "Save Stripe methods with Stripe.js and send the pm_ token.")
 
     def verify_callback(self, headers: dict[str, str], body: bytes) -> CallbackEvent:
+        if not self.webhook_secret:  # anyone can sign with an empty key
+            raise SignatureInvalid("no webhook secret is configured")
         try:
             event = stripe.Webhook.construct_event(body, headers.get("stripe-signature"), self.webhook_secret).to_dict()
         except (stripe.SignatureVerificationError, ValueError) as exc:
