@@ -177,3 +177,25 @@ async def _handled_and_settled(dsn: str, event_ids: list[str]) -> bool:
     handled = await _fetch(dsn, "SELECT DISTINCT event_id FROM inbox WHERE event_id = ANY($1)", event_ids)
     pending = await _fetch(dsn, "SELECT 1 FROM webhook_deliveries WHERE status = 'pending'")
     return len(handled) == len(event_ids) and not pending
+
+
+async def test_unsafe_or_malformed_urls_answer_400_at_create_and_update(start_webhooks, database):
+    """Production settings (private addresses refused): literal internal addresses, legacy numeric
+    IPv4 forms and an out-of-range port answer 400 with a stable code, never 500. No DNS is asked."""
+    svc = await start_webhooks(allow_private_urls=False)
+    _, key = await add_tenant(database, "Careful Ltd")
+    bad = {"http://100.100.100.200/latest/meta-data": "url_not_public",
+           "http://[::ffff:127.0.0.1]/hook": "url_not_public",
+           "http://[64:ff9b::a9fe:a9fe]/hook": "url_not_public",
+           "http://2130706433/": "url_invalid", "http://0/": "url_invalid",
+           "http://93.184.215.14:99999/hook": "url_invalid"}
+    async with svc.client(key) as api:
+        ep = await api.post("/api/webhook-endpoints", json={"url": "https://93.184.215.14/hook"})
+        assert ep.status_code == 201, ep.text  # a public literal: saved (nothing is sent to it here)
+        for url, code in bad.items():
+            for r in (await api.post("/api/webhook-endpoints", json={"url": url}),
+                      await api.patch(f"/api/webhook-endpoints/{ep.json()['id']}", json={"url": url})):
+                assert r.status_code == 400, (url, r.text)
+                assert r.json()["error"] | {"message": None} == {
+                    "type": "invalid_request_error", "code": code, "message": None, "field": "url"}, url
+        assert (await api.delete(f"/api/webhook-endpoints/{ep.json()['id']}")).status_code == 204

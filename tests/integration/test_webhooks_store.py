@@ -2,9 +2,9 @@
 writes for an event (once, whatever the redeliveries), the invoice snapshot kept for reminders
 (a newer sequence wins), and the retention purge that never touches pending work."""
 
+import asyncio
 from pathlib import Path
 
-import httpx
 import pytest
 
 from services.webhooks.app.delivery import DeliveryWorker
@@ -116,7 +116,7 @@ async def test_each_attempt_checks_the_address_again_unless_private_ones_are_all
     claimed = await worker.claim(10)
     assert sorted(r["endpoint_id"] for r in claimed) == ["we_all", "we_inv"]
     assert await worker.claim(10) == []  # leased
-    async with httpx.AsyncClient() as client:
+    async with worker.client() as client:  # the worker's own client vets at connect time
         for row in claimed:
             await worker.attempt(client, row)
     attempts = await wpool.fetch("SELECT status_code, error FROM webhook_attempts")
@@ -124,3 +124,38 @@ async def test_each_attempt_checks_the_address_again_unless_private_ones_are_all
     assert all(a["status_code"] is None and a["error"].startswith("url_not_public: 127.0.0.1") for a in attempts)
     pending = await wpool.fetch("SELECT status, attempts, last_error FROM webhook_deliveries")
     assert all(p["status"] == "pending" and p["attempts"] == 1 for p in pending)  # retried later, on schedule
+
+
+async def test_only_the_first_4_kib_of_an_answer_is_read_and_logged(database, wpool):
+    """A receiver announcing a huge body and sending more than the cap, then stalling: the attempt
+    reads up to the cap and moves on (no waiting for the rest), and the log keeps only that."""
+    server = await asyncio.start_server(_huge_answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    await wpool.execute("UPDATE webhook_endpoints SET url = $1 WHERE endpoint_id = 'we_inv'",
+                        f"http://hooks.example:{port}/")
+    await consumer().process(wpool, invoice_event("invoice.created", TENANT, invoice_snapshot()).to_json(),
+                             Delivery("billing.invoices"))
+
+    async def loopback(host, port):  # an injected resolver: no DNS
+        return ["127.0.0.1"]
+
+    worker = DeliveryWorker(database, wpool, EventStore({"webhook_endpoint": "test.unused"}), timeout=3,
+                            allow_private=True, resolve=loopback, schedule=[60])
+    try:
+        async with worker.client() as client:
+            for row in await worker.claim(10):
+                if row["endpoint_id"] == "we_inv":  # we_all's delivery is left pending
+                    await worker.attempt(client, row)
+    finally:
+        server.close()
+    [attempt] = await wpool.fetch("SELECT status_code, error, response_body FROM webhook_attempts")
+    assert attempt["status_code"] == 200 and attempt["error"] is None
+    assert attempt["response_body"] == "y" * 4096
+
+
+async def _huge_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.readuntil(b"\r\n\r\n")
+    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100000000\r\n\r\n" + b"y" * 10000)
+    await writer.drain()
+    await asyncio.sleep(10)  # never the rest
+    writer.close()

@@ -21,8 +21,9 @@ from shared.logs import bind_correlation, get_logger
 
 from ..consumers.events import DELIVERY_CHANNEL
 from . import endpoints
+from .outbound import delivery_client, read_capped
 from .signing import active_secrets, sign_headers
-from .urls import check_endpoint_url
+from .urls import Resolver, parse_endpoint_url, system_resolver
 
 log = get_logger(__name__)
 
@@ -62,13 +63,14 @@ class DeliveryWorker:
     def __init__(self, dsn: str, pool: asyncpg.Pool, store: EventStore, *, timeout: float = 15.0,
                  concurrency: int = 50, per_endpoint: int = 5, lease_s: float = 60,
                  poll_interval: float = 1.0, schedule: list[float] = RETRY_DELAYS,
-                 disable_after_s: float = 5 * 24 * 3600, allow_private: bool = False) -> None:
+                 disable_after_s: float = 5 * 24 * 3600, allow_private: bool = False,
+                 resolve: Resolver = system_resolver) -> None:
         self.dsn, self.pool, self.store, self.timeout = dsn, pool, store, timeout
         # The lease must outlast an attempt, or a slow attempt would be claimed twice.
         self.lease_s = max(lease_s, timeout + 5)
         self.poll_interval, self.schedule = poll_interval, schedule
         self.per_endpoint, self.disable_after_s = per_endpoint, disable_after_s
-        self.allow_private = allow_private
+        self.allow_private, self.resolve = allow_private, resolve
         self._concurrency = concurrency
         self._in_flight: dict[str, int] = {}  # endpoint id -> attempts running in this process
         self._wakeup = Wakeup(poll_interval)
@@ -79,7 +81,7 @@ class DeliveryWorker:
         try:
             await self._wakeup.listen(listener, DELIVERY_CHANNEL)
             limits = httpx.Limits(max_connections=self._concurrency, max_keepalive_connections=20)
-            async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False, limits=limits) as client:
+            async with self.client(limits) as client:
                 while True:
                     free = self._concurrency - len(tasks)
                     claimed = await self.claim(free) if free else []
@@ -91,6 +93,11 @@ class DeliveryWorker:
             for task in tasks:
                 task.cancel()
             await listener.close()
+
+    def client(self, limits: httpx.Limits | None = None) -> httpx.AsyncClient:
+        """The only client deliveries use: vetted, pinned addresses; no proxies, no redirects."""
+        return delivery_client(allow_private=self.allow_private, timeout=self.timeout, limits=limits,
+                               resolve=self.resolve)
 
     def _start(self, client: httpx.AsyncClient, row: asyncpg.Record, tasks: set) -> asyncio.Task:
         endpoint = row["endpoint_id"]
@@ -147,16 +154,18 @@ class DeliveryWorker:
         now = datetime.now(UTC)
         secrets_in_use = active_secrets(d["secret"], d["previous_secret"], d["previous_secret_expires_at"], now)
         headers = {"content-type": "application/json", "user-agent": "Billstream-Webhooks/1",
+                   "accept-encoding": "identity",  # the body cap counts bytes as sent
                    **sign_headers(d["event_id"], d["payload"], now, secrets_in_use)}
         started = time.perf_counter()
         status, error, retry_after, body = None, None, None, None
         try:
             # httpx's timeout is per read; this bounds the whole exchange, slow-drip bodies too.
             async with asyncio.timeout(self.timeout):
-                # Checked again at each attempt: the name may resolve elsewhere than at creation.
-                await check_endpoint_url(d["url"], allow_private=self.allow_private)
-                response = await client.post(d["url"], content=d["payload"], headers=headers)
-                status, body = response.status_code, response.text[:500]
+                parse_endpoint_url(d["url"])  # the addresses are vetted by the client, at connect time
+                async with client.stream("POST", d["url"], content=d["payload"], headers=headers) as response:
+                    status = response.status_code
+                    # PostgreSQL text cannot hold NUL: a receiver's NUL must not break the record.
+                    body = (await read_capped(response)).decode("utf-8", "replace").replace("\x00", "\ufffd")
             if status in (429, 503):
                 retry_after = parse_retry_after(response.headers.get("retry-after"))
         except ApiError as exc:
