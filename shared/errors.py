@@ -71,6 +71,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        from shared.failures import is_transient  # late: failures imports the event store
+
+        if is_transient(exc):  # the database restarting, a deadlock: the same request can pass soon
+            log.warning("request failed on a transient fault", error=repr(exc))
+            return JSONResponse(
+                error_body("api_error", "service_unavailable", "Temporarily unavailable; retry shortly."), 503,
+                headers={"Retry-After": "1"})
         log.exception("unhandled error")
         return JSONResponse(
             error_body("api_error", "internal_error", "Something went wrong on our side."), 500

@@ -42,7 +42,7 @@ class OutboxRelay:
         *,
         batch_size: int = 500,
         poll_interval: float = 1.0,
-        max_backoff: float = 15.0,
+        max_backoff: float = 2.0,  # a retry every 2 s costs nothing and catches up soon after Kafka
         retention: str = "1 day",
         producer_factory: Callable[[str], AIOKafkaProducer] = make_producer,
     ) -> None:
