@@ -43,6 +43,14 @@ async def tenant_for_key(conn: asyncpg.Connection | asyncpg.Pool, key: str) -> s
     )
 
 
+async def key_owner(conn: asyncpg.Connection | asyncpg.Pool, key: str) -> tuple[str, str] | None:
+    """(tenant id, key mode) of an active key; None for an unknown or revoked one."""
+    row = await conn.fetchrow(
+        "SELECT tenant_id, mode FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL", hash_key(key)
+    )
+    return (row["tenant_id"], row["mode"]) if row else None
+
+
 async def authenticate(request: Request, pool: asyncpg.Pool) -> str:
     key = key_from_request(request)
     if not key:

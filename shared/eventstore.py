@@ -15,6 +15,7 @@ from typing import NamedTuple
 import asyncpg
 
 from shared.envelope import CloudEvent
+from shared.idempotency import mark_committed
 
 NOTIFY_CHANNEL = "billstream_events"
 # Events of transactions that have finished, in the order readers take them.
@@ -145,6 +146,7 @@ class EventStore:
             raise ConcurrencyError(stream_id, expected_version, expected_version + 1) from exc
         if appended != len(stamped):
             raise ConcurrencyError(stream_id, expected_version, actual)
+        await mark_committed(conn)  # the HTTP request's claim commits with its work
         return expected_version + len(stamped)
 
     async def read_stream(
