@@ -1,5 +1,6 @@
 """Crash points for recovery tests. BILLSTREAM_FAILPOINTS is a comma-separated list of names
-(`relay.after_publish`, `consumer.after_commit:<consumer>`); reaching a listed point makes the
+(`relay.after_publish`, `consumer.after_commit:<consumer>`, `payments.before_charge`,
+`payments.after_charge`, `dunning.after_timer_fired`); reaching a listed point makes the
 process exit at once with status 137, skipping all cleanup, as kill -9 would."""
 
 import os

@@ -22,7 +22,7 @@ import time
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
 
 from aiosmtpd.controller import Controller
 
@@ -64,10 +64,14 @@ class Mailbox:
         with self._lock:
             return self.store.add(raw)
 
-    def messages(self) -> list[tuple[str, EmailMessage]]:
-        """Every message kept, oldest first."""
+    def messages(self, to: str | None = None) -> list[tuple[str, EmailMessage]]:
+        """Every message kept (only those that mention `to`, if given), oldest first. The box is
+        never emptied, so a reader looking for one address says so: the raw bytes are searched
+        before anything is parsed, which keeps that fast after thousands of e-mails."""
+        needle = to.lower().encode() if to else None
         with self._lock:
-            items = [(key, self.store.get_file(key).read()) for key in self.store.keys()]
+            items = [(key, raw) for key in self.store.keys()
+                     if (raw := self.store.get_file(key).read()) and (needle is None or needle in raw.lower())]
         # Maildir keys start with the delivery time: sorting them sorts by arrival.
         return [(key, _parse(raw)) for key, raw in sorted(items)]
 
@@ -109,11 +113,14 @@ class _Handler:
 def _page(box: Mailbox) -> type[BaseHTTPRequestHandler]:
     class Page(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            path = unquote(self.path.split("?", 1)[0])
+            path, _, query = self.path.partition("?")
+            path = unquote(path)
             if path == "/":
                 self._send(200, "text/html; charset=utf-8", self._index().encode())
             elif path == "/api/messages":
-                body = json.dumps([summary(k, m) for k, m in box.messages()], default=str)
+                to = (parse_qs(query).get("to") or [None])[0]  # ?to=ADDRESS: that recipient's only
+                body = json.dumps([summary(k, m) for k, m in box.messages(to)
+                                   if to is None or to.lower() in (m["To"] or "").lower()], default=str)
                 self._send(200, "application/json", body.encode())
             elif path.startswith("/messages/"):
                 key, fmt = path.removeprefix("/messages/"), ""

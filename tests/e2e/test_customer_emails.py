@@ -21,7 +21,9 @@ MAILBOX = f"http://{HOST}:{HTTP_PORT}"
 async def mail_to(address: str, subject_part: str) -> email.message.EmailMessage:
     async def find():
         async with httpx.AsyncClient(base_url=MAILBOX) as box:
-            mine = [m for m in (await box.get("/api/messages")).json()
+            # The local mailbox keeps every e-mail of every run: ask for this test's unique address
+            # only (a mailbox started before ?to= existed ignores it, so filter here too).
+            mine = [m for m in (await box.get("/api/messages", params={"to": address})).json()
                     if address in (m["to"] or "") and subject_part in (m["subject"] or "")]
             return (await box.get(f"/messages/{mine[0]['id']}.eml")).content if mine else None
 

@@ -306,6 +306,11 @@ def test_idempotency_key_replays_or_refuses(api):
 
 
 async def _publish(tenant: str, topic: str, event_type: str, invoice_id: str, data: dict, sequence: int = 1) -> None:
+    """A made-up fact on a live topic, to reach states a real payment cannot (overdue, exhausted).
+    Safe on the shared stack: it names this module's own new tenant and one of its invoices, and
+    every consumer scopes by tenant and invoice, so no other test's (or chaos run's) data can see
+    it. tests/e2e/test_payment_round_trip.py covers the same path with real payments instead."""
+    assert tenant.startswith("ten_"), tenant
     event = CloudEvent.new(type=event_type, source="/billstream/test", subject=invoice_id, tenant_id=tenant,
                            data=data).model_copy(update={"sequence": str(sequence)})
     await produce(KAFKA, topic, [event])
@@ -367,7 +372,7 @@ def test_payments_and_dunning_facts_arrive_over_kafka(api, tenant):
 def test_events_from_another_tenant_do_not_touch_the_invoice(api, tenant):
     c = new_customer(api)
     inv = ok(api.post(f"/api/invoices/{new_invoice(api, c, 10000)['id']}/finalize"))
-    asyncio.run(_publish("ten_someone_else", "billing.payments", "payment.succeeded", inv["id"], {
+    asyncio.run(_publish(f"ten_someone_else_{uuid.uuid4().hex[:8]}", "billing.payments", "payment.succeeded", inv["id"], {
         "paymentId": "pay_evil", "invoiceId": inv["id"], "amount": 10000, "method": "card"}))
     asyncio.run(_publish(tenant["tenantId"], "billing.payments", "payment.succeeded", inv["id"], {
         "paymentId": "pay_ok", "invoiceId": inv["id"], "amount": 1, "method": "card"}))

@@ -65,7 +65,9 @@ async def test_a_poison_event_is_parked_and_other_tenants_events_still_apply(poo
     try:
         poison = await append(pool, "acct_a", "ten_a", TOO_BIG)
         await append(pool, "acct_a2", "ten_a", 5)
-        await asyncio.sleep(0.5)  # the runner has met the poison
+        # The runner has met the poison (parked it) before the other tenant's event exists: waited
+        # on, not slept on, so a slow runner cannot turn this into "both applied in one batch".
+        await eventually(lambda: pool.fetchval("SELECT count(*) FROM dead_letters WHERE event_id = $1", poison.id))
         await append(pool, "acct_b", "ten_b", 7)  # another tenant, later
 
         async def applied():

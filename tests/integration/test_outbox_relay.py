@@ -11,7 +11,7 @@ from shared.outbox import OutboxRelay, make_producer
 from tests.conftest import eventually
 from tests.support.events import make_event
 from tests.support.kafka import read_topic
-from tests.support.processes import spawn, stop
+from tests.support.processes import output, spawn, stop
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ async def test_relay_killed_before_marking_republishes_and_inbox_drops_duplicate
     for e in events:
         await append(pool, store, e.subject, e)
     crashing = await spawn("tests.support.relay_proc", database, kafka, failpoints="relay.after_publish")
-    assert await asyncio.wait_for(crashing.wait(), 60) == 137, (await crashing.stdout.read()).decode()
+    assert await asyncio.wait_for(crashing.wait(), 60) == 137, output(crashing)
     assert await unpublished(pool) == 3  # published but never marked
     assert len(await read_topic(kafka, topic, at_least=3)) == 3
 

@@ -1,4 +1,4 @@
-"""python -m tests.support.consumer_proc DSN BOOTSTRAP TOPIC: a service process (the real
+"""python -m tests.support.consumer_proc DSN BOOTSTRAP TOPIC [NAME]: a service process (the real
 Service wiring: FastStream subscriber, inbox) whose handler records one row per effect."""
 
 import asyncio
@@ -9,10 +9,10 @@ from shared.service import Service
 from shared.settings import ServiceSettings
 
 
-async def main(dsn: str, bootstrap: str, topic: str) -> None:
+async def main(dsn: str, bootstrap: str, topic: str, name: str = "crashtest") -> None:
     configure_logging("consumer-test", json=True)
     service = Service(
-        ServiceSettings(service_name="crashtest", database_url=dsn, kafka_bootstrap=bootstrap),
+        ServiceSettings(service_name=name, database_url=dsn, kafka_bootstrap=bootstrap),
         topics={},
     )
 
@@ -28,4 +28,4 @@ async def main(dsn: str, bootstrap: str, topic: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(*sys.argv[1:4]))
+    asyncio.run(main(*sys.argv[1:5]))

@@ -5,7 +5,6 @@ and payments would publish, shaped as docs/events.md says."""
 import asyncio
 import json
 import os
-import socket
 import sys
 import uuid
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from shared.auth import hash_key
 from shared.envelope import CloudEvent
+from tests.support import processes
 from tests.support.processes import json_log_lines
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,9 +60,7 @@ def settings_env(database: str, kafka: str, topics: Topics, *, port: int | None 
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return processes.free_port()  # below the ephemeral range: see there
 
 
 async def add_api_key(pool: asyncpg.Pool, tenant_id: str, *, mode: str = "test") -> str:

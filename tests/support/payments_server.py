@@ -3,7 +3,6 @@ its own Kafka topics and HTTP port, so it never touches the running stack's serv
 
 import asyncio
 import os
-import socket
 import sys
 import uuid
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from shared.auth import generate_key, hash_key
 from shared.envelope import CloudEvent
 from shared.ids import new_id
+from tests.support import processes
 from tests.support.kafka import produce
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,9 +24,7 @@ ARTIFACTS = ROOT / "test-artifacts"
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return processes.free_port()  # below the ephemeral range: see there
 
 
 async def create_topics(kafka: str, *names: str) -> None:
@@ -105,15 +103,16 @@ def invoice(invoice_id: str | None = None, *, status: str = "PENDING", total: in
 
 
 async def start_payments_server(database: str, kafka: str, *, run: str | None = None, failpoints: str = "",
-                                **env: str) -> PaymentsServer:
+                                port: int | None = None, **env: str) -> PaymentsServer:
     """A new payments process; with the `run` of an earlier one, that process restarted (same
-    topics and consumer groups)."""
+    topics and consumer groups). Pass the old `port` too when the restart must keep its URL, as a
+    real restart does: provider callbacks and charge requests carry it."""
     restart = run is not None
     run = run or uuid.uuid4().hex[:10]
     topics = {name: f"test.{name}.{run}" for name in ("invoices", "dunning", "payments")}
     if not restart:
         await create_topics(kafka, *topics.values())
-    port = free_port()
+    port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     settings = {
         "DATABASE_URL": database, "KAFKA_BOOTSTRAP": kafka, "HTTP_PORT": str(port),

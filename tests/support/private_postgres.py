@@ -5,10 +5,11 @@ As root, the server runs as the postgres user, as deploy/local/postgres.sh does.
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
+
+from tests.support import processes
 
 
 def _bin(tool: str) -> str:
@@ -19,9 +20,7 @@ def _bin(tool: str) -> str:
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return processes.free_port()  # below the ephemeral range: see there
 
 
 class PrivateCluster:

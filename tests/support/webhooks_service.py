@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import sys
 import uuid
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from shared.auth import generate_key, hash_key
 from shared.envelope import CloudEvent
+from tests.support import processes
 from tests.support.kafka import produce
 from tests.support.processes import json_log_lines
 
@@ -27,9 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return processes.free_port()  # below the ephemeral range: see there
 
 
 async def create_topics(bootstrap: str, names: list[str], partitions: int = 3) -> None:

@@ -250,6 +250,7 @@ class Payments:
                 await self.record(conn, payment_id, "failed", code=exc.code, reason=exc.message)
             return ChargeResult(provider_reference="", status="failed", failure_code=exc.code,
                                 failure_reason=exc.message)
+        failpoint("payments.after_charge")  # the provider has the charge, nothing of it is recorded yet
         after = await self.record_result(payment_id, result)
         if after.status not in FINAL:
             await self.pool.execute(
