@@ -43,6 +43,8 @@ logs:
 clean: down       ## stop and delete all local data
 	@rm -rf .local
 
+# A stack the bench starts measures the code, not the rate limiter.
+bench: export BILLSTREAM_RATE_LIMITS = false
 bench: up         ## start everything, then the benchmarks (BENCH_ARGS=--quick for a smoke run)
 	@$(PY) -m bench $(BENCH_ARGS)
 

@@ -30,6 +30,7 @@ from shared.inbox import Delivery, Handler, InboxConsumer
 from shared.logs import CorrelationMiddleware, configure_logging, get_logger
 from shared.outbox import OutboxRelay
 from shared.projections import Projection, ProjectionRunner
+from shared.ratelimit import Limit, RateLimitMiddleware
 from shared.registry import EventRegistry
 from shared.settings import ServiceSettings
 
@@ -202,7 +203,11 @@ class Service:
         install_error_handlers(app)
 
         # The last added runs first: correlation ids are bound for everything below them.
+        s = self.settings
         app.add_middleware(IdempotencyMiddleware, pool=lambda: self.pool)
+        app.add_middleware(RateLimitMiddleware, pool=lambda: self.pool, enabled=s.rate_limits,
+                           per_key=Limit(s.rate_limit_per_key_per_s, s.rate_limit_per_key_burst),
+                           per_address=Limit(s.rate_limit_per_address_per_s, s.rate_limit_per_address_burst))
         app.add_middleware(NulGuardMiddleware)
         app.add_middleware(CorrelationMiddleware)
 

@@ -36,6 +36,13 @@ class ServiceSettings(BaseSettings):
     db_pool_max: int = 10
     # How often the relay and projection runners poll when no notification arrives.
     poll_interval_s: float = 1.0
+    # Rate limits (shared/ratelimit.py): per API key, and per client address on /pay/* and
+    # /webhooks/*. BILLSTREAM_RATE_LIMITS=false turns them off everywhere (make bench does).
+    rate_limits: bool = Field(True, validation_alias="BILLSTREAM_RATE_LIMITS")
+    rate_limit_per_key_per_s: float = 100
+    rate_limit_per_key_burst: int = 200
+    rate_limit_per_address_per_s: float = 50
+    rate_limit_per_address_burst: int = 200
 
     def insecure_secrets(self) -> list[str]:
         """The environment variables of secrets that are missing or still their development default."""

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from shared.errors import ApiError, NotFound
+from shared.idempotency import mark_committed
 from shared.ids import new_id
 
 from ..app.endpoints import public_view
@@ -59,11 +60,13 @@ async def create_endpoint(body: EndpointIn, tenant: Tenant) -> dict:
     await check_endpoint_url(body.url, allow_private=service.settings.allow_private_urls)
     events = _check_filters(body.enabled_events)
     secret = new_secret()
-    row = await service.pool.fetchrow(
-        """INSERT INTO webhook_endpoints (endpoint_id, tenant_id, url, secret, enabled_events, description, enabled)
-           VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *""",
-        new_id("we"), tenant, body.url, secret, events, body.description, body.enabled,
-    )
+    async with service.pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            """INSERT INTO webhook_endpoints (endpoint_id, tenant_id, url, secret, enabled_events, description, enabled)
+               VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *""",
+            new_id("we"), tenant, body.url, secret, events, body.description, body.enabled,
+        )
+        await mark_committed(conn)  # a retry after a lost answer must not create a second endpoint
     return {**public_view(row), "secret": secret}  # the only time the secret is shown
 
 
