@@ -48,5 +48,5 @@ bench: export BILLSTREAM_RATE_LIMITS = false
 bench: up         ## start everything, then the benchmarks (BENCH_ARGS=--quick for a smoke run)
 	@$(PY) -m bench $(BENCH_ARGS)
 
-chaos: setup      ## faults under traffic on an isolated stack (.local/chaos, ports +100); CHAOS_SECONDS=120 CHAOS_SEED=1
+chaos: setup      ## faults under traffic on an isolated stack (.local/chaos, its own ports); CHAOS_SECONDS=120 CHAOS_SEED=1
 	@$(PY) -m tests.chaos

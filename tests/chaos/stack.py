@@ -14,11 +14,13 @@ STATE = Path(os.environ.get("CHAOS_STATE_DIR", ROOT / ".local" / "chaos"))
 SERVICES = ("invoicing", "payments", "dunning", "webhooks")
 DEFAULT_PORTS = {55432, 59092, 59093, 3000, 8001, 8002, 8003, 8004, 52525, 58025}
 
-# Every port moved by 100 from the default stack's (overridable, e.g. CHAOS_PORT_OFFSET=200).
-OFFSET = int(os.environ.get("CHAOS_PORT_OFFSET", "100"))
-PORTS = {"pg": 55432 + OFFSET, "kafka": 59092 + OFFSET, "kafka_controller": 59093 + OFFSET,
-         "gateway": 3000 + OFFSET, "smtp": 52525 + OFFSET, "mail_page": 58025 + OFFSET,
-         **{svc: 8001 + i + OFFSET for i, svc in enumerate(SERVICES)}}
+# Ports of its own, all below the kernel's ephemeral range (32768 and up): after a test run, the
+# default stack's long-lived client connections occupy ports up there, and a server that starts
+# later can find its port taken (seen: "could not bind ... 55532"). Shift with CHAOS_PORT_OFFSET.
+OFFSET = int(os.environ.get("CHAOS_PORT_OFFSET", "0"))
+PORTS = {"pg": 25432 + OFFSET, "kafka": 29092 + OFFSET, "kafka_controller": 29093 + OFFSET,
+         "gateway": 3100 + OFFSET, "smtp": 22525 + OFFSET, "mail_page": 28025 + OFFSET,
+         **{svc: 8101 + i + OFFSET for i, svc in enumerate(SERVICES)}}
 assert not DEFAULT_PORTS & set(PORTS.values()), "the chaos stack must not share a port with the default stack"
 GATEWAY = f"http://127.0.0.1:{PORTS['gateway']}"
 
