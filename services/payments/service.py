@@ -4,11 +4,11 @@ the sandbox provider (its API and callback sender)."""
 from pathlib import Path
 
 from shared.service import Service
+from shared.vault import Vault
 
 from .app.accounts import Accounts
 from .app.handlers import Payments
 from .app.refunds import Refunds
-from .app.vault import Vault
 from .app.worker import ChargeWorker
 from .consumers.dunning import on_dunning_event
 from .consumers.invoices import on_invoice_event

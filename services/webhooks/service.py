@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from shared.service import Service
+from shared.vault import Vault
 
 from .app.delivery import DeliveryWorker
 from .app.emails.mailer import EmailWorker, SmtpConfig
@@ -12,6 +13,7 @@ from .domain.events import STREAM_TYPE, registry
 from .settings import Settings
 
 settings = Settings()
+vault = Vault(settings.secrets_keys)  # endpoint secrets at rest
 service = Service(settings, topics={STREAM_TYPE: settings.events_topic},
                   migrations=Path(__file__).parent / "migrations", registry=registry)
 _on_public_event = public_event_handler(
@@ -29,7 +31,7 @@ def delivery_worker() -> DeliveryWorker:
         s.database_url, service.pool, service.store, timeout=s.delivery_timeout_s,
         concurrency=s.delivery_concurrency, per_endpoint=s.per_endpoint_concurrency,
         lease_s=s.delivery_lease_s, poll_interval=s.poll_interval_s, schedule=s.retry_schedule_s,
-        disable_after_s=s.disable_after_failing_s, allow_private=s.allow_private_urls,
+        disable_after_s=s.disable_after_failing_s, allow_private=s.allow_private_urls, vault=vault,
     )
 
 

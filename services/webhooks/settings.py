@@ -3,12 +3,16 @@ from pydantic_settings import SettingsConfigDict
 from shared import paylinks
 from shared.settings import ServiceSettings
 
+# Local default only, so a fresh checkout runs: deployments set BILLSTREAM_WEBHOOKS_SECRETS_KEYS
+# (comma-separated Fernet keys, newest first) to encrypt endpoint secrets at rest.
+DEV_SECRETS_KEY = "VRlVRo0NMM3L4tJ3-WKVGns4lSIU299x4V1Dwq7lfWw="
+
 
 class Settings(ServiceSettings):
     """Environment: BILLSTREAM_WEBHOOKS_DATABASE_URL, BILLSTREAM_WEBHOOKS_HTTP_PORT, ..."""
 
     model_config = SettingsConfigDict(env_prefix="BILLSTREAM_WEBHOOKS_", extra="ignore")
-    DEV_SECRETS = {"pay_link_secret": paylinks.DEV_SECRET}
+    DEV_SECRETS = {"pay_link_secret": paylinks.DEV_SECRET, "secrets_keys": DEV_SECRETS_KEY}
 
     service_name: str = "webhooks"
     database_url: str = "postgresql://billstream_webhooks:billstream_webhooks@127.0.0.1:55432/billstream_webhooks"
@@ -30,6 +34,8 @@ class Settings(ServiceSettings):
     per_endpoint_concurrency: int = 5
     # An endpoint whose attempts have all failed for this long is disabled (5 days).
     disable_after_failing_s: float = 5 * 24 * 3600
+    # Encrypt endpoint secrets at rest (shared/vault.py): the first key encrypts, every key decrypts.
+    secrets_keys: str = DEV_SECRETS_KEY
     # The old secret keeps signing alongside the new one this long after a rotation.
     secret_overlap_s: float = 24 * 3600
     # Seconds before attempt 2, 3, ... (each with jitter): 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.

@@ -35,6 +35,8 @@ async def test_endpoints_crud_validation_isolation_and_signed_delivery(start_web
             assert created["createdAt"].endswith("Z") and created["id"].startswith("we_")
             endpoint_id = created["id"]
             receiver.secrets = [created["secret"]]
+            [raw] = await _fetch(database, "SELECT secret FROM webhook_endpoints WHERE endpoint_id = $1", endpoint_id)
+            assert "whsec_" not in raw["secret"]  # encrypted at rest, yet deliveries below verify
 
             # Idempotency-Key: a retried POST replays the first answer instead of a second endpoint.
             again_body = {"url": receiver.url, "description": "retried"}

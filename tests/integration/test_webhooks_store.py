@@ -6,14 +6,17 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 
 from services.webhooks.app.delivery import DeliveryWorker
 from services.webhooks.app.housekeeping import Housekeeping
 from services.webhooks.app.signing import new_secret
 from services.webhooks.consumers.events import public_event_handler
+from services.webhooks.settings import DEV_SECRETS_KEY
 from shared.db import migrate
 from shared.eventstore import EventStore
 from shared.inbox import Delivery, InboxConsumer
+from shared.vault import Vault
 from tests.support.webhooks_events import event, invoice_event, invoice_snapshot
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "webhooks" / "migrations"
@@ -29,7 +32,8 @@ async def wpool(database, pool):
            VALUES ('we_inv', $1, 'http://127.0.0.1:9/a', $2, '{invoice.*}'),
                   ('we_all', $1, 'http://127.0.0.1:9/b', $2, '{*}'),
                   ('we_off', $1, 'http://127.0.0.1:9/c', $2, '{*}'),
-                  ('we_other', 'ten_other', 'http://127.0.0.1:9/d', $2, '{*}')""", TENANT, new_secret())
+                  ('we_other', 'ten_other', 'http://127.0.0.1:9/d', $2, '{*}')""",
+        TENANT, Vault(DEV_SECRETS_KEY).encrypt_text(new_secret()))  # as the API stores them
     await pool.execute("UPDATE webhook_endpoints SET enabled = false WHERE endpoint_id = 'we_off'")
     return pool
 
@@ -159,3 +163,29 @@ async def _huge_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
     await writer.drain()
     await asyncio.sleep(10)  # never the rest
     writer.close()
+
+
+async def test_endpoint_secrets_are_encrypted_at_rest_and_old_rows_are_encrypted_once(database, wpool):
+    """Rows written before secrets were encrypted are sealed by the worker at start; a secret no
+    configured key opens fails its attempt visibly instead of stopping the worker."""
+    old = new_secret()
+    await wpool.execute("UPDATE webhook_endpoints SET secret = $1, previous_secret = $1 WHERE endpoint_id = 'we_inv'", old)
+    worker = DeliveryWorker(database, wpool, EventStore({"webhook_endpoint": "test.unused"}), timeout=3,
+                            allow_private=True, schedule=[60])
+    assert await worker.encrypt_plaintext_secrets() == 1
+    assert await worker.encrypt_plaintext_secrets() == 0  # already sealed
+    rows = await wpool.fetch("SELECT secret, previous_secret FROM webhook_endpoints")
+    assert not any("whsec_" in (r["secret"] or "") + (r["previous_secret"] or "") for r in rows)
+    row = await wpool.fetchrow("SELECT secret FROM webhook_endpoints WHERE endpoint_id = 'we_inv'")
+    assert worker.vault.decrypt_text(row["secret"]) == old
+
+    await consumer().process(wpool, invoice_event("invoice.created", TENANT, invoice_snapshot()).to_json(),
+                             Delivery("billing.invoices"))
+    stranger = DeliveryWorker(database, wpool, EventStore({"webhook_endpoint": "test.unused"}), timeout=3,
+                              allow_private=True, schedule=[60], vault=Vault(Fernet.generate_key().decode()))
+    async with stranger.client() as client:
+        for row in await stranger.claim(10):
+            if row["endpoint_id"] == "we_inv":
+                await stranger.attempt(client, row)
+    [attempt] = await wpool.fetch("SELECT status_code, error FROM webhook_attempts")
+    assert attempt["status_code"] is None and attempt["error"].startswith("secret_undecryptable")

@@ -25,6 +25,7 @@ def test_production_names_every_default_secret(monkeypatch):
                      "BILLSTREAM_PAYMENTS_SANDBOX_WEBHOOK_SECRET"):
         assert variable in str(refused.value)
     monkeypatch.setenv("BILLSTREAM_WEBHOOKS_PAY_LINK_SECRET", "")  # empty is as bad as the default
+    monkeypatch.setenv("BILLSTREAM_WEBHOOKS_SECRETS_KEYS", "set-by-the-operator")
     assert WebhooksSettings().insecure_secrets() == ["BILLSTREAM_WEBHOOKS_PAY_LINK_SECRET"]
 
 

@@ -5,12 +5,12 @@ import asyncpg
 from shared.errors import ApiError, NotFound
 from shared.ids import new_id
 from shared.logs import get_logger
+from shared.vault import Vault
 
 from ..providers import factory
 from ..providers.base import Provider
 from ..settings import DEV_CREDENTIALS_KEY
 from .routing import SANDBOX_DEFAULT, Account, NoProvider, choose
-from .vault import Vault
 
 log = get_logger(__name__)
 

@@ -17,6 +17,7 @@ from shared.eventstore import ConcurrencyError, EventStore
 from shared.failpoints import failpoint
 from shared.ids import new_id
 from shared.logs import bind_correlation, get_logger
+from shared.vault import Vault
 
 from ..domain.collection import Balance, amount_to_collect
 from ..domain.events import registry
@@ -25,7 +26,6 @@ from ..domain.payment import Outcome, Payment, StartPayment, decide_outcome, dec
 from ..providers.base import ChargeRequest, ChargeResult, Instrument, ProviderError, ProviderUnavailable
 from .accounts import Accounts
 from .routing import Account
-from .vault import Vault
 from .webhooks_in import callback_url
 
 log = get_logger(__name__)

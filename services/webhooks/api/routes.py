@@ -15,7 +15,7 @@ from ..app.endpoints import public_view
 from ..app.matching import invalid_filter
 from ..app.signing import new_secret
 from ..app.urls import check_endpoint_url
-from ..service import service
+from ..service import service, vault
 
 router = APIRouter(prefix="/api", tags=["webhook endpoints"])
 Tenant = Annotated[str, Depends(service.tenant)]
@@ -64,7 +64,7 @@ async def create_endpoint(body: EndpointIn, tenant: Tenant) -> dict:
         row = await conn.fetchrow(
             """INSERT INTO webhook_endpoints (endpoint_id, tenant_id, url, secret, enabled_events, description, enabled)
                VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *""",
-            new_id("we"), tenant, body.url, secret, events, body.description, body.enabled,
+            new_id("we"), tenant, body.url, vault.encrypt_text(secret), events, body.description, body.enabled,
         )
         await mark_committed(conn)  # a retry after a lost answer must not create a second endpoint
     return {**public_view(row), "secret": secret}  # the only time the secret is shown
@@ -143,7 +143,7 @@ async def rotate_secret(endpoint_id: str, tenant: Tenant) -> dict:
         """UPDATE webhook_endpoints SET previous_secret = secret, previous_secret_expires_at = $3,
                   secret = $4, updated_at = now()
             WHERE endpoint_id = $1 AND tenant_id = $2 AND deleted_at IS NULL RETURNING *""",
-        endpoint_id, tenant, expires, secret)
+        endpoint_id, tenant, expires, vault.encrypt_text(secret))
     if row is None:
         raise NotFound("webhook endpoint", endpoint_id)
     return {**public_view(row), "secret": secret}

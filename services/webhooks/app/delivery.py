@@ -18,8 +18,10 @@ from shared.wakeup import Wakeup
 from shared.errors import ApiError
 from shared.eventstore import EventStore
 from shared.logs import bind_correlation, get_logger
+from shared.vault import Vault
 
 from ..consumers.events import DELIVERY_CHANNEL
+from ..settings import DEV_SECRETS_KEY
 from . import endpoints
 from .outbound import delivery_client, read_capped
 from .signing import active_secrets, sign_headers
@@ -64,13 +66,14 @@ class DeliveryWorker:
                  concurrency: int = 50, per_endpoint: int = 5, lease_s: float = 60,
                  poll_interval: float = 1.0, schedule: list[float] = RETRY_DELAYS,
                  disable_after_s: float = 5 * 24 * 3600, allow_private: bool = False,
-                 resolve: Resolver = system_resolver) -> None:
+                 resolve: Resolver = system_resolver, vault: Vault | None = None) -> None:
         self.dsn, self.pool, self.store, self.timeout = dsn, pool, store, timeout
         # The lease must outlast an attempt, or a slow attempt would be claimed twice.
         self.lease_s = max(lease_s, timeout + 5)
         self.poll_interval, self.schedule = poll_interval, schedule
         self.per_endpoint, self.disable_after_s = per_endpoint, disable_after_s
         self.allow_private, self.resolve = allow_private, resolve
+        self.vault = vault or Vault(DEV_SECRETS_KEY)
         self._concurrency = concurrency
         self._in_flight: dict[str, int] = {}  # endpoint id -> attempts running in this process
         self._wakeup = Wakeup(poll_interval)
@@ -80,6 +83,7 @@ class DeliveryWorker:
         tasks: set[asyncio.Task] = set()
         try:
             await self._wakeup.listen(listener, DELIVERY_CHANNEL)
+            await self.encrypt_plaintext_secrets()
             limits = httpx.Limits(max_connections=self._concurrency, max_keepalive_connections=20)
             async with self.client(limits) as client:
                 while True:
@@ -152,13 +156,12 @@ class DeliveryWorker:
             await self._give_up(d, "endpoint disabled or deleted")
             return
         now = datetime.now(UTC)
-        secrets_in_use = active_secrets(d["secret"], d["previous_secret"], d["previous_secret_expires_at"], now)
-        headers = {"content-type": "application/json", "user-agent": "Billstream-Webhooks/1",
-                   "accept-encoding": "identity",  # the body cap counts bytes as sent
-                   **sign_headers(d["event_id"], d["payload"], now, secrets_in_use)}
         started = time.perf_counter()
         status, error, retry_after, body = None, None, None, None
         try:
+            headers = {"content-type": "application/json", "user-agent": "Billstream-Webhooks/1",
+                       "accept-encoding": "identity",  # the body cap counts bytes as sent
+                       **sign_headers(d["event_id"], d["payload"], now, self._secrets(d, now))}
             # httpx's timeout is per read; this bounds the whole exchange, slow-drip bodies too.
             async with asyncio.timeout(self.timeout):
                 parse_endpoint_url(d["url"])  # the addresses are vetted by the client, at connect time
@@ -191,6 +194,36 @@ class DeliveryWorker:
             log.warning("webhook attempt failed", error=error, retry_in_s=delay, **log_kw)
             await self._record(d, "failed" if delay is None else "pending", status, error, latency, body,
                                delay=delay)
+
+    def _secrets(self, d: asyncpg.Record, now: datetime) -> list[str]:
+        """The endpoint's signing secrets, decrypted. A secret no configured key opens (its key was
+        dropped too early) fails the attempt visibly and is retried, instead of stopping the worker."""
+        try:
+            previous = self.vault.decrypt_text(d["previous_secret"]) if d["previous_secret"] else None
+            return active_secrets(self.vault.decrypt_text(d["secret"]), previous, d["previous_secret_expires_at"], now)
+        except ValueError as exc:
+            raise ApiError("secret_undecryptable", "The endpoint's secret cannot be decrypted with the "
+                           "configured keys (BILLSTREAM_WEBHOOKS_SECRETS_KEYS).") from exc
+
+    async def encrypt_plaintext_secrets(self) -> int:
+        """Endpoints stored before secrets were encrypted: encrypt them in place, once, under a row
+        lock so two replicas starting together cannot encrypt one twice. Returns how many."""
+        done = 0
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                """SELECT endpoint_id, secret, previous_secret FROM webhook_endpoints
+                    WHERE secret LIKE 'whsec\\_%' OR previous_secret LIKE 'whsec\\_%' FOR UPDATE""")
+            for r in rows:
+                await conn.execute(
+                    "UPDATE webhook_endpoints SET secret = $2, previous_secret = $3 WHERE endpoint_id = $1",
+                    r["endpoint_id"], self._sealed(r["secret"]), self._sealed(r["previous_secret"]))
+                done += 1
+        if done:
+            log.info("endpoint secrets encrypted at rest", endpoints=done)
+        return done
+
+    def _sealed(self, secret: str | None) -> str | None:
+        return self.vault.encrypt_text(secret) if secret and secret.startswith("whsec_") else secret
 
     async def _record(self, d, outcome: str, status, error, latency, body, *,
                       delay: float | None = None, disable: tuple[str, str] | None = None) -> None:

@@ -1,5 +1,6 @@
-"""Secrets at rest (provider credentials, saved-method tokens): Fernet (AES-128-CBC + HMAC)
-with MultiFernet, so keys can be rotated: the first key encrypts, every key decrypts."""
+"""Secrets at rest (payments' provider credentials and saved-method tokens, webhook endpoint
+secrets): Fernet (AES-128-CBC + HMAC) with MultiFernet, so keys can be rotated: the first key
+encrypts, every key decrypts."""
 
 import json
 
@@ -21,6 +22,13 @@ class Vault:
             return json.loads(self._fernet.decrypt(bytes(token)))
         except InvalidToken as exc:
             raise ValueError("secret cannot be decrypted with the configured keys") from exc
+
+    def encrypt_text(self, value: str) -> str:
+        """For a text column: the Fernet token as ASCII."""
+        return self.encrypt(value).decode()
+
+    def decrypt_text(self, token: str) -> str:
+        return self.decrypt(token.encode())
 
     def rotate(self, token: bytes) -> bytes:
         """Re-encrypt under the newest key."""
