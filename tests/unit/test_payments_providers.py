@@ -8,12 +8,12 @@ import pytest
 from cryptography.fernet import Fernet
 
 from services.payments.app.routing import SANDBOX_DEFAULT, Account, NoProvider, choose
-from services.payments.app.vault import Vault
 from services.payments.domain import money
 from services.payments.providers import signing
 from services.payments.providers.base import Instrument, ProviderError, SignatureInvalid
 from services.payments.providers.sandbox import SandboxProvider, normalise
 from services.payments.providers.sandbox_server import plan
+from shared.vault import Vault
 
 STRIPE_USD = Account("a1", "stripe", ("USD", "EUR"), 10)
 MOMO_UGX = Account("a2", "sandbox", ("UGX",), 10)
