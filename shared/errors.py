@@ -8,6 +8,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from shared.failures import is_transient
 from shared.logs import get_logger
 
 log = get_logger(__name__)
@@ -71,8 +72,6 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        from shared.failures import is_transient  # late: failures imports the event store
-
         if is_transient(exc):  # the database restarting, a deadlock: the same request can pass soon
             log.warning("request failed on a transient fault", error=repr(exc))
             return JSONResponse(

@@ -52,6 +52,8 @@ SELECT (SELECT version FROM current) AS actual, (SELECT count(*) FROM appended) 
 class ConcurrencyError(Exception):
     """The stream moved on since it was read: reload and decide again."""
 
+    transient = True  # retrying (after reloading) can succeed: shared/failures.py reads this
+
     def __init__(self, stream_id: str, expected: int, actual: int) -> None:
         super().__init__(f"stream {stream_id}: expected version {expected}, found {actual}")
         self.stream_id, self.expected, self.actual = stream_id, expected, actual

@@ -12,8 +12,6 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from shared.eventstore import ConcurrencyError
-
 # SQLSTATE classes whose errors pass: connection exception, transaction rollback (serialization
 # failure, deadlock), insufficient resources (too many connections), operator intervention
 # (admin or crash shutdown, cannot connect now, query canceled), system error (I/O).
@@ -25,7 +23,9 @@ TRANSIENT_CODES = frozenset({"55P03", "55006", "25P03"})
 
 def is_transient(exc: BaseException) -> bool:
     """True if retrying the same work can succeed. An exception raised `from` a transient one
-    (ConcurrencyError from a unique violation is itself transient) counts as transient."""
+    (ConcurrencyError from a unique violation is itself transient) counts as transient. An
+    exception class may say so itself with `transient = True` (the event store's ConcurrencyError
+    does), so this module depends on no other part of shared/."""
     while exc is not None:
         if _transient(exc):
             return True
@@ -44,7 +44,8 @@ def _transient(exc: BaseException) -> bool:
     # asyncpg's own client-side errors: a closed or released connection, a stale statement
     # cache after a migration. OSError covers refused/reset connections and every timeout
     # (TimeoutError is an OSError).
-    return isinstance(exc, ConcurrencyError | asyncpg.InterfaceError | asyncpg.InternalClientError | OSError)
+    return getattr(exc, "transient", False) is True or \
+        isinstance(exc, asyncpg.InterfaceError | asyncpg.InternalClientError | OSError)
 
 
 def backoff(attempt: int, *, first: float = 0.1, cap: float = 5.0) -> float:
