@@ -63,11 +63,17 @@ class Traffic:
                     delay = max(delay, float(after))  # the rate limit says when
             except httpx.HTTPError as exc:
                 op.note(f"t+{self.now()} {type(exc).__name__}")
-            if time.monotonic() + delay > deadline:
-                op.ended, op.gave_up = self.now(), True
+            delay = await self._wait_or_give_up(op, delay, deadline)
+            if delay is None:
                 return None
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 3.0)
+
+    async def _wait_or_give_up(self, op: Op, delay: float, deadline: float) -> float | None:
+        """Sleep (jittered) before the next try and return the next delay; None once the budget is spent."""
+        if time.monotonic() + delay > deadline:
+            op.ended, op.gave_up = self.now(), True
+            return None
+        await asyncio.sleep(delay * (0.5 + random.random()))
+        return min(delay * 2, 3.0)
 
     # -- the stories --------------------------------------------------------------------------
 
@@ -187,11 +193,9 @@ class Traffic:
                 op.note(f"t+{self.now()} {r.status_code}")  # 5xx, or a 303 back to the page (not yet payable)
             except httpx.HTTPError as exc:
                 op.note(f"t+{self.now()} {type(exc).__name__}")
-            if time.monotonic() + delay > deadline:
-                op.ended, op.gave_up = self.now(), True
+            delay = await self._wait_or_give_up(op, delay, deadline)
+            if delay is None:
                 return None
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 3.0)
 
     async def _page_ready(self, browser: httpx.AsyncClient, path: str) -> bool:
         deadline = time.monotonic() + self.budget_s

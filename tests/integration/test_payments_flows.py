@@ -50,6 +50,18 @@ async def open_invoice(server, tenant_id, **kw) -> dict:
     return inv
 
 
+async def collecting_by_card(server, **invoice_kw) -> tuple[httpx.AsyncClient, dict, httpx.Response | None]:
+    """A tenant's open invoice for cust_1, who has a card that succeeds on file, then collect:
+    the client, the invoice and the answer (None when the process died under the request)."""
+    tenant, client = await server.tenant()
+    inv = await open_invoice(server, tenant, **invoice_kw)
+    await client.post("/api/payment-methods", json={"customerId": "cust_1", "type": "card", "number": SUCCEEDS})
+    try:
+        return client, inv, await client.post(f"/api/invoices/{inv['id']}/collect")
+    except httpx.HTTPError:
+        return client, inv, None  # a failpoint killed the process mid-request
+
+
 async def test_saved_card_collect_succeeds_and_publishes_keyed_by_invoice(payments_server):
     server = payments_server
     tenant, client = await server.tenant()
@@ -338,13 +350,7 @@ async def test_crash_before_the_provider_call_loses_nothing_and_charges_once(dat
 
     crashing = await start_payments_server(database, kafka, failpoints="payments.before_charge")
     try:
-        tenant, client = await crashing.tenant()
-        inv = await open_invoice(crashing, tenant)
-        await client.post("/api/payment-methods", json={"customerId": "cust_1", "type": "card", "number": SUCCEEDS})
-        try:
-            await client.post(f"/api/invoices/{inv['id']}/collect")
-        except httpx.HTTPError:
-            pass  # the process died under the request
+        client, inv, _ = await collecting_by_card(crashing)
         assert await crashing.proc.wait() == 137
         [job] = await crashing.fetch("SELECT payment_id, done FROM charge_jobs")
         assert not job["done"] and await crashing.fetch("SELECT * FROM sandbox_charges") == []
@@ -398,10 +404,8 @@ async def test_refund_after_a_provider_timeout_is_finished_by_the_worker_once(da
         server = await start_payments_server(database, kafka, SANDBOX_URL=proxy.url)
         upstream.append(server.url + "/sandbox/v1")
         try:
-            tenant, client = await server.tenant()
-            inv = await open_invoice(server, tenant, currency="USD", total=10000)
-            await client.post("/api/payment-methods", json={"customerId": "cust_1", "type": "card", "number": SUCCEEDS})
-            payment = await settled(client, (await client.post(f"/api/invoices/{inv['id']}/collect")).json()["id"])
+            client, inv, collected = await collecting_by_card(server, currency="USD", total=10000)
+            payment = await settled(client, collected.json()["id"])
 
             r = await client.post(f"/api/payments/{payment['id']}/refund", json={"amount": 3000, "reason": "Timed out"})
             assert r.status_code == 202 and r.json()["status"] == "pending", r.text  # the provider did not answer

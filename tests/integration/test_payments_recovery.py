@@ -8,7 +8,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tests.conftest import eventually
-from tests.integration.test_payments_flows import SUCCEEDS, open_invoice, payment_events, settled
+from tests.integration.test_payments_flows import collecting_by_card, payment_events, settled
 from tests.support.payments_fakes import LocalServer
 from tests.support.payments_server import start_payments_server, stop_payments_server
 
@@ -37,10 +37,8 @@ async def test_a_refund_the_provider_refuses_is_recorded_visibly_and_refunds_not
         server = await start_payments_server(database, kafka, SANDBOX_URL=proxy.url)
         upstream.append(server.url + "/sandbox/v1")
         try:
-            tenant, client = await server.tenant()
-            inv = await open_invoice(server, tenant, currency="USD", total=10000)
-            await client.post("/api/payment-methods", json={"customerId": "cust_1", "type": "card", "number": SUCCEEDS})
-            payment = await settled(client, (await client.post(f"/api/invoices/{inv['id']}/collect")).json()["id"])
+            client, inv, collected = await collecting_by_card(server, currency="USD", total=10000)
+            payment = await settled(client, collected.json()["id"])
             assert payment["status"] == "SUCCEEDED"
 
             r = await client.post(f"/api/payments/{payment['id']}/refund", json={"amount": 4000, "reason": "Disputed"})
@@ -82,13 +80,7 @@ async def test_killed_after_the_provider_took_the_charge_records_it_once_and_nev
     crashing = await start_payments_server(database, kafka, failpoints="payments.after_charge",
                                            PROVIDER_TIMEOUT_S="1", SANDBOX_DELAY_S="15")
     try:
-        tenant, client = await crashing.tenant()
-        inv = await open_invoice(crashing, tenant)
-        await client.post("/api/payment-methods", json={"customerId": "cust_1", "type": "card", "number": SUCCEEDS})
-        try:
-            await client.post(f"/api/invoices/{inv['id']}/collect")
-        except httpx.HTTPError:
-            pass  # the process died under the request
+        client, inv, _ = await collecting_by_card(crashing)
         assert await crashing.proc.wait() == 137
         [job] = await crashing.fetch("SELECT payment_id, done, provider_reference FROM charge_jobs")
         [taken] = await crashing.fetch("SELECT charge_id FROM sandbox_charges")  # the provider took it...
