@@ -5,6 +5,7 @@ key, so a refund is never lost and never made twice."""
 
 from shared.errors import ApiError
 from shared.eventstore import ConcurrencyError
+from shared.idempotency import mark_committed
 from shared.ids import new_id
 from shared.logs import get_logger
 
@@ -41,6 +42,9 @@ class Refunds:
                 """INSERT INTO refund_jobs (refund_id, payment_id, tenant_id, amount, reason, next_attempt_at)
                    VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))""",
                 refund_id, payment_id, tenant_id, amount, reason, self.payments.lease_s)  # claimed: sent below
+            # The reservation is the request's work: a retry after a crash past this point must
+            # not reserve (and refund) a second time (make chaos caught it after a kill -9).
+            await mark_committed(conn)
         return await self.send(refund_id, claimed=True)
 
     async def send(self, refund_id: str, *, claimed: bool = False) -> dict | None:
