@@ -3,6 +3,7 @@ the projection's checkpoint. Any projection can be dropped and rebuilt from the 
 """
 
 import asyncio
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 
@@ -16,7 +17,12 @@ from shared.logs import get_logger
 from shared.wakeup import Wakeup
 
 log = get_logger(__name__)
+# Events committed behind a transaction still open are looked at again soon, backing off while
+# that transaction stays open (one long transaction anywhere in the cluster holds every
+# projection back), and the oldest open transaction is logged this often while it does.
 WAITING_RETRY_S = 0.01
+WAITING_RETRY_MAX_S = 0.5
+HELD_BACK_LOG_EVERY_S = 10.0
 
 
 class Projection(ABC):
@@ -192,6 +198,7 @@ class ProjectionRunner:
         self.projections, self.poll_interval = projections, poll_interval
         self._wakeup = Wakeup(poll_interval)
         self.retrying: dict[str, Retrying] = {}  # by projection name, shown by /ready
+        self._waiting_delay, self._held_back_logged = WAITING_RETRY_S, 0.0
 
     async def run(self) -> None:
         listener = await asyncpg.connect(self.dsn)
@@ -200,7 +207,9 @@ class ProjectionRunner:
             # A listener lost with its server is not reconnected here: ending lets the
             # supervisor start the runner again with a new one.
             while not listener.is_closed():
-                if not await self._round():
+                if await self._round():
+                    self._waiting_delay = WAITING_RETRY_S
+                else:
                     await self._idle()
         finally:
             await listener.close()
@@ -231,11 +240,32 @@ class ProjectionRunner:
         try:
             async with self.pool.acquire() as conn:
                 waiting = await self.store.has_unreadable(conn)
+                # Named only once the wait has lasted (backed off to the longest delay): brief
+                # waits behind concurrent writers are normal and not worth a warning.
+                if waiting and self._waiting_delay >= WAITING_RETRY_MAX_S \
+                        and time.monotonic() - self._held_back_logged > HELD_BACK_LOG_EVERY_S:
+                    self._held_back_logged = time.monotonic()
+                    await _log_oldest_transaction(conn)
         except Exception as exc:
             if not is_transient(exc):
                 raise
             waiting = True  # the database is away: the next round retries, with a backoff
         if waiting:  # their commit's notification has come and gone: look again soon
-            await asyncio.sleep(WAITING_RETRY_S)
+            await asyncio.sleep(self._waiting_delay)
+            self._waiting_delay = min(self._waiting_delay * 2, WAITING_RETRY_MAX_S)
         else:
+            self._waiting_delay = WAITING_RETRY_S
             await self._wakeup.wait()
+
+
+async def _log_oldest_transaction(conn: asyncpg.Connection) -> None:
+    """Name the transaction that holds committed events back (transaction ids are cluster-wide,
+    so it may be in any database of the server)."""
+    oldest = await conn.fetchrow(
+        """SELECT pid, datname, state, extract(epoch FROM now() - xact_start) AS age_s
+           FROM pg_stat_activity WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid()
+             AND (backend_xid IS NOT NULL OR backend_xmin IS NOT NULL)
+           ORDER BY xact_start LIMIT 1""")
+    if oldest is not None:
+        log.warning("projections held back by an open transaction", pid=oldest["pid"], database=oldest["datname"],
+                    state=oldest["state"], age_s=round(float(oldest["age_s"]), 1))

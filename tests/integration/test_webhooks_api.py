@@ -30,7 +30,7 @@ async def test_endpoints_crud_validation_isolation_and_signed_delivery(start_web
                 "url": receiver.url, "enabledEvents": ["invoice.*"], "description": "accounting sync"})
             assert r.status_code == 201, r.text
             created = r.json()
-            assert created["secret"].startswith("whsec_") and created["enabled"] is True
+            assert created["secret"].startswith("whsec_") and created["enabled"] is True and created["livemode"] is False
             assert created["enabledEvents"] == ["invoice.*"] and created["description"] == "accounting sync"
             assert created["createdAt"].endswith("Z") and created["id"].startswith("we_")
             endpoint_id = created["id"]
@@ -87,7 +87,7 @@ async def test_endpoints_crud_validation_isolation_and_signed_delivery(start_web
             assert len(receiver.hits) == 2
             by_id = {h.webhook_id: h for h in hits}
             body = by_id[paid_part.id].payload
-            assert body == {"id": paid_part.id, "type": "invoice.payment_received",
+            assert body == {"id": paid_part.id, "type": "invoice.payment_received", "livemode": False,
                             "createdAt": paid_part.model_dump(mode="json")["time"], "data": paid_part.data}
             assert body["data"]["isPartial"] is True and body["data"]["isFullyPaid"] is False
             assert by_id[created_evt.id].headers["webhook-signature"].startswith("v1,")

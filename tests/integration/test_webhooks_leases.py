@@ -16,10 +16,10 @@ def delivered(proc: WebhooksProcess) -> list[str]:
 
 
 async def test_two_processes_attempt_each_delivery_once_per_lease(start_webhooks, database):
-    # Each process runs at most 5 attempts per endpoint at a time and the receiver takes 2 s per
-    # request, so the first process cannot hold all 20: the other (polling every 0.2 s) gets some.
-    first = await start_webhooks(per_endpoint_concurrency=5)
-    second = await start_webhooks(per_endpoint_concurrency=5)  # same database: same deliveries table
+    # Each process runs at most 3 attempts at once and the receiver takes 2 s per request, so one
+    # process alone cannot take all 20: both must claim some. The endpoint's cap of 5 is shared.
+    first = await start_webhooks(delivery_concurrency=3, per_endpoint_concurrency=5)
+    second = await start_webhooks(delivery_concurrency=3, per_endpoint_concurrency=5)  # same database
     tenant, key = await add_tenant(database, "Lease Ltd")
     with Receiver(lambda n: Reply(200, delay=2.0)) as receiver:
         async with first.client(key) as api:
@@ -44,3 +44,6 @@ async def test_two_processes_attempt_each_delivery_once_per_lease(start_webhooks
     by_first, by_second = delivered(first), delivered(second)
     assert sorted(by_first + by_second) == sorted(d["id"] for d in deliveries)  # nobody delivered one twice
     assert by_first and by_second, (len(by_first), len(by_second))  # both competed for them
+    # The cap holds across the two: never more than 5 requests open at the receiver (each 2 s long).
+    arrivals = sorted(h.at for h in receiver.hits)
+    assert max(sum(1 for b in arrivals if a - 1.9 < b <= a) for a in arrivals) == 5

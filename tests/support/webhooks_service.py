@@ -17,7 +17,7 @@ import httpx
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from shared.auth import generate_key, hash_key
+from shared.auth import generate_key, hash_key, world
 from shared.envelope import CloudEvent
 from tests.support import processes
 from tests.support.kafka import produce
@@ -40,7 +40,8 @@ async def create_topics(bootstrap: str, names: list[str], partitions: int = 3) -
 
 
 async def add_tenant(dsn: str, name: str) -> tuple[str, str]:
-    """A tenant and API key, written straight into the service's projection of billing.tenants."""
+    """A tenant and a test key, written straight into the service's projection of billing.tenants:
+    (the test world's id, the key)."""
     tenant_id, key = f"ten_{uuid.uuid4().hex[:12]}", generate_key("test")
     conn = await asyncpg.connect(dsn)
     try:
@@ -53,7 +54,7 @@ async def add_tenant(dsn: str, name: str) -> tuple[str, str]:
             f"key_{uuid.uuid4().hex[:12]}", tenant_id, hash_key(key), key[:12], now)
     finally:
         await conn.close()
-    return tenant_id, key
+    return world(tenant_id, "test"), key
 
 
 class WebhooksProcess:

@@ -32,8 +32,10 @@ def test_payload_is_id_type_created_at_data_and_verifies_as_signed():
     event = event.model_copy(update={"time": datetime(2027, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)})
     body = payload_for(event)
     # createdAt pinned (RFC 3339 in UTC with a Z), not taken from the product's own serialiser.
-    assert json.loads(body) == {"id": event.id, "type": "invoice.created",
+    assert json.loads(body) == {"id": event.id, "type": "invoice.created", "livemode": True,
                                 "createdAt": "2027-01-02T03:04:05.678000Z", "data": {"invoiceId": "inv_1", "total": 100}}
+    test_event = event.model_copy(update={"tenantid": "ten_1_test"})  # a test key's world
+    assert json.loads(payload_for(test_event))["livemode"] is False
     secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
     hook = Webhook(secret)
     sent = datetime.now(UTC)  # the library refuses timestamps far from now

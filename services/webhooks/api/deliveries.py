@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
+from shared import auth
 from shared.errors import Conflict, NotFound
 from shared.ids import new_id
 
@@ -32,7 +33,8 @@ _WITH_ATTEMPTS = """
 def _delivery(r: asyncpg.Record) -> dict:
     pending = r["status"] == "pending"
     return {
-        "id": r["delivery_id"], "object": "webhook_delivery", "endpointId": r["endpoint_id"],
+        "id": r["delivery_id"], "object": "webhook_delivery", "livemode": auth.livemode(r["tenant_id"]),
+        "endpointId": r["endpoint_id"],
         "eventId": r["event_id"], "eventType": r["event_type"], "status": r["status"],
         "attemptCount": r["attempts"], "lastStatusCode": r["last_status"], "lastError": r["last_error"],
         "nextAttemptAt": iso(r["next_attempt_at"]) if pending else None,
@@ -94,7 +96,8 @@ async def get_delivery(delivery_id: str, tenant: Tenant) -> dict:
 
 @router.post("/webhook-deliveries/{delivery_id}/retry", status_code=202)
 async def retry_delivery(delivery_id: str, tenant: Tenant) -> dict:
-    """Attempt again now, whatever its state; a failure starts the retry schedule again."""
+    """Attempt again now, whatever its state (to an endpoint backing off as a whole: at the endpoint's
+    retry time); a failure starts the retry schedule again."""
     async with service.pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
             "SELECT * FROM webhook_deliveries WHERE delivery_id = $1 AND tenant_id = $2 FOR UPDATE",

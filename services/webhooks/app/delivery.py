@@ -1,8 +1,13 @@
 """The delivery worker: claims due deliveries, POSTs them signed (Standard Webhooks), records
 each attempt, and schedules retries. A claim is a lease: if the process dies mid-delivery the
 lease runs out and another attempt is made, so delivery is at least once (receivers dedupe on
-`webhook-id`). Each delivery runs in its own task and each endpoint has a cap on attempts in
-flight, so a slow or dead endpoint holds up no other.
+`webhook-id`).
+
+Each endpoint is a lane, so a slow or dead endpoint holds up no other: a claim takes every
+endpoint's oldest due delivery before anyone's second, an endpoint has at most `per_endpoint`
+attempts in flight across all replicas (its unexpired leases), and an endpoint that failed
+`failure_threshold` times in a row waits as a whole (ENDPOINT_BACKOFF), then gets one probe at
+a time until one succeeds.
 """
 
 import asyncio
@@ -32,6 +37,60 @@ log = get_logger(__name__)
 # Seconds to wait before attempt 2, 3, ...: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
 RETRY_DELAYS = [5, 300, 1800, 7200, 18000, 36000, 36000]
 MAX_RETRY_AFTER_S = 24 * 3600  # a receiver cannot push a retry out further than a day
+# How long an endpoint waits after its 1st, 2nd, ... failure past the threshold: 5 s up to hourly.
+ENDPOINT_BACKOFF = [5, 30, 120, 600, 1800, 3600]
+FAILURE_THRESHOLD = 5
+
+# SQL about a lane's endpoint `e`; $2 is the cap of attempts in flight, $3 the failure threshold.
+_BACKING_OFF = """(e.failing_since IS NOT NULL AND e.consecutive_failures >= $3
+                   AND e.enabled AND e.deleted_at IS NULL)"""
+# Its attempts in flight: the unexpired leases of its deliveries, whichever replica holds them.
+_IN_FLIGHT = """CROSS JOIN LATERAL (SELECT count(*) AS n FROM webhook_deliveries f
+                                      WHERE f.endpoint_id = e.endpoint_id AND f.leased_until > now()) in_flight"""
+# How many more it may start now: up to its cap, or one probe at a time while backing off.
+_ROOM = f"(CASE WHEN {_BACKING_OFF} THEN 1 ELSE $2 END - in_flight.n)"
+# The lanes with due work and room, fewest in flight first; locked, so one replica claims for them.
+# `pending` is a loose index scan of the lane index (ordered as that index is, so it is the one
+# used): one probe per endpoint with pending deliveries, however many each has and however many
+# endpoints have none.
+_LANES = f"""
+    WITH RECURSIVE pending (endpoint_id) AS (
+        (SELECT endpoint_id FROM webhook_deliveries WHERE status = 'pending'
+          ORDER BY endpoint_id, next_attempt_at LIMIT 1)
+        UNION ALL
+        SELECT (SELECT d.endpoint_id FROM webhook_deliveries d
+                 WHERE d.status = 'pending' AND d.endpoint_id > p.endpoint_id
+                 ORDER BY d.endpoint_id, d.next_attempt_at LIMIT 1)
+          FROM pending p WHERE p.endpoint_id IS NOT NULL)
+    SELECT e.endpoint_id FROM pending JOIN webhook_endpoints e USING (endpoint_id) {_IN_FLIGHT}
+     CROSS JOIN LATERAL (SELECT d.next_attempt_at FROM webhook_deliveries d
+                          WHERE d.endpoint_id = e.endpoint_id AND d.status = 'pending'
+                            AND d.next_attempt_at <= now()
+                          ORDER BY d.next_attempt_at LIMIT 1) oldest
+     WHERE ({_BACKING_OFF} AND e.next_attempt_at > now()) IS NOT TRUE AND {_ROOM} > 0
+     ORDER BY in_flight.n, oldest.next_attempt_at LIMIT $1
+       FOR NO KEY UPDATE OF e SKIP LOCKED"""
+# Up to each lane's room of its due deliveries, filling the lanes evenly: a delivery's place is
+# how many attempts its endpoint would have in flight with it.
+_CLAIM = f"""
+    WITH due AS (
+        SELECT d.delivery_id FROM webhook_endpoints e {_IN_FLIGHT}
+         CROSS JOIN LATERAL (
+             SELECT delivery_id, next_attempt_at, row_number() OVER (ORDER BY next_attempt_at) AS turn
+               FROM webhook_deliveries
+              WHERE endpoint_id = e.endpoint_id AND status = 'pending' AND next_attempt_at <= now()
+              ORDER BY next_attempt_at LIMIT greatest({_ROOM}, 0)) d
+         WHERE e.endpoint_id = ANY($4::text[])
+         ORDER BY in_flight.n + d.turn, d.next_attempt_at LIMIT $1)
+    UPDATE webhook_deliveries d
+       SET next_attempt_at = now() + make_interval(secs => $5),
+           leased_until = now() + make_interval(secs => $5), updated_at = now()
+      FROM due, webhook_endpoints e
+     WHERE d.delivery_id = due.delivery_id AND e.endpoint_id = d.endpoint_id
+    RETURNING d.delivery_id, d.correlation_id, d.event_id, d.event_type, d.payload,
+              d.attempts, d.schedule_start, d.endpoint_id, e.url, e.secret,
+              e.previous_secret, e.previous_secret_expires_at,
+              e.enabled AND e.deleted_at IS NULL AS active"""
 
 
 def next_delay(attempts: int, retry_after: float | None = None,
@@ -66,16 +125,17 @@ class DeliveryWorker:
                  concurrency: int = 50, per_endpoint: int = 5, lease_s: float = 60,
                  poll_interval: float = 1.0, schedule: list[float] = RETRY_DELAYS,
                  disable_after_s: float = 5 * 24 * 3600, allow_private: bool = False,
-                 resolve: Resolver = system_resolver, vault: Vault | None = None) -> None:
+                 resolve: Resolver = system_resolver, vault: Vault | None = None,
+                 failure_threshold: int = FAILURE_THRESHOLD, endpoint_backoff: list[float] = ENDPOINT_BACKOFF) -> None:
         self.dsn, self.pool, self.store, self.timeout = dsn, pool, store, timeout
         # The lease must outlast an attempt, or a slow attempt would be claimed twice.
         self.lease_s = max(lease_s, timeout + 5)
         self.poll_interval, self.schedule = poll_interval, schedule
         self.per_endpoint, self.disable_after_s = per_endpoint, disable_after_s
+        self.failure_threshold, self.endpoint_backoff = failure_threshold, endpoint_backoff
         self.allow_private, self.resolve = allow_private, resolve
         self.vault = vault or Vault(DEV_SECRETS_KEY)
         self._concurrency = concurrency
-        self._in_flight: dict[str, int] = {}  # endpoint id -> attempts running in this process
         self._wakeup = Wakeup(poll_interval)
 
     async def run(self) -> None:
@@ -104,16 +164,8 @@ class DeliveryWorker:
                                resolve=self.resolve)
 
     def _start(self, client: httpx.AsyncClient, row: asyncpg.Record, tasks: set) -> asyncio.Task:
-        endpoint = row["endpoint_id"]
-        self._in_flight[endpoint] = self._in_flight.get(endpoint, 0) + 1
-
         def done(task: asyncio.Task) -> None:
             tasks.discard(task)
-            left = self._in_flight.get(endpoint, 1) - 1
-            if left:
-                self._in_flight[endpoint] = left
-            else:
-                self._in_flight.pop(endpoint, None)
             if not task.cancelled() and task.exception():
                 log.error("delivery attempt crashed", delivery_id=row["delivery_id"],
                           error=repr(task.exception()))
@@ -124,31 +176,15 @@ class DeliveryWorker:
         return task
 
     async def claim(self, limit: int) -> list[asyncpg.Record]:
-        """Lease up to `limit` due deliveries, at most `per_endpoint` per endpoint, skipping
-        endpoints already at their cap in this process. Ranking per endpoint before the limit
-        keeps one endpoint's backlog from filling every claim."""
-        saturated = [e for e, n in self._in_flight.items() if n >= self.per_endpoint]
-        return await self.pool.fetch(
-            """WITH ranked AS (
-                   SELECT delivery_id, next_attempt_at,
-                          row_number() OVER (PARTITION BY endpoint_id ORDER BY next_attempt_at) AS rank
-                     FROM webhook_deliveries
-                    WHERE status = 'pending' AND next_attempt_at <= now()
-                      AND NOT (endpoint_id = ANY($3::text[]))),
-               due AS (
-                   SELECT d.delivery_id FROM webhook_deliveries d JOIN ranked r USING (delivery_id)
-                    WHERE r.rank <= $4 AND d.status = 'pending' AND d.next_attempt_at <= now()
-                    ORDER BY r.next_attempt_at LIMIT $1 FOR UPDATE OF d SKIP LOCKED)
-               UPDATE webhook_deliveries d
-                  SET next_attempt_at = now() + make_interval(secs => $2), updated_at = now()
-                 FROM due, webhook_endpoints e
-                WHERE d.delivery_id = due.delivery_id AND e.endpoint_id = d.endpoint_id
-            RETURNING d.delivery_id, d.correlation_id, d.event_id, d.event_type, d.payload,
-                      d.attempts, d.schedule_start, d.endpoint_id, e.url, e.secret,
-                      e.previous_secret, e.previous_secret_expires_at,
-                      e.enabled AND e.deleted_at IS NULL AS active""",
-            limit, float(self.lease_s), saturated, self.per_endpoint,
-        )
+        """Lease up to `limit` due deliveries, fairly across endpoints (see the module docstring)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            # The lanes are locked in a statement of their own, so the claim's statement, with a
+            # snapshot taken after, counts every lease another replica committed for them.
+            lanes = await conn.fetch(_LANES, limit, self.per_endpoint, self.failure_threshold)
+            if not lanes:
+                return []
+            return await conn.fetch(_CLAIM, limit, self.per_endpoint, self.failure_threshold,
+                                    [r["endpoint_id"] for r in lanes], float(self.lease_s))
 
     async def attempt(self, client: httpx.AsyncClient, d: asyncpg.Record) -> None:
         bind_correlation(d["correlation_id"])
@@ -193,7 +229,7 @@ class DeliveryWorker:
             delay = next_delay(attempts - d["schedule_start"], retry_after, self.schedule)
             log.warning("webhook attempt failed", error=error, retry_in_s=delay, **log_kw)
             await self._record(d, "failed" if delay is None else "pending", status, error, latency, body,
-                               delay=delay)
+                               delay=delay, retry_after=retry_after)
 
     def _secrets(self, d: asyncpg.Record, now: datetime) -> list[str]:
         """The endpoint's signing secrets, decrypted. A secret no configured key opens (its key was
@@ -225,10 +261,19 @@ class DeliveryWorker:
     def _sealed(self, secret: str | None) -> str | None:
         return self.vault.encrypt_text(secret) if secret and secret.startswith("whsec_") else secret
 
-    async def _record(self, d, outcome: str, status, error, latency, body, *,
-                      delay: float | None = None, disable: tuple[str, str] | None = None) -> None:
-        """The attempt, the delivery's new state and the endpoint's health, in one transaction."""
+    async def _record(self, d, outcome: str, status, error, latency, body, *, delay: float | None = None,
+                      retry_after: float | None = None, disable: tuple[str, str] | None = None) -> None:
+        """The endpoint's health, the attempt and the delivery's new state, in one transaction;
+        the endpoint row first, in the order a claim locks them (no deadlock)."""
         async with self.pool.acquire() as conn, conn.transaction():
+            if outcome == "succeeded":
+                await conn.execute(
+                    """UPDATE webhook_endpoints
+                          SET failing_since = NULL, consecutive_failures = 0, next_attempt_at = NULL
+                        WHERE endpoint_id = $1 AND (failing_since IS NOT NULL OR consecutive_failures > 0)""",
+                    d["endpoint_id"])
+            elif disable is None:
+                disable = await self._failed(conn, d["endpoint_id"], error, retry_after)
             await conn.execute(
                 """INSERT INTO webhook_attempts (delivery_id, attempt, status_code, latency_ms, error, response_body)
                    VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING""",
@@ -236,31 +281,38 @@ class DeliveryWorker:
             )
             await conn.execute(
                 """UPDATE webhook_deliveries SET status = $2, attempts = attempts + 1, last_status = $3,
-                          last_error = $4, updated_at = now(),
+                          last_error = $4, updated_at = now(), leased_until = NULL,
                           next_attempt_at = CASE WHEN $2 = 'pending'
                                                  THEN now() + make_interval(secs => $5) ELSE next_attempt_at END
                     WHERE delivery_id = $1""",
                 d["delivery_id"], outcome, status, error, float(delay or 0),
             )
-            if outcome == "succeeded":
-                await conn.execute(
-                    "UPDATE webhook_endpoints SET failing_since = NULL WHERE endpoint_id = $1 AND failing_since IS NOT NULL",
-                    d["endpoint_id"])
-                return
-            if disable is None:
-                failing_since = await conn.fetchval(
-                    """UPDATE webhook_endpoints SET failing_since = coalesce(failing_since, now())
-                        WHERE endpoint_id = $1 RETURNING failing_since""", d["endpoint_id"])
-                if failing_since and datetime.now(UTC) - failing_since >= timedelta(seconds=self.disable_after_s):
-                    disable = ("failing", f"Every attempt has failed since {failing_since.isoformat()}; "
-                                          f"last error: {error}")
             if disable:
                 await endpoints.disable(conn, self.store, d["endpoint_id"], reason=disable[0], detail=disable[1])
+
+    async def _failed(self, conn, endpoint_id: str, error: str,
+                      retry_after: float | None) -> tuple[str, str] | None:
+        """Count the failure in the endpoint's streak; past the threshold the endpoint waits. Returns
+        why to disable it if it has failed for too long."""
+        failing_since, failures = await conn.fetchrow(
+            """UPDATE webhook_endpoints
+                  SET consecutive_failures = CASE WHEN failing_since IS NULL THEN 1 ELSE consecutive_failures + 1 END,
+                      failing_since = coalesce(failing_since, now())
+                WHERE endpoint_id = $1 RETURNING failing_since, consecutive_failures""", endpoint_id)
+        if failures >= self.failure_threshold:
+            past = min(failures - self.failure_threshold + 1, len(self.endpoint_backoff))
+            await conn.execute(
+                """UPDATE webhook_endpoints SET next_attempt_at = now() + make_interval(secs => $2)
+                    WHERE endpoint_id = $1""",
+                endpoint_id, next_delay(past, retry_after, self.endpoint_backoff))
+        if datetime.now(UTC) - failing_since >= timedelta(seconds=self.disable_after_s):
+            return "failing", f"Every attempt has failed since {failing_since.isoformat()}; last error: {error}"
+        return None
 
     async def _give_up(self, d, reason: str) -> None:
         """The endpoint was disabled or deleted after this delivery was queued: keep the
         delivery as failed (it can be retried once the endpoint is enabled again)."""
         await self.pool.execute(
-            """UPDATE webhook_deliveries SET status = 'failed', last_error = $2, updated_at = now()
+            """UPDATE webhook_deliveries SET status = 'failed', last_error = $2, updated_at = now(), leased_until = NULL
                 WHERE delivery_id = $1""", d["delivery_id"], reason)
         log.info("webhook delivery skipped", delivery_id=d["delivery_id"], reason=reason)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
+from shared import auth
 from shared.eventstore import EventStore
 from shared.logs import get_logger
 
@@ -25,7 +26,8 @@ def iso(value: datetime | None) -> str | None:
 def public_view(row: asyncpg.Record) -> dict:
     """The endpoint resource as the API shows it (never the secret)."""
     return {
-        "id": row["endpoint_id"], "object": "webhook_endpoint", "url": row["url"],
+        "id": row["endpoint_id"], "object": "webhook_endpoint", "livemode": auth.livemode(row["tenant_id"]),
+        "url": row["url"],
         "enabledEvents": list(row["enabled_events"]), "description": row["description"],
         "enabled": row["enabled"], "disabledReason": row["disabled_reason"],
         "disabledAt": iso(row["disabled_at"]), "failingSince": iso(row["failing_since"]),

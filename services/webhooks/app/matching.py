@@ -4,6 +4,7 @@ import fnmatch
 import json
 import re
 
+from shared import auth
 from shared.envelope import CloudEvent
 
 # The public event types (docs/events.md). A filter must match at least one of them, so a typo
@@ -35,9 +36,11 @@ def invalid_filter(pattern: str) -> str | None:
 
 
 def payload_for(event: CloudEvent) -> str:
-    """The body subscribers receive: {id, type, createdAt, data}."""
+    """The body subscribers receive: {id, type, livemode, createdAt, data}; livemode as in Stripe's
+    events, so a subscriber can tell a test event from a live one."""
     created_at = event.model_dump(mode="json", include={"time"})["time"]  # same text as the envelope
     return json.dumps(
-        {"id": event.id, "type": event.type, "createdAt": created_at, "data": event.data},
+        {"id": event.id, "type": event.type, "livemode": auth.livemode(event.tenantid), "createdAt": created_at,
+         "data": event.data},
         separators=(",", ":"),
     )

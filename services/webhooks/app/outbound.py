@@ -4,6 +4,7 @@ the socket is dialled to a vetted IP, while the Host header and TLS (SNI and cer
 keep using the URL's hostname. No environment proxies, no redirects.
 """
 
+import asyncio
 import contextlib
 import ssl
 import typing
@@ -14,6 +15,9 @@ import httpx
 from .urls import Resolver, system_resolver, vetted_addresses
 
 MAX_RESPONSE_BYTES = 4096  # what is read of a receiver's answer, and kept in the delivery log
+# Resolving, TCP and TLS: a receiver that is up answers within this, and one that black-holes
+# connections must not hold a delivery slot for the whole attempt timeout.
+CONNECT_TIMEOUT_S = 3.0
 
 
 class PinnedBackend(httpcore.AsyncNetworkBackend):
@@ -25,7 +29,12 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
 
     async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
                           local_address: str | None = None, socket_options=None) -> httpcore.AsyncNetworkStream:
-        addresses = await vetted_addresses(host, port, allow_private=self.allow_private, resolve=self.resolve)
+        try:
+            async with asyncio.timeout(timeout):  # a name server that never answers counts as connecting
+                addresses = await vetted_addresses(host, port, allow_private=self.allow_private,
+                                                   resolve=self.resolve)
+        except TimeoutError:
+            raise httpcore.ConnectTimeout(f"Cannot resolve {host} within {timeout:g}s.") from None
         for ip in addresses:  # the next vetted address if one does not answer
             try:
                 return await self._inner.connect_tcp(ip, port, timeout, local_address, socket_options)
@@ -93,11 +102,13 @@ class PinnedTransport(httpx.AsyncBaseTransport):
 
 
 def delivery_client(*, allow_private: bool, timeout: float, limits: httpx.Limits | None = None,
-                    resolve: Resolver = system_resolver, ssl_context: ssl.SSLContext | None = None) -> httpx.AsyncClient:
+                    resolve: Resolver = system_resolver, ssl_context: ssl.SSLContext | None = None,
+                    connect_timeout: float = CONNECT_TIMEOUT_S) -> httpx.AsyncClient:
     """`ssl_context` defaults to httpx's (certifi's CAs); tests pass one trusting their own CA."""
     transport = PinnedTransport(PinnedBackend(allow_private=allow_private, resolve=resolve),
                                 limits or httpx.Limits(), ssl_context)
-    return httpx.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False, trust_env=False)
+    return httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(timeout, connect=min(connect_timeout, timeout)),
+                             follow_redirects=False, trust_env=False)
 
 
 async def read_capped(response: httpx.Response, cap: int = MAX_RESPONSE_BYTES) -> bytes:

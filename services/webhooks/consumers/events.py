@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
+from shared import auth
 from shared.envelope import CloudEvent
 from shared.ids import new_id
 from shared.logs import get_logger
@@ -75,7 +76,7 @@ async def queue_email(conn: asyncpg.Connection, event: CloudEvent, *, public_url
         if invoice is None:
             log.warning("reminder not e-mailed: invoice not seen yet", invoice_id=event.data.get("invoiceId"))
             return
-    business = await conn.fetchval("SELECT name FROM tenants WHERE tenant_id = $1", event.tenantid) or "Billstream"
+    business = await auth.tenant_name(conn, event.tenantid) or "Billstream"
     try:
         draft = compose(event.type, event.data, invoice if isinstance(invoice, dict) else None,
                         business=business, public_url=public_url, default_locale=default_locale,

@@ -19,6 +19,7 @@ class WebhookEndpointView(Contract):
 
     id: str
     object: Literal["webhook_endpoint"] = "webhook_endpoint"
+    livemode: bool = True  # events from before the modes: live
     url: str
     enabled_events: list[str]
     description: str | None
