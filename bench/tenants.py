@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from bench.env import GATEWAY, create_tenant, wait_until_key_active
 from bench.loadgen import HttpPool
+from shared.auth import world
 
 INVOICE_ITEMS = [{"description": "Pro Plan - Monthly", "quantity": 1, "unitAmount": 180000},
                  {"description": "Extra seats", "quantity": 3, "unitAmount": 25000}]
@@ -13,7 +14,7 @@ INVOICE_ITEMS = [{"description": "Pro Plan - Monthly", "quantity": 1, "unitAmoun
 
 @dataclass
 class BenchTenant:
-    tenant_id: str
+    tenant_id: str  # the world its test key acts in: the id its rows and events carry
     api_key: str
     customer_id: str
     http: HttpPool
@@ -31,4 +32,4 @@ async def bench_tenant(label: str, paths: tuple[str, ...] = ("/api/invoices",)) 
                                       {"name": "Bench Buyer", "email": "buyer@bench.example", "currency": "USD"})
     if status != 201:
         raise RuntimeError(f"POST /api/customers → {status} {body[:200]!r}")
-    return BenchTenant(created["tenantId"], key, json.loads(body)["id"], http)
+    return BenchTenant(world(created["tenantId"], "test"), key, json.loads(body)["id"], http)

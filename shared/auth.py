@@ -3,6 +3,12 @@
 Keys are 256-bit random tokens, so a fast hash is the right tool (no password stretching needed).
 Tenant and key events travel on `billing.tenants`; every service projects them into its own
 `tenants` and `api_keys` tables, so no service reads another's database to authenticate.
+
+Test mode and live mode are separate worlds, as in Stripe: a tenant's test keys act in its test
+world, whose id is the tenant id with `_test` appended; live keys act under the bare tenant id.
+Every row and event of a service is keyed by that world id, so a test key never sees or changes
+a live object (404) and the reverse, with no query having to remember a mode filter. Rows from
+before the modes existed sit under the bare id: live, the safe side (the sandbox never serves them).
 """
 
 import hashlib
@@ -25,6 +31,29 @@ def generate_key(mode: str = "test") -> str:
     return f"sk_{mode}_{secrets.token_urlsafe(32)}"
 
 
+TEST_SUFFIX = "_test"
+
+
+def world(tenant_id: str, mode: str) -> str:
+    """The id every row and event of this tenant's `mode` is keyed by."""
+    return tenant_id + TEST_SUFFIX if mode == "test" else tenant_id
+
+
+def livemode(world_id: str) -> bool:
+    return not world_id.endswith(TEST_SUFFIX)
+
+
+def with_livemode(view: dict, world_id: str) -> dict:
+    """A stored view (a read model's, an event's snapshot) as the API shows it: with its world's
+    mode, which snapshots leave to the tenant id they are keyed by."""
+    return {**view, "livemode": livemode(world_id)}
+
+
+def tenant_of(world_id: str) -> str:
+    """The tenant a world belongs to (its `tenants` row: name, branding)."""
+    return world_id.removesuffix(TEST_SUFFIX)
+
+
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
@@ -37,12 +66,6 @@ def key_from_request(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
-async def tenant_for_key(conn: asyncpg.Connection | asyncpg.Pool, key: str) -> str | None:
-    return await conn.fetchval(
-        "SELECT tenant_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL", hash_key(key)
-    )
-
-
 async def key_owner(conn: asyncpg.Connection | asyncpg.Pool, key: str) -> tuple[str, str] | None:
     """(tenant id, key mode) of an active key; None for an unknown or revoked one."""
     row = await conn.fetchrow(
@@ -52,16 +75,21 @@ async def key_owner(conn: asyncpg.Connection | asyncpg.Pool, key: str) -> tuple[
 
 
 async def authenticate(request: Request, pool: asyncpg.Pool) -> str:
+    """The world id (tenant and mode) the request's key acts in; 401 without a valid key."""
     key = key_from_request(request)
     if not key:
         raise AuthenticationError(
             "api_key_missing",
             "No API key provided. Send 'Authorization: Bearer sk_test_...' or 'X-API-Key'.",
         )
-    tenant_id = await tenant_for_key(pool, key)
-    if tenant_id is None:
+    owner = await key_owner(pool, key)
+    if owner is None:
         raise AuthenticationError("api_key_invalid", "Invalid or revoked API key.")
-    return tenant_id
+    return world(*owner)
+
+
+async def tenant_name(conn: asyncpg.Connection | asyncpg.Pool, world_id: str) -> str | None:
+    return await conn.fetchval("SELECT name FROM tenants WHERE tenant_id = $1", tenant_of(world_id))
 
 
 async def project_tenant_event(conn: asyncpg.Connection, event: CloudEvent) -> None:

@@ -132,13 +132,17 @@ class IdempotencyMiddleware:
 
 
 async def _claim(pool: asyncpg.Pool, owner: str, key: str, request_hash: str, claim: uuid.UUID) -> bool:
-    """A new key, or one whose holder died before committing anything (lease lapsed): ours."""
+    """A new key, an expired one (whatever it held: the purge only tidies), or one whose holder
+    died before committing anything (lease lapsed): ours."""
     return bool(await pool.fetchval(
         f"""INSERT INTO idempotency_keys (scope, key, request_hash, claim, lease_until)
             VALUES ($1, $2, $3, $4, now() + interval '{LEASE_S} seconds')
-            ON CONFLICT (scope, key) DO UPDATE SET claim = EXCLUDED.claim, lease_until = EXCLUDED.lease_until
-            WHERE idempotency_keys.status IS NULL AND NOT idempotency_keys.committed
-              AND idempotency_keys.lease_until < now() AND idempotency_keys.request_hash = EXCLUDED.request_hash
+            ON CONFLICT (scope, key) DO UPDATE SET claim = EXCLUDED.claim, lease_until = EXCLUDED.lease_until,
+              request_hash = EXCLUDED.request_hash, status = NULL, body = NULL, content_type = NULL,
+              committed = false, created_at = EXCLUDED.created_at
+            WHERE idempotency_keys.created_at < now() - interval '{TTL}'
+               OR (idempotency_keys.status IS NULL AND NOT idempotency_keys.committed
+                   AND idempotency_keys.lease_until < now() AND idempotency_keys.request_hash = EXCLUDED.request_hash)
             RETURNING true""",
         owner, key, request_hash, claim,
     ))

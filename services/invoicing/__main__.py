@@ -11,8 +11,25 @@ from .app.handlers import TenantHandlers
 from .service import create_app, service
 
 cli = make_cli(service, create_app)
-tenants = typer.Typer(help="Tenants and their API keys")
+tenants = typer.Typer(help="Tenants and their API keys. A tenant's test keys (sk_test_) and live keys (sk_live_) "
+                             "see separate data: what one creates, the other does not find.")
 cli.add_typer(tenants, name="tenants")
+MODE_HELP = "test or live: the key's prefix sk_test_/sk_live_ (test and live keys see separate data)"
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in ("test", "live"):
+        raise typer.BadParameter("mode must be test or live")
+
+
+def _print_key(tenant_id: str, key_id: str, key: str, json_out: bool) -> None:
+    """The bare tenant id (the one revoke-key and create-key take), whatever the key's mode."""
+    if json_out:
+        import json
+
+        typer.echo(json.dumps({"tenantId": tenant_id, "keyId": key_id, "apiKey": key}))
+    else:
+        typer.echo(f"tenant  {tenant_id}\nkey id  {key_id}\napi key {key}\n(store the key now: it is not shown again)")
 
 
 async def _with_handlers(fn):
@@ -28,19 +45,27 @@ async def _with_handlers(fn):
 @tenants.command("create")
 def create_tenant(
     name: str = typer.Option(..., "--name", help="the business's name"),
-    mode: str = typer.Option("test", "--mode", help="test or live: the key's prefix sk_test_/sk_live_"),
+    mode: str = typer.Option("test", "--mode", help=MODE_HELP),
     json_out: bool = typer.Option(False, "--json", help="print JSON instead of text"),
 ) -> None:
     """Create a tenant and print its first API key (shown once; stored only as a hash)."""
-    if mode not in ("test", "live"):
-        raise typer.BadParameter("mode must be test or live")
-    tenant_id, key_id, key = asyncio.run(_with_handlers(lambda h: h.create(name, mode)))
-    if json_out:
-        import json
+    _check_mode(mode)
+    _print_key(*asyncio.run(_with_handlers(lambda h: h.create(name, mode))), json_out)
 
-        typer.echo(json.dumps({"tenantId": tenant_id, "keyId": key_id, "apiKey": key}))
-    else:
-        typer.echo(f"tenant  {tenant_id}\nkey id  {key_id}\napi key {key}\n(store the key now: it is not shown again)")
+
+@tenants.command("create-key")
+def create_key(
+    tenant_id: str,
+    mode: str = typer.Option("test", "--mode", help=MODE_HELP),
+    json_out: bool = typer.Option(False, "--json", help="print JSON instead of text"),
+) -> None:
+    """Give a tenant another API key, e.g. a live key beside its test key (shown once)."""
+    _check_mode(mode)
+    try:
+        key_id, key = asyncio.run(_with_handlers(lambda h: h.create_key(tenant_id, mode)))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    _print_key(tenant_id, key_id, key, json_out)
 
 
 @tenants.command("revoke-key")

@@ -28,6 +28,9 @@ class Settings(ServiceSettings):
     public_url: str = "http://localhost:3000"
     callback_url: str | None = None  # default: this process, http://127.0.0.1:<http_port>
     checkout_ttl_hours: int = 72
+    # How long a one-off payment has to be paid on a provider's hosted form (a Stripe Checkout
+    # Session, a Paystack page) before it ends as failed `expired`. Stripe takes 30 min to 24 h.
+    hosted_checkout_expiry_s: float = 86400
     # Checks the signed pay links in customer e-mails; the webhooks service signs with the same.
     pay_link_secret: str = paylinks.DEV_SECRET
 

@@ -14,6 +14,7 @@ from pypdf import PdfReader
 from deploy.local.demo import KAFKA, create_tenant, wait_until_key_active
 from services.invoicing.api.pdf import signed_url
 from services.invoicing.settings import Settings as InvoicingSettings
+from shared.auth import world
 from shared.envelope import CloudEvent
 from tests.conftest import days_from_today, eventually
 from tests.support.kafka import produce
@@ -24,7 +25,7 @@ def tenant(gateway):
     t = create_tenant(f"Invoicing Tests {uuid.uuid4().hex[:6]}")
     with httpx.Client(base_url=gateway, headers={"Authorization": f"Bearer {t['apiKey']}"}, timeout=30) as c:
         wait_until_key_active(c)
-    return t
+    return {**t, "world": world(t["tenantId"], "test")}  # its test key's rows and events carry this id
 
 
 @pytest.fixture
@@ -288,7 +289,7 @@ def test_pdf_link_is_signed_expiring_and_renders_the_invoice(api, tenant):
     # expired a minute ago, correctly signed, rather than wait an hour.
     expires_at = datetime.fromisoformat(link["expiresAt"].replace("Z", "+00:00"))
     assert 3600 - 120 <= (expires_at - datetime.now(UTC)).total_seconds() <= 3600 + 5
-    expired = signed_url(tenant["tenantId"], inv["id"], InvoicingSettings(), now=time.time() - 3660, ttl_s=3600)
+    expired = signed_url(tenant["world"], inv["id"], InvoicingSettings(), now=time.time() - 3660, ttl_s=3600)
     path = expired["url"][expired["url"].index("/api/"):]
     r = httpx.get(link["url"][:link["url"].index("/api/")] + path)
     assert r.status_code == 410 and r.json()["error"]["code"] == "link_expired", r.text
@@ -317,7 +318,7 @@ async def _publish(tenant: str, topic: str, event_type: str, invoice_id: str, da
 
 
 def test_payments_and_dunning_facts_arrive_over_kafka(api, tenant):
-    t = tenant["tenantId"]
+    t = tenant["world"]
     c = new_customer(api)
     inv = ok(api.post(f"/api/invoices/{new_invoice(api, c, 10000)['id']}/finalize"))
     iid = inv["id"]
@@ -374,7 +375,7 @@ def test_events_from_another_tenant_do_not_touch_the_invoice(api, tenant):
     inv = ok(api.post(f"/api/invoices/{new_invoice(api, c, 10000)['id']}/finalize"))
     asyncio.run(_publish(f"ten_someone_else_{uuid.uuid4().hex[:8]}", "billing.payments", "payment.succeeded", inv["id"], {
         "paymentId": "pay_evil", "invoiceId": inv["id"], "amount": 10000, "method": "card"}))
-    asyncio.run(_publish(tenant["tenantId"], "billing.payments", "payment.succeeded", inv["id"], {
+    asyncio.run(_publish(tenant["world"], "billing.payments", "payment.succeeded", inv["id"], {
         "paymentId": "pay_ok", "invoiceId": inv["id"], "amount": 1, "method": "card"}))
 
     async def second_seen():

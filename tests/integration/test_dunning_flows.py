@@ -15,7 +15,7 @@ from tests.support.dunning_harness import (add_api_key, as_utc, invoice_event, p
 
 T0 = datetime(2027, 3, 1, 9, 30, tzinfo=UTC)
 DUE = date(2027, 3, 10)
-TENANT = "ten_dunning_a"
+TENANT = "ten_dunning_a_test"  # the test world of ten_dunning_a
 
 
 @pytest.fixture
@@ -247,7 +247,7 @@ def auth(key: str) -> dict:
 
 
 async def test_stop_dunning_stops_retries(dun, api):
-    key, other = await add_api_key(dun.pool, TENANT), await add_api_key(dun.pool, "ten_other")
+    key, other = await add_api_key(dun.pool, TENANT), await add_api_key(dun.pool, "ten_other_test")
     await finalize(dun, "inv_stop")
     await fail(dun, "inv_stop")
     [scheduled] = await dun.tail.wait_for(lambda e: e["type"] == "dunning.retry_scheduled")
@@ -291,7 +291,7 @@ async def test_api_errors_and_the_policy(dun, api):
     assert r.status_code == 404 and r.json()["error"]["code"] == "resource_missing"
 
     r = await api.get("/api/dunning/policy", headers=auth(key))
-    assert r.json() == {"object": "dunning_policy", "retryIntervalsDays": [1, 3, 5, 7],
+    assert r.json() == {"object": "dunning_policy", "livemode": False, "retryIntervalsDays": [1, 3, 5, 7],
                         "finalAction": "mark_uncollectible", "gracePeriodDays": 0,
                         "remindersBeforeDueDays": [], "remindersAfterDueDays": [], "maxAttempts": 4}
     r = await api.put("/api/dunning/policy", headers=auth(key),
@@ -311,13 +311,14 @@ async def test_api_errors_and_the_policy(dun, api):
 
 
 async def test_test_clock_moves_a_sandbox_tenants_time(dun, api):
-    tenant = "ten_sandbox"
+    tenant = "ten_sandbox_test"
     key = await add_api_key(dun.pool, tenant)
     await repo.save_policy(dun.pool, tenant, Policy(reminders_after_due_days=[1]), T0)
     r = await api.post("/api/test-clocks", headers=auth(key), json={"name": "demo", "frozenTime": "2027-06-01T00:00:00Z"})
     assert r.status_code == 201
     clock = r.json()
-    assert (clock["object"], clock["frozenTime"], clock["status"]) == ("test_clock", "2027-06-01T00:00:00Z", "ready")
+    assert (clock["object"], clock["livemode"], clock["frozenTime"], clock["status"]) == \
+        ("test_clock", False, "2027-06-01T00:00:00Z", "ready")
     r = await api.post("/api/test-clocks", headers=auth(key), json={})
     assert r.status_code == 409 and r.json()["error"]["code"] == "test_clock_exists"
 
@@ -340,13 +341,13 @@ async def test_test_clock_moves_a_sandbox_tenants_time(dun, api):
     r = await api.post(f"/api/test-clocks/{clock['id']}/advance", headers=auth(key), json={})
     assert r.status_code == 400
 
-    other = await add_api_key(dun.pool, "ten_someone")
+    other = await add_api_key(dun.pool, "ten_someone_test")
     assert (await api.get(f"/api/test-clocks/{clock['id']}", headers=auth(other))).status_code == 404
-    live = await add_api_key(dun.pool, "ten_live", mode="live")
+    live = await add_api_key(dun.pool, "ten_live")
     r = await api.post("/api/test-clocks", headers=auth(live), json={})
     assert r.status_code == 403 and r.json()["error"]["code"] == "test_mode_only"
 
     assert (await api.get("/api/test-clocks", headers=auth(key))).json()["data"][0]["id"] == clock["id"]
     r = await api.delete(f"/api/test-clocks/{clock['id']}", headers=auth(key))
-    assert r.json() == {"id": clock["id"], "object": "test_clock", "deleted": True}
+    assert r.json() == {"id": clock["id"], "object": "test_clock", "livemode": False, "deleted": True}
     assert (await api.get("/api/test-clocks", headers=auth(key))).json() == {"data": []}

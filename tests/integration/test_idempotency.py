@@ -8,6 +8,7 @@ import asyncpg
 import httpx
 import pytest
 
+from shared.auth import tenant_of
 from tests.conftest import eventually
 from tests.support import processes
 from tests.support.webhooks_service import add_tenant, start_webhooks  # noqa: F401 - fixture
@@ -143,10 +144,35 @@ async def test_only_an_active_key_of_the_same_tenant_reaches_idempotency(start_w
         assert theirs.json()["id"] != first.json()["id"]
 
         # A revoked key gets 401, never the stored answer with the one-time secret.
-        await conn.execute("UPDATE api_keys SET revoked_at = now() WHERE tenant_id = $1", tenant)
+        await conn.execute("UPDATE api_keys SET revoked_at = now() WHERE tenant_id = $1", tenant_of(tenant))
         async with svc.client(key) as api:
             r = await api.post("/api/webhook-endpoints", json=BODY, headers={"Idempotency-Key": "k-1"})
         assert r.status_code == 401 and "whsec_" not in r.text
         assert await endpoints(database, tenant) == 1
+    finally:
+        await conn.close()
+
+
+async def test_a_key_expires_after_24_hours_even_before_it_is_purged(start_webhooks, database):
+    """Past 24 hours the key is new again (Stripe's rule): the same request runs anew and another
+    request may use it, although the once-a-minute purge has not removed the row yet."""
+    svc = await start_webhooks()
+    _, key = await add_tenant(database, "Acme Uganda")
+    other = {**BODY, "description": "another request"}
+    conn = await asyncpg.connect(database)
+    try:
+        async with svc.client(key) as api:
+            first = await api.post("/api/webhook-endpoints", json=BODY, headers={"Idempotency-Key": "old-1"})
+            assert first.status_code == 201, first.text
+            r = await api.post("/api/webhook-endpoints", json=other, headers={"Idempotency-Key": "old-1"})
+            assert r.status_code == 422 and r.json()["error"]["code"] == "idempotency_key_reused"
+
+            await conn.execute("UPDATE idempotency_keys SET created_at = now() - interval '24 hours 1 minute'"
+                               " WHERE key = 'old-1'")
+            again = await api.post("/api/webhook-endpoints", json=BODY, headers={"Idempotency-Key": "old-1"})
+            assert again.status_code == 201 and again.headers.get("idempotent-replayed") is None
+            assert again.json()["id"] != first.json()["id"]
+            replay = await api.post("/api/webhook-endpoints", json=BODY, headers={"Idempotency-Key": "old-1"})
+            assert replay.headers.get("idempotent-replayed") == "true" and replay.json() == again.json()
     finally:
         await conn.close()

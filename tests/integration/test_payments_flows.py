@@ -345,6 +345,30 @@ async def test_list_filters_pages_and_tenant_isolation(payments_server):
     assert (await httpx.AsyncClient(base_url=server.url).get("/api/payments")).status_code == 401
 
 
+async def test_lists_refuse_unknown_parameters_instead_of_listing_everything(payments_server):
+    server = payments_server
+    _, client = await server.tenant()
+    await client.post("/api/payment-methods", json={"customerId": "cust_1", "type": "card", "number": SUCCEEDS})
+    for path, params, unknown in (("/api/payments", {"stauts": "SUCCEEDED"}, "stauts"),
+                                  ("/api/payments", {"status": "SUCCEEDED", "invoice_id": "inv_1"}, "invoice_id"),
+                                  ("/api/payment-methods", {"customerId": "cust_1", "type": "card"}, "type"),
+                                  ("/api/payment-providers", {"provider": "stripe"}, "provider")):
+        r = await client.get(path, params=params)
+        assert r.status_code == 400, r.text
+        error = r.json()["error"]
+        assert (error["code"], error["field"]) == ("parameter_unknown", unknown) and unknown in error["message"]
+    r = await client.get("/api/payments", params={"stauts": "SUCCEEDED"})
+    assert "dateFrom, dateTo, invoiceId, limit, page, provider, status" in r.json()["error"]["message"]
+
+    # What each list declares still works; and without a key the answer is 401, whatever the query.
+    r = await client.get("/api/payments", params={"status": "SUCCEEDED", "invoiceId": "inv_1", "page": 1, "limit": 5})
+    assert r.status_code == 200, r.text
+    assert len((await client.get("/api/payment-methods", params={"customerId": "cust_1"})).json()["data"]) == 1
+    assert (await client.get("/api/payment-providers")).status_code == 200
+    async with httpx.AsyncClient(base_url=server.url) as anonymous:
+        assert (await anonymous.get("/api/payments", params={"stauts": "x"})).status_code == 401
+
+
 async def test_crash_before_the_provider_call_loses_nothing_and_charges_once(database, kafka):
     from tests.support.payments_server import start_payments_server, stop_payments_server
 

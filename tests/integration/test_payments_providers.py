@@ -2,13 +2,18 @@
 and both wired through a running payments process (provider accounts with encrypted
 credentials, routing by currency, charges, signed webhooks, refunds)."""
 
+import asyncio
 import json
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 
 from services.payments.providers import signing
-from services.payments.providers.base import ChargeRequest, ProviderError, ProviderUnavailable, SignatureInvalid
+from services.payments.providers.base import ChargeRequest, KeyAlreadyUsed, ProviderError, ProviderUnavailable, \
+    SignatureInvalid
 from services.payments.providers.paystack import PaystackProvider
 from services.payments.providers.stripe_adapter import StripeProvider
 from tests.conftest import eventually
@@ -34,9 +39,13 @@ async def test_stripe_adapter_charges_once_per_key_declines_refunds_and_checks_s
         assert again.provider_reference == result.provider_reference and len(fake.intents) == 1
         assert all(key == "billstream_pay_1" for _, path, key in fake.requests if path == "/v1/payment_intents")
 
-        # A timeout, then the retry with the same key: one intent at Stripe.
+        # A timeout; a retry while Stripe still works on the first request is 409 (unavailable, retried,
+        # never a decline); once it is done the same key hands back the same intent.
         with pytest.raises(ProviderUnavailable):
             await stripe_.charge_saved_method(charge("pay_slow", "pm_card_slow"))
+        with pytest.raises(ProviderUnavailable, match="in-progress"):
+            await stripe_.charge_saved_method(charge("pay_slow", "pm_card_slow"))
+        await asyncio.sleep(1.2)
         retried = await stripe_.charge_saved_method(charge("pay_slow", "pm_card_slow"))
         assert retried.status == "succeeded"
         assert sum(i["payment_method"] == "pm_card_slow" for i in fake.intents.values()) == 1
@@ -67,6 +76,57 @@ async def test_stripe_adapter_charges_once_per_key_declines_refunds_and_checks_s
             await bad_key.charge_saved_method(charge("pay_9", "pm_card_visa"))
 
 
+async def test_stripe_retry_refused_for_its_key_is_looked_up_and_never_a_decline():
+    """Stripe refuses a retry whose parameters differ from the first request's (400
+    `idempotency_error`). The adapter then finds the first request's PaymentIntent by our payment
+    id; with none to find (a hosted session nobody has paid) the refusal is KeyAlreadyUsed, which
+    the worker retries, never the ProviderError it would record as a decline."""
+    fake = FakeStripe()
+    async with LocalServer(fake.app) as server:
+        stripe_ = StripeProvider(fake.secret_key, WHSEC, api_base=server.url, timeout=1.0)
+        first = await stripe_.charge_saved_method(charge("pay_1", "pm_card_visa"))
+        changed = await stripe_.charge_saved_method(charge("pay_1", "pm_card_visa", amount=5100))
+        assert (changed.status, changed.provider_reference) == ("succeeded", first.provider_reference)
+        await stripe_.charge_saved_method(charge("pay_2", "pm_card_chargeDeclined"))
+        declined = await stripe_.charge_saved_method(charge("pay_2", "pm_card_chargeDeclined", amount=1))
+        assert (declined.status, declined.failure_code) == ("failed", "generic_decline")  # a real decline stays one
+        assert len(fake.intents) == 2
+
+        hosted = ChargeRequest("billstream_pay_3", "pay_3", 5000, "USD", "http://cb", customer_email="a@example.com",
+                               return_url="http://shop/back")
+        session = await stripe_.start_payment(hosted)
+        moved = replace(hosted, customer_email="b@example.com")  # the invoice's e-mail changed meanwhile
+        with pytest.raises(KeyAlreadyUsed):
+            await stripe_.start_payment(moved)
+        intent = fake.pay_session(session.provider_reference)
+        paid = await stripe_.start_payment(moved)  # now the customer's payment is found
+        assert (paid.status, paid.provider_reference) == ("succeeded", intent["id"])
+
+
+async def test_stripe_checkout_is_looked_up_through_its_session_and_expires():
+    fake = FakeStripe()
+    async with LocalServer(fake.app) as server:
+        stripe_ = StripeProvider(fake.secret_key, WHSEC, api_base=server.url, timeout=1.0)
+        soon = ChargeRequest("k_1", "pay_1", 5000, "USD", "http://cb", return_url="http://shop/back",
+                             expires_at=datetime.fromtimestamp(time.time() + 7200, UTC))
+        unpaid = (await stripe_.start_payment(soon)).provider_reference
+        paid = (await stripe_.start_payment(replace(soon, idempotency_key="k_2", reference="pay_2"))).provider_reference
+        assert fake.sessions[unpaid]["expires_at"] == int(soon.expires_at.timestamp())
+        assert (await stripe_.get_status(unpaid)).status == "requires_action"  # open: not paid yet
+        intent = fake.pay_session(paid)
+        fake.sessions[unpaid]["expires_at"] = int(time.time()) - 1  # two hours on: Stripe expired it
+        gone = await stripe_.get_status(unpaid)
+        assert (gone.status, gone.failure_code, gone.provider_reference) == ("failed", "expired", unpaid)
+        done = await stripe_.get_status(paid)  # the session's PaymentIntent, the reference refunds need
+        assert (done.status, done.provider_reference) == ("succeeded", intent["id"])
+        assert not [path for _, path, _ in fake.requests if path.startswith("/v1/payment_intents/cs_")]
+
+        body = stripe_event("checkout.session.expired", {"id": unpaid, "object": "checkout.session",
+                                                         "metadata": {"payment_id": "pay_1"}})
+        event = stripe_.verify_callback({"stripe-signature": signing.sign(WHSEC, body)}, body)
+        assert (event.payment_id, event.status, event.failure_code) == ("pay_1", "failed", "expired")
+
+
 async def test_paystack_adapter_dedupes_by_reference_and_checks_signatures():
     fake = FakePaystack()
     async with LocalServer(fake.app) as server:
@@ -93,6 +153,8 @@ async def test_paystack_adapter_dedupes_by_reference_and_checks_signatures():
 
         hosted = await paystack.start_payment(ChargeRequest("k", "pay_3", 5000, "NGN", "http://cb"))
         assert hosted.redirect_url.startswith("https://checkout.paystack.test/")
+        # Not paid yet (Paystack says `abandoned`): waiting for the customer, not money in flight.
+        assert (await paystack.get_status("pay_3")).status == "requires_action"
 
         body = json.dumps({"event": "charge.success", "data": {"id": 7, "reference": "pay_1", "status": "success",
                                                                 "metadata": {"payment_id": "pay_1"}}}).encode()

@@ -15,7 +15,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from shared.auth import hash_key
+from shared.auth import hash_key, livemode, tenant_of
 from shared.envelope import CloudEvent
 from tests.support import processes
 from tests.support.processes import json_log_lines
@@ -63,13 +63,15 @@ def free_port() -> int:
     return processes.free_port()  # below the ephemeral range: see there
 
 
-async def add_api_key(pool: asyncpg.Pool, tenant_id: str, *, mode: str = "test") -> str:
-    """A key as the billing.tenants projection would hold it (invoicing issues real ones)."""
+async def add_api_key(pool: asyncpg.Pool, world_id: str) -> str:
+    """A key acting in `world_id` (a tenant id with `_test` for test mode, bare for live), as the
+    billing.tenants projection would hold it (invoicing issues real ones)."""
+    mode = "live" if livemode(world_id) else "test"
     key = f"sk_{mode}_{uuid.uuid4().hex}"
     await pool.execute(
         """INSERT INTO api_keys (key_id, tenant_id, key_hash, prefix, mode, created_at)
            VALUES ($1, $2, $3, $4, $5, now())""",
-        f"key_{uuid.uuid4().hex[:12]}", tenant_id, hash_key(key), key[:12], mode,
+        f"key_{uuid.uuid4().hex[:12]}", tenant_of(world_id), hash_key(key), key[:12], mode,
     )
     return key
 

@@ -5,7 +5,9 @@ retried call did not charge twice."""
 import asyncio
 import itertools
 import json
+import re
 import secrets
+import time
 from urllib.parse import parse_qsl
 
 import uvicorn
@@ -29,42 +31,67 @@ def stripe_form(body: bytes) -> dict:
     return out
 
 
+def stripe_error(status: int, kind: str, message: str, code: str | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"type": kind, "code": code, "message": message}}, status)
+
+
 class FakeStripe:
-    """/v1/payment_intents, /v1/refunds, /v1/checkout/sessions. Test methods: pm_card_visa
-    succeeds, pm_card_chargeDeclined is declined (402 card_error), pm_card_slow answers late once."""
+    """/v1/payment_intents (create, retrieve, search by metadata), /v1/refunds,
+    /v1/checkout/sessions (create, retrieve with expand[]=payment_intent; a session expires at its
+    `expires_at`). Test methods: pm_card_visa succeeds, pm_card_chargeDeclined is declined (402
+    card_error), pm_card_slow answers late once; `session_delay` makes the next session answer late.
+    Idempotency-Key as Stripe keeps it: the same request again replays the first answer, a request
+    while the first is still running gets 409, and other parameters 400 `idempotency_error`."""
 
     def __init__(self, secret_key: str = "sk_test_fake") -> None:
         self.secret_key = secret_key
         self.intents: dict[str, dict] = {}
         self.refunds: dict[str, dict] = {}
+        self.sessions: dict[str, dict] = {}
+        self.session_delay = 0.0
         self.replies: dict[str, tuple[int, dict]] = {}  # Idempotency-Key -> first answer
+        self.first_requests: dict[str, tuple[str, dict]] = {}  # Idempotency-Key -> (path, parameters)
+        self.running: set[str] = set()  # keys of requests still being answered
         self.requests: list[tuple[str, str, str | None]] = []
         self._ids = itertools.count(1)
         self.app = Starlette(routes=[
             Route("/v1/payment_intents", self.create_intent, methods=["POST"]),
+            Route("/v1/payment_intents/search", self.search_intents, methods=["GET"]),
             Route("/v1/payment_intents/{pid}", self.get_intent, methods=["GET"]),
             Route("/v1/refunds", self.create_refund, methods=["POST"]),
             Route("/v1/checkout/sessions", self.create_session, methods=["POST"]),
+            Route("/v1/checkout/sessions/{sid}", self.get_session, methods=["GET"]),
         ])
 
     def _auth(self, request: Request) -> JSONResponse | None:
+        """Every request is kept in `requests` (method, path, Idempotency-Key), then authorised."""
+        self.requests.append((request.method, request.url.path, request.headers.get("idempotency-key")))
         if request.headers.get("authorization") != f"Bearer {self.secret_key}":
             return JSONResponse({"error": {"type": "invalid_request_error", "message": "Invalid API Key"}}, 401)
         return None
 
     async def _idempotent(self, request: Request, make) -> JSONResponse:
-        self.requests.append((request.method, request.url.path, request.headers.get("idempotency-key")))
         if (denied := self._auth(request)) is not None:
             return denied
-        key = request.headers.get("idempotency-key")
-        if key and key in self.replies:
+        key, form = request.headers.get("idempotency-key"), stripe_form(await request.body())
+        if key in self.running:
+            return stripe_error(409, "idempotency_error", "There is currently another in-progress request using "
+                                "this Stripe-Idempotency-Key. Please try again later.", "idempotency_key_in_use")
+        if key in self.replies:
+            if self.first_requests[key] != (request.url.path, form):
+                return stripe_error(400, "idempotency_error", "Keys for idempotent requests can only be used with "
+                                    "the same parameters they were first used with.")
             status, body = self.replies[key]
             return JSONResponse(body, status, headers={"Idempotent-Replayed": "true"})
-        status, body, delay = await make(stripe_form(await request.body()))
         if key:
-            self.replies[key] = (status, body)
-        if delay:
+            self.running.add(key)
+        try:
+            status, body, delay = await make(form)
+            if key:  # kept at once: the work is done even if the answer below never reaches the client
+                self.replies[key], self.first_requests[key] = (status, body), (request.url.path, form)
             await asyncio.sleep(delay)
+        finally:
+            self.running.discard(key)
         return JSONResponse(body, status)
 
     async def create_intent(self, request: Request) -> JSONResponse:
@@ -113,12 +140,65 @@ class FakeStripe:
             return 200, refund, 0
         return await self._idempotent(request, make)
 
+    async def search_intents(self, request: Request) -> JSONResponse:
+        """Only the query form `metadata['k']:'v'`, newest first."""
+        if (denied := self._auth(request)) is not None:
+            return denied
+        match = re.fullmatch(r"metadata\['(\w+)'\]:'([^']*)'", request.query_params.get("query", ""))
+        if match is None:
+            return stripe_error(400, "invalid_request_error", "Unsupported search query.", "parameter_invalid")
+        found = [i for i in reversed(self.intents.values()) if i["metadata"].get(match[1]) == match[2]]
+        return JSONResponse({"object": "search_result", "url": "/v1/payment_intents/search", "data": found,
+                             "has_more": False, "next_page": None})
+
     async def create_session(self, request: Request) -> JSONResponse:
         async def make(form):
+            expires = int(form.get("expires_at") or time.time() + 86400)
+            if not time.time() + 1800 <= expires <= time.time() + 86400:  # Stripe's own window
+                return 400, {"error": {"type": "invalid_request_error", "param": "expires_at", "message":
+                             "The `expires_at` timestamp must be between 30 minutes and 24 hours from now."}}, 0
             sid = f"cs_test_{next(self._ids):06d}"
-            return 200, {"id": sid, "object": "checkout.session", "url": f"https://checkout.stripe.test/c/pay/{sid}",
-                         "client_reference_id": form.get("client_reference_id"), "metadata": form.get("metadata", {})}, 0
+            line = form["line_items"]["0"]["price_data"]
+            session = {"id": sid, "object": "checkout.session", "url": f"https://checkout.stripe.test/c/pay/{sid}",
+                       "status": "open", "payment_status": "unpaid", "payment_intent": None,
+                       "amount_total": int(line["unit_amount"]), "currency": line["currency"],
+                       "customer_email": form.get("customer_email"),
+                       "expires_at": expires,
+                       "client_reference_id": form.get("client_reference_id"), "metadata": form.get("metadata", {}),
+                       "intent_metadata": form.get("payment_intent_data", {}).get("metadata", {})}
+            self.sessions[sid] = session
+            delay, self.session_delay = self.session_delay, 0.0
+            return 200, self._session_view(session), delay
         return await self._idempotent(request, make)
+
+    def _session_view(self, session: dict, expand: bool = False) -> dict:
+        if session["status"] == "open" and time.time() >= session["expires_at"]:
+            session["status"] = "expired"
+        view = {k: v for k, v in session.items() if k != "intent_metadata"}
+        if expand and session["payment_intent"]:
+            view["payment_intent"] = self.intents[session["payment_intent"]]
+        return view
+
+    async def get_session(self, request: Request) -> JSONResponse:
+        if (denied := self._auth(request)) is not None:
+            return denied
+        session = self.sessions.get(request.path_params["sid"])
+        if session is None:
+            return stripe_error(404, "invalid_request_error", "No such checkout.session", "resource_missing")
+        expand = "payment_intent" in [v for k, v in request.query_params.multi_items() if k.startswith("expand")]
+        return JSONResponse(self._session_view(session, expand))
+
+    def pay_session(self, sid: str) -> dict:
+        """The customer pays on Stripe's page (no webhook is sent): a succeeded PaymentIntent."""
+        session = self.sessions[sid]
+        assert self._session_view(session)["status"] == "open", "only an open session can be paid"
+        pid = f"pi_{next(self._ids):06d}"
+        self.intents[pid] = {"id": pid, "object": "payment_intent", "amount": session["amount_total"],
+                             "currency": session["currency"], "metadata": session["intent_metadata"],
+                             "payment_method": "pm_card_visa", "status": "succeeded", "last_payment_error": None,
+                             "amount_refunded": 0}
+        session.update(status="complete", payment_status="paid", payment_intent=pid)
+        return self.intents[pid]
 
 
 class FakePaystack:

@@ -13,7 +13,7 @@ import asyncpg
 import httpx
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from shared.auth import generate_key, hash_key
+from shared.auth import generate_key, hash_key, tenant_of, world
 from shared.envelope import CloudEvent
 from shared.ids import new_id
 from tests.support import processes
@@ -47,18 +47,20 @@ class PaymentsServer:
     run: str = ""
     sequences: dict[str, int] = field(default_factory=dict)
 
-    async def tenant(self, name: str = "Acme Ltd") -> tuple[str, httpx.AsyncClient]:
-        """A tenant and an API client for it (rows as billing.tenants would project them)."""
-        tenant_id, key = new_id("ten"), generate_key("test")
-        conn = await asyncpg.connect(self.dsn)
-        try:
-            await conn.execute("INSERT INTO tenants VALUES ($1, $2, now())", tenant_id, name)
-            await conn.execute(
-                "INSERT INTO api_keys (key_id, tenant_id, key_hash, prefix, mode, created_at) VALUES ($1, $2, $3, $4, 'test', now())",
-                new_id("key"), tenant_id, hash_key(key), key[:12])
-        finally:
-            await conn.close()
-        return tenant_id, httpx.AsyncClient(base_url=self.url, headers={"Authorization": f"Bearer {key}"}, timeout=20)
+    async def tenant(self, name: str = "Acme Ltd", mode: str = "test") -> tuple[str, httpx.AsyncClient]:
+        """A tenant and an API client with a `mode` key (rows as billing.tenants would project
+        them): the id of that mode's world, which the tenant's invoice events there carry, and the client."""
+        tenant_id = new_id("ten")
+        await self.fetch("INSERT INTO tenants VALUES ($1, $2, now())", tenant_id, name)
+        return world(tenant_id, mode), await self.client(tenant_id, mode)
+
+    async def client(self, world_id: str, mode: str) -> httpx.AsyncClient:
+        """An API client with a new `mode` key of the tenant that `world_id` (either of its worlds) belongs to."""
+        key = generate_key(mode)
+        await self.fetch(
+            """INSERT INTO api_keys (key_id, tenant_id, key_hash, prefix, mode, created_at)
+               VALUES ($1, $2, $3, $4, $5, now())""", new_id("key"), tenant_of(world_id), hash_key(key), key[:12], mode)
+        return httpx.AsyncClient(base_url=self.url, headers={"Authorization": f"Bearer {key}"}, timeout=20)
 
     async def publish_invoice(self, tenant_id: str, event_type: str, invoice: dict, **facts) -> CloudEvent:
         """Publish an invoicing event the way docs/events.md describes it (snapshot in data.invoice)."""

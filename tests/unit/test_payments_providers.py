@@ -3,6 +3,7 @@ sandbox's instruments and plans, money parsing for the hosted page."""
 
 import json
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography.fernet import Fernet
@@ -13,6 +14,7 @@ from services.payments.providers import signing
 from services.payments.providers.base import Instrument, ProviderError, SignatureInvalid
 from services.payments.providers.sandbox import SandboxProvider, normalise
 from services.payments.providers.sandbox_server import plan
+from services.payments.providers.stripe_adapter import _session_expiry
 from shared.vault import Vault
 
 STRIPE_USD = Account("a1", "stripe", ("USD", "EUR"), 10)
@@ -143,3 +145,28 @@ def test_each_account_has_its_own_callback_path():
 
     assert callback_url("http://pay:8002", Account(SANDBOX_DEFAULT, "sandbox")) == "http://pay:8002/webhooks/sandbox/default"
     assert callback_url("http://pay:8002", STRIPE_USD) == "http://pay:8002/webhooks/stripe/a1"
+
+
+def test_a_hosted_checkout_is_judged_by_its_session_and_an_unpaid_one_waits_for_the_customer():
+    from services.payments.providers.paystack import PaystackProvider
+    from services.payments.providers.stripe_adapter import StripeProvider
+
+    session = {"id": "cs_1", "url": "https://checkout.stripe.test/cs_1", "payment_intent": None}
+    assert StripeProvider._session_result({**session, "status": "open"}).status == "requires_action"
+    gone = StripeProvider._session_result({**session, "status": "expired"})
+    assert (gone.status, gone.failure_code, gone.provider_reference) == ("failed", "expired", "cs_1")
+    intent = {"id": "pi_1", "status": "succeeded", "last_payment_error": None}
+    paid = StripeProvider._session_result({**session, "status": "complete", "payment_intent": intent})
+    assert (paid.status, paid.provider_reference) == ("succeeded", "pi_1")  # refunds need the intent
+    # Paystack's `abandoned`: the customer has not paid yet (expirable), not money in flight.
+    assert PaystackProvider._result({"reference": "pay_1", "status": "abandoned"}).status == "requires_action"
+    assert PaystackProvider._result({"reference": "pay_1", "status": "ongoing"}).status == "processing"
+
+
+def test_a_stripe_session_expiry_is_moved_into_the_window_stripe_takes():
+    now = datetime.now(UTC)
+    ahead = lambda seconds: _session_expiry(now + timedelta(seconds=seconds)) - now.timestamp()  # noqa: E731
+    assert 1800 < ahead(4) < 1900  # Stripe refuses under 30 minutes
+    assert abs(ahead(6 * 3600) - 6 * 3600) <= 1  # inside the window: our deadline as it is
+    assert 86000 < ahead(30 * 3600) < 86400  # and over 24 hours
+    assert _session_expiry(None) is None

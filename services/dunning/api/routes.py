@@ -1,9 +1,9 @@
 """Dunning's HTTP routes: an invoice's dunning status and stop-dunning, the tenant's policy,
-and test clocks for sandbox tenants."""
+and test clocks (test mode only)."""
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 
 from shared import auth
 from shared.errors import ApiError
@@ -17,18 +17,10 @@ def make_routers(dunning) -> list[APIRouter]:
     service, handlers, clocks = dunning.service, dunning.handlers, dunning.test_clocks
     Tenant = Annotated[str, Depends(service.tenant)]
 
-    async def sandbox_tenant(request: Request, tenant: Tenant) -> str:
-        """Test clocks change what time it is for the whole tenant: sandbox tenants only."""
-        mode = await service.pool.fetchval(
-            "SELECT mode FROM api_keys WHERE key_hash = $1", auth.hash_key(auth.key_from_request(request))
-        )
-        live_keys = await service.pool.fetchval(
-            "SELECT count(*) FROM api_keys WHERE tenant_id = $1 AND mode = 'live' AND revoked_at IS NULL", tenant
-        )
-        if mode != "test" or live_keys:
-            raise ApiError("test_mode_only",
-                           "Test clocks are only for sandbox tenants: use an sk_test_ key of a tenant without live keys.",
-                           status=403)
+    async def sandbox_tenant(tenant: Tenant) -> str:
+        """Test clocks change what time it is for the whole world they act in: test mode only."""
+        if auth.livemode(tenant):
+            raise ApiError("test_mode_only", "Test clocks are for test mode only: use an sk_test_ key.", status=403)
         return tenant
 
     Sandbox = Annotated[str, Depends(sandbox_tenant)]
@@ -45,17 +37,17 @@ def make_routers(dunning) -> list[APIRouter]:
 
     policy = APIRouter(prefix="/api/dunning", tags=["dunning"])
 
-    def policy_view(p: Policy) -> dict:
-        return {"object": "dunning_policy", **p.dump(), "maxAttempts": p.max_attempts}
+    def policy_view(p: Policy, tenant: str) -> dict:
+        return {"object": "dunning_policy", "livemode": auth.livemode(tenant), **p.dump(), "maxAttempts": p.max_attempts}
 
     @policy.get("/policy")
     async def get_policy(tenant: Tenant) -> dict:
-        return policy_view(await repo.load_policy(service.pool, tenant))
+        return policy_view(await repo.load_policy(service.pool, tenant), tenant)
 
     @policy.put("/policy")
     async def put_policy(body: Policy, tenant: Tenant) -> dict:
         await repo.save_policy(service.pool, tenant, body, dunning.clock.now())
-        return policy_view(body)
+        return policy_view(body, tenant)
 
     test_clocks = APIRouter(prefix="/api/test-clocks", tags=["test clocks"])
 

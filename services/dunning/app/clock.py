@@ -1,5 +1,5 @@
 """Time is an input. The domain never reads the wall clock: the app passes `now` in, taken from
-a Clock, or from the tenant's test clock when a sandbox tenant has one."""
+a Clock, or from the tenant's test clock when a test world has one."""
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta

@@ -6,6 +6,7 @@ from datetime import datetime
 
 import asyncpg
 
+from shared import auth
 from shared.errors import NotFound
 from shared.eventstore import EventStore
 from shared.logs import get_logger
@@ -154,6 +155,7 @@ class DunningHandlers:
         ]
         return {
             "object": "dunning",
+            "livemode": auth.livemode(row["tenant_id"]),
             **state.snapshot().dump(),
             "maxAttempts": policy.max_attempts,
             "overdue": state.overdue_recorded,

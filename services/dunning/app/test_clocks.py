@@ -1,5 +1,5 @@
-"""Test clocks for sandbox tenants (like Stripe's): while a tenant has one, dunning lives at the
-clock's frozen time for that tenant; advancing it fires everything that falls due on the way,
+"""Test clocks of test worlds (like Stripe's): while a test world has one, dunning lives at the
+clock's frozen time for that world; advancing it fires everything that falls due on the way,
 in order, so a person can watch an invoice go overdue and through its retries in a demo."""
 
 from collections.abc import Callable
@@ -7,6 +7,7 @@ from datetime import datetime
 
 import asyncpg
 
+from shared import auth
 from shared.errors import ApiError, Conflict, NotFound
 from shared.ids import new_id
 
@@ -16,7 +17,7 @@ from .clock import Clock, iso
 
 def _view(row: asyncpg.Record, due_now: int) -> dict:
     return {
-        "id": row["id"], "object": "test_clock", "name": row["name"],
+        "id": row["id"], "object": "test_clock", "livemode": auth.livemode(row["tenant_id"]), "name": row["name"],
         "frozenTime": iso(row["frozen_time"]),
         # advancing until every timer due by frozenTime has fired
         "status": "advancing" if due_now else "ready",
@@ -94,4 +95,4 @@ class TestClocks:
             await self._row(conn, tenant_id, clock_id, lock=True)
             await conn.execute("DELETE FROM test_clocks WHERE id = $1", clock_id)
             await conn.execute("SELECT pg_notify($1, '')", repo.TIMERS_CHANNEL)
-        return {"id": clock_id, "object": "test_clock", "deleted": True}
+        return {"id": clock_id, "object": "test_clock", "livemode": auth.livemode(tenant_id), "deleted": True}

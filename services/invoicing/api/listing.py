@@ -10,9 +10,11 @@ from typing import Any
 
 from starlette.datastructures import QueryParams
 
+from shared import auth
 from shared.errors import ApiError
 from shared.limits import MAX_DATE, MAX_PAGE, MIN_DATE, bounded_date, bounded_int
 from shared.money import check_currency
+from shared.query_params import refuse_unknown
 
 from ..domain.invoice import STATUSES
 
@@ -113,9 +115,7 @@ async def run_list(conn, *, table: str, id_col: str, tenant: str, params: QueryP
         op = op.rstrip("]")
         if base in known and not op:
             continue
-        if base not in filters:
-            allowed = ", ".join(sorted((*filters, *known)))
-            raise ApiError("parameter_unknown", f"Unknown list parameter '{name}'. Use one of: {allowed}.", field=name)
+        refuse_unknown([base], {*filters, *known})
         col = filters[base]
         try:
             if op == "in" or (not op and "," in raw):
@@ -172,7 +172,7 @@ async def run_list(conn, *, table: str, id_col: str, tenant: str, params: QueryP
         if total is None:
             total, exact = await count_rows(conn, table, count_sql, count_args)
         meta.update(page=page, total=total, totalExact=exact, totalPages=-(-total // limit))
-    return {"data": [r["view"] for r in rows], "meta": meta}
+    return {"data": [auth.with_livemode(r["view"], tenant) for r in rows], "meta": meta}
 
 
 INVOICE_FILTERS = {

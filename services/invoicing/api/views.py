@@ -1,7 +1,10 @@
 """Resources as the public API and the events show them (camelCase JSON). The same functions
-build HTTP answers and event snapshots, so the two always agree."""
+build HTTP answers and event snapshots, so the two always agree. Each takes the world id the
+resource lives in, for its `livemode` (test keys act in the tenant's test world)."""
 
 from datetime import datetime
+
+from shared import auth
 
 from ..domain.customer import Customer
 from ..domain.invoice import Invoice
@@ -11,7 +14,7 @@ def _iso(t: datetime | None) -> str | None:
     return t.isoformat().replace("+00:00", "Z") if t else None
 
 
-def invoice_view(inv: Invoice) -> dict:
+def invoice_view(inv: Invoice, tenant: str) -> dict:
     f, totals = inv.fields, inv.totals
     items = []
     for priced in totals.lines:
@@ -26,6 +29,7 @@ def invoice_view(inv: Invoice) -> dict:
     return {
         "id": inv.id,
         "object": "invoice",
+        "livemode": auth.livemode(tenant),
         "number": inv.number,
         "status": inv.status,
         "customerId": f.customer.id if f.customer else None,
@@ -65,11 +69,12 @@ def invoice_view(inv: Invoice) -> dict:
     }
 
 
-def customer_view(c: Customer) -> dict:
+def customer_view(c: Customer, tenant: str) -> dict:
     f = c.fields
     return {
         "id": c.id,
         "object": "customer",
+        "livemode": auth.livemode(tenant),
         "name": f.name,
         "email": f.email,
         "currency": f.currency,
@@ -85,10 +90,11 @@ def customer_view(c: Customer) -> dict:
     }
 
 
-def credit_note_view(*, id: str, number: str, invoice: Invoice, kind: str, amount: int,
+def credit_note_view(*, tenant: str, id: str, number: str, invoice: Invoice, kind: str, amount: int,
                      reason: str | None, at: datetime) -> dict:
     return {
-        "id": id, "object": "credit_note", "number": number, "invoiceId": invoice.id,
+        "id": id, "object": "credit_note", "livemode": auth.livemode(tenant), "number": number,
+        "invoiceId": invoice.id,
         "customerId": invoice.fields.customer.id if invoice.fields.customer else None,
         "type": kind, "amount": amount, "currency": invoice.fields.currency, "reason": reason,
         "createdAt": _iso(at),

@@ -20,7 +20,7 @@ from ..api.views import credit_note_view, customer_view, invoice_view
 from ..domain import customer as cust
 from ..domain import events as ev
 from ..domain import invoice as inv
-from ..domain.tenant import NewKey, decide_create_tenant, decide_revoke_key
+from ..domain.tenant import NewKey, decide_create_key, decide_create_tenant, decide_revoke_key
 
 SOURCE = "/billstream/invoicing"
 T = TypeVar("T")
@@ -83,7 +83,7 @@ class Invoicing:
         envelopes, s = [], state
         for event_type, fact in facts:
             s = evolve(s, event_type, fact, subject=state.id, at=at)
-            data = fact.dump() if event_type == "credit_note.created" else {**fact.dump(), key: view(s)}
+            data = fact.dump() if event_type == "credit_note.created" else {**fact.dump(), key: view(s, tenant)}
             envelopes.append(ev.registry.new_event(event_type, type(fact).model_validate(data), source=SOURCE,
                                                    subject=state.id, tenant_id=tenant, time=at))
         await self.store.append(conn, stream_type, state.id, state.version, envelopes)
@@ -156,18 +156,18 @@ class Invoicing:
     async def create_customer(self, tenant: str, fields: ev.CustomerFields) -> dict:
         async def run(conn):
             state = cust.Customer(id=new_id("cust"))
-            return customer_view(await self._record_customer(conn, tenant, state, cust.decide_create(state, fields), self.clock()))
+            return customer_view(await self._record_customer(conn, tenant, state, cust.decide_create(state, fields), self.clock()), tenant)
         return await self.transact(run)
 
     async def update_customer(self, tenant: str, customer_id: str, changes: ev.CustomerFields) -> dict:
         async def run(conn):
             state = await self.load_customer(conn, tenant, customer_id)
-            return customer_view(await self._record_customer(conn, tenant, state, cust.decide_update(state, changes), self.clock()))
+            return customer_view(await self._record_customer(conn, tenant, state, cust.decide_update(state, changes), self.clock()), tenant)
         return await self.transact(run)
 
     async def get_customer(self, tenant: str, customer_id: str) -> dict:
         async with self.pool.acquire() as conn:
-            return customer_view(await self.load_customer(conn, tenant, customer_id))
+            return customer_view(await self.load_customer(conn, tenant, customer_id), tenant)
 
     # -- invoices -----------------------------------------------------------------------------
 
@@ -199,7 +199,7 @@ class Invoicing:
             full = await self._draft_fields(conn, tenant, fields, customer_id, creating=True)
             facts = inv.decide_create(state, full)
             await self._claim_reference(conn, tenant, full.reference, state.id)
-            return invoice_view(await self._record_invoice(conn, tenant, state, facts, self.clock()))
+            return invoice_view(await self._record_invoice(conn, tenant, state, facts, self.clock()), tenant)
         return await self.transact(run)
 
     async def update_invoice(self, tenant: str, invoice_id: str, customer_id: str | None, changes: ev.DraftFields) -> dict:
@@ -210,13 +210,13 @@ class Invoicing:
             if "reference" in full.model_fields_set:
                 await self._release_reference(conn, tenant, invoice_id)
                 await self._claim_reference(conn, tenant, full.reference, invoice_id)
-            return invoice_view(await self._record_invoice(conn, tenant, state, facts, self.clock()))
+            return invoice_view(await self._record_invoice(conn, tenant, state, facts, self.clock()), tenant)
         return await self.transact(run)
 
     async def add_charge(self, tenant: str, invoice_id: str, line: ev.LineData) -> dict:
         async def run(conn):
             state = await self.load_invoice(conn, tenant, invoice_id)
-            return invoice_view(await self._record_invoice(conn, tenant, state, inv.decide_add_charge(state, line), self.clock()))
+            return invoice_view(await self._record_invoice(conn, tenant, state, inv.decide_add_charge(state, line), self.clock()), tenant)
         return await self.transact(run)
 
     async def _finalizing(self, conn, tenant: str, state: inv.Invoice, at: datetime):
@@ -245,7 +245,7 @@ class Invoicing:
             number, credit, customer = await self._finalizing(conn, tenant, state, at)
             facts = inv.decide_finalize(state, number=number, credit_available=credit)
             await self._after_finalize(conn, tenant, state, facts, customer, at)
-            return invoice_view(await self._record_invoice(conn, tenant, state, facts, at))
+            return invoice_view(await self._record_invoice(conn, tenant, state, facts, at), tenant)
         return await self.transact(run)
 
     async def send(self, tenant: str, invoice_id: str) -> dict:
@@ -257,7 +257,7 @@ class Invoicing:
             number, credit, customer = await self._finalizing(conn, tenant, state, at)
             facts = inv.decide_send(state, number=number, credit_available=credit)
             await self._after_finalize(conn, tenant, state, facts, customer, at)
-            return invoice_view(await self._record_invoice(conn, tenant, state, facts, at))
+            return invoice_view(await self._record_invoice(conn, tenant, state, facts, at), tenant)
         return await self.transact(run)
 
     async def record_offline_payment(self, tenant: str, invoice_id: str, *, amount: int | None, method: str,
@@ -268,7 +268,7 @@ class Invoicing:
             facts = inv.decide_payment(state, payment_id=new_id("pay"), amount=amount or state.amount_due,
                                        method=method, reference=reference, paid_on=paid_on, offline=True)
             await self._apply_overpayment(conn, tenant, state, facts, at)
-            return invoice_view(await self._record_invoice(conn, tenant, state, facts, at))
+            return invoice_view(await self._record_invoice(conn, tenant, state, facts, at), tenant)
         return await self.transact(run)
 
     async def void(self, tenant: str, invoice_id: str, reason: str | None) -> dict:
@@ -277,7 +277,7 @@ class Invoicing:
             state = await self.load_invoice(conn, tenant, invoice_id)
             facts = inv.decide_void(state, reason)
             await self._return_credits(conn, tenant, state, facts, at)
-            return invoice_view(await self._record_invoice(conn, tenant, state, facts, at))
+            return invoice_view(await self._record_invoice(conn, tenant, state, facts, at), tenant)
         return await self.transact(run)
 
     async def _return_credits(self, conn, tenant, state, facts, at) -> None:
@@ -296,12 +296,12 @@ class Invoicing:
             facts = inv.decide_write_off(state, cn_id)
             note = await self._credit_note(conn, tenant, state, cn_id, "adjustment", state.amount_due,
                                            reason or "written off", at)
-            return invoice_view(await self._record_invoice(conn, tenant, state, facts, at, extra=[note]))
+            return invoice_view(await self._record_invoice(conn, tenant, state, facts, at, extra=[note]), tenant)
         return await self.transact(run)
 
     async def _credit_note(self, conn, tenant, state, cn_id, kind, amount, reason, at):
         number = await self._next_number(conn, tenant, "CN", at.year)
-        view = credit_note_view(id=cn_id, number=number, invoice=state, kind=kind, amount=amount, reason=reason, at=at)
+        view = credit_note_view(tenant=tenant, id=cn_id, number=number, invoice=state, kind=kind, amount=amount, reason=reason, at=at)
         return "credit_note.created", ev.CreditNoteCreated(credit_note=view)
 
     async def delete(self, tenant: str, invoice_id: str) -> None:
@@ -321,13 +321,13 @@ class Invoicing:
                                       status=status, amount_paid=amount_paid)
             await self._claim_number(conn, tenant, number)
             await self._claim_reference(conn, tenant, full.reference, state.id)
-            return invoice_view(await self._record_invoice(conn, tenant, state, facts, self.clock()))
+            return invoice_view(await self._record_invoice(conn, tenant, state, facts, self.clock()), tenant)
         return await self.transact(run)
 
     async def get(self, tenant: str, invoice_id: str, as_of: datetime | None = None) -> dict:
         """The invoice now, or exactly as it was at `as_of`, folded from its events."""
         async with self.pool.acquire() as conn:
-            view = invoice_view(await self.load_invoice(conn, tenant, invoice_id, as_of=as_of))
+            view = invoice_view(await self.load_invoice(conn, tenant, invoice_id, as_of=as_of), tenant)
             dunning = await conn.fetchrow("SELECT status, next_retry_at FROM invoice_dunning WHERE invoice_id = $1", invoice_id)
         view["dunningStatus"] = dunning["status"] if dunning else None
         view["nextRetryAt"] = dunning["next_retry_at"] if dunning else None
@@ -400,6 +400,16 @@ class TenantHandlers:
         events = decide_create_tenant(name, NewKey(key_id, hash_key(key), key[:12], mode))
         await self._append(tenant_id, 0, events)
         return tenant_id, key_id, key
+
+    async def create_key(self, tenant_id: str, mode: str) -> tuple[str, str]:
+        """Returns (key id, the key itself: shown once, stored only hashed)."""
+        key, key_id = generate_key(mode), new_id("key")
+        async with self.pool.acquire() as conn:
+            stored = await self.store.read_stream(conn, tenant_id)
+        exists = any(s.event.type == "tenant.created" for s in stored)  # not some other stream's id
+        events = decide_create_key(exists, NewKey(key_id, hash_key(key), key[:12], mode))
+        await self._append(tenant_id, len(stored), events)
+        return key_id, key
 
     async def revoke_key(self, tenant_id: str, key_id: str) -> bool:
         async with self.pool.acquire() as conn:

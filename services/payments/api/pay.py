@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from shared import paylinks
+from shared import auth, paylinks
 from shared.errors import ApiError
 from shared.logs import get_logger
 
@@ -65,7 +65,7 @@ async def _load(conn, token: str):
 
 async def _context(conn, session, inv) -> dict:
     snap = inv["snapshot"] or {}
-    business = await conn.fetchval("SELECT name FROM tenants WHERE tenant_id = $1", session["tenant_id"])
+    business = await auth.tenant_name(conn, session["tenant_id"])
     balance = await payments.balance(conn, inv)
     ours = await conn.fetch(
         """SELECT payment_id, amount, status FROM invoice_payments WHERE invoice_id = $1

@@ -7,9 +7,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
+from shared import auth
 from shared.errors import ApiError, NotFound
+from shared.idempotency import mark_committed
 from shared.ids import new_id
 from shared.limits import MAX_DATE, MAX_PAGE, MIN_DATE
+from shared.query_params import declared_only
 
 from ..app import accounts as accounts_mod
 from ..app.checkout import open_session
@@ -23,11 +26,14 @@ from .schemas import CheckoutIn, CollectIn, PaymentMethodIn, ProviderAccountIn, 
 
 router = APIRouter(tags=["payments"])
 Tenant = Annotated[str, Depends(service.tenant)]
+# A list refuses query parameters it does not declare (400 parameter_unknown), after the key is
+# checked (a 401 comes first; FastAPI runs the tenant dependency once per request).
+LIST = [Depends(service.tenant), Depends(declared_only)]
 
 
 # -- payments -------------------------------------------------------------------------------
 
-@router.get("/api/payments")
+@router.get("/api/payments", dependencies=LIST)
 async def list_payments(
     tenant: Tenant,
     status: str | None = None,
@@ -62,7 +68,7 @@ async def list_payments(
         rows = await conn.fetch(
             f"""SELECT view FROM payment_list WHERE {sql_where}
                 ORDER BY created_at DESC, payment_id DESC LIMIT {limit} OFFSET {(page - 1) * limit}""", *args)
-    return {"data": [r["view"] for r in rows],
+    return {"data": [auth.with_livemode(r["view"], tenant) for r in rows],
             "meta": {"page": page, "limit": limit, "total": total, "totalPages": -(-total // limit)}}
 
 
@@ -70,7 +76,7 @@ async def list_payments(
 async def get_payment(payment_id: str, tenant: Tenant) -> dict:
     async with service.pool.acquire() as conn:
         state, _ = await payments.read(conn, payment_id, tenant)
-    return state.snapshot.dump()
+    return auth.with_livemode(state.snapshot.dump(), tenant)
 
 
 @router.post("/api/payments/{payment_id}/refund", status_code=201)
@@ -120,7 +126,7 @@ async def collect(invoice_id: str, tenant: Tenant, body: CollectIn | None = None
     await payments.run_job(state.snapshot.id, claimed=True)  # at once; the worker retries if this does not finish
     async with service.pool.acquire() as conn:
         state, _ = await payments.read(conn, state.snapshot.id, tenant)
-    return state.snapshot.dump()
+    return auth.with_livemode(state.snapshot.dump(), tenant)
 
 
 @router.post("/api/invoices/{invoice_id}/checkout", status_code=201)
@@ -129,12 +135,13 @@ async def checkout(invoice_id: str, tenant: Tenant, body: CheckoutIn | None = No
     await wait_for_invoice(tenant, invoice_id)
     async with service.pool.acquire() as conn, conn.transaction():
         inv = await payments.invoice(conn, tenant, invoice_id)
+        await payments.accounts.route(conn, tenant, inv["currency"])  # 409 no_provider: a link nobody can pay
         balance = await payments.balance(conn, inv)
         return_url = body.return_url or (inv["snapshot"] or {}).get("returnUrl")
         session_id, token, expires = await open_session(
             conn, tenant, invoice_id, return_url, timedelta(hours=service.settings.checkout_ttl_hours))
-    return {"id": session_id, "object": "checkout_session", "invoiceId": invoice_id,
-            "checkoutUrl": f"{service.settings.public_url.rstrip('/')}/pay/{token}",
+    return {"id": session_id, "object": "checkout_session", "livemode": auth.livemode(tenant),
+            "invoiceId": invoice_id, "checkoutUrl": f"{service.settings.public_url.rstrip('/')}/pay/{token}",
             "expiresAt": expires.isoformat().replace("+00:00", "Z"), "returnUrl": return_url,
             "amountDue": balance.remaining, "currency": inv["currency"], "invoiceStatus": inv["status"]}
 
@@ -142,13 +149,14 @@ async def checkout(invoice_id: str, tenant: Tenant, body: CheckoutIn | None = No
 # -- saved payment methods ----------------------------------------------------------------------
 
 def _method_view(row) -> dict:
-    return {"id": row["method_id"], "object": "payment_method", "customerId": row["customer_id"],
-            "provider": row["provider"], "type": row["type"], "label": row["label"],
-            "createdAt": row["created_at"].isoformat()}
+    return {"id": row["method_id"], "object": "payment_method", "livemode": auth.livemode(row["tenant_id"]),
+            "customerId": row["customer_id"], "provider": row["provider"], "type": row["type"],
+            "label": row["label"], "createdAt": row["created_at"].isoformat()}
 
 
 @router.post("/api/payment-methods", status_code=201)
 async def attach_method(body: PaymentMethodIn, tenant: Tenant) -> dict:
+    accounts_mod.refuse_sandbox_in_live(tenant, body.provider)
     if body.provider == "sandbox":
         if not body.number:
             raise ApiError("parameter_missing", "number (a sandbox test instrument) is required.", field="number")
@@ -162,14 +170,16 @@ async def attach_method(body: PaymentMethodIn, tenant: Tenant) -> dict:
         if not body.token:
             raise ApiError("parameter_missing", f"token (the {body.provider} method token) is required.", field="token")
         token, label = body.token, body.label or f"{body.provider} {body.type}"
-    row = await service.pool.fetchrow(
-        """INSERT INTO payment_methods (method_id, tenant_id, customer_id, provider, type, label, token)
-           VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *""",
-        new_id("pm"), tenant, body.customer_id, body.provider, body.type, label, payments.vault.encrypt(token))
+    async with service.pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            """INSERT INTO payment_methods (method_id, tenant_id, customer_id, provider, type, label, token)
+               VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *""",
+            new_id("pm"), tenant, body.customer_id, body.provider, body.type, label, payments.vault.encrypt(token))
+        await mark_committed(conn)  # with the method: a retry of the same Idempotency-Key never attaches a second
     return _method_view(row)
 
 
-@router.get("/api/payment-methods")
+@router.get("/api/payment-methods", dependencies=LIST)
 async def list_methods(tenant: Tenant, customer_id: Annotated[str, Query(alias="customerId")]) -> dict:
     rows = await service.pool.fetch(
         """SELECT * FROM payment_methods WHERE tenant_id = $1 AND customer_id = $2 AND detached_at IS NULL
@@ -196,7 +206,7 @@ async def add_provider(body: ProviderAccountIn, tenant: Tenant) -> dict:
                                               body.priority, body.credentials)
 
 
-@router.get("/api/payment-providers")
+@router.get("/api/payment-providers", dependencies=LIST)
 async def list_providers(tenant: Tenant) -> dict:
     rows = await service.pool.fetch(
         "SELECT * FROM provider_accounts WHERE tenant_id = $1 ORDER BY created_at", tenant)

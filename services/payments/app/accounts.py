@@ -2,7 +2,9 @@
 
 import asyncpg
 
+from shared import auth
 from shared.errors import ApiError, NotFound
+from shared.idempotency import mark_committed
 from shared.ids import new_id
 from shared.logs import get_logger
 from shared.vault import Vault
@@ -30,12 +32,15 @@ class Accounts:
                        self.vault.decrypt(r["credentials"]))
 
     async def route(self, conn, tenant_id: str, currency: str, provider: str | None = None) -> Account:
+        # The sandbox serves test mode only: a live world neither falls back to the installation's
+        # sandbox nor uses a sandbox account it had from before the modes existed.
+        live = auth.livemode(tenant_id)
+        accounts = [a for a in await self.all(conn, tenant_id) if not (live and a.provider == "sandbox")]
         try:
-            return choose(await self.all(conn, tenant_id), currency, provider=provider,
-                          sandbox_enabled=self.settings.sandbox_enabled)
+            return choose(accounts, currency, provider=provider,
+                          sandbox_enabled=self.settings.sandbox_enabled and not live)
         except NoProvider as exc:
-            raise ApiError("provider_not_configured", f"{exc}; add one with POST /api/payment-providers.",
-                           status=409) from exc
+            raise ApiError("no_provider", f"{exc}; add one with POST /api/payment-providers.", status=409) from exc
 
     async def get(self, conn, tenant_id: str, account_id: str | None) -> Account:
         if account_id in (None, SANDBOX_DEFAULT):
@@ -52,6 +57,7 @@ class Accounts:
                      priority: int, credentials: dict) -> dict:
         if provider not in factory.KNOWN:
             raise ApiError("provider_unknown", f"provider must be one of {', '.join(factory.KNOWN)}.", field="provider")
+        refuse_sandbox_in_live(tenant_id, provider)
         if provider != "sandbox" and not credentials.get("secretKey"):
             raise ApiError("credentials_invalid", "credentials.secretKey is required.", field="credentials.secretKey")
         if provider == "stripe" and not credentials.get("webhookSecret"):
@@ -61,16 +67,24 @@ class Accounts:
         if self.settings.credentials_keys == DEV_CREDENTIALS_KEY:
             log.warning("provider credentials encrypted with the built-in development key; "
                         "set BILLSTREAM_PAYMENTS_CREDENTIALS_KEYS outside local use")
-        account_id = new_id("pacct")
-        row = await conn.fetchrow(
-            """INSERT INTO provider_accounts (account_id, tenant_id, provider, currencies, priority, credentials)
-               VALUES ($1, $2, $3, $4, $5, $6) RETURNING *""",
-            account_id, tenant_id, provider, currencies, priority, self.vault.encrypt(credentials))
+        async with conn.transaction():
+            row = await conn.fetchrow(
+                """INSERT INTO provider_accounts (account_id, tenant_id, provider, currencies, priority, credentials)
+                   VALUES ($1, $2, $3, $4, $5, $6) RETURNING *""",
+                new_id("pacct"), tenant_id, provider, currencies, priority, self.vault.encrypt(credentials))
+            await mark_committed(conn)  # with the account: a retry of the same Idempotency-Key never adds a second
         return view(row)
+
+
+def refuse_sandbox_in_live(tenant_id: str, provider: str) -> None:
+    """The sandbox takes no real money, so it serves test mode only."""
+    if provider == "sandbox" and auth.livemode(tenant_id):
+        raise ApiError("sandbox_test_mode_only", "The sandbox provider serves test mode only: use a test key "
+                       "(sk_test_...), or a real provider in live mode.", field="provider")
 
 
 def view(row) -> dict:
     """Never shows credentials, only that they are set."""
-    return {"id": row["account_id"], "object": "payment_provider", "provider": row["provider"],
-            "currencies": list(row["currencies"]), "priority": row["priority"], "active": row["active"],
-            "credentials": "encrypted", "createdAt": row["created_at"].isoformat()}
+    return {"id": row["account_id"], "object": "payment_provider", "livemode": auth.livemode(row["tenant_id"]),
+            "provider": row["provider"], "currencies": list(row["currencies"]), "priority": row["priority"],
+            "active": row["active"], "credentials": "encrypted", "createdAt": row["created_at"].isoformat()}

@@ -5,10 +5,13 @@ A charge is two steps so nothing is lost and nothing is charged twice: (1) payme
 a charge_jobs row commit together; (2) the job is sent to the provider with the payment's
 idempotency key, retried with the same key after a timeout or crash, and its answer (or the
 provider's callback, whichever comes first) is appended as payment.processing/succeeded/failed.
+A provider refusing a retry for its key (KeyAlreadyUsed) is no decline: the job stays pending.
+A one-off payment still unpaid on the provider's hosted form at its deadline ends as failed
+`expired`, so it stops holding the invoice's balance.
 """
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
@@ -23,7 +26,8 @@ from ..domain.collection import Balance, amount_to_collect
 from ..domain.events import registry
 from ..domain.payment import Outcome, Payment, StartPayment, decide_outcome, decide_processing, \
     decide_start, fold
-from ..providers.base import ChargeRequest, ChargeResult, Instrument, ProviderError, ProviderUnavailable
+from ..providers.base import REQUIRES_ACTION, ChargeRequest, ChargeResult, Instrument, KeyAlreadyUsed, \
+    ProviderError, ProviderUnavailable, expired
 from .accounts import Accounts
 from .routing import Account
 from .webhooks_in import callback_url
@@ -218,26 +222,38 @@ class Payments:
             return None
         provider = self.accounts.adapter(account)
         s = state.snapshot
+        # A one-off payment (no saved method: the customer is at the hosted page, or sent on to the
+        # provider's own form) has until `expires_at` to be paid; a hosted session expires then too.
+        expires_at = None if job["method_id"] else \
+            job["created_at"] + timedelta(seconds=self.settings.hosted_checkout_expiry_s)
+        overdue = expires_at is not None and now() >= expires_at
         failpoint("payments.before_charge")
         try:
             if job["provider_reference"]:  # already taken: only ask how it went (lost callback)
                 result = await provider.get_status(job["provider_reference"])
+            elif overdue and not job["instrument"]:
+                # No form was ever shown (we never heard back from creating it): opening one now
+                # would only hand the customer a page for a payment that is over.
+                result = expired("")
             else:
                 instrument = self.vault.decrypt(job["instrument"]) if job["instrument"] else None
                 req = ChargeRequest(
                     idempotency_key=job["idempotency_key"], reference=payment_id, amount=s.amount,
                     currency=s.currency, callback_url=callback_url(self.settings.own_url, account),
                     instrument=Instrument(**instrument) if instrument else None, method_token=token,
-                    customer_email=email, return_url=job["return_url"])
+                    customer_email=email, return_url=job["return_url"], expires_at=expires_at)
                 result = await (provider.charge_saved_method(req) if token else provider.start_payment(req))
-        except ProviderUnavailable as exc:
-            backoff = min(2 ** (job["attempts"] - 1), 60)
-            log.warning("provider unavailable, charge will be retried with the same key",
-                        payment_id=payment_id, error=exc.message, retry_in_s=backoff)
-            await self.pool.execute(
-                """UPDATE charge_jobs SET next_attempt_at = now() + make_interval(secs => $2), last_error = $3
-                   WHERE payment_id = $1""", payment_id, float(backoff), exc.message)
-            return None
+        except ProviderUnavailable as exc:  # KeyAlreadyUsed too: a refused retry is never a decline
+            if not (overdue and isinstance(exc, KeyAlreadyUsed)):
+                backoff = min(2 ** (job["attempts"] - 1), 60)
+                log.warning("provider unavailable, charge will be retried with the same key",
+                            payment_id=payment_id, error=exc.message, retry_in_s=backoff)
+                await self.pool.execute(
+                    """UPDATE charge_jobs SET next_attempt_at = now() + make_interval(secs => $2), last_error = $3
+                       WHERE payment_id = $1""", payment_id, float(backoff), exc.message)
+                return None
+            # The provider knows the key but shows no paid charge for it, and the checkout is over.
+            result = expired(job["provider_reference"] or "")
         except ProviderError as exc:
             if job["provider_reference"]:  # only a look-up failed: the charge itself stands
                 log.warning("charge status look-up refused", payment_id=payment_id, error=exc.message)
@@ -250,12 +266,17 @@ class Payments:
                 await self.record(conn, payment_id, "failed", code=exc.code, reason=exc.message)
             return ChargeResult(provider_reference="", status="failed", failure_code=exc.code,
                                 failure_reason=exc.message)
+        if overdue and result.status == REQUIRES_ACTION:  # the customer never finished the provider's form
+            result = expired(result.provider_reference)
         failpoint("payments.after_charge")  # the provider has the charge, nothing of it is recorded yet
         after = await self.record_result(payment_id, result)
         if after.status not in FINAL:
+            look_again = RECONCILE_AFTER_S
+            if expires_at is not None and not overdue:  # a hosted checkout: at its deadline at the latest
+                look_again = min(look_again, max((expires_at - now()).total_seconds(), 0) + 1)
             await self.pool.execute(
                 "UPDATE charge_jobs SET next_attempt_at = now() + make_interval(secs => $2) WHERE payment_id = $1",
-                payment_id, float(RECONCILE_AFTER_S))
+                payment_id, float(look_again))
         return result
 
     async def due_jobs(self, limit: int = 20) -> list[str]:

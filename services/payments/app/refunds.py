@@ -3,6 +3,7 @@ then the provider is called with the key `billstream_<refundId>` and payment.ref
 A timeout or crash in between leaves the job for the worker, which repeats the call with the same
 key, so a refund is never lost and never made twice."""
 
+from shared import auth
 from shared.errors import ApiError
 from shared.eventstore import ConcurrencyError
 from shared.idempotency import mark_committed
@@ -98,5 +99,6 @@ class Refunds:
 
     @staticmethod
     def _view(job, payment, status: str) -> dict:
-        return {"id": job["refund_id"], "object": "refund", "paymentId": job["payment_id"], "amount": job["amount"],
-                "currency": payment.currency, "reason": job["reason"], "status": status, "payment": payment.dump()}
+        return {"id": job["refund_id"], "object": "refund", "livemode": auth.livemode(job["tenant_id"]),
+                "paymentId": job["payment_id"], "amount": job["amount"], "currency": payment.currency,
+                "reason": job["reason"], "status": status, "payment": auth.with_livemode(payment.dump(), job["tenant_id"])}

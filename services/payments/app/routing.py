@@ -1,5 +1,6 @@
 """Which provider account takes a payment: the tenant's accounts for the currency (an explicit
-currency beats a catch-all, then the lowest priority), else the installation's sandbox."""
+currency beats a catch-all, then the lowest priority), else the installation's sandbox when the
+caller allows it (test mode only)."""
 
 from dataclasses import dataclass, field
 

@@ -8,6 +8,7 @@ payment whose charge was made through the very account that verified it; anythin
 and answered 2xx `ignored`, so the provider stops retrying. Duplicates are dropped by provider,
 account and the provider's event id."""
 
+from shared import auth
 from shared.errors import ApiError
 from shared.eventstore import ConcurrencyError
 from shared.logs import get_logger
@@ -59,10 +60,14 @@ async def _account(payments, provider: str, segment: str | None) -> Account:
 
 
 async def _charged_through(conn, payment_id: str, account: Account) -> bool:
-    """Whether the payment's charge was made through `account` (none recorded: the installation's sandbox)."""
-    charged_with = await conn.fetchval(
-        "SELECT coalesce(account_id, $2) FROM charge_jobs WHERE payment_id = $1", payment_id, SANDBOX_DEFAULT)
-    return charged_with == account.account_id
+    """Whether the payment's charge was made through `account` (none recorded: the installation's
+    sandbox). Never a live payment through a sandbox, which serves test mode only, not even one
+    charged through it before the modes existed."""
+    job = await conn.fetchrow(
+        "SELECT coalesce(account_id, $2) AS account_id, tenant_id FROM charge_jobs WHERE payment_id = $1",
+        payment_id, SANDBOX_DEFAULT)
+    return job is not None and job["account_id"] == account.account_id \
+        and not (account.provider == "sandbox" and auth.livemode(job["tenant_id"]))
 
 
 async def receive(payments, provider: str, headers: dict[str, str], body: bytes,

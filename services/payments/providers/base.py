@@ -6,6 +6,7 @@ that moves money carries an idempotency key, so a retried call never charges twi
 """
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 # Charge states as adapters report them (the payment aggregate maps them to its statuses).
@@ -22,6 +23,12 @@ class ProviderError(Exception):
 
 class ProviderUnavailable(ProviderError):
     """Timeout, connection error or 5xx: retry later with the same idempotency key."""
+
+
+class KeyAlreadyUsed(ProviderUnavailable):
+    """The provider refused a retry because its idempotency key (Paystack: the reference) was used
+    before, with other parameters, and the charge could not be looked up yet. Not a decline: the
+    charge may exist, so the job stays pending and is retried with the same key."""
 
 
 class SignatureInvalid(Exception):
@@ -47,6 +54,7 @@ class ChargeRequest:
     method_token: str | None = None  # a saved method's provider token
     customer_email: str | None = None
     return_url: str | None = None  # where a redirecting provider sends the customer back
+    expires_at: datetime | None = None  # when a provider's hosted form stops taking the payment
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,14 @@ class ChargeResult:
     redirect_url: str | None = None
     failure_code: str | None = None
     failure_reason: str | None = None
+
+
+EXPIRED = "expired"  # the failure code of a hosted checkout the customer left unpaid
+
+
+def expired(provider_reference: str) -> ChargeResult:
+    return ChargeResult(provider_reference, FAILED, failure_code=EXPIRED,
+                        failure_reason="The customer did not pay before the checkout expired.")
 
 
 @dataclass(frozen=True)

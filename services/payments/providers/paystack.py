@@ -5,7 +5,10 @@
 - callbacks: x-paystack-signature = HMAC-SHA512 of the raw body with the secret key
 - idempotency: Paystack dedupes by transaction `reference`, which is our payment id, so a retried
   charge after a timeout answers "Duplicate Transaction Reference" and we look the charge up
-  instead; refunds carry our key in merchant_note and are looked up before being created again.
+  instead (if even that fails the refusal is KeyAlreadyUsed, retried: never a decline); refunds
+  carry our key in merchant_note and are looked up before being created again.
+- a hosted transaction the customer has not paid is `abandoned` (requires_action); initialize
+  takes no expiry, so the charge worker ends it as `expired` at the payment's checkout deadline.
 Amounts are in the currency's subunit, as ours are.
 """
 
@@ -16,12 +19,12 @@ import json
 import httpx
 
 from .base import (
-    CallbackEvent, ChargeRequest, ChargeResult, Instrument, ProviderError, ProviderUnavailable,
+    CallbackEvent, ChargeRequest, ChargeResult, Instrument, KeyAlreadyUsed, ProviderError, ProviderUnavailable,
     RefundResult, SavedMethod, SignatureInvalid,
 )
 
 # "abandoned" means the customer has not finished paying yet, not that the payment failed.
-STATUS = {"success": "succeeded", "failed": "failed", "reversed": "failed", "abandoned": "processing",
+STATUS = {"success": "succeeded", "failed": "failed", "reversed": "failed", "abandoned": "requires_action",
           "pending": "processing", "ongoing": "processing", "processing": "processing", "queued": "processing",
           "send_otp": "requires_action", "send_pin": "requires_action"}
 
@@ -74,7 +77,7 @@ class PaystackProvider:
         except ProviderError as exc:
             if exc.code != "duplicate_reference":
                 raise
-            return await self.get_status(req.reference)  # initialized before: the retry finds it
+            return await self._existing(req.reference)  # initialized before: the retry finds it
         return ChargeResult(provider_reference=data["reference"], status="requires_action",
                             redirect_url=data["authorization_url"])
 
@@ -88,8 +91,18 @@ class PaystackProvider:
         except ProviderError as exc:
             if exc.code != "duplicate_reference":
                 raise
-            return await self.get_status(req.reference)  # the first try did reach Paystack: no second charge
+            return await self._existing(req.reference)  # the first try did reach Paystack: no second charge
         return self._result(data)
+
+    async def _existing(self, reference: str) -> ChargeResult:
+        """The transaction a duplicate reference names. Paystack has it, so a look-up it refuses
+        is no decline either: the job stays pending and is tried again."""
+        try:
+            return await self.get_status(reference)
+        except ProviderUnavailable:
+            raise
+        except ProviderError as exc:
+            raise KeyAlreadyUsed(exc.code, f"Paystack has {reference} but did not show it: {exc.message}") from exc
 
     async def save_method(self, customer_id: str, instrument: Instrument) -> SavedMethod:
         raise ProviderError("instrument_not_supported", "Paystack methods come from a first payment's authorization_code.")

@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 
+from shared import auth
 from shared.errors import NotFound
 
 from ...app.handlers import Invoicing
@@ -54,4 +55,4 @@ async def get_credit_note(credit_note_id: str, tenant: Tenant) -> dict:
         "SELECT view FROM credit_notes WHERE credit_note_id = $1 AND tenant_id = $2", credit_note_id, tenant)
     if view is None:
         raise NotFound("credit note", credit_note_id)
-    return view
+    return auth.with_livemode(view, tenant)

@@ -8,6 +8,8 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.datastructures import QueryParams
 
+from shared import auth
+
 from ...app.handlers import Invoicing
 from ...service import invoicing, service
 from .. import pdf
@@ -139,7 +141,7 @@ async def download_pdf(invoice_id: str, tenant: str, expires: int, signature: st
     """The signed URL itself: no API key, the signature and expiry are the authorisation."""
     pdf.verify(tenant, invoice_id, expires, signature, service.settings)
     view = await app.get(tenant, invoice_id)
-    seller = await service.pool.fetchval("SELECT name FROM tenants WHERE tenant_id = $1", tenant)
+    seller = await auth.tenant_name(service.pool, tenant)
     body = await pdf.render(view, seller=seller or "")
     name = view["number"] or view["id"]
     # RFC 6266: an ASCII fallback, and the real name (any script) percent-encoded beside it.
