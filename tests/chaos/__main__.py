@@ -91,6 +91,10 @@ def wait_active(client: httpx.Client, timeout: float = 60) -> None:
             time.sleep(0.3)
 
 
+def _answer(op) -> str:
+    return "acked" if op.acked else "committed" if op.committed else "gave_up" if op.gave_up else "refused"
+
+
 def near(fault_log: list[dict], at: float | None) -> str | None:
     """The fault closest before (or during) a moment, to put a finding in context."""
     if at is None:
@@ -159,7 +163,7 @@ def main() -> int:
             "redelivered": result.redelivered, "facts_checked": result.checked,
             "webhooks_received": len(webhooks), "emails": len(obs.emails),
             "faults": fault_log,
-            "operations": dict(Counter(f"{op.kind}:{'acked' if op.acked else 'gave_up' if op.gave_up else 'refused'}"
+            "operations": dict(Counter(f"{op.kind}:{_answer(op)}"
                                        for op in ops)),
             "refused": dict(Counter(f"{op.kind}:{op.refused}" for op in ops if op.refused)),
             "findings": [{**f, "fault_near": near(fault_log, f["at"])} for f in result.findings],

@@ -2,7 +2,7 @@
 platform shows (HTTP through the gateway, the receiver's webhooks, the mailbox's Maildir);
 `tally` is pure and compares it with the client's ledger (unit-tested).
 
-- lost: an acknowledged effect missing (by id, in a list, in the invoice's events, in payments,
+- lost: an acknowledged effect (or one refused as `idempotency_key_committed`: it happened) missing (by id, in a list, in the invoice's events, in payments,
   a webhook or e-mail never received). An op that was never acknowledged may be absent.
 - duplicated: one request's effect present twice (acknowledged or not): two resources for one op,
   two payment_received for one offline payment or one charge, a refund counted twice, the balance
@@ -98,18 +98,18 @@ def tally(ops: list[Op], obs: Observed) -> Tally:
     for op in ops:
         r, iid = op.result, op.result.get("invoice_id")
         if op.kind == "customer":
-            once(len(customers.get(op.id, [])), op.acked, "customer in the list", op, customer_id=r.get("customer_id"))
+            once(len(customers.get(op.id, [])), op.happened, "customer in the list", op, customer_id=r.get("customer_id"))
             if op.acked and not obs.customer_found.get(r["customer_id"]):
                 t.add("lost", "customer by id: 404", op, customer_id=r["customer_id"])
         elif op.kind == "invoice":
-            once(len(invoices.get(op.id, [])), op.acked, "invoice in the list", op, invoice_id=iid)
+            once(len(invoices.get(op.id, [])), op.happened, "invoice in the list", op, invoice_id=iid)
             if op.acked and not obs.invoice_found.get(iid):
                 t.add("lost", "invoice by id: 404", op, invoice_id=iid)
         elif op.kind in ("finalize", "send"):
             kind = "invoice.finalized" if op.kind == "finalize" else "invoice.sent"
-            once(len(events(iid, kind)), op.acked, f"{kind} in the invoice's events", op, invoice_id=iid)
+            once(len(events(iid, kind)), op.happened, f"{kind} in the invoice's events", op, invoice_id=iid)
         elif op.kind == "mark_paid":
-            once(len(events(iid, "invoice.payment_received", reference=r["reference"])), op.acked,
+            once(len(events(iid, "invoice.payment_received", reference=r["reference"])), op.happened,
                  "offline payment_received in the invoice's events", op, invoice_id=iid, reference=r["reference"])
         elif op.kind == "hosted_pay" and op.acked:
             pid = r["payment_id"]
@@ -140,8 +140,8 @@ def tally(ops: list[Op], obs: Observed) -> Tally:
     for pid, rops in refunds_by_payment.items():
         found = obs.payment_found.get(pid) or {}
         refunded = found.get("amountRefunded", 0)
-        acked = sum(o.result["amount"] for o in rops if o.acked)
-        maybe = sum(o.result["amount"] for o in rops if not o.acked and o.refused is None)
+        acked = sum(o.result["amount"] for o in rops if o.happened)
+        maybe = sum(o.result["amount"] for o in rops if not o.happened and o.refused is None)
         if refunded < acked:
             t.add("lost", f"payment refunded {refunded} < acknowledged refunds {acked}", rops[0], payment_id=pid)
         elif refunded > acked + maybe:

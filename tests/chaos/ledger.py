@@ -14,10 +14,16 @@ class Op:
     acked: bool = False  # a 2xx (or the hosted page's redirect to its payment) reached the client
     gave_up: bool = False  # never a definite answer within the budget: outcome unknown
     refused: str | None = None  # a definite 4xx answer: its error code
+    committed: bool = False  # 409 idempotency_key_committed: the work happened, its answer was lost
     attempts: int = 0
     unknown: int = 0  # attempts whose outcome the client could not know (5xx, timeout, connection)
     result: dict = field(default_factory=dict)  # ids and amounts: customer_id, invoice_id, payment_id, ...
     errors: list[str] = field(default_factory=list)  # the first and last 3 unknown outcomes, for the report
+
+    @property
+    def happened(self) -> bool:
+        """The platform said the effect exists (its ids may be unknown to the client)."""
+        return self.acked or self.committed
 
     def note(self, error: str) -> None:
         self.unknown += 1

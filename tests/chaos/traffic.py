@@ -43,7 +43,8 @@ class Traffic:
 
     async def call(self, client: httpx.AsyncClient, op: Op, method: str, path: str, *, json=None,
                    retry_404: bool = False) -> httpx.Response | None:
-        """The definite answer (2xx or a 4xx that means what it says), or None when gave up."""
+        """The definite answer (2xx or a 4xx that means what it says), or None when gave up or
+        when the work committed but its answer was lost (op.committed)."""
         deadline, delay = time.monotonic() + self.budget_s, 0.25
         headers = {"Idempotency-Key": op.key} if op.key and method == "POST" else {}
         while True:
@@ -53,6 +54,9 @@ class Traffic:
                 code = _code(r)
                 definite = r.status_code < 500 and code not in RETRY_CODES and r.status_code != 429 \
                     and not (retry_404 and r.status_code == 404)
+                if code == "idempotency_key_committed":  # the work happened; its answer was lost
+                    op.ended, op.committed = self.now(), True
+                    return None
                 if definite:
                     op.ended = self.now()
                     op.acked = r.is_success

@@ -1,12 +1,11 @@
 """Real dunning processes (`python -m services.dunning`) on real PostgreSQL and Kafka: two of
 them never fire a timer twice, and one killed with timers due catches up, in order, on restart.
-Business time is a sandbox tenant's test clock, moved through the API."""
+Business time is a test world's test clock, moved through the API."""
 
 import asyncio
 from datetime import UTC, date, datetime, timedelta
 
 import httpx
-import pytest
 
 from services.dunning.domain.policy import Policy
 from tests.conftest import eventually
@@ -14,7 +13,7 @@ from tests.support.dunning_harness import (DunningProcess, Tail, add_api_key, cr
                                            free_port, invoice_event, settings_env)
 from tests.support.kafka import produce
 
-TENANT = "ten_dunning_procs"
+TENANT = "ten_dunning_procs_test"  # a test world
 T0 = datetime(2027, 5, 1, tzinfo=UTC)
 
 

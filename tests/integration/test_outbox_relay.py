@@ -11,7 +11,7 @@ from shared.outbox import OutboxRelay, make_producer
 from tests.conftest import eventually
 from tests.support.events import make_event
 from tests.support.kafka import read_topic
-from tests.support.processes import output, spawn, stop
+from tests.support.processes import output, spawn
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 """Two outbox relay processes on one database: one leads (advisory lock), the other waits; kill
 the leader and the other takes over and publishes everything, each event once, in order."""
 
-import asyncio
 import json
 
 from shared.envelope import CloudEvent

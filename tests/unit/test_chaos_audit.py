@@ -104,6 +104,23 @@ def test_refunds_must_add_up():
     assert counts(tally(ops, obs)) == {**ZERO, "lost": 1}
 
 
+def test_work_refused_as_already_committed_happened_and_counts_so():
+    """409 idempotency_key_committed: the request's work committed but its answer was lost. Its
+    refund and its create must be there (lost when missing), and the refund is no duplicate."""
+    ops, obs = world()
+    ops.append(Op(id="op9", kind="refund", key="k-op9", started=1.0, ended=2.0, committed=True,
+                  result={"invoice_id": "inv_1", "payment_id": "pay_1", "amount": 150}))
+    obs.payment_found["pay_1"] = {**obs.payment_found["pay_1"], "amountRefunded": 300}
+    assert counts(tally(ops, obs)) == ZERO
+    obs.payment_found["pay_1"]["amountRefunded"] = 150  # only the acknowledged one: the other lost
+    assert counts(tally(ops, obs)) == {**ZERO, "lost": 1}
+    ops, obs = world()
+    ops.append(Op(id="op8", kind="invoice", key="k-op8", started=1.0, ended=2.0, committed=True,
+                  result={"customer_id": "cust_1"}))
+    t = tally(ops, obs)
+    assert counts(t) == {**ZERO, "lost": 1} and t.findings[0]["op"] == "op8"
+
+
 def test_a_missing_webhook_is_stuck_while_its_delivery_is_pending_else_lost():
     ops, obs = world()
     obs.webhooks = [w for w in obs.webhooks if w["id"] != "e2"]
