@@ -2,7 +2,7 @@
 
 Expects the stack from `make up` (PostgreSQL, Kafka, the four services, the :3000 gateway); it
 starts nothing of its own except scratch databases, a projection runner process and a webhook
-receiver, and removes what it made."""
+receiver, and removes what it made; `recovery` alone starts (and stops) an isolated stack of its own."""
 
 import argparse
 import asyncio
@@ -23,8 +23,10 @@ BENCHES = {
     "http": "bench.http_api",
     "projection": "bench.projection_latency",
     "delivery": "bench.delivery",
+    "lanes": "bench.lanes",
     "rebuild": "bench.rebuild",
     "listing": "bench.listing",
+    "recovery": "bench.recovery",  # a stack of its own (.local/recovery, ports +1000): faults there
 }
 
 

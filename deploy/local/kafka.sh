@@ -7,6 +7,8 @@ set -euo pipefail
 source "$(dirname "$0")/env.sh"
 HERE="$(cd "$(dirname "$0")" && pwd)"
 CONFIG="$STATE_DIR/kafka-server.properties"
+ADMIN_CONFIG="$STATE_DIR/kafka-admin.properties"  # for the readiness probe's tool runs
+TOPIC_LIST="$RUN_DIR/kafka-topics.list"  # what the readiness probe listed, for topics()
 PIDFILE="$RUN_DIR/kafka.pid"
 BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
 
@@ -49,14 +51,27 @@ transaction.state.log.min.isr=1
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
+# After a kill -9 the restarted broker cannot register until the controller has expired the
+# session of the dead one (broker.session.timeout.ms, 9 s by default): it serves nothing until then.
+# 5 s, with a heartbeat every second, still rides out a 4 s stall of a loaded machine.
+broker.session.timeout.ms=5000
+broker.heartbeat.interval.ms=1000
 log.retention.hours=-1
 CONF
+  # A tool run against a broker that is not serving yet waits up to default.api.timeout.ms (60 s)
+  # before failing: the readiness probe would then see the broker a minute late.
+  printf 'request.timeout.ms=3000\ndefault.api.timeout.ms=5000\n' >"$ADMIN_CONFIG"
 }
 
 # Alive, and not a zombie (after kill -9 one can linger, and kill -0 still succeeds).
 running() { [[ -f $PIDFILE ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null && [[ $(ps -o stat= -p "$(cat "$PIDFILE")") != Z* ]]; }
 
-broker_ready() { java_run org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" --list; }
+# The port first (a JVM per try costs seconds), then a listing, kept for topics().
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$KAFKA_PORT") 2>/dev/null; }
+broker_ready() {
+  port_open && java_run org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" \
+    --command-config "$ADMIN_CONFIG" --list >"$TOPIC_LIST"
+}
 
 start() {
   fetch
@@ -68,15 +83,15 @@ start() {
       -c "$CONFIG" >/dev/null
   fi
   nohup java -Xms256m -Xmx512m -XX:+UseG1GC -Dlog4j2.configurationFile="$HERE/kafka/log4j2.properties" \
-    -cp "$KAFKA_LIBS/*" kafka.Kafka "$CONFIG" >"$LOG_DIR/kafka.log" 2>&1 </dev/null &
+    -cp "$KAFKA_LIBS/*" kafka.Kafka "$CONFIG" >>"$LOG_DIR/kafka.log" 2>&1 </dev/null &
   echo $! >"$PIDFILE"
   wait_for "Kafka on :$KAFKA_PORT" 90 broker_ready || { tail -n 30 "$LOG_DIR/kafka.log"; exit 1; }
   log "Kafka $KAFKA_VERSION (KRaft) started on :$KAFKA_PORT"
-  topics
+  topics "$(cat "$TOPIC_LIST")"
 }
 
-topics() {
-  local existing; existing=$(java_run org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" --list)
+topics() {  # topics [LISTING]: create the missing ones (listing them first unless given)
+  local existing; existing=${1-$(java_run org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" --list)}
   for topic in "${TOPICS[@]}"; do
     grep -qx "$topic" <<<"$existing" && continue
     java_run org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" --create \
