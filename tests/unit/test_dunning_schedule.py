@@ -61,6 +61,13 @@ def test_reminder_already_past_when_first_planned_is_skipped_but_a_missed_one_st
     assert "reminder:before_due:7" in plan(policy=policy, now=late, existing_keys=frozenset({"reminder:before_due:7"}))
 
 
+def test_reminder_due_exactly_now_when_first_planned_is_not_created():
+    policy = Policy(reminders_before_due_days=[7])
+    moment = datetime(2026, 12, 24, tzinfo=UTC)  # 7 days before DUE, 00:00 UTC
+    assert "reminder:before_due:7" not in plan(policy=policy, now=moment)
+    assert plan(policy=policy, now=moment - timedelta(microseconds=1))["reminder:before_due:7"].fire_at == moment
+
+
 def test_stopped_dunning_keeps_the_overdue_timer_but_no_reminders():
     timers = plan(policy=Policy(reminders_after_due_days=[3]), dunning_stopped=True)
     assert list(timers) == ["overdue"]

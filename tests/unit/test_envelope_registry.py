@@ -44,6 +44,17 @@ def test_envelope_is_cloudevents_json_with_extensions():
     assert body.schema_version == 2
 
 
+def test_schema_version_has_every_digit():
+    assert event({}, 12).dataschema.endswith(":v12")
+    assert event({}, 12).schema_version == 12
+
+
+@pytest.mark.parametrize("attribute", ["tenantid", "id", "type", "source", "subject"])
+def test_envelope_refuses_empty_required_attributes(attribute):
+    with pytest.raises(ValidationError):
+        CloudEvent.model_validate({**event({}, 1).model_dump(), attribute: ""})
+
+
 def test_envelope_rejects_missing_required_attributes():
     with pytest.raises(ValidationError):
         CloudEvent.model_validate_json(b'{"specversion":"1.0","id":"x","type":"t"}')

@@ -19,6 +19,7 @@ def pg_error(cls: type[asyncpg.PostgresError]) -> asyncpg.PostgresError:
     pg_error(asyncpg.LockNotAvailableError), pg_error(asyncpg.QueryCanceledError),
     pg_error(asyncpg.AdminShutdownError), pg_error(asyncpg.CannotConnectNowError),
     pg_error(asyncpg.TooManyConnectionsError), pg_error(asyncpg.ConnectionFailureError),
+    pg_error(asyncpg.IdleInTransactionSessionTimeoutError), pg_error(asyncpg.ObjectInUseError),
     asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
     asyncpg.InterfaceError("connection is closed"), ConcurrencyError("inv_1", 1, 2),
     ConnectionRefusedError(), ConnectionResetError(), TimeoutError(), asyncio.TimeoutError(), OSError("net"),

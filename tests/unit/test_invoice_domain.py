@@ -104,6 +104,12 @@ def test_partial_offline_payment_refused_when_not_allowed():
     assert err.value.code == "partial_payment_not_allowed"
 
 
+def test_offline_payment_of_exactly_the_amount_due_accepted_when_partial_not_allowed():
+    s, facts = pay(pending(1000, partial=False), 1000, offline=True)
+    assert [t for t, _ in facts] == ["invoice.payment_received", "invoice.paid"]
+    assert (s.status, s.amount_due) == ("PAID", 0)
+
+
 @pytest.mark.parametrize("action", ["void", "write_off", "offline_payment"])
 def test_drafts_refuse_what_needs_a_finalized_invoice(action):
     s = draft(100)
@@ -126,6 +132,12 @@ def test_void_only_without_payments_and_returns_credits():
     assert err.value.code == "invoice_has_payments"
     with pytest.raises(Conflict):
         inv.decide_void(voided, None)
+
+
+def test_partial_credit_at_finalize_is_partially_paid():
+    s = draft(1000)
+    s = apply(s, inv.decide_finalize(s, number="INV-1", credit_available=300))
+    assert (s.status, s.amount_paid, s.credits_applied, s.amount_due) == ("PARTIALLY_PAID", 0, 300, 700)
 
 
 def test_write_off_closes_the_balance():

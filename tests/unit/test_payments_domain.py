@@ -76,6 +76,17 @@ def test_late_success_after_a_failure_is_recorded():
     assert t == "payment.succeeded" and data.payment.failure_code is None
 
 
+def test_success_callback_after_refunds_records_nothing():
+    state = succeeded(10000)
+    state = run(state, decide_refund(state, "re_1", 4000, "Overcharged", T0))
+    assert state.status == "PARTIALLY_REFUNDED"
+    assert decide_outcome(state, Outcome(True, "ch_1"), T0) == []
+    state = run(state, decide_refund(state, "re_2", 6000, "Rest", T0))
+    assert state.status == "REFUNDED"
+    assert decide_outcome(state, Outcome(True, "ch_1"), T0) == []
+    assert (state.status, state.snapshot.amount_refunded) == ("REFUNDED", 10000)
+
+
 def test_partial_refunds_until_fully_refunded_and_over_refund_refused():
     state = succeeded(10000)
     state = run(state, decide_refund(state, "re_1", 4000, "Overcharged", T0))

@@ -37,6 +37,19 @@ def test_pay_links_expire(monkeypatch):
     assert paylinks.problem("k", "inv_2", fresh) == "invalid"
 
 
+def _signed_days_ago(monkeypatch, days: int) -> str:
+    now = time.time()
+    monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda self: int(now - days * 24 * 3600))
+    sig = paylinks.signature("k", "inv_1")
+    monkeypatch.undo()
+    return sig
+
+
+def test_pay_links_last_90_days(monkeypatch):
+    assert paylinks.problem("k", "inv_1", _signed_days_ago(monkeypatch, 89)) is None
+    assert paylinks.problem("k", "inv_1", _signed_days_ago(monkeypatch, 91)) == "expired"
+
+
 def test_pdf_links_rotate_and_expire(monkeypatch):
     monkeypatch.setenv("BILLSTREAM_INVOICING_PDF_SIGNING_SECRET", "k-old")
     before = Settings()
