@@ -21,7 +21,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 @dataclass
-class Dunning:
+class DunningService:
     service: Service
     handlers: DunningHandlers
     clock: Clock
@@ -34,13 +34,13 @@ class Dunning:
         return self.service.app(*make_routers(self))
 
 
-def build(settings: Settings | None = None, clock: Clock | None = None) -> Dunning:
+def build(settings: Settings | None = None, clock: Clock | None = None) -> DunningService:
     settings = settings or Settings()
     clock = clock or SystemClock()
     service = Service(settings, topics={STREAM_TYPE: settings.dunning_topic}, migrations=MIGRATIONS,
                       registry=registry)
     handlers = DunningHandlers(service.store, clock, service.source)
-    dunning = Dunning(service, handlers, clock, TestClocks(lambda: service.pool, clock))
+    dunning = DunningService(service, handlers, clock, TestClocks(lambda: service.pool, clock))
     service.consume(settings.invoices_topic, "invoices")(make_invoice_consumer(handlers))
     service.consume(settings.payments_topic, "payments")(make_payment_consumer(handlers))
 
@@ -55,9 +55,9 @@ def build(settings: Settings | None = None, clock: Clock | None = None) -> Dunni
     return dunning
 
 
-dunning = build()
-service = dunning.service
+root = build()
+service = root.service
 
 
 def create_app() -> FastAPI:
-    return dunning.app()
+    return root.app()

@@ -1,33 +1,53 @@
-"""Invoicing's wiring: its settings, topics, migrations, projections and consumers."""
+"""Invoicing's wiring: settings, topics, migrations, projections, the payments and dunning
+consumers and the routes. `build` makes an independent instance (tests pass their own settings)."""
 
+from dataclasses import dataclass
 from pathlib import Path
+
+from fastapi import FastAPI
 
 from shared.service import Service
 
 from .api.pdf import signed_url
+from .api.routes import customers, invoices
 from .app.handlers import Invoicing
-from .consumers import dunning, payments
+from .consumers.dunning import make_dunning_consumer
+from .consumers.payments import make_payment_consumer
 from .domain.events import STREAM_TOPICS, registry
 from .projections.invoice_list import CreditNotes, CustomerList, InvoiceList
 from .settings import Settings
 
-service = Service(Settings(), topics=STREAM_TOPICS, migrations=Path(__file__).parent / "migrations",
-                  projections=[InvoiceList(), CustomerList(), CreditNotes()], registry=registry)
+MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def receipt_pdf_link(tenant: str, invoice_id: str) -> str:
-    return signed_url(tenant, invoice_id, service.settings, ttl_s=service.settings.receipt_pdf_url_ttl_s)["url"]
+@dataclass
+class InvoicingService:
+    service: Service
+
+    def handlers(self) -> Invoicing:
+        """Made per request and per event: the pool exists only once the service has started."""
+        return Invoicing(self.service.pool, self.service.store, pdf_link=self.receipt_pdf_link)
+
+    def receipt_pdf_link(self, tenant: str, invoice_id: str) -> str:
+        settings = self.service.settings
+        return signed_url(tenant, invoice_id, settings, ttl_s=settings.receipt_pdf_url_ttl_s)["url"]
+
+    def app(self) -> FastAPI:
+        return self.service.app(invoices.make_router(self), customers.make_router(self))
 
 
-def invoicing() -> Invoicing:
-    return Invoicing(service.pool, service.store, pdf_link=receipt_pdf_link)
+def build(settings: Settings | None = None) -> InvoicingService:
+    service = Service(settings or Settings(), topics=dict(STREAM_TOPICS), migrations=MIGRATIONS,
+                      projections=[InvoiceList(), CustomerList(), CreditNotes()], registry=registry)
+    invoicing = InvoicingService(service)
+    service.consume("billing.payments", "payments")(make_payment_consumer(invoicing.handlers))
+    service.consume("billing.dunning", "dunning")(make_dunning_consumer(invoicing.handlers))
+    return invoicing
 
 
-service.consume("billing.payments", "payments")(lambda conn, e: payments.on_payment_event(invoicing(), conn, e))
-service.consume("billing.dunning", "dunning")(lambda conn, e: dunning.on_dunning_event(invoicing(), conn, e))
+root = build()
+service = root.service
 
 
-def create_app():
-    from .api.routes import customers, invoices
-
-    return service.app(invoices.router, customers.router)
+def create_app() -> FastAPI:
+    return root.app()

@@ -203,7 +203,7 @@ def as_utc(value: str) -> datetime:
 class InProcess:
     """A started dunning instance on its own database and topics, its clock moved by the test."""
 
-    dunning: object  # services.dunning.service.Dunning
+    dunning: object  # services.dunning.service.DunningService
     clock: object  # ManualClock
     topics: Topics
     kafka: str

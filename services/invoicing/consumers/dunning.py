@@ -1,5 +1,6 @@
 """billing.dunning → the invoice: overdue, retries exhausted, and the dunning status shown on it."""
 
+from collections.abc import Callable
 from datetime import date
 
 import asyncpg
@@ -28,3 +29,12 @@ async def on_dunning_event(app: Invoicing, conn: asyncpg.Connection, event: Clou
             invoice_id, tenant, snapshot.get("status", "IN_PROGRESS"), snapshot.get("attempts") or 0,
             snapshot.get("nextRetryAt"), int(event.sequence or 0),
         )
+
+
+def make_dunning_consumer(handlers: Callable[[], Invoicing]):
+    """The consumer of billing.dunning; `handlers()` is called per event, over the running pool."""
+
+    async def on_dunning(conn: asyncpg.Connection, event: CloudEvent) -> None:
+        await on_dunning_event(handlers(), conn, event)
+
+    return on_dunning

@@ -1,5 +1,7 @@
 """billing.payments → the invoice: money received, collection failures, refunds."""
 
+from collections.abc import Callable
+
 import asyncpg
 
 from shared.envelope import CloudEvent
@@ -21,3 +23,12 @@ async def on_payment_event(app: Invoicing, conn: asyncpg.Connection, event: Clou
     elif event.type == "payment.refunded":
         await app.on_payment_refunded(conn, tenant, invoice_id, payment_id=d["paymentId"], refund_id=d["refundId"],
                                       amount=int(d["amount"]), reason=d.get("reason"))
+
+
+def make_payment_consumer(handlers: Callable[[], Invoicing]):
+    """The consumer of billing.payments; `handlers()` is called per event, over the running pool."""
+
+    async def on_payment(conn: asyncpg.Connection, event: CloudEvent) -> None:
+        await on_payment_event(handlers(), conn, event)
+
+    return on_payment

@@ -4,6 +4,9 @@ GET shows the invoice (business, lines, totals, paid, remaining, due date) and a
 sandbox's test instruments; POST starts a payment and redirects to its status page, which
 refreshes until the provider settles it, then returns the customer to returnUrl
 (?status=success&invoice=<id>) or back to the page, which after full payment is a receipt.
+
+`make_router(root)` builds the routes as closures over a PaymentsService
+(services/payments/service.py); this module never imports it.
 """
 
 from datetime import UTC, datetime, timedelta
@@ -19,14 +22,12 @@ from shared.errors import ApiError
 from shared.logs import get_logger
 
 from ..app.checkout import session_for_link
-from ..app.handlers import Method
+from ..app.handlers import Method, Payments
 from ..domain import money
 from ..providers.base import Instrument, ProviderError
 from ..providers.sandbox import normalise
-from ..service import payments, service
 
 log = get_logger(__name__)
-router = APIRouter(include_in_schema=False)
 templates = Environment(loader=FileSystemLoader(Path(__file__).parent.parent / "templates"),
                         autoescape=select_autoescape(["html"]))
 templates.filters["money"] = lambda amount, currency: money.display(int(amount), currency)
@@ -63,7 +64,7 @@ async def _load(conn, token: str):
     return session, inv, None
 
 
-async def _context(conn, session, inv) -> dict:
+async def _context(payments: Payments, conn, session, inv) -> dict:
     snap = inv["snapshot"] or {}
     business = await auth.tenant_name(conn, session["tenant_id"])
     balance = await payments.balance(conn, inv)
@@ -82,34 +83,15 @@ async def _context(conn, session, inv) -> dict:
         "in_flight": [p for p in ours if p["status"] in ("PENDING", "PROCESSING")],
         "succeeded": [p for p in ours if p["status"] not in ("PENDING", "PROCESSING", "FAILED")],
         "closed": CLOSED.get(inv["status"]),
-        "provider": await _provider(conn, session["tenant_id"], inv["currency"]),
+        "provider": await _provider(payments, conn, session["tenant_id"], inv["currency"]),
     }
 
 
-async def _provider(conn, tenant_id: str, currency: str) -> str | None:
+async def _provider(payments: Payments, conn, tenant_id: str, currency: str) -> str | None:
     try:
         return (await payments.accounts.route(conn, tenant_id, currency)).provider
     except ApiError:
         return None  # nothing configured for this currency: the page says so
-
-
-@router.get("/pay/invoice/{invoice_id}")
-async def from_link(invoice_id: str, sig: str = ""):
-    """A signed pay link from a customer e-mail (shared/paylinks.py): on to a checkout session."""
-    if (problem := paylinks.problem(service.settings.pay_link_secret, invoice_id, sig)) == "expired":
-        return page("message.html", 410, title="Payment link expired",
-                    message="This payment link has expired. Please ask the sender for a new invoice e-mail.")
-    if problem:
-        return page("message.html", 404, title="Payment link not found",
-                    message="This payment link is not valid. Please use the link in your e-mail.")
-    async with service.pool.acquire() as conn, conn.transaction():
-        inv = await conn.fetchrow("SELECT tenant_id, snapshot FROM payable_invoices WHERE invoice_id = $1", invoice_id)
-        if inv is None:
-            return page("message.html", 404, title="Invoice not available",
-                        message="This invoice is not available yet. Please try again in a moment.")
-        token = await session_for_link(conn, inv["tenant_id"], invoice_id, (inv["snapshot"] or {}).get("returnUrl"),
-                                       timedelta(hours=service.settings.checkout_ttl_hours))
-    return RedirectResponse(f"/pay/{token}", 303)
 
 
 # The only messages `?error=` can put on the page: a link cannot make a trusted page say anything else.
@@ -119,86 +101,108 @@ ERROR_CODES = {
 }
 
 
-@router.get("/pay/{token}", response_class=HTMLResponse)
-async def show(token: str, error: str | None = None) -> HTMLResponse:
-    return await _render(token, ERROR_CODES.get(error or ""))
+def make_router(root) -> APIRouter:
+    """The hosted payment page's routes (root: a PaymentsService)."""
+    service, payments = root.service, root.payments
+    router = APIRouter(include_in_schema=False)
 
-
-async def _render(token: str, error: str | None) -> HTMLResponse:
-    async with service.pool.acquire() as conn:
-        session, inv, problem = await _load(conn, token)
+    @router.get("/pay/invoice/{invoice_id}")
+    async def from_link(invoice_id: str, sig: str = ""):
+        """A signed pay link from a customer e-mail (shared/paylinks.py): on to a checkout session."""
+        if (problem := paylinks.problem(service.settings.pay_link_secret, invoice_id, sig)) == "expired":
+            return page("message.html", 410, title="Payment link expired",
+                        message="This payment link has expired. Please ask the sender for a new invoice e-mail.")
         if problem:
-            return problem
-        if inv is None:
-            return page("message.html", 404, title="Invoice not available",
-                        message="This invoice is not available yet. Please try again in a moment.")
-        ctx = await _context(conn, session, inv)
-    # While the last of the balance is being processed, refresh until it settles.
-    return page("pay.html", 200, error=error, refresh=ctx["remaining"] <= 0 and bool(ctx["in_flight"]), **ctx)
-
-
-@router.post("/pay/{token}")
-async def pay(token: str, request: Request):
-    try:
-        form = {k: v[0] for k, v in parse_qs((await request.body()).decode(), keep_blank_values=True).items()}
-    except UnicodeDecodeError:
-        return page("message.html", 400, title="Form not readable",
-                    message="The form could not be read. Please go back and submit it again.")
-    async with service.pool.acquire() as conn:
-        session, inv, problem = await _load(conn, token)
-        if problem:
-            return problem
-        if inv is None:
-            return RedirectResponse(f"/pay/{token}", 303)
-    kind = form.get("method", "card")
-    number = form.get("mobile_number" if kind == "mobile_money" else "card_number", "")
-    try:
-        amount = money.to_minor(form["amount"], inv["currency"]) if form.get("amount") else None
+            return page("message.html", 404, title="Payment link not found",
+                        message="This payment link is not valid. Please use the link in your e-mail.")
         async with service.pool.acquire() as conn, conn.transaction():
-            account = await payments.accounts.route(conn, session["tenant_id"], inv["currency"])
-            # The sandbox takes test instruments here; other providers take them on their own page.
-            # A mistyped test number is answered on the page, before any payment exists.
-            method = Method(kind, instrument=normalise(Instrument(kind, number))) if account.provider == "sandbox" \
-                else Method("hosted")
-            back = f"{service.settings.public_url.rstrip('/')}/pay/{token}/payments/{{payment_id}}"
-            state = await payments.start(conn, session["tenant_id"], inv["invoice_id"], amount=amount,
-                                         account=account, method=method, return_url=back, inline=True)
-    except ProviderError as exc:
-        return await _again(token, exc.message)
-    except ValueError:
-        return await _again(token, "Enter the amount as a number, for example 1250.50, and no more than is due.")
-    except ApiError as exc:
-        return await _again(token, exc.message)
-    result = await payments.run_job(state.snapshot.id, claimed=True)
-    if result is not None and result.redirect_url:  # a provider with its own hosted form
-        return RedirectResponse(result.redirect_url, 303)
-    return RedirectResponse(f"/pay/{token}/payments/{state.snapshot.id}", 303)
+            inv = await conn.fetchrow("SELECT tenant_id, snapshot FROM payable_invoices WHERE invoice_id = $1",
+                                      invoice_id)
+            if inv is None:
+                return page("message.html", 404, title="Invoice not available",
+                            message="This invoice is not available yet. Please try again in a moment.")
+            token = await session_for_link(conn, inv["tenant_id"], invoice_id, (inv["snapshot"] or {}).get("returnUrl"),
+                                           timedelta(hours=service.settings.checkout_ttl_hours))
+        return RedirectResponse(f"/pay/{token}", 303)
 
+    @router.get("/pay/{token}", response_class=HTMLResponse)
+    async def show(token: str, error: str | None = None) -> HTMLResponse:
+        return await _render(token, ERROR_CODES.get(error or ""))
 
-async def _again(token: str, error: str) -> HTMLResponse:
-    response = await _render(token, error)
-    response.status_code = 400
-    return response
+    async def _render(token: str, error: str | None) -> HTMLResponse:
+        async with service.pool.acquire() as conn:
+            session, inv, problem = await _load(conn, token)
+            if problem:
+                return problem
+            if inv is None:
+                return page("message.html", 404, title="Invoice not available",
+                            message="This invoice is not available yet. Please try again in a moment.")
+            ctx = await _context(payments, conn, session, inv)
+        # While the last of the balance is being processed, refresh until it settles.
+        return page("pay.html", 200, error=error, refresh=ctx["remaining"] <= 0 and bool(ctx["in_flight"]), **ctx)
 
-
-@router.get("/pay/{token}/payments/{payment_id}")
-async def payment_status(token: str, payment_id: str):
-    async with service.pool.acquire() as conn:
-        session, inv, problem = await _load(conn, token)
-        if problem:
-            return problem
+    @router.post("/pay/{token}")
+    async def pay(token: str, request: Request):
         try:
-            state, tenant = await payments.read(conn, payment_id, session["tenant_id"])
-        except ApiError:
-            state = None
-        if state is None or state.snapshot.invoice_id != session["invoice_id"]:
-            return page("message.html", 404, title="Payment not found", message="This payment does not exist.")
-        ctx = await _context(conn, session, inv)
-    s = state.snapshot
-    if s.status in ("PENDING", "PROCESSING"):
-        return page("status.html", 200, refresh=True, payment=s.dump(), **ctx)
-    if s.status == "FAILED":
-        return page("status.html", 200, refresh=False, payment=s.dump(), **ctx)
-    if session["return_url"] and urlsplit(session["return_url"]).scheme in ("http", "https"):
-        return RedirectResponse(with_params(session["return_url"], status="success", invoice=s.invoice_id), 303)
-    return RedirectResponse(f"/pay/{token}", 303)
+            form = {k: v[0] for k, v in parse_qs((await request.body()).decode(), keep_blank_values=True).items()}
+        except UnicodeDecodeError:
+            return page("message.html", 400, title="Form not readable",
+                        message="The form could not be read. Please go back and submit it again.")
+        async with service.pool.acquire() as conn:
+            session, inv, problem = await _load(conn, token)
+            if problem:
+                return problem
+            if inv is None:
+                return RedirectResponse(f"/pay/{token}", 303)
+        kind = form.get("method", "card")
+        number = form.get("mobile_number" if kind == "mobile_money" else "card_number", "")
+        try:
+            amount = money.to_minor(form["amount"], inv["currency"]) if form.get("amount") else None
+            async with service.pool.acquire() as conn, conn.transaction():
+                account = await payments.accounts.route(conn, session["tenant_id"], inv["currency"])
+                # The sandbox takes test instruments here; other providers take them on their own page.
+                # A mistyped test number is answered on the page, before any payment exists.
+                method = Method(kind, instrument=normalise(Instrument(kind, number))) if account.provider == "sandbox" \
+                    else Method("hosted")
+                back = f"{service.settings.public_url.rstrip('/')}/pay/{token}/payments/{{payment_id}}"
+                state = await payments.start(conn, session["tenant_id"], inv["invoice_id"], amount=amount,
+                                             account=account, method=method, return_url=back, inline=True)
+        except ProviderError as exc:
+            return await _again(token, exc.message)
+        except ValueError:
+            return await _again(token, "Enter the amount as a number, for example 1250.50, and no more than is due.")
+        except ApiError as exc:
+            return await _again(token, exc.message)
+        result = await payments.run_job(state.snapshot.id, claimed=True)
+        if result is not None and result.redirect_url:  # a provider with its own hosted form
+            return RedirectResponse(result.redirect_url, 303)
+        return RedirectResponse(f"/pay/{token}/payments/{state.snapshot.id}", 303)
+
+    async def _again(token: str, error: str) -> HTMLResponse:
+        response = await _render(token, error)
+        response.status_code = 400
+        return response
+
+    @router.get("/pay/{token}/payments/{payment_id}")
+    async def payment_status(token: str, payment_id: str):
+        async with service.pool.acquire() as conn:
+            session, inv, problem = await _load(conn, token)
+            if problem:
+                return problem
+            try:
+                state, tenant = await payments.read(conn, payment_id, session["tenant_id"])
+            except ApiError:
+                state = None
+            if state is None or state.snapshot.invoice_id != session["invoice_id"]:
+                return page("message.html", 404, title="Payment not found", message="This payment does not exist.")
+            ctx = await _context(payments, conn, session, inv)
+        s = state.snapshot
+        if s.status in ("PENDING", "PROCESSING"):
+            return page("status.html", 200, refresh=True, payment=s.dump(), **ctx)
+        if s.status == "FAILED":
+            return page("status.html", 200, refresh=False, payment=s.dump(), **ctx)
+        if session["return_url"] and urlsplit(session["return_url"]).scheme in ("http", "https"):
+            return RedirectResponse(with_params(session["return_url"], status="success", invoice=s.invoice_id), 303)
+        return RedirectResponse(f"/pay/{token}", 303)
+
+    return router

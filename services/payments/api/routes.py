@@ -1,5 +1,6 @@
 """Payments' JSON API: payments and refunds, collect and checkout for an invoice, saved payment
-methods, provider accounts, and provider webhooks in."""
+methods, provider accounts, and provider webhooks in. `make_router(root)` builds the routes as
+closures over a PaymentsService (services/payments/service.py); this module never imports it."""
 
 import asyncio
 from datetime import UTC, date, datetime, time, timedelta
@@ -21,129 +22,147 @@ from ..app.handlers import Method
 from ..app.webhooks_in import receive
 from ..domain.events import STATUSES
 from ..providers.base import Instrument, ProviderError
-from ..service import payments, refunds, service
 from .schemas import CheckoutIn, CollectIn, PaymentMethodIn, ProviderAccountIn, RefundIn
 
-router = APIRouter(tags=["payments"])
-Tenant = Annotated[str, Depends(service.tenant)]
-# A list refuses query parameters it does not declare (400 parameter_unknown), after the key is
-# checked (a 401 comes first; FastAPI runs the tenant dependency once per request).
-LIST = [Depends(service.tenant), Depends(declared_only)]
+
+def make_router(root) -> APIRouter:
+    """Every route of the JSON API, in the order they always had (root: a PaymentsService)."""
+    router = APIRouter(tags=["payments"])
+    for add in (_payment_routes, _invoice_routes, _method_routes, _provider_routes, _webhook_routes):
+        add(router, root)
+    return router
+
+
+def _tenant(service):
+    """The authenticated tenant id, as a route parameter's type."""
+    return Annotated[str, Depends(service.tenant)]
+
+
+def _list_dependencies(service) -> list:
+    # A list refuses query parameters it does not declare (400 parameter_unknown), after the key is
+    # checked (a 401 comes first; FastAPI runs the tenant dependency once per request).
+    return [Depends(service.tenant), Depends(declared_only)]
 
 
 # -- payments -------------------------------------------------------------------------------
 
-@router.get("/api/payments", dependencies=LIST)
-async def list_payments(
-    tenant: Tenant,
-    status: str | None = None,
-    provider: str | None = None,
-    invoice_id: Annotated[str | None, Query(alias="invoiceId")] = None,
-    date_from: Annotated[date | None, Query(alias="dateFrom", ge=MIN_DATE, le=MAX_DATE)] = None,
-    date_to: Annotated[date | None, Query(alias="dateTo", ge=MIN_DATE, le=MAX_DATE)] = None,
-    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-) -> dict:
-    where, args = ["tenant_id = $1"], [tenant]
+def _payment_routes(router: APIRouter, root) -> None:
+    service, payments, refunds = root.service, root.payments, root.refunds
+    Tenant, LIST = _tenant(service), _list_dependencies(service)
 
-    def add(clause: str, value) -> None:
-        args.append(value)
-        where.append(clause.format(f"${len(args)}"))
+    @router.get("/api/payments", dependencies=LIST)
+    async def list_payments(
+        tenant: Tenant,
+        status: str | None = None,
+        provider: str | None = None,
+        invoice_id: Annotated[str | None, Query(alias="invoiceId")] = None,
+        date_from: Annotated[date | None, Query(alias="dateFrom", ge=MIN_DATE, le=MAX_DATE)] = None,
+        date_to: Annotated[date | None, Query(alias="dateTo", ge=MIN_DATE, le=MAX_DATE)] = None,
+        page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
+        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    ) -> dict:
+        where, args = ["tenant_id = $1"], [tenant]
 
-    if status:
-        if status.upper() not in STATUSES:
-            raise ApiError("parameter_invalid", f"status must be one of {', '.join(STATUSES)}.", field="status")
-        add("status = {}", status.upper())
-    if provider:
-        add("provider = {}", provider)
-    if invoice_id:
-        add("invoice_id = {}", invoice_id)
-    if date_from:
-        add("created_at >= {}", datetime.combine(date_from, time.min, UTC))
-    if date_to:  # inclusive: the whole of that day
-        add("created_at < {}", datetime.combine(date_to + timedelta(days=1), time.min, UTC))
-    sql_where = " AND ".join(where)
-    async with service.pool.acquire() as conn:
-        total = await conn.fetchval(f"SELECT count(*) FROM payment_list WHERE {sql_where}", *args)
-        rows = await conn.fetch(
-            f"""SELECT view FROM payment_list WHERE {sql_where}
-                ORDER BY created_at DESC, payment_id DESC LIMIT {limit} OFFSET {(page - 1) * limit}""", *args)
-    return {"data": [auth.with_livemode(r["view"], tenant) for r in rows],
-            "meta": {"page": page, "limit": limit, "total": total, "totalPages": -(-total // limit)}}
+        def add(clause: str, value) -> None:
+            args.append(value)
+            where.append(clause.format(f"${len(args)}"))
 
+        if status:
+            if status.upper() not in STATUSES:
+                raise ApiError("parameter_invalid", f"status must be one of {', '.join(STATUSES)}.", field="status")
+            add("status = {}", status.upper())
+        if provider:
+            add("provider = {}", provider)
+        if invoice_id:
+            add("invoice_id = {}", invoice_id)
+        if date_from:
+            add("created_at >= {}", datetime.combine(date_from, time.min, UTC))
+        if date_to:  # inclusive: the whole of that day
+            add("created_at < {}", datetime.combine(date_to + timedelta(days=1), time.min, UTC))
+        sql_where = " AND ".join(where)
+        async with service.pool.acquire() as conn:
+            total = await conn.fetchval(f"SELECT count(*) FROM payment_list WHERE {sql_where}", *args)
+            rows = await conn.fetch(
+                f"""SELECT view FROM payment_list WHERE {sql_where}
+                    ORDER BY created_at DESC, payment_id DESC LIMIT {limit} OFFSET {(page - 1) * limit}""", *args)
+        return {"data": [auth.with_livemode(r["view"], tenant) for r in rows],
+                "meta": {"page": page, "limit": limit, "total": total, "totalPages": -(-total // limit)}}
 
-@router.get("/api/payments/{payment_id}")
-async def get_payment(payment_id: str, tenant: Tenant) -> dict:
-    async with service.pool.acquire() as conn:
-        state, _ = await payments.read(conn, payment_id, tenant)
-    return auth.with_livemode(state.snapshot.dump(), tenant)
+    @router.get("/api/payments/{payment_id}")
+    async def get_payment(payment_id: str, tenant: Tenant) -> dict:
+        async with service.pool.acquire() as conn:
+            state, _ = await payments.read(conn, payment_id, tenant)
+        return auth.with_livemode(state.snapshot.dump(), tenant)
 
-
-@router.post("/api/payments/{payment_id}/refund", status_code=201)
-async def refund_payment(payment_id: str, body: RefundIn, tenant: Tenant, response: Response) -> dict:
-    """201 with the refund once the provider made it; 202 `pending` when the provider did not
-    answer in time (the refund is retried and payment.refunded follows)."""
-    refund = await refunds.request(tenant, payment_id, body.amount, body.reason)
-    if refund["status"] == "pending":
-        response.status_code = 202
-    return refund
+    @router.post("/api/payments/{payment_id}/refund", status_code=201)
+    async def refund_payment(payment_id: str, body: RefundIn, tenant: Tenant, response: Response) -> dict:
+        """201 with the refund once the provider made it; 202 `pending` when the provider did not
+        answer in time (the refund is retried and payment.refunded follows)."""
+        refund = await refunds.request(tenant, payment_id, body.amount, body.reason)
+        if refund["status"] == "pending":
+            response.status_code = 202
+        return refund
 
 
 # -- invoices: collect now, hosted checkout ----------------------------------------------------
 
-async def wait_for_invoice(tenant: str, invoice_id: str, timeout: float = 3.0) -> None:
+async def wait_for_invoice(pool, tenant: str, invoice_id: str, timeout: float = 3.0) -> None:
     """An invoice created a moment ago may still be on its way from billing.invoices: give it a
     few seconds before answering 404 (a client that creates, finalizes, then checks out at once)."""
     deadline = asyncio.get_running_loop().time() + timeout
-    while not await service.pool.fetchval(
+    while not await pool.fetchval(
             "SELECT true FROM payable_invoices WHERE invoice_id = $1 AND tenant_id = $2", invoice_id, tenant):
         if asyncio.get_running_loop().time() > deadline:
             raise NotFound("invoice", invoice_id)
         await asyncio.sleep(0.1)
 
 
-@router.post("/api/invoices/{invoice_id}/collect", status_code=201)
-async def collect(invoice_id: str, tenant: Tenant, body: CollectIn | None = None) -> dict:
-    """Charge the customer's saved method now."""
-    body = body or CollectIn()
-    await wait_for_invoice(tenant, invoice_id)
-    async with service.pool.acquire() as conn, conn.transaction():
-        inv = await payments.invoice(conn, tenant, invoice_id)
-        if body.payment_method_id:
-            method = await conn.fetchrow(
-                """SELECT method_id, provider, type FROM payment_methods
-                   WHERE method_id = $1 AND tenant_id = $2 AND detached_at IS NULL""", body.payment_method_id, tenant)
+def _invoice_routes(router: APIRouter, root) -> None:
+    service, payments = root.service, root.payments
+    Tenant = _tenant(service)
+
+    @router.post("/api/invoices/{invoice_id}/collect", status_code=201)
+    async def collect(invoice_id: str, tenant: Tenant, body: CollectIn | None = None) -> dict:
+        """Charge the customer's saved method now."""
+        body = body or CollectIn()
+        await wait_for_invoice(service.pool, tenant, invoice_id)
+        async with service.pool.acquire() as conn, conn.transaction():
+            inv = await payments.invoice(conn, tenant, invoice_id)
+            if body.payment_method_id:
+                method = await conn.fetchrow(
+                    """SELECT method_id, provider, type FROM payment_methods
+                       WHERE method_id = $1 AND tenant_id = $2 AND detached_at IS NULL""",
+                    body.payment_method_id, tenant)
+                if method is None:
+                    raise NotFound("payment method", body.payment_method_id)
+            else:
+                method = await saved_method(conn, tenant, inv["customer_id"])
             if method is None:
-                raise NotFound("payment method", body.payment_method_id)
-        else:
-            method = await saved_method(conn, tenant, inv["customer_id"])
-        if method is None:
-            raise ApiError("payment_method_missing", "The customer has no saved payment method; add one with "
-                           "POST /api/payment-methods or send a checkout link.", status=409)
-        account = await payments.accounts.route(conn, tenant, inv["currency"], provider=method["provider"])
-        state = await payments.start(conn, tenant, invoice_id, amount=body.amount, account=account,
-                                     method=Method(method["type"], method_id=method["method_id"]), inline=True)
-    await payments.run_job(state.snapshot.id, claimed=True)  # at once; the worker retries if this does not finish
-    async with service.pool.acquire() as conn:
-        state, _ = await payments.read(conn, state.snapshot.id, tenant)
-    return auth.with_livemode(state.snapshot.dump(), tenant)
+                raise ApiError("payment_method_missing", "The customer has no saved payment method; add one with "
+                               "POST /api/payment-methods or send a checkout link.", status=409)
+            account = await payments.accounts.route(conn, tenant, inv["currency"], provider=method["provider"])
+            state = await payments.start(conn, tenant, invoice_id, amount=body.amount, account=account,
+                                         method=Method(method["type"], method_id=method["method_id"]), inline=True)
+        await payments.run_job(state.snapshot.id, claimed=True)  # at once; the worker retries if this does not finish
+        async with service.pool.acquire() as conn:
+            state, _ = await payments.read(conn, state.snapshot.id, tenant)
+        return auth.with_livemode(state.snapshot.dump(), tenant)
 
-
-@router.post("/api/invoices/{invoice_id}/checkout", status_code=201)
-async def checkout(invoice_id: str, tenant: Tenant, body: CheckoutIn | None = None) -> dict:
-    body = body or CheckoutIn()
-    await wait_for_invoice(tenant, invoice_id)
-    async with service.pool.acquire() as conn, conn.transaction():
-        inv = await payments.invoice(conn, tenant, invoice_id)
-        await payments.accounts.route(conn, tenant, inv["currency"])  # 409 no_provider: a link nobody can pay
-        balance = await payments.balance(conn, inv)
-        return_url = body.return_url or (inv["snapshot"] or {}).get("returnUrl")
-        session_id, token, expires = await open_session(
-            conn, tenant, invoice_id, return_url, timedelta(hours=service.settings.checkout_ttl_hours))
-    return {"id": session_id, "object": "checkout_session", "livemode": auth.livemode(tenant),
-            "invoiceId": invoice_id, "checkoutUrl": f"{service.settings.public_url.rstrip('/')}/pay/{token}",
-            "expiresAt": expires.isoformat().replace("+00:00", "Z"), "returnUrl": return_url,
-            "amountDue": balance.remaining, "currency": inv["currency"], "invoiceStatus": inv["status"]}
+    @router.post("/api/invoices/{invoice_id}/checkout", status_code=201)
+    async def checkout(invoice_id: str, tenant: Tenant, body: CheckoutIn | None = None) -> dict:
+        body = body or CheckoutIn()
+        await wait_for_invoice(service.pool, tenant, invoice_id)
+        async with service.pool.acquire() as conn, conn.transaction():
+            inv = await payments.invoice(conn, tenant, invoice_id)
+            await payments.accounts.route(conn, tenant, inv["currency"])  # 409 no_provider: a link nobody can pay
+            balance = await payments.balance(conn, inv)
+            return_url = body.return_url or (inv["snapshot"] or {}).get("returnUrl")
+            session_id, token, expires = await open_session(
+                conn, tenant, invoice_id, return_url, timedelta(hours=service.settings.checkout_ttl_hours))
+        return {"id": session_id, "object": "checkout_session", "livemode": auth.livemode(tenant),
+                "invoiceId": invoice_id, "checkoutUrl": f"{service.settings.public_url.rstrip('/')}/pay/{token}",
+                "expiresAt": expires.isoformat().replace("+00:00", "Z"), "returnUrl": return_url,
+                "amountDue": balance.remaining, "currency": inv["currency"], "invoiceStatus": inv["status"]}
 
 
 # -- saved payment methods ----------------------------------------------------------------------
@@ -154,77 +173,85 @@ def _method_view(row) -> dict:
             "label": row["label"], "createdAt": row["created_at"].isoformat()}
 
 
-@router.post("/api/payment-methods", status_code=201)
-async def attach_method(body: PaymentMethodIn, tenant: Tenant) -> dict:
-    accounts_mod.refuse_sandbox_in_live(tenant, body.provider)
-    if body.provider == "sandbox":
-        if not body.number:
-            raise ApiError("parameter_missing", "number (a sandbox test instrument) is required.", field="number")
-        adapter = payments.accounts.adapter(accounts_mod.Account(accounts_mod.SANDBOX_DEFAULT, "sandbox"))
-        try:
-            saved = await adapter.save_method(body.customer_id, Instrument(body.type, body.number))
-        except ProviderError as exc:
-            raise ApiError(exc.code, exc.message, field="number") from exc
-        token, label = saved.token, saved.label
-    else:
-        if not body.token:
-            raise ApiError("parameter_missing", f"token (the {body.provider} method token) is required.", field="token")
-        token, label = body.token, body.label or f"{body.provider} {body.type}"
-    async with service.pool.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow(
-            """INSERT INTO payment_methods (method_id, tenant_id, customer_id, provider, type, label, token)
-               VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *""",
-            new_id("pm"), tenant, body.customer_id, body.provider, body.type, label, payments.vault.encrypt(token))
-        await mark_committed(conn)  # with the method: a retry of the same Idempotency-Key never attaches a second
-    return _method_view(row)
+def _method_routes(router: APIRouter, root) -> None:
+    service, payments = root.service, root.payments
+    Tenant, LIST = _tenant(service), _list_dependencies(service)
 
+    @router.post("/api/payment-methods", status_code=201)
+    async def attach_method(body: PaymentMethodIn, tenant: Tenant) -> dict:
+        accounts_mod.refuse_sandbox_in_live(tenant, body.provider)
+        if body.provider == "sandbox":
+            if not body.number:
+                raise ApiError("parameter_missing", "number (a sandbox test instrument) is required.", field="number")
+            adapter = payments.accounts.adapter(accounts_mod.Account(accounts_mod.SANDBOX_DEFAULT, "sandbox"))
+            try:
+                saved = await adapter.save_method(body.customer_id, Instrument(body.type, body.number))
+            except ProviderError as exc:
+                raise ApiError(exc.code, exc.message, field="number") from exc
+            token, label = saved.token, saved.label
+        else:
+            if not body.token:
+                raise ApiError("parameter_missing", f"token (the {body.provider} method token) is required.",
+                               field="token")
+            token, label = body.token, body.label or f"{body.provider} {body.type}"
+        async with service.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                """INSERT INTO payment_methods (method_id, tenant_id, customer_id, provider, type, label, token)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *""",
+                new_id("pm"), tenant, body.customer_id, body.provider, body.type, label, payments.vault.encrypt(token))
+            await mark_committed(conn)  # with the method: a retry of the same Idempotency-Key never attaches a second
+        return _method_view(row)
 
-@router.get("/api/payment-methods", dependencies=LIST)
-async def list_methods(tenant: Tenant, customer_id: Annotated[str, Query(alias="customerId")]) -> dict:
-    rows = await service.pool.fetch(
-        """SELECT * FROM payment_methods WHERE tenant_id = $1 AND customer_id = $2 AND detached_at IS NULL
-           ORDER BY created_at DESC""", tenant, customer_id)
-    return {"data": [_method_view(r) for r in rows]}
+    @router.get("/api/payment-methods", dependencies=LIST)
+    async def list_methods(tenant: Tenant, customer_id: Annotated[str, Query(alias="customerId")]) -> dict:
+        rows = await service.pool.fetch(
+            """SELECT * FROM payment_methods WHERE tenant_id = $1 AND customer_id = $2 AND detached_at IS NULL
+               ORDER BY created_at DESC""", tenant, customer_id)
+        return {"data": [_method_view(r) for r in rows]}
 
-
-@router.delete("/api/payment-methods/{method_id}")
-async def detach_method(method_id: str, tenant: Tenant) -> dict:
-    row = await service.pool.fetchrow(
-        """UPDATE payment_methods SET detached_at = coalesce(detached_at, now())
-           WHERE method_id = $1 AND tenant_id = $2 RETURNING *""", method_id, tenant)
-    if row is None:
-        raise NotFound("payment method", method_id)
-    return {**_method_view(row), "detached": True}
+    @router.delete("/api/payment-methods/{method_id}")
+    async def detach_method(method_id: str, tenant: Tenant) -> dict:
+        row = await service.pool.fetchrow(
+            """UPDATE payment_methods SET detached_at = coalesce(detached_at, now())
+               WHERE method_id = $1 AND tenant_id = $2 RETURNING *""", method_id, tenant)
+        if row is None:
+            raise NotFound("payment method", method_id)
+        return {**_method_view(row), "detached": True}
 
 
 # -- provider accounts ----------------------------------------------------------------------------
 
-@router.post("/api/payment-providers", status_code=201)
-async def add_provider(body: ProviderAccountIn, tenant: Tenant) -> dict:
-    async with service.pool.acquire() as conn:
-        return await payments.accounts.create(conn, tenant, body.provider, [c.upper() for c in body.currencies],
-                                              body.priority, body.credentials)
+def _provider_routes(router: APIRouter, root) -> None:
+    service, payments = root.service, root.payments
+    Tenant, LIST = _tenant(service), _list_dependencies(service)
 
+    @router.post("/api/payment-providers", status_code=201)
+    async def add_provider(body: ProviderAccountIn, tenant: Tenant) -> dict:
+        async with service.pool.acquire() as conn:
+            return await payments.accounts.create(conn, tenant, body.provider, [c.upper() for c in body.currencies],
+                                                  body.priority, body.credentials)
 
-@router.get("/api/payment-providers", dependencies=LIST)
-async def list_providers(tenant: Tenant) -> dict:
-    rows = await service.pool.fetch(
-        "SELECT * FROM provider_accounts WHERE tenant_id = $1 ORDER BY created_at", tenant)
-    return {"data": [accounts_mod.view(r) for r in rows]}
+    @router.get("/api/payment-providers", dependencies=LIST)
+    async def list_providers(tenant: Tenant) -> dict:
+        rows = await service.pool.fetch(
+            "SELECT * FROM provider_accounts WHERE tenant_id = $1 ORDER BY created_at", tenant)
+        return {"data": [accounts_mod.view(r) for r in rows]}
 
 
 # -- provider webhooks in --------------------------------------------------------------------------
 
-@router.post("/webhooks/{provider}", include_in_schema=False)
-async def provider_webhook(provider: str, request: Request) -> dict:
-    """For installations with one account of the provider; otherwise use the account's path."""
-    return await receive(payments, provider, *await _callback(request))
+def _webhook_routes(router: APIRouter, root) -> None:
+    payments = root.payments
 
+    @router.post("/webhooks/{provider}", include_in_schema=False)
+    async def provider_webhook(provider: str, request: Request) -> dict:
+        """For installations with one account of the provider; otherwise use the account's path."""
+        return await receive(payments, provider, *await _callback(request))
 
-@router.post("/webhooks/{provider}/{account_id}", include_in_schema=False)
-async def account_webhook(provider: str, account_id: str, request: Request) -> dict:
-    """Checked against that one account's secret (`default`: the installation's sandbox)."""
-    return await receive(payments, provider, *await _callback(request), segment=account_id)
+    @router.post("/webhooks/{provider}/{account_id}", include_in_schema=False)
+    async def account_webhook(provider: str, account_id: str, request: Request) -> dict:
+        """Checked against that one account's secret (`default`: the installation's sandbox)."""
+        return await receive(payments, provider, *await _callback(request), segment=account_id)
 
 
 async def _callback(request: Request) -> tuple[dict[str, str], bytes]:

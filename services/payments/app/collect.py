@@ -1,6 +1,7 @@
 """Automatic collection: charge the customer's saved method without them present (an invoice
 finalized with autoCollection, or a dunning retry). Runs in the consumer's inbox transaction, so
-the payment, its charge job and the consumed event commit together."""
+the payment, its charge job and the consumed event commit together. The consumers pass in the
+service's Payments; this module knows nothing of how the service is wired."""
 
 import asyncpg
 
@@ -8,7 +9,7 @@ from shared.errors import ApiError
 from shared.logs import get_logger
 
 from ..domain.collection import COLLECTABLE
-from .handlers import Method, now
+from .handlers import Method, Payments, now
 
 log = get_logger(__name__)
 
@@ -21,9 +22,8 @@ async def saved_method(conn, tenant_id: str, customer_id: str) -> asyncpg.Record
            ORDER BY created_at DESC LIMIT 1""", tenant_id, customer_id)
 
 
-async def collect_automatically(conn: asyncpg.Connection, tenant_id: str, invoice_id: str, *, attempt: int) -> None:
-    from ..service import payments  # wired at start; imported late to avoid a cycle
-
+async def collect_automatically(payments: Payments, conn: asyncpg.Connection, tenant_id: str, invoice_id: str, *,
+                                attempt: int) -> None:
     inv = await conn.fetchrow("SELECT * FROM payable_invoices WHERE invoice_id = $1 AND tenant_id = $2 FOR UPDATE",
                               invoice_id, tenant_id)
     if inv is None:

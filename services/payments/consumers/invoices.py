@@ -3,6 +3,7 @@ and automatic collection when an invoice is finalized for a customer with autoCo
 
 Events carry the invoice snapshot in data["invoice"] (docs/events.md); `sequence` makes older or
 repeated events lose. The flat invoice.created shape of the first skeleton is still read.
+`make_invoice_consumer` closes over the service's Payments (no import of the wiring).
 """
 
 import asyncpg
@@ -11,6 +12,7 @@ from shared.envelope import CloudEvent
 from shared.logs import get_logger
 
 from ..app.collect import collect_automatically
+from ..app.handlers import Payments
 
 log = get_logger(__name__)
 
@@ -30,10 +32,11 @@ def _row(event: CloudEvent) -> dict | None:
     return None
 
 
-async def on_invoice_event(conn: asyncpg.Connection, event: CloudEvent) -> None:
+async def record_invoice(conn: asyncpg.Connection, event: CloudEvent) -> dict | None:
+    """Upsert the event's snapshot into payable_invoices; the row read from it (None if it has none)."""
     row = _row(event)
     if row is None:
-        return
+        return None
     await conn.execute(
         """INSERT INTO payable_invoices (invoice_id, tenant_id, customer_id, status, currency, total,
                                          amount_due, version, updated_at, snapshot, allow_partial_payments,
@@ -53,5 +56,13 @@ async def on_invoice_event(conn: asyncpg.Connection, event: CloudEvent) -> None:
         # From now on the snapshot's amountDue counts this payment.
         await conn.execute("INSERT INTO invoice_payment_acks VALUES ($1, $2) ON CONFLICT DO NOTHING",
                            row["invoice_id"], payment_id)
-    if event.type == "invoice.finalized" and row["auto"] and row["amount_due"] > 0:
-        await collect_automatically(conn, event.tenantid, row["invoice_id"], attempt=1)
+    return row
+
+
+def make_invoice_consumer(payments: Payments):
+    async def on_invoice_event(conn: asyncpg.Connection, event: CloudEvent) -> None:
+        row = await record_invoice(conn, event)
+        if row is not None and event.type == "invoice.finalized" and row["auto"] and row["amount_due"] > 0:
+            await collect_automatically(payments, conn, event.tenantid, row["invoice_id"], attempt=1)
+
+    return on_invoice_event

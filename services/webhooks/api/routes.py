@@ -1,4 +1,5 @@
-"""Webhook endpoints: create (the secret is shown once), list, read, update, delete, rotate."""
+"""Webhook endpoints: create (the secret is shown once), list, read, update, delete, rotate.
+`make_router` builds the routes as closures over one webhooks instance (service.py's root)."""
 
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
@@ -15,10 +16,6 @@ from ..app.endpoints import public_view
 from ..app.matching import invalid_filter
 from ..app.signing import new_secret
 from ..app.urls import check_endpoint_url
-from ..service import service, vault
-
-router = APIRouter(prefix="/api", tags=["webhook endpoints"])
-Tenant = Annotated[str, Depends(service.tenant)]
 
 
 class _Body(BaseModel):
@@ -46,8 +43,8 @@ def _check_filters(patterns: list[str]) -> list[str]:
     return sorted(set(patterns))
 
 
-async def _get(tenant: str, endpoint_id: str):
-    row = await service.pool.fetchrow(
+async def _get(pool, tenant: str, endpoint_id: str):
+    row = await pool.fetchrow(
         "SELECT * FROM webhook_endpoints WHERE endpoint_id = $1 AND tenant_id = $2 AND deleted_at IS NULL",
         endpoint_id, tenant)
     if row is None:
@@ -55,95 +52,99 @@ async def _get(tenant: str, endpoint_id: str):
     return row
 
 
-@router.post("/webhook-endpoints", status_code=201)
-async def create_endpoint(body: EndpointIn, tenant: Tenant) -> dict:
-    await check_endpoint_url(body.url, allow_private=service.settings.allow_private_urls)
-    events = _check_filters(body.enabled_events)
-    secret = new_secret()
-    async with service.pool.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow(
-            """INSERT INTO webhook_endpoints (endpoint_id, tenant_id, url, secret, enabled_events, description, enabled)
-               VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *""",
-            new_id("we"), tenant, body.url, vault.encrypt_text(secret), events, body.description, body.enabled,
+def make_router(webhooks) -> APIRouter:
+    """`webhooks`: the root object of service.py (its Service, settings and vault)."""
+    service, vault = webhooks.service, webhooks.vault
+    router = APIRouter(prefix="/api", tags=["webhook endpoints"])
+    Tenant = Annotated[str, Depends(service.tenant)]
+
+    @router.post("/webhook-endpoints", status_code=201)
+    async def create_endpoint(body: EndpointIn, tenant: Tenant) -> dict:
+        await check_endpoint_url(body.url, allow_private=service.settings.allow_private_urls)
+        events = _check_filters(body.enabled_events)
+        secret = new_secret()
+        async with service.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                """INSERT INTO webhook_endpoints
+                          (endpoint_id, tenant_id, url, secret, enabled_events, description, enabled)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *""",
+                new_id("we"), tenant, body.url, vault.encrypt_text(secret), events, body.description, body.enabled,
+            )
+            await mark_committed(conn)  # a retry after a lost answer must not create a second endpoint
+        return {**public_view(row), "secret": secret}  # the only time the secret is shown
+
+    @router.get("/webhook-endpoints")
+    async def list_endpoints(
+        tenant: Tenant,
+        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+        starting_after: Annotated[str | None, Query(alias="startingAfter")] = None,
+    ) -> dict:
+        rows = await service.pool.fetch(
+            """SELECT * FROM webhook_endpoints WHERE tenant_id = $1 AND deleted_at IS NULL
+                  AND ($2::text IS NULL OR endpoint_id < $2) ORDER BY endpoint_id DESC LIMIT $3""",
+            tenant, starting_after, limit + 1)
+        return {"data": [public_view(r) for r in rows[:limit]], "hasMore": len(rows) > limit}
+
+    @router.get("/webhook-endpoints/{endpoint_id}")
+    async def get_endpoint(endpoint_id: str, tenant: Tenant) -> dict:
+        return public_view(await _get(service.pool, tenant, endpoint_id))
+
+    @router.patch("/webhook-endpoints/{endpoint_id}")
+    async def update_endpoint(endpoint_id: str, body: EndpointPatch, tenant: Tenant) -> dict:
+        await _get(service.pool, tenant, endpoint_id)
+        changes = body.model_dump(exclude_unset=True)
+        if not changes:
+            raise ApiError("parameter_missing", "Send at least one of url, enabledEvents, description, enabled.")
+        for name in ("url", "enabled_events", "enabled"):
+            if name in changes and changes[name] is None:
+                raise ApiError("parameter_invalid", f"{to_camel(name)} cannot be null.", field=to_camel(name))
+        if "url" in changes:
+            await check_endpoint_url(changes["url"], allow_private=service.settings.allow_private_urls)
+        if "enabled_events" in changes:
+            changes["enabled_events"] = _check_filters(changes["enabled_events"])
+        row = await service.pool.fetchrow(
+            """UPDATE webhook_endpoints SET
+                      url = coalesce($3, url), enabled_events = coalesce($4, enabled_events),
+                      description = CASE WHEN $5 THEN $6 ELSE description END,
+                      enabled = coalesce($7, enabled),
+                      -- enabling again starts afresh: no failure streak, no disabled reason
+                      failing_since = CASE WHEN $7 THEN NULL ELSE failing_since END,
+                      disabled_at = CASE WHEN $7 THEN NULL WHEN $7 = false THEN coalesce(disabled_at, now())
+                                         ELSE disabled_at END,
+                      disabled_reason = CASE WHEN $7 THEN NULL WHEN $7 = false THEN coalesce(disabled_reason, 'manual')
+                                             ELSE disabled_reason END,
+                      updated_at = now()
+                WHERE endpoint_id = $1 AND tenant_id = $2 AND deleted_at IS NULL RETURNING *""",
+            endpoint_id, tenant, changes.get("url"), changes.get("enabled_events"),
+            "description" in changes, changes.get("description"), changes.get("enabled"),
         )
-        await mark_committed(conn)  # a retry after a lost answer must not create a second endpoint
-    return {**public_view(row), "secret": secret}  # the only time the secret is shown
+        if row is None:
+            raise NotFound("webhook endpoint", endpoint_id)
+        return public_view(row)
 
+    @router.delete("/webhook-endpoints/{endpoint_id}", status_code=204)
+    async def delete_endpoint(endpoint_id: str, tenant: Tenant) -> Response:
+        done = await service.pool.fetchval(
+            """UPDATE webhook_endpoints SET deleted_at = now(), enabled = false, updated_at = now()
+                WHERE endpoint_id = $1 AND tenant_id = $2 AND deleted_at IS NULL RETURNING true""",
+            endpoint_id, tenant)
+        if not done:
+            raise NotFound("webhook endpoint", endpoint_id)
+        return Response(status_code=204)
 
-@router.get("/webhook-endpoints")
-async def list_endpoints(
-    tenant: Tenant,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    starting_after: Annotated[str | None, Query(alias="startingAfter")] = None,
-) -> dict:
-    rows = await service.pool.fetch(
-        """SELECT * FROM webhook_endpoints WHERE tenant_id = $1 AND deleted_at IS NULL
-              AND ($2::text IS NULL OR endpoint_id < $2) ORDER BY endpoint_id DESC LIMIT $3""",
-        tenant, starting_after, limit + 1)
-    return {"data": [public_view(r) for r in rows[:limit]], "hasMore": len(rows) > limit}
+    @router.post("/webhook-endpoints/{endpoint_id}/rotate-secret")
+    async def rotate_secret(endpoint_id: str, tenant: Tenant) -> dict:
+        """A new secret, shown once; the old one keeps signing alongside it for the overlap period."""
+        await _get(service.pool, tenant, endpoint_id)
+        secret = new_secret()
+        expires = datetime.now(UTC) + timedelta(seconds=service.settings.secret_overlap_s)
+        row = await service.pool.fetchrow(
+            """UPDATE webhook_endpoints SET previous_secret = secret, previous_secret_expires_at = $3,
+                      secret = $4, updated_at = now()
+                WHERE endpoint_id = $1 AND tenant_id = $2 AND deleted_at IS NULL RETURNING *""",
+            endpoint_id, tenant, expires, vault.encrypt_text(secret))
+        if row is None:
+            raise NotFound("webhook endpoint", endpoint_id)
+        return {**public_view(row), "secret": secret}
 
-
-@router.get("/webhook-endpoints/{endpoint_id}")
-async def get_endpoint(endpoint_id: str, tenant: Tenant) -> dict:
-    return public_view(await _get(tenant, endpoint_id))
-
-
-@router.patch("/webhook-endpoints/{endpoint_id}")
-async def update_endpoint(endpoint_id: str, body: EndpointPatch, tenant: Tenant) -> dict:
-    await _get(tenant, endpoint_id)
-    changes = body.model_dump(exclude_unset=True)
-    if not changes:
-        raise ApiError("parameter_missing", "Send at least one of url, enabledEvents, description, enabled.")
-    for name in ("url", "enabled_events", "enabled"):
-        if name in changes and changes[name] is None:
-            raise ApiError("parameter_invalid", f"{to_camel(name)} cannot be null.", field=to_camel(name))
-    if "url" in changes:
-        await check_endpoint_url(changes["url"], allow_private=service.settings.allow_private_urls)
-    if "enabled_events" in changes:
-        changes["enabled_events"] = _check_filters(changes["enabled_events"])
-    row = await service.pool.fetchrow(
-        """UPDATE webhook_endpoints SET
-                  url = coalesce($3, url), enabled_events = coalesce($4, enabled_events),
-                  description = CASE WHEN $5 THEN $6 ELSE description END,
-                  enabled = coalesce($7, enabled),
-                  -- enabling again starts afresh: no failure streak, no disabled reason
-                  failing_since = CASE WHEN $7 THEN NULL ELSE failing_since END,
-                  disabled_at = CASE WHEN $7 THEN NULL WHEN $7 = false THEN coalesce(disabled_at, now())
-                                     ELSE disabled_at END,
-                  disabled_reason = CASE WHEN $7 THEN NULL WHEN $7 = false THEN coalesce(disabled_reason, 'manual')
-                                         ELSE disabled_reason END,
-                  updated_at = now()
-            WHERE endpoint_id = $1 AND tenant_id = $2 AND deleted_at IS NULL RETURNING *""",
-        endpoint_id, tenant, changes.get("url"), changes.get("enabled_events"),
-        "description" in changes, changes.get("description"), changes.get("enabled"),
-    )
-    if row is None:
-        raise NotFound("webhook endpoint", endpoint_id)
-    return public_view(row)
-
-
-@router.delete("/webhook-endpoints/{endpoint_id}", status_code=204)
-async def delete_endpoint(endpoint_id: str, tenant: Tenant) -> Response:
-    done = await service.pool.fetchval(
-        """UPDATE webhook_endpoints SET deleted_at = now(), enabled = false, updated_at = now()
-            WHERE endpoint_id = $1 AND tenant_id = $2 AND deleted_at IS NULL RETURNING true""",
-        endpoint_id, tenant)
-    if not done:
-        raise NotFound("webhook endpoint", endpoint_id)
-    return Response(status_code=204)
-
-
-@router.post("/webhook-endpoints/{endpoint_id}/rotate-secret")
-async def rotate_secret(endpoint_id: str, tenant: Tenant) -> dict:
-    """A new secret, shown once; the old one keeps signing alongside it for the overlap period."""
-    await _get(tenant, endpoint_id)
-    secret = new_secret()
-    expires = datetime.now(UTC) + timedelta(seconds=service.settings.secret_overlap_s)
-    row = await service.pool.fetchrow(
-        """UPDATE webhook_endpoints SET previous_secret = secret, previous_secret_expires_at = $3,
-                  secret = $4, updated_at = now()
-            WHERE endpoint_id = $1 AND tenant_id = $2 AND deleted_at IS NULL RETURNING *""",
-        endpoint_id, tenant, expires, vault.encrypt_text(secret))
-    if row is None:
-        raise NotFound("webhook endpoint", endpoint_id)
-    return {**public_view(row), "secret": secret}
+    return router

@@ -1,4 +1,5 @@
-"""Customers and credit notes (invoicing owns both)."""
+"""Customers and credit notes (invoicing owns both). `make_router` builds the routes as closures
+over one InvoicingService, which service.py passes in."""
 
 from typing import Annotated
 
@@ -8,51 +9,51 @@ from shared import auth
 from shared.errors import NotFound
 
 from ...app.handlers import Invoicing
-from ...service import invoicing, service
 from ..listing import Column, parse_time, run_list
 from ..schemas import CreateCustomerIn, CustomerFieldsIn
 
-router = APIRouter(prefix="/api", tags=["customers"])
-Tenant = Annotated[str, Depends(service.tenant)]
-App = Annotated[Invoicing, Depends(invoicing)]
 CREATED = {"createdAt": Column("created_at", parse_time)}
 
 
-@router.post("/customers", status_code=201)
-async def create_customer(body: CreateCustomerIn, tenant: Tenant, app: App) -> dict:
-    return await app.create_customer(tenant, body.customer_fields())
+def make_router(invoicing) -> APIRouter:
+    """The routes over `invoicing` (the service's InvoicingService): its service and its handlers."""
+    service = invoicing.service
+    router = APIRouter(prefix="/api", tags=["customers"])
+    Tenant = Annotated[str, Depends(service.tenant)]
+    App = Annotated[Invoicing, Depends(invoicing.handlers)]
 
+    @router.post("/customers", status_code=201)
+    async def create_customer(body: CreateCustomerIn, tenant: Tenant, app: App) -> dict:
+        return await app.create_customer(tenant, body.customer_fields())
 
-@router.get("/customers")
-async def list_customers(request: Request, tenant: Tenant) -> dict:
-    async with service.pool.acquire() as conn:
-        return await run_list(conn, table="customer_list", id_col="customer_id", tenant=tenant,
-                              params=request.query_params, filters={"email": Column("email", str.lower)},
-                              sortable={**CREATED, "name": Column("name", str)}, default_sort="-createdAt")
+    @router.get("/customers")
+    async def list_customers(request: Request, tenant: Tenant) -> dict:
+        async with service.pool.acquire() as conn:
+            return await run_list(conn, table="customer_list", id_col="customer_id", tenant=tenant,
+                                  params=request.query_params, filters={"email": Column("email", str.lower)},
+                                  sortable={**CREATED, "name": Column("name", str)}, default_sort="-createdAt")
 
+    @router.get("/customers/{customer_id}")
+    async def get_customer(customer_id: str, tenant: Tenant, app: App) -> dict:
+        return await app.get_customer(tenant, customer_id)
 
-@router.get("/customers/{customer_id}")
-async def get_customer(customer_id: str, tenant: Tenant, app: App) -> dict:
-    return await app.get_customer(tenant, customer_id)
+    @router.patch("/customers/{customer_id}")
+    async def update_customer(customer_id: str, body: CustomerFieldsIn, tenant: Tenant, app: App) -> dict:
+        return await app.update_customer(tenant, customer_id, body.customer_fields())
 
+    @router.get("/credit-notes")
+    async def list_credit_notes(request: Request, tenant: Tenant) -> dict:
+        async with service.pool.acquire() as conn:
+            return await run_list(conn, table="credit_notes", id_col="credit_note_id", tenant=tenant,
+                                  params=request.query_params, filters={"invoiceId": Column("invoice_id", str)},
+                                  sortable=CREATED, default_sort="-createdAt", search_col=None)
 
-@router.patch("/customers/{customer_id}")
-async def update_customer(customer_id: str, body: CustomerFieldsIn, tenant: Tenant, app: App) -> dict:
-    return await app.update_customer(tenant, customer_id, body.customer_fields())
+    @router.get("/credit-notes/{credit_note_id}")
+    async def get_credit_note(credit_note_id: str, tenant: Tenant) -> dict:
+        view = await service.pool.fetchval(
+            "SELECT view FROM credit_notes WHERE credit_note_id = $1 AND tenant_id = $2", credit_note_id, tenant)
+        if view is None:
+            raise NotFound("credit note", credit_note_id)
+        return auth.with_livemode(view, tenant)
 
-
-@router.get("/credit-notes")
-async def list_credit_notes(request: Request, tenant: Tenant) -> dict:
-    async with service.pool.acquire() as conn:
-        return await run_list(conn, table="credit_notes", id_col="credit_note_id", tenant=tenant,
-                              params=request.query_params, filters={"invoiceId": Column("invoice_id", str)},
-                              sortable=CREATED, default_sort="-createdAt", search_col=None)
-
-
-@router.get("/credit-notes/{credit_note_id}")
-async def get_credit_note(credit_note_id: str, tenant: Tenant) -> dict:
-    view = await service.pool.fetchval(
-        "SELECT view FROM credit_notes WHERE credit_note_id = $1 AND tenant_id = $2", credit_note_id, tenant)
-    if view is None:
-        raise NotFound("credit note", credit_note_id)
-    return auth.with_livemode(view, tenant)
+    return router
