@@ -6,25 +6,13 @@ account. A real payments process, Stripe spoken by a local server (tests/support
 import json
 
 import httpx
-import pytest
 
 from services.payments.providers import signing
 from tests.conftest import eventually
-from tests.support.payments_fakes import FakeStripe, LocalServer, stripe_event
-from tests.support.payments_server import invoice, start_payments_server, stop_payments_server
+from tests.support.payments_fakes import FakeStripe, stripe_and_payments, stripe_event  # noqa: F401 - fixture
+from tests.support.payments_server import invoice
 
 SANDBOX_SECRET = "whsec_sandbox_local"  # the installation's development sandbox secret, public
-
-
-@pytest.fixture
-async def stripe_and_payments(database, kafka):
-    fake = FakeStripe()
-    async with LocalServer(fake.app) as stripe_server:
-        server = await start_payments_server(database, kafka, STRIPE_API_BASE=stripe_server.url)
-        try:
-            yield fake, server
-        finally:
-            await stop_payments_server(server)
 
 
 async def add_stripe(client: httpx.AsyncClient, fake: FakeStripe, webhook_secret: str, currency: str = "USD") -> str:

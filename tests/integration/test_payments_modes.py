@@ -4,7 +4,6 @@ live invoice with no provider of its own cannot be paid, never through the sandb
 
 import asyncpg
 import httpx
-import pytest
 
 from services.payments.app.routing import SANDBOX_DEFAULT, Account
 from services.payments.app.webhooks_in import _charged_through
@@ -13,22 +12,10 @@ from shared import paylinks
 from shared.auth import tenant_of, world
 from shared.vault import Vault
 from tests.conftest import eventually
-from tests.support.payments_fakes import FakeStripe, LocalServer
-from tests.support.payments_server import invoice, payments_server, start_payments_server, \
-    stop_payments_server  # noqa: F401
+from tests.support.payments_fakes import stripe_and_payments  # noqa: F401 - fixture
+from tests.support.payments_server import invoice, payments_server  # noqa: F401 - fixture
 
 SUCCEEDS = "4242424242424242"
-
-
-@pytest.fixture
-async def stripe_and_payments(database, kafka):
-    fake = FakeStripe()
-    async with LocalServer(fake.app) as stripe_server:
-        server = await start_payments_server(database, kafka, STRIPE_API_BASE=stripe_server.url)
-        try:
-            yield fake, server
-        finally:
-            await stop_payments_server(server)
 
 
 async def open_invoice(server, world_id: str, **kw) -> dict:

@@ -10,13 +10,14 @@ import secrets
 import time
 from urllib.parse import parse_qsl
 
+import pytest
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from tests.support.payments_server import free_port
+from tests.support.payments_server import free_port, start_payments_server, stop_payments_server
 
 
 def stripe_form(body: bytes) -> dict:
@@ -320,3 +321,15 @@ def paystack_signature(secret_key: str, body: bytes) -> str:
 def stripe_event(event_type: str, obj: dict) -> bytes:
     return json.dumps({"id": f"evt_{secrets.token_hex(8)}", "object": "event", "type": event_type,
                        "api_version": "2024-06-20", "data": {"object": obj}}).encode()
+
+
+# A test module imports this to get a local Stripe and a payments process pointed at it.
+@pytest.fixture
+async def stripe_and_payments(database, kafka):
+    fake = FakeStripe()
+    async with LocalServer(fake.app) as stripe_server:
+        server = await start_payments_server(database, kafka, STRIPE_API_BASE=stripe_server.url)
+        try:
+            yield fake, server
+        finally:
+            await stop_payments_server(server)
