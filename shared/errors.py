@@ -1,83 +1,38 @@
-"""One JSON error shape for every service:
-
-    {"error": {"type": "...", "code": "stable_code", "message": "what to do", "field": "x" | null}}
+"""Why a request was refused, free of HTTP: a stable code, a message that says what to do, and
+the field at fault. The kind of refusal is the class; the API layer (shared/http_errors.py) maps
+each kind to its status and the one JSON error shape, so domain and app code never speak HTTP.
 """
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared.failures import is_transient
-from shared.logs import get_logger
+class Refused(Exception):
+    """The request cannot be carried out as sent (bad input); the base of every refusal."""
 
-log = get_logger(__name__)
-
-
-class ApiError(Exception):
-    status = 400
-    type = "invalid_request_error"
-
-    def __init__(self, code: str, message: str, *, field: str | None = None, status: int | None = None):
+    def __init__(self, code: str, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
         self.code, self.message, self.field = code, message, field
-        if status is not None:
-            self.status = status
 
 
-class AuthenticationError(ApiError):
-    status, type = 401, "authentication_error"
+class AuthenticationError(Refused):
+    """No valid credentials."""
 
 
-class NotFound(ApiError):
-    status = 404
-
-    def __init__(self, resource: str, resource_id: str) -> None:
-        super().__init__("resource_missing", f"No such {resource}: '{resource_id}'", field="id")
+class Declined(Refused):
+    """A payment provider said no (a refund it refused)."""
 
 
-class Conflict(ApiError):
-    status = 409
+class Forbidden(Refused):
+    """Authenticated, but not allowed: a signed link that does not check, a live key on a test-only feature."""
 
 
-def error_body(err_type: str, code: str, message: str, field: str | None = None) -> dict:
-    return {"error": {"type": err_type, "code": code, "message": message, "field": field}}
+class NotFound(Refused):
+    def __init__(self, resource: str, resource_id: str, *, code: str = "resource_missing",
+                 field: str | None = "id") -> None:
+        super().__init__(code, f"No such {resource}: '{resource_id}'", field=field)
 
 
-def _field_of(loc: tuple) -> str | None:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
-    return ".".join(parts) or None
+class Conflict(Refused):
+    """The resource's state (or a concurrent change) does not allow this now."""
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(error_body(exc.type, exc.code, exc.message, exc.field), exc.status)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0]
-        field = _field_of(tuple(first.get("loc", ())))
-        message = f"{field}: {first['msg']}" if field else first["msg"]
-        return JSONResponse(
-            error_body("invalid_request_error", "parameter_invalid", message, field), 400
-        )
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return JSONResponse(
-            error_body("invalid_request_error", code, str(exc.detail)), exc.status_code
-        )
-
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        if is_transient(exc):  # the database restarting, a deadlock: the same request can pass soon
-            log.warning("request failed on a transient fault", error=repr(exc))
-            return JSONResponse(
-                error_body("api_error", "service_unavailable", "Temporarily unavailable; retry shortly."), 503,
-                headers={"Retry-After": "1"})
-        log.exception("unhandled error")
-        return JSONResponse(
-            error_body("api_error", "internal_error", "Something went wrong on our side."), 500
-        )
+class Gone(Refused):
+    """It existed, and is no longer usable (an expired link)."""

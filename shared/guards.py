@@ -7,7 +7,7 @@ from urllib.parse import unquote_to_bytes
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.errors import error_body
+from shared.http_errors import error_body
 
 # "\u0000" in JSON, not preceded by an escaped backslash ("\\u0000" is the six characters).
 _JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")

@@ -32,7 +32,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.auth import key_from_request, key_owner
-from shared.errors import error_body
+from shared.http_errors import error_body
 from shared.failpoints import failpoint
 
 HEADER = "Idempotency-Key"

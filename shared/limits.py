@@ -8,7 +8,7 @@ MIN_DATE..MAX_DATE, so a due date plus any grace period or retry ladder stays a 
 
 from datetime import date
 
-from shared.errors import ApiError
+from shared.errors import Refused
 
 MAX_AMOUNT = 999_999_999_999_999  # minor units: under 10^15
 MIN_DATE = date(1970, 1, 1)
@@ -18,14 +18,14 @@ MAX_PAGE = 100_000  # list pages; deeper, a cursor pages cheaper and no offset c
 
 def check_amount(value: int, field: str) -> int:
     if abs(value) > MAX_AMOUNT:
-        raise ApiError("amount_too_large", f"{field} is at most {MAX_AMOUNT:,} in the currency's minor unit.",
+        raise Refused("amount_too_large", f"{field} is at most {MAX_AMOUNT:,} in the currency's minor unit.",
                        field=field)
     return value
 
 
 def check_date(value: date, field: str) -> date:
     if not MIN_DATE <= value <= MAX_DATE:
-        raise ApiError("date_out_of_range", f"{field} must lie between {MIN_DATE} and {MAX_DATE}.", field=field)
+        raise Refused("date_out_of_range", f"{field} must lie between {MIN_DATE} and {MAX_DATE}.", field=field)
     return value
 
 

@@ -7,14 +7,14 @@ from collections.abc import Iterable, Iterator
 from fastapi import Request
 from fastapi.dependencies.models import Dependant
 
-from shared.errors import ApiError
+from shared.errors import Refused
 
 
 def refuse_unknown(names: Iterable[str], known: set[str]) -> None:
     for name in names:
         if name not in known:
             allowed = f"Use one of: {', '.join(sorted(known))}." if known else "This list takes none."
-            raise ApiError("parameter_unknown", f"Unknown list parameter '{name}'. {allowed}", field=name)
+            raise Refused("parameter_unknown", f"Unknown list parameter '{name}'. {allowed}", field=name)
 
 
 async def declared_only(request: Request) -> None:

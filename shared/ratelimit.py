@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shared.auth import hash_key
-from shared.errors import error_body
+from shared.http_errors import error_body
 
 UNAUTHENTICATED = ("/pay/", "/webhooks/")
 QUIET = ("/health", "/ready", "/metrics")

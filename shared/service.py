@@ -22,7 +22,7 @@ from faststream.kafka.annotations import KafkaMessage
 
 from shared import auth, deadletters
 from shared.db import create_pool, migrate
-from shared.errors import install_error_handlers
+from shared.http_errors import install_error_handlers
 from shared.eventstore import EventStore
 from shared.guards import NulGuardMiddleware
 from shared.idempotency import IdempotencyMiddleware

@@ -12,6 +12,7 @@ from services.invoicing.domain.events import STREAM_TOPICS
 from services.invoicing.service import service as invoicing
 from shared.db import migrate
 from shared.errors import Conflict
+from shared.http_errors import status_of
 from shared.eventstore import EventStore
 
 TENANT = "ten_conc"
@@ -68,6 +69,6 @@ async def test_a_command_that_keeps_losing_answers_409_and_writes_nothing(pool, 
     app.load_invoice = always_stale
     with pytest.raises(Conflict) as err:
         await pay(app, invoice_id, 2000)
-    assert (err.value.status, err.value.code) == (409, "concurrent_update")
+    assert (status_of(err.value), err.value.code) == (409, "concurrent_update")
     assert len(tries) == 5  # bounded retries, then the answer
     assert await pool.fetchval("SELECT count(*) FROM events WHERE stream_id = $1", invoice_id) == before

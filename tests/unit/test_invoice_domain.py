@@ -10,7 +10,7 @@ from services.invoicing.domain import customer as cust
 from services.invoicing.domain import events as ev
 from services.invoicing.domain import invoice as inv
 from services.invoicing.domain.tenant import NewKey, decide_create_tenant, decide_revoke_key
-from shared.errors import ApiError, Conflict
+from shared.errors import Conflict, Refused
 
 T0 = datetime(2026, 11, 1, 9, tzinfo=UTC)
 
@@ -186,7 +186,7 @@ def test_import_records_a_historical_invoice():
     s = apply(s, inv.decide_import(s, fields=fields(1000), number="OLD-17", issued_on=date(2024, 1, 5),
                                    status="PAID", amount_paid=0))
     assert (s.status, s.number, s.amount_paid, s.issued_on) == ("PAID", "OLD-17", 1000, date(2024, 1, 5))
-    with pytest.raises(ApiError):
+    with pytest.raises(Refused):
         inv.decide_import(inv.Invoice(id="x"), fields=fields(1000), number="N", issued_on=date(2024, 1, 1),
                           status="DRAFT", amount_paid=0)
 
@@ -197,7 +197,7 @@ def test_import_records_a_historical_invoice():
     (dict(discount=ev.DiscountData(percent=5, amount=5)), "discount"),
 ])
 def test_invalid_drafts_name_the_field(bad, field):
-    with pytest.raises(ApiError) as err:
+    with pytest.raises(Refused) as err:
         inv.decide_create(inv.Invoice(id="x"), fields(100).model_copy(update=bad))
     assert err.value.field == field
 
@@ -288,7 +288,7 @@ def test_customer_credit_balance_per_currency():
     assert c.credit == {"UGX": 300}
     with pytest.raises(ValueError):
         cust.decide_apply_credit(c, 301, "UGX", "inv_3")
-    with pytest.raises(ApiError):
+    with pytest.raises(Refused):
         cust.decide_create(cust.Customer(), ev.CustomerFields(name=None))
 
 

@@ -10,7 +10,7 @@ from services.payments.domain.payment import (
     Outcome, Payment, StartPayment, check_refund, decide_outcome, decide_processing, decide_refund,
     decide_start, evolve,
 )
-from shared.errors import ApiError
+from shared.errors import Conflict, Refused
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -43,7 +43,7 @@ def test_start_is_pending_with_the_snapshot():
 
 @pytest.mark.parametrize("amount", [0, -5])
 def test_start_needs_a_positive_amount(amount):
-    with pytest.raises(ApiError) as err:
+    with pytest.raises(Refused) as err:
         decide_start(Payment(), StartPayment("p", "i", None, amount, "USD", "sandbox", "card"), T0)
     assert err.value.code == "amount_invalid"
 
@@ -91,7 +91,7 @@ def test_partial_refunds_until_fully_refunded_and_over_refund_refused():
     state = succeeded(10000)
     state = run(state, decide_refund(state, "re_1", 4000, "Overcharged", T0))
     assert (state.status, state.snapshot.amount_refunded, state.refundable) == ("PARTIALLY_REFUNDED", 4000, 6000)
-    with pytest.raises(ApiError) as err:
+    with pytest.raises(Refused) as err:
         check_refund(state, 6001)
     assert err.value.code == "refund_exceeds_payment" and err.value.field == "amount"
     assert check_refund(state, None) == 6000  # no amount: all that is left
@@ -99,13 +99,13 @@ def test_partial_refunds_until_fully_refunded_and_over_refund_refused():
     assert t == "payment.refunded" and (data.amount, data.amount_refunded) == (6000, 10000)
     state = run(state, [(t, data)])
     assert state.status == "REFUNDED"
-    with pytest.raises(ApiError) as err:
+    with pytest.raises(Refused) as err:
         check_refund(state, 1)
-    assert err.value.code == "payment_not_refundable" and err.value.status == 409
+    assert err.value.code == "payment_not_refundable" and isinstance(err.value, Conflict)
 
 
 def test_only_succeeded_payments_are_refundable():
-    with pytest.raises(ApiError) as err:
+    with pytest.raises(Refused) as err:
         check_refund(started(), 100)
     assert err.value.code == "payment_not_refundable"
 
@@ -140,7 +140,7 @@ def test_collect_the_remaining_balance_by_default():
     ({"allow_partial": True}, 0, "amount_invalid"),
 ])
 def test_collection_refusals_have_stable_codes(kw, requested, code):
-    with pytest.raises(ApiError) as err:
+    with pytest.raises(Refused) as err:
         amount_to_collect(balance(**kw), requested)
     assert err.value.code == code
 
@@ -152,9 +152,9 @@ def test_partial_amount_when_allowed():
 def test_refunds_in_flight_are_reserved():
     state = succeeded(10000)
     assert check_refund(state, None, reserved=3000) == 7000
-    with pytest.raises(ApiError) as err:
+    with pytest.raises(Refused) as err:
         check_refund(state, 7001, reserved=3000)
     assert err.value.code == "refund_exceeds_payment"
-    with pytest.raises(ApiError) as err:
+    with pytest.raises(Refused) as err:
         check_refund(state, None, reserved=10000)
     assert err.value.code == "refund_in_progress"

@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.testclient import TestClient
 
-from shared.errors import install_error_handlers
+from shared.http_errors import install_error_handlers
 from shared.query_params import declared_only
 
 

@@ -5,7 +5,7 @@ import asyncpg
 import httpx
 from fastapi import FastAPI
 
-from shared.errors import install_error_handlers
+from shared.http_errors import install_error_handlers
 
 
 def make_app() -> FastAPI:

@@ -13,7 +13,7 @@ import pytest
 from services.webhooks.app.outbound import delivery_client, read_capped
 from services.webhooks.app.signing import sign_headers
 from services.webhooks.app.urls import address_allowed, check_endpoint_url
-from shared.errors import ApiError
+from shared.errors import Refused
 from tests.support.webhooks_receivers import Receiver, Reply
 
 PUBLIC = "93.184.215.14"
@@ -63,14 +63,14 @@ def test_allowing_private_addresses_still_refuses_unspecified_and_multicast():
 ])
 async def test_endpoint_urls_refused_at_create(url, code):
     resolve = answers([PUBLIC])
-    with pytest.raises(ApiError) as err:
+    with pytest.raises(Refused) as err:
         await check_endpoint_url(url, allow_private=False, resolve=resolve)
     assert (err.value.code, err.value.field) == (code, "url")
     assert resolve.calls == []  # refused on its face, before any lookup
 
 
 async def test_a_refusal_does_not_name_the_internal_address_resolved():
-    with pytest.raises(ApiError) as err:
+    with pytest.raises(Refused) as err:
         await check_endpoint_url("https://intranet.example/x", allow_private=False,
                                  resolve=answers([PUBLIC, "10.11.12.13"]))  # one bad address refuses the name
     assert err.value.code == "url_not_public" and "10.11.12.13" not in err.value.message
@@ -85,7 +85,7 @@ async def test_dns_rebinding_is_refused_at_connect_time():
         resolve = answers([PUBLIC], ["127.0.0.1"])
         await check_endpoint_url(url, allow_private=False, resolve=resolve)  # passes: public
         async with delivery_client(allow_private=False, timeout=5, resolve=resolve) as client:
-            with pytest.raises(ApiError) as err:
+            with pytest.raises(Refused) as err:
                 await client.post(url, content=b"{}")
         assert err.value.code == "url_not_public" and "127.0.0.1" not in err.value.message
         assert resolve.calls == ["rebind.example", "rebind.example"]  # once to save, once to connect
@@ -95,7 +95,7 @@ async def test_dns_rebinding_is_refused_at_connect_time():
 @pytest.mark.parametrize("internal", ["::ffff:127.0.0.1", "100.100.100.200", "169.254.169.254"])
 async def test_a_name_answering_an_internal_address_gets_no_connection(internal):
     async with delivery_client(allow_private=False, timeout=5, resolve=answers([PUBLIC, internal])) as client:
-        with pytest.raises(ApiError) as err:
+        with pytest.raises(Refused) as err:
             await client.post("http://hooks.example/x", content=b"{}")
     assert err.value.code == "url_not_public" and internal not in err.value.message
 

@@ -13,7 +13,7 @@ from services.webhooks.app.matching import invalid_filter, payload_for, wants
 from services.webhooks.app.signing import active_secrets, new_secret, sign_headers
 from services.webhooks.app.urls import check_endpoint_url
 from shared.envelope import CloudEvent
-from shared.errors import ApiError
+from shared.errors import Refused
 
 
 @pytest.mark.parametrize(
@@ -57,10 +57,10 @@ def test_retry_schedule_grows_with_jitter_and_ends():
 
 
 async def test_private_urls_are_refused_unless_allowed():
-    with pytest.raises(ApiError) as err:
+    with pytest.raises(Refused) as err:
         await check_endpoint_url("http://127.0.0.1:9/hook", allow_private=False)
     assert err.value.code == "url_not_public"
-    with pytest.raises(ApiError) as err:
+    with pytest.raises(Refused) as err:
         await check_endpoint_url("ftp://example.com/x", allow_private=True)
     assert err.value.code == "url_invalid"
     await check_endpoint_url("http://127.0.0.1:9/hook", allow_private=True)

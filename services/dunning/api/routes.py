@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 
 from shared import auth
-from shared.errors import ApiError
+from shared.errors import Forbidden
 
 from ..app import repository as repo
 from ..domain.policy import Policy
@@ -20,7 +20,7 @@ def make_routers(dunning) -> list[APIRouter]:
     async def sandbox_tenant(tenant: Tenant) -> str:
         """Test clocks change what time it is for the whole world they act in: test mode only."""
         if auth.livemode(tenant):
-            raise ApiError("test_mode_only", "Test clocks are for test mode only: use an sk_test_ key.", status=403)
+            raise Forbidden("test_mode_only", "Test clocks are for test mode only: use an sk_test_ key.")
         return tenant
 
     Sandbox = Annotated[str, Depends(sandbox_tenant)]

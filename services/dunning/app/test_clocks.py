@@ -8,7 +8,7 @@ from datetime import datetime
 import asyncpg
 
 from shared import auth
-from shared.errors import ApiError, Conflict, NotFound
+from shared.errors import Conflict, NotFound, Refused
 from shared.ids import new_id
 
 from . import repository as repo
@@ -80,7 +80,7 @@ class TestClocks:
             row = await self._row(conn, tenant_id, clock_id, lock=True)
             to = target(row["frozen_time"])
             if to < row["frozen_time"]:
-                raise ApiError("test_clock_backwards",
+                raise Refused("test_clock_backwards",
                                f"A test clock only moves forward; it is at {iso(row['frozen_time'])}.",
                                field="frozenTime")
             row = await conn.fetchrow(

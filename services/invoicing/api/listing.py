@@ -11,7 +11,7 @@ from typing import Any
 from starlette.datastructures import QueryParams
 
 from shared import auth
-from shared.errors import ApiError
+from shared.errors import Refused
 from shared.limits import MAX_DATE, MAX_PAGE, MIN_DATE, bounded_date, bounded_int
 from shared.money import check_currency
 from shared.query_params import refuse_unknown
@@ -78,7 +78,7 @@ def decode_cursor(cursor: str, column: Column) -> tuple[Any, str]:
         value, row_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         return (column.parse(value) if value is not None else None), str(row_id)
     except (ValueError, TypeError) as exc:
-        raise ApiError("cursor_invalid", "cursor is not one this API returned.", field="cursor") from exc
+        raise Refused("cursor_invalid", "cursor is not one this API returned.", field="cursor") from exc
 
 
 async def count_rows(conn, table: str, where: str, args: list[Any], cap: int | None = None) -> tuple[int, bool]:
@@ -123,9 +123,9 @@ async def run_list(conn, *, table: str, id_col: str, tenant: str, params: QueryP
             elif op in OPERATORS or not op:
                 q.add(f"{col.sql} {OPERATORS.get(op, '=')} {{}}", col.parse(raw))
             else:
-                raise ApiError("parameter_invalid", f"Unknown operator '{op}' for {base}.", field=name)
+                raise Refused("parameter_invalid", f"Unknown operator '{op}' for {base}.", field=name)
         except ValueError as exc:
-            raise ApiError("parameter_invalid", f"{name}: {exc}", field=name) from exc
+            raise Refused("parameter_invalid", f"{name}: {exc}", field=name) from exc
     searching = bool(params.get("search") and search_col)
     if searching:
         search = params["search"]
@@ -134,17 +134,17 @@ async def run_list(conn, *, table: str, id_col: str, tenant: str, params: QueryP
     sort = params.get("sort", default_sort)
     desc = sort.startswith("-")
     if sort.lstrip("-") not in sortable:
-        raise ApiError("parameter_invalid", f"Cannot sort by '{sort}'. Use one of {sorted(sortable)}.", field="sort")
+        raise Refused("parameter_invalid", f"Cannot sort by '{sort}'. Use one of {sorted(sortable)}.", field="sort")
     sort_col = sortable[sort.lstrip("-")]
     try:
         limit = int(params.get("limit", 20))
         page = int(params.get("page", 1))
     except ValueError as exc:
-        raise ApiError("parameter_invalid", "page and limit are whole numbers.", field="page") from exc
+        raise Refused("parameter_invalid", "page and limit are whole numbers.", field="page") from exc
     if not 1 <= limit <= 100:
-        raise ApiError("parameter_invalid", "limit is 1-100.", field="limit")
+        raise Refused("parameter_invalid", "limit is 1-100.", field="limit")
     if not 1 <= page <= MAX_PAGE:
-        raise ApiError("parameter_invalid", f"page is 1-{MAX_PAGE:,}; page deeper with cursor.", field="page")
+        raise Refused("parameter_invalid", f"page is 1-{MAX_PAGE:,}; page deeper with cursor.", field="page")
 
     cursor = params.get("cursor")
     count_sql, count_args = q.sql, list(q.args)

@@ -10,7 +10,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from shared import signing
-from shared.errors import ApiError
+from shared.errors import Forbidden, Gone
 from shared.money import format_money
 
 from ..settings import Settings
@@ -34,9 +34,9 @@ def signed_url(tenant: str, invoice_id: str, settings: Settings, now: float | No
 
 def verify(tenant: str, invoice_id: str, expires: int, signature: str, settings: Settings) -> None:
     if not signing.verify(settings.pdf_signing_secret, "invoice-pdf", _message(tenant, invoice_id, expires), signature):
-        raise ApiError("signature_invalid", "This PDF link is not valid.", status=403)
+        raise Forbidden("signature_invalid", "This PDF link is not valid.")
     if expires < time.time():
-        raise ApiError("link_expired", "This PDF link has expired; ask for a new one.", status=410)
+        raise Gone("link_expired", "This PDF link has expired; ask for a new one.")
 
 
 def render_html(view: dict, *, seller: str) -> str:

@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
-from shared.errors import ApiError
+from shared.errors import Refused
 from shared.money import UnsupportedCurrency, check_currency
 
 from ..domain import events as ev
@@ -45,7 +45,7 @@ def currency_or_error(value: str | None) -> str | None:
     try:
         return check_currency(value)
     except UnsupportedCurrency as exc:
-        raise ApiError("currency_unsupported", str(exc), field="currency") from exc
+        raise Refused("currency_unsupported", str(exc), field="currency") from exc
 
 
 class InvoiceFieldsIn(Body):

@@ -12,7 +12,7 @@ from typing import TypeVar
 import asyncpg
 
 from shared.auth import generate_key, hash_key
-from shared.errors import ApiError, Conflict, NotFound
+from shared.errors import Conflict, NotFound, Refused
 from shared.eventstore import ConcurrencyError, EventStore
 from shared.ids import new_id
 
@@ -69,7 +69,7 @@ class Invoicing:
         stored, history = await self._history(conn, customer_id)
         if not stored or stored[0].event.tenantid != tenant or stored[0].stream_type != "customer":
             if field:
-                raise ApiError("customer_not_found", f"No such customer: '{customer_id}'", field=field)
+                raise Refused("customer_not_found", f"No such customer: '{customer_id}'", field=field)
             raise NotFound("customer", customer_id)
         return cust.fold(history, customer_id)
 

@@ -4,7 +4,7 @@ and credits), applied automatically to the customer's next invoices. Pure decide
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from shared.errors import ApiError
+from shared.errors import Conflict, Refused
 
 from . import events as ev
 
@@ -27,16 +27,16 @@ class Customer:
 
 def _check(f: ev.CustomerFields) -> None:
     if f.name is not None and not f.name.strip():
-        raise ApiError("name_required", "A customer needs a name.", field="name")
+        raise Refused("name_required", "A customer needs a name.", field="name")
     if f.net_term_days is not None and not 0 <= f.net_term_days <= 365:
-        raise ApiError("net_term_days_invalid", "netTermDays must be between 0 and 365.", field="netTermDays")
+        raise Refused("net_term_days_invalid", "netTermDays must be between 0 and 365.", field="netTermDays")
 
 
 def decide_create(state: Customer, fields: ev.CustomerFields) -> list[Fact]:
     if state.exists:
-        raise ApiError("customer_exists", "This customer already exists.", status=409)
+        raise Conflict("customer_exists", "This customer already exists.")
     if not fields.name:
-        raise ApiError("name_required", "A customer needs a name.", field="name")
+        raise Refused("name_required", "A customer needs a name.", field="name")
     _check(fields)
     return [("customer.created", ev.CustomerCreated(fields=fields))]
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
 
-from shared.errors import ApiError, Conflict
+from shared.errors import Conflict, NotFound, Refused
 from shared.limits import check_amount, check_date
 
 from . import events as ev
@@ -106,12 +106,12 @@ def compute_totals(f: ev.DraftFields) -> Totals:
 
 def check_fields(f: ev.DraftFields) -> None:
     if not f.items:
-        raise ApiError("items_required", "An invoice needs at least one item.", field="items")
+        raise Refused("items_required", "An invoice needs at least one item.", field="items")
     for i, item in enumerate(f.items):
         if item.quantity <= 0:
-            raise ApiError("quantity_invalid", "quantity must be a positive whole number.", field=f"items.{i}.quantity")
+            raise Refused("quantity_invalid", "quantity must be a positive whole number.", field=f"items.{i}.quantity")
         if item.unit_amount < 0:
-            raise ApiError("amount_invalid", "unitAmount must not be negative.", field=f"items.{i}.unitAmount")
+            raise Refused("amount_invalid", "unitAmount must not be negative.", field=f"items.{i}.unitAmount")
         check_amount(item.unit_amount, f"items.{i}.unitAmount")
         check_amount(item.quantity * item.unit_amount, f"items.{i}.amount")
         _check_rate(item.tax_rate, f"items.{i}.taxRate")
@@ -127,25 +127,25 @@ def check_fields(f: ev.DraftFields) -> None:
 
 def _check_rate(rate: Decimal | None, name: str) -> None:
     if rate is not None and not (Decimal(0) <= rate <= Decimal(100)):
-        raise ApiError("tax_rate_invalid", "Tax rates are percentages between 0 and 100.", field=name)
+        raise Refused("tax_rate_invalid", "Tax rates are percentages between 0 and 100.", field=name)
 
 
 def _check_discount(d: ev.DiscountData | None, name: str) -> None:
     if d is None:
         return
     if (d.percent is None) == (d.amount is None):
-        raise ApiError("discount_invalid", "A discount has either percent or amount.", field=name)
+        raise Refused("discount_invalid", "A discount has either percent or amount.", field=name)
     if d.percent is not None and not (Decimal(0) <= d.percent <= Decimal(100)):
-        raise ApiError("discount_invalid", "percent must be between 0 and 100.", field=name)
+        raise Refused("discount_invalid", "percent must be between 0 and 100.", field=name)
     if d.amount is not None and d.amount < 0:
-        raise ApiError("discount_invalid", "amount must not be negative.", field=name)
+        raise Refused("discount_invalid", "amount must not be negative.", field=name)
     if d.amount is not None:
         check_amount(d.amount, f"{name}.amount")
 
 
 def _require(state: Invoice) -> None:
     if not state.exists:
-        raise ApiError("resource_missing", f"No such invoice: '{state.id}'", status=404, field="id")
+        raise NotFound("invoice", state.id)
 
 
 # -- decisions ----------------------------------------------------------------------------------
@@ -206,7 +206,7 @@ def decide_payment(state: Invoice, *, payment_id: str, amount: int, method: str,
     if payment_id in state.payment_ids:
         return []  # the same payment twice changes nothing
     if amount <= 0:
-        raise ApiError("amount_invalid", "amount must be positive.", field="amount")
+        raise Refused("amount_invalid", "amount must be positive.", field="amount")
     check_amount(amount, "amount")
     if paid_on is not None:
         check_date(paid_on, "date")
@@ -292,12 +292,12 @@ def decide_import(state: Invoice, *, fields: ev.DraftFields, number: str, issued
     check_fields(fields)
     check_date(issued_on, "issuedOn")
     if status not in (PENDING, PAID, VOID):
-        raise ApiError("status_invalid", "Imported invoices are PENDING, PAID or VOID.", field="status")
+        raise Refused("status_invalid", "Imported invoices are PENDING, PAID or VOID.", field="status")
     total = compute_totals(fields).total
     if status == PAID:
         amount_paid = total
     if not 0 <= amount_paid <= total:
-        raise ApiError("amount_invalid", "amountPaid must be between 0 and the total.", field="amountPaid")
+        raise Refused("amount_invalid", "amountPaid must be between 0 and the total.", field="amountPaid")
     return [("invoice.imported", ev.InvoiceImported(
         fields=fields, number=number, issued_on=issued_on, status=status, amount_paid=amount_paid))]
 

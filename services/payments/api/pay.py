@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from shared import auth, paylinks
-from shared.errors import ApiError
+from shared.errors import Refused
 from shared.logs import get_logger
 
 from ..app.checkout import session_for_link
@@ -90,7 +90,7 @@ async def _context(payments: Payments, conn, session, inv) -> dict:
 async def _provider(payments: Payments, conn, tenant_id: str, currency: str) -> str | None:
     try:
         return (await payments.accounts.route(conn, tenant_id, currency)).provider
-    except ApiError:
+    except Refused:
         return None  # nothing configured for this currency: the page says so
 
 
@@ -171,7 +171,7 @@ def make_router(root) -> APIRouter:
             return await _again(token, exc.message)
         except ValueError:
             return await _again(token, "Enter the amount as a number, for example 1250.50, and no more than is due.")
-        except ApiError as exc:
+        except Refused as exc:
             return await _again(token, exc.message)
         result = await payments.run_job(state.snapshot.id, claimed=True)
         if result is not None and result.redirect_url:  # a provider with its own hosted form
@@ -191,7 +191,7 @@ def make_router(root) -> APIRouter:
                 return problem
             try:
                 state, tenant = await payments.read(conn, payment_id, session["tenant_id"])
-            except ApiError:
+            except Refused:
                 state = None
             if state is None or state.snapshot.invoice_id != session["invoice_id"]:
                 return page("message.html", 404, title="Payment not found", message="This payment does not exist.")

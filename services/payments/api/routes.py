@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from shared import auth
-from shared.errors import ApiError, NotFound
+from shared.errors import Conflict, NotFound, Refused
 from shared.idempotency import mark_committed
 from shared.ids import new_id
 from shared.limits import MAX_DATE, MAX_PAGE, MIN_DATE
@@ -69,7 +69,7 @@ def _payment_routes(router: APIRouter, root) -> None:
 
         if status:
             if status.upper() not in STATUSES:
-                raise ApiError("parameter_invalid", f"status must be one of {', '.join(STATUSES)}.", field="status")
+                raise Refused("parameter_invalid", f"status must be one of {', '.join(STATUSES)}.", field="status")
             add("status = {}", status.upper())
         if provider:
             add("provider = {}", provider)
@@ -138,8 +138,8 @@ def _invoice_routes(router: APIRouter, root) -> None:
             else:
                 method = await saved_method(conn, tenant, inv["customer_id"])
             if method is None:
-                raise ApiError("payment_method_missing", "The customer has no saved payment method; add one with "
-                               "POST /api/payment-methods or send a checkout link.", status=409)
+                raise Conflict("payment_method_missing", "The customer has no saved payment method; add one with "
+                               "POST /api/payment-methods or send a checkout link.")
             account = await payments.accounts.route(conn, tenant, inv["currency"], provider=method["provider"])
             state = await payments.start(conn, tenant, invoice_id, amount=body.amount, account=account,
                                          method=Method(method["type"], method_id=method["method_id"]), inline=True)
@@ -182,16 +182,16 @@ def _method_routes(router: APIRouter, root) -> None:
         accounts_mod.refuse_sandbox_in_live(tenant, body.provider)
         if body.provider == "sandbox":
             if not body.number:
-                raise ApiError("parameter_missing", "number (a sandbox test instrument) is required.", field="number")
+                raise Refused("parameter_missing", "number (a sandbox test instrument) is required.", field="number")
             adapter = payments.accounts.adapter(accounts_mod.Account(accounts_mod.SANDBOX_DEFAULT, "sandbox"))
             try:
                 saved = await adapter.save_method(body.customer_id, Instrument(body.type, body.number))
             except ProviderError as exc:
-                raise ApiError(exc.code, exc.message, field="number") from exc
+                raise Refused(exc.code, exc.message, field="number") from exc
             token, label = saved.token, saved.label
         else:
             if not body.token:
-                raise ApiError("parameter_missing", f"token (the {body.provider} method token) is required.",
+                raise Refused("parameter_missing", f"token (the {body.provider} method token) is required.",
                                field="token")
             token, label = body.token, body.label or f"{body.provider} {body.type}"
         async with service.pool.acquire() as conn, conn.transaction():

@@ -3,7 +3,7 @@
 import asyncpg
 
 from shared import auth
-from shared.errors import ApiError, NotFound
+from shared.errors import Conflict, NotFound, Refused
 from shared.idempotency import mark_committed
 from shared.ids import new_id
 from shared.logs import get_logger
@@ -40,7 +40,7 @@ class Accounts:
             return choose(accounts, currency, provider=provider,
                           sandbox_enabled=self.settings.sandbox_enabled and not live)
         except NoProvider as exc:
-            raise ApiError("no_provider", f"{exc}; add one with POST /api/payment-providers.", status=409) from exc
+            raise Conflict("no_provider", f"{exc}; add one with POST /api/payment-providers.") from exc
 
     async def get(self, conn, tenant_id: str, account_id: str | None) -> Account:
         if account_id in (None, SANDBOX_DEFAULT):
@@ -56,12 +56,12 @@ class Accounts:
     async def create(self, conn: asyncpg.Connection, tenant_id: str, provider: str, currencies: list[str],
                      priority: int, credentials: dict) -> dict:
         if provider not in factory.KNOWN:
-            raise ApiError("provider_unknown", f"provider must be one of {', '.join(factory.KNOWN)}.", field="provider")
+            raise Refused("provider_unknown", f"provider must be one of {', '.join(factory.KNOWN)}.", field="provider")
         refuse_sandbox_in_live(tenant_id, provider)
         if provider != "sandbox" and not credentials.get("secretKey"):
-            raise ApiError("credentials_invalid", "credentials.secretKey is required.", field="credentials.secretKey")
+            raise Refused("credentials_invalid", "credentials.secretKey is required.", field="credentials.secretKey")
         if provider == "stripe" and not credentials.get("webhookSecret"):
-            raise ApiError("credentials_invalid", "credentials.webhookSecret (the endpoint's whsec_… signing secret) "
+            raise Refused("credentials_invalid", "credentials.webhookSecret (the endpoint's whsec_… signing secret) "
                            "is required: without it no Stripe callback can be verified.",
                            field="credentials.webhookSecret")
         if self.settings.credentials_keys == DEV_CREDENTIALS_KEY:
@@ -79,7 +79,7 @@ class Accounts:
 def refuse_sandbox_in_live(tenant_id: str, provider: str) -> None:
     """The sandbox takes no real money, so it serves test mode only."""
     if provider == "sandbox" and auth.livemode(tenant_id):
-        raise ApiError("sandbox_test_mode_only", "The sandbox provider serves test mode only: use a test key "
+        raise Refused("sandbox_test_mode_only", "The sandbox provider serves test mode only: use a test key "
                        "(sk_test_...), or a real provider in live mode.", field="provider")
 
 

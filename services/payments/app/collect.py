@@ -5,7 +5,7 @@ service's Payments; this module knows nothing of how the service is wired."""
 
 import asyncpg
 
-from shared.errors import ApiError
+from shared.errors import Refused
 from shared.logs import get_logger
 
 from ..domain.collection import COLLECTABLE
@@ -42,11 +42,11 @@ async def collect_automatically(payments: Payments, conn: asyncpg.Connection, te
         return
     try:
         account = await payments.accounts.route(conn, tenant_id, inv["currency"], provider=method["provider"])
-    except ApiError as exc:
+    except Refused as exc:
         await payments.fail_unchargeable(conn, tenant_id, inv, exc.code, exc.message, attempt=attempt, at=at)
         return
     try:
         await payments.start(conn, tenant_id, invoice_id, method=Method(method["type"], method_id=method["method_id"]),
                              account=account, automatic=True, attempt=attempt, at=at)
-    except ApiError as exc:  # nothing to collect after all: never fail (and dead-letter) the invoice event
+    except Refused as exc:  # nothing to collect after all: never fail (and dead-letter) the invoice event
         log.info("automatic collection skipped", invoice_id=invoice_id, code=exc.code)

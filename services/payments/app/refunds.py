@@ -4,7 +4,7 @@ A timeout or crash in between leaves the job for the worker, which repeats the c
 key, so a refund is never lost and never made twice."""
 
 from shared import auth
-from shared.errors import ApiError
+from shared.errors import Conflict, Declined
 from shared.eventstore import ConcurrencyError
 from shared.idempotency import mark_committed
 from shared.ids import new_id
@@ -37,7 +37,7 @@ class Refunds:
             amount = check_refund(state, amount, reserved=int(in_flight))
             if not (state.snapshot.provider_reference or await conn.fetchval(
                     "SELECT provider_reference FROM charge_jobs WHERE payment_id = $1", payment_id)):
-                raise ApiError("payment_not_refundable", "This payment has no provider charge to refund.", status=409)
+                raise Conflict("payment_not_refundable", "This payment has no provider charge to refund.")
             refund_id = new_id("re")
             await conn.execute(
                 """INSERT INTO refund_jobs (refund_id, payment_id, tenant_id, amount, reason, next_attempt_at)
@@ -77,7 +77,7 @@ class Refunds:
             log.warning("provider refused the refund", refund_id=refund_id, code=exc.code)
             await self.pool.execute("UPDATE refund_jobs SET state = 'refused', last_error = $2 WHERE refund_id = $1",
                                     refund_id, exc.message)
-            raise ApiError(exc.code, f"The payment provider refused the refund: {exc.message}", status=402) from exc
+            raise Declined(exc.code, f"The payment provider refused the refund: {exc.message}") from exc
         for _ in range(5):
             try:
                 async with self.pool.acquire() as conn, conn.transaction():

@@ -9,7 +9,7 @@ and answered 2xx `ignored`, so the provider stops retrying. Duplicates are dropp
 account and the provider's event id."""
 
 from shared import auth
-from shared.errors import ApiError
+from shared.errors import Conflict, NotFound, Refused
 from shared.eventstore import ConcurrencyError
 from shared.logs import get_logger
 
@@ -49,7 +49,7 @@ async def _account(payments, provider: str, segment: str | None) -> Account:
         f"SELECT {columns} FROM provider_accounts WHERE provider = $1 AND active LIMIT 2", provider)
     if len(rows) + sandbox > 1:
         log.warning("provider callback on the bare path with several accounts", provider=provider)
-        raise ApiError("callback_account_required",
+        raise Refused("callback_account_required",
                        f"More than one {provider} account is configured: send callbacks to "
                        f"/webhooks/{provider}/{{accountId}} (the URL each charge gives the provider).")
     if sandbox:
@@ -74,14 +74,14 @@ async def receive(payments, provider: str, headers: dict[str, str], body: bytes,
                   segment: str | None = None) -> dict:
     """`segment`: the account named in the path (None on the bare path)."""
     if provider not in KNOWN:
-        raise ApiError("provider_unknown", f"Unknown provider '{provider}'.", status=404)
+        raise NotFound("provider", provider, code="provider_unknown", field=None)
     try:
         account = await _account(payments, provider, segment)
         event = payments.accounts.adapter(account).verify_callback(headers, body)
     except SignatureInvalid as exc:
         log.warning("provider callback refused", provider=provider, account_id=segment, reason=str(exc),
                     size=len(body))
-        raise ApiError("signature_invalid", "The callback signature could not be verified.", status=400) from exc
+        raise Refused("signature_invalid", "The callback signature could not be verified.") from exc
     for _ in range(5):
         try:
             async with payments.pool.acquire() as conn, conn.transaction():
@@ -109,4 +109,4 @@ async def receive(payments, provider: str, headers: dict[str, str], body: bytes,
                 return {"received": True}
         except ConcurrencyError:
             continue  # the charge job appended at the same moment: decide again
-    raise ApiError("conflict", "The payment kept changing; the provider will retry.", status=409)
+    raise Conflict("conflict", "The payment kept changing; the provider will retry.")

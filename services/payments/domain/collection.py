@@ -3,7 +3,7 @@ and automatic collection."""
 
 from dataclasses import dataclass
 
-from shared.errors import ApiError, Conflict
+from shared.errors import Conflict, Refused
 
 COLLECTABLE = ("PENDING", "PARTIALLY_PAID", "OVERDUE", "FAILED")
 
@@ -39,11 +39,11 @@ def amount_to_collect(balance: Balance, requested: int | None) -> int:
     if requested is None:
         return balance.remaining
     if requested <= 0:
-        raise ApiError("amount_invalid", "The amount must be a positive integer in minor units.", field="amount")
+        raise Refused("amount_invalid", "The amount must be a positive integer in minor units.", field="amount")
     if requested > balance.remaining:
-        raise ApiError("amount_exceeds_balance",
+        raise Refused("amount_exceeds_balance",
                        f"At most {balance.remaining} is left to pay on this invoice.", field="amount")
     if requested < balance.remaining and not balance.allow_partial:
-        raise ApiError("partial_payment_not_allowed",
+        raise Refused("partial_payment_not_allowed",
                        "This invoice must be paid in full.", field="amount")
     return requested

@@ -9,7 +9,7 @@ recorded a failure) is recorded, because the invoice has to know.
 from dataclasses import dataclass
 from datetime import datetime
 
-from shared.errors import ApiError, Conflict
+from shared.errors import Conflict, Refused
 
 from .events import (
     FAILED, PARTIALLY_REFUNDED, PENDING, PROCESSING, REFUNDED, SUCCEEDED,
@@ -66,7 +66,7 @@ def decide_start(state: Payment, cmd: StartPayment, at: datetime) -> list[tuple[
     if state.version:
         raise Conflict("payment_exists", f"Payment {cmd.payment_id} already exists.")
     if cmd.amount <= 0:
-        raise ApiError("amount_invalid", "The amount must be a positive integer in minor units.", field="amount")
+        raise Refused("amount_invalid", "The amount must be a positive integer in minor units.", field="amount")
     snap = PaymentSnapshot(
         id=cmd.payment_id, invoice_id=cmd.invoice_id, customer_id=cmd.customer_id, status=PENDING,
         amount=cmd.amount, currency=cmd.currency, provider=cmd.provider, method=cmd.method,
@@ -123,10 +123,10 @@ def check_refund(state: Payment, amount: int | None, reserved: int = 0) -> int:
         raise Conflict("refund_in_progress", "The rest of this payment is already being refunded.")
     amount = left if amount is None else amount
     if amount <= 0:
-        raise ApiError("amount_invalid", "The refund amount must be a positive integer in minor units.",
+        raise Refused("amount_invalid", "The refund amount must be a positive integer in minor units.",
                        field="amount")
     if amount > left:
-        raise ApiError("refund_exceeds_payment",
+        raise Refused("refund_exceeds_payment",
                        f"Only {left} ({s.currency} minor units) of this payment can still be refunded.",
                        field="amount")
     return amount

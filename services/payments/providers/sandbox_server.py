@@ -17,7 +17,7 @@ import httpx
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 
-from shared.errors import error_body
+from shared.http_errors import error_body
 from shared.logs import get_logger
 
 from . import signing

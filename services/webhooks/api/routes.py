@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from shared.errors import ApiError, NotFound
+from shared.errors import NotFound, Refused
 from shared.idempotency import mark_committed
 from shared.ids import new_id
 
@@ -39,7 +39,7 @@ class EndpointPatch(_Body):
 def _check_filters(patterns: list[str]) -> list[str]:
     for i, pattern in enumerate(patterns):
         if reason := invalid_filter(pattern):
-            raise ApiError("event_filter_invalid", reason, field=f"enabledEvents.{i}")
+            raise Refused("event_filter_invalid", reason, field=f"enabledEvents.{i}")
     return sorted(set(patterns))
 
 
@@ -94,10 +94,10 @@ def make_router(webhooks) -> APIRouter:
         await _get(service.pool, tenant, endpoint_id)
         changes = body.model_dump(exclude_unset=True)
         if not changes:
-            raise ApiError("parameter_missing", "Send at least one of url, enabledEvents, description, enabled.")
+            raise Refused("parameter_missing", "Send at least one of url, enabledEvents, description, enabled.")
         for name in ("url", "enabled_events", "enabled"):
             if name in changes and changes[name] is None:
-                raise ApiError("parameter_invalid", f"{to_camel(name)} cannot be null.", field=to_camel(name))
+                raise Refused("parameter_invalid", f"{to_camel(name)} cannot be null.", field=to_camel(name))
         if "url" in changes:
             await check_endpoint_url(changes["url"], allow_private=service.settings.allow_private_urls)
         if "enabled_events" in changes:

@@ -20,7 +20,7 @@ import asyncpg
 import httpx
 
 from shared.wakeup import Wakeup
-from shared.errors import ApiError
+from shared.errors import Refused
 from shared.eventstore import EventStore
 from shared.logs import bind_correlation, get_logger
 from shared.vault import Vault
@@ -207,7 +207,7 @@ class DeliveryWorker:
                     body = (await read_capped(response)).decode("utf-8", "replace").replace("\x00", "\ufffd")
             if status in (429, 503):
                 retry_after = parse_retry_after(response.headers.get("retry-after"))
-        except ApiError as exc:
+        except Refused as exc:
             error = f"{exc.code}: {exc.message}"
         except TimeoutError:
             error = f"timeout: no response within {self.timeout:g}s"
@@ -238,7 +238,7 @@ class DeliveryWorker:
             previous = self.vault.decrypt_text(d["previous_secret"]) if d["previous_secret"] else None
             return active_secrets(self.vault.decrypt_text(d["secret"]), previous, d["previous_secret_expires_at"], now)
         except ValueError as exc:
-            raise ApiError("secret_undecryptable", "The endpoint's secret cannot be decrypted with the "
+            raise Refused("secret_undecryptable", "The endpoint's secret cannot be decrypted with the "
                            "configured keys (BILLSTREAM_WEBHOOKS_SECRETS_KEYS).") from exc
 
     async def encrypt_plaintext_secrets(self) -> int:

@@ -12,7 +12,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
-from shared.errors import ApiError
+from shared.errors import Refused
 
 IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 # (host, port) -> the addresses it resolves to; injectable so tests never touch real DNS.
@@ -71,26 +71,26 @@ def _legacy_numeric(host: str) -> bool:
 
 
 def parse_endpoint_url(url: str) -> tuple[str, int]:
-    """(host, port) of an acceptable URL, or ApiError."""
+    """(host, port) of an acceptable URL, or Refused."""
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:  # a port out of range or not a number, a malformed [IPv6]
-        raise ApiError("url_invalid", "url must be an absolute http(s) URL with a valid host and port.",
+        raise Refused("url_invalid", "url must be an absolute http(s) URL with a valid host and port.",
                        field="url") from exc
     host = parts.hostname
     if parts.scheme not in ("http", "https") or not host:
-        raise ApiError("url_invalid", "url must be an absolute http(s) URL.", field="url")
+        raise Refused("url_invalid", "url must be an absolute http(s) URL.", field="url")
     if port == 0:
-        raise ApiError("url_invalid", "url must have a port from 1 to 65535.", field="url")
+        raise Refused("url_invalid", "url must have a port from 1 to 65535.", field="url")
     if _legacy_numeric(host):
-        raise ApiError("url_invalid", "Write an IPv4 host as four decimal numbers (a.b.c.d).", field="url")
+        raise Refused("url_invalid", "Write an IPv4 host as four decimal numbers (a.b.c.d).", field="url")
     return host, port or (443 if parts.scheme == "https" else 80)
 
 
 async def vetted_addresses(host: str, port: int, *, allow_private: bool,
                            resolve: Resolver = system_resolver) -> list[str]:
-    """Every address `host` resolves to, if all are allowed; else ApiError (naming none of them)."""
+    """Every address `host` resolves to, if all are allowed; else Refused (naming none of them)."""
     host = host.strip("[]")
     literal = _is_literal(host)
     if literal:
@@ -99,14 +99,14 @@ async def vetted_addresses(host: str, port: int, *, allow_private: bool,
         try:
             addresses = await resolve(host, port)
         except (OSError, UnicodeError) as exc:
-            raise ApiError("url_unresolvable", f"Cannot resolve {host}.", field="url") from exc
+            raise Refused("url_unresolvable", f"Cannot resolve {host}.", field="url") from exc
         if not addresses:
-            raise ApiError("url_unresolvable", f"Cannot resolve {host}.", field="url")
+            raise Refused("url_unresolvable", f"Cannot resolve {host}.", field="url")
     # All must pass: a name with one public and one internal address is refused.
     if not all(address_allowed(ipaddress.ip_address(a.split("%")[0]), allow_private=allow_private)
                for a in addresses):
         what = "is not a publicly routable address" if literal else "resolves to a non-public address"
-        raise ApiError("url_not_public", f"{host} {what}.", field="url")
+        raise Refused("url_not_public", f"{host} {what}.", field="url")
     return addresses
 
 
