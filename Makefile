@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 LOCAL := deploy/local
 
-.PHONY: setup run up down infra test test-unit fuzz demo logs status clean bench chaos
+.PHONY: setup run up down infra lint test test-unit fuzz demo logs status clean bench chaos
 
 setup:            ## install what is missing (OS packages, .venv, Kafka jars)
 	@$(LOCAL)/setup.sh
@@ -24,6 +24,10 @@ demo:             ## run the demo against a running stack
 
 down:             ## stop everything
 	@$(LOCAL)/down.sh
+
+lint: setup       ## ruff check (lint), then mypy (types); both are configured in pyproject.toml
+	@$(PY) -m ruff check .
+	@$(PY) -m mypy
 
 test: up          ## the whole suite against real PostgreSQL, Kafka and the running stack
 	@$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -61,7 +61,7 @@ async def main(args: argparse.Namespace) -> int:
         try:
             module = importlib.import_module(BENCHES[name])
             rows += await module.run(args.quick, runs)
-        except Exception:  # one broken benchmark should not cost the others' figures
+        except Exception:  # noqa: BLE001 - one broken benchmark should not cost the others' figures
             failed.append(name)
             console.print(f"[red]{name} failed:[/]\n{traceback.format_exc()}")
         progress(name, f"done in {time.monotonic() - t0:.0f} s")

@@ -16,14 +16,13 @@ import statistics
 import time
 from datetime import datetime
 
-from deploy.local.demo import EventTail
-from deploy.local.receiver import WebhookReceiver
-
 from bench.kafka_tools import ScratchTopic, end_to_end_latency, producer_performance
 from bench.loadgen import open_loop
 from bench.report import Row, progress
 from bench.stats import latency_summary, median_of_runs
 from bench.tenants import bench_tenant
+from deploy.local.demo import EventTail
+from deploy.local.receiver import WebhookReceiver
 
 TARGET_WEBHOOK_P99_MS = 1000.0
 

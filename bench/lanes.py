@@ -21,14 +21,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import asyncpg
 
-from deploy.local.receiver import WebhookReceiver
-
 from bench.delivery import TARGET_WEBHOOK_P99_MS, TimedQueue, _register_endpoint, _ts
 from bench.env import dsn_for
 from bench.loadgen import open_loop
 from bench.report import Row, progress
 from bench.stats import latency_summary, median_of_runs
 from bench.tenants import bench_tenant
+from deploy.local.receiver import WebhookReceiver
 
 BACKLOG = 11_000  # per dead endpoint
 
@@ -47,7 +46,7 @@ class Slow500(ThreadingHTTPServer):
 
     def __init__(self) -> None:
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:  # http.server's naming
                 self.rfile.read(int(self.headers.get("content-length", 0)))
                 time.sleep(5)
                 self.send_response(500)

@@ -88,7 +88,7 @@ async def open_loop(send, rate: float, seconds: float, *, ok=lambda status: stat
     async def one(due: float) -> None:
         try:
             status, body = await send()
-        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
+        except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
             result.errors += 1
             result.error_kinds[type(exc).__name__] += 1
             return

@@ -77,7 +77,7 @@ async def run(quick: bool, runs: int) -> list[Row]:
         for i in range(runs):
             last = [0.0]
 
-            def report(done: int, of: int) -> None:
+            def report(done: int, of: int, i: int = i, last: list[float] = last) -> None:
                 if time.monotonic() - last[0] > 5:
                     last[0] = time.monotonic()
                     progress("rebuild", f"run {i + 1}/{runs}: {done:,}/{of:,} events")

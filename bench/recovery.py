@@ -37,12 +37,11 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from deploy.local.receiver import WebhookReceiver
-
 from bench.env import ROOT
 from bench.loadgen import HttpPool
 from bench.report import Row, progress
 from bench.tenants import INVOICE_ITEMS
+from deploy.local.receiver import WebhookReceiver
 
 STATE_DIR = ROOT / ".local" / "recovery"
 PORT_OFFSET = 1000
@@ -179,9 +178,9 @@ class Probe:
         """Seconds from `back` until each relay published its backlog and each group caught up."""
         marks = {svc: await _retry(lambda d=dsn: _fetchval(d, "SELECT coalesce(max(position), 0) FROM outbox"))
                  for svc, dsn in self.dsns.items()}
-        relays: dict[str, float | None] = {svc: None for svc in SERVICES}
+        relays: dict[str, float | None] = dict.fromkeys(SERVICES)
         ends: dict[str, dict[TopicPartition, int]] = {}  # topic → end offsets once its producer drained
-        groups: dict[str, float | None] = {g: None for g in self.groups}
+        groups: dict[str, float | None] = dict.fromkeys(self.groups)
         tail = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, request_timeout_ms=5000)
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000)
         await _retry(tail.start)
@@ -309,7 +308,7 @@ async def _close_conns() -> None:
 async def _end_offsets(tail: AIOKafkaConsumer, topic: str) -> dict[TopicPartition, int]:
     partitions = tail.partitions_for_topic(topic)
     if not partitions:
-        await tail._client.force_metadata_update()  # noqa: SLF001 - a fresh client knows no topic yet
+        await tail._client.force_metadata_update()  # private API: a fresh client knows no topic yet
         partitions = tail.partitions_for_topic(topic) or set()
     if not partitions:
         raise RuntimeError(f"no partitions for {topic} yet")
@@ -392,7 +391,7 @@ async def _measure(label: str, probe: Probe, markers: Markers, stack=None, targe
     fault = Fault(label, back - began, script_s, groups, relays, markers.checkout_s, markers.webhook_s)
     worst = fault.worst()
     progress("recovery", f"{label}: serving {fault.down_s:.1f} s after the kill (start script: {script_s:.1f} s); "
-                         f"every consumer caught up {'not within %.0f s' % CAP_S if worst is None else 'after %.1f s' % worst}"
+                         f"every consumer caught up {f'not within {CAP_S:.0f} s' if worst is None else f'after {worst:.1f} s'}"
                          f" (slowest: {fault.slowest()}); checkout after {_s(fault.checkout_s)}, "
                          f"webhook after {_s(fault.webhook_s)}")
     return fault
@@ -402,7 +401,7 @@ def _s(v: float | None) -> str:
     return "—" if v is None else f"{v:.1f} s"
 
 
-async def run(quick: bool, runs: int) -> list[Row]:  # noqa: ARG001 - one pass, see the docstring
+async def run(quick: bool, runs: int) -> list[Row]:  # runs is unused: one pass, see the docstring
     stack = load_stack()
     progress("recovery", f"starting the isolated stack in {stack.STATE} (gateway {stack.GATEWAY})")
     t0 = time.monotonic()

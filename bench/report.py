@@ -2,14 +2,13 @@
 the target where the issue sets one. Printed with rich; also rendered as Markdown for RESULTS.md."""
 
 import math
+import sys
 from dataclasses import dataclass
 
 from rich.console import Console
 from rich.table import Table
 
 from bench.stats import ratio
-
-import sys
 
 # A wide table even in a log file or CI output, where rich would default to 80 columns.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 170)
@@ -68,7 +67,7 @@ def print_table(rows: list[Row], title: str) -> None:
 
 
 def markdown_table(rows: list[Row]) -> str:
-    lines = ["| " + " | ".join(HEADERS[:-1] + ["met"]) + " |", "|" + "---|" * len(HEADERS)]
+    lines = ["| " + " | ".join([*HEADERS[:-1], "met"]) + " |", "|" + "---|" * len(HEADERS)]
     for row in rows:
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in _cells(row)) + " |")
     return "\n".join(lines)

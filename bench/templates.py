@@ -8,13 +8,12 @@ import uuid
 import asyncpg
 
 from services.invoicing.api.schemas import CreateInvoiceIn
-from services.invoicing.app.handlers import Invoicing
+from services.invoicing.app.invoices import Invoicing
 from services.invoicing.domain import events as ev
-from services.invoicing.domain.events import STREAM_TOPICS
+from services.invoicing.service import service as invoicing
 from shared.envelope import CloudEvent
-from shared.eventstore import EventStore
 
-STORE = EventStore(STREAM_TOPICS)
+AGGREGATES = invoicing.aggregates
 TENANT = "ten_bench"
 BODY = {"customerId": "?", "dueDate": "2030-12-31", "reference": None,
         "items": [{"description": "Pro Plan - Monthly", "quantity": 1, "unitAmount": 180000},
@@ -23,7 +22,7 @@ BODY = {"customerId": "?", "dueDate": "2030-12-31", "reference": None,
 
 async def invoice_lifecycle(pool: asyncpg.Pool) -> list[CloudEvent]:
     """created → sent (finalized + sent) → paid for one invoice: its events in stream order."""
-    app = Invoicing(pool, STORE)
+    app = Invoicing(pool, AGGREGATES)
     customer = await app.create_customer(TENANT, ev.CustomerFields(name="Bench Buyer", email="buyer@bench.example",
                                                                   currency="USD"))
     body = CreateInvoiceIn.model_validate({**BODY, "customerId": customer["id"]})
@@ -32,7 +31,7 @@ async def invoice_lifecycle(pool: asyncpg.Pool) -> list[CloudEvent]:
     await app.record_offline_payment(TENANT, invoice["id"], amount=None, method="other", reference=None,
                                      paid_on=None)
     async with pool.acquire() as conn:
-        return [s.event for s in await STORE.read_stream(conn, invoice["id"])]
+        return [s.event for s in (await AGGREGATES.load(conn, invoice["id"])).stored]
 
 
 def restamp(event: CloudEvent, invoice_id: str) -> CloudEvent:

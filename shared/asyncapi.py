@@ -20,7 +20,8 @@ def document(service: str, registry: EventRegistry, topics: dict[str, str], cons
     envelope["properties"].pop("data")
     schemas["CloudEvent"] = envelope
 
-    messages, by_topic = {}, {}
+    messages: dict[str, Any] = {}
+    by_topic: dict[str, list[str]] = {}
     for event_type, (model, version, stream) in sorted(types.items()):
         topic = topics.get(stream)
         if topic is None:

@@ -14,6 +14,7 @@ before the modes existed sit under the bare id: live, the safe side (the sandbox
 import hashlib
 import secrets
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 from fastapi import Request
@@ -21,7 +22,6 @@ from fastapi import Request
 from shared.envelope import CloudEvent
 from shared.errors import AuthenticationError
 
-TENANTS_TOPIC = "billing.tenants"
 TENANT_EVENTS = ("tenant.created", "api_key.created", "api_key.revoked")
 
 
@@ -43,7 +43,7 @@ def livemode(world_id: str) -> bool:
     return not world_id.endswith(TEST_SUFFIX)
 
 
-def with_livemode(view: dict, world_id: str) -> dict:
+def with_livemode(view: dict[str, Any], world_id: str) -> dict[str, Any]:
     """A stored view (a read model's, an event's snapshot) as the API shows it: with its world's
     mode, which snapshots leave to the tenant id they are keyed by."""
     return {**view, "livemode": livemode(world_id)}
@@ -89,7 +89,8 @@ async def authenticate(request: Request, pool: asyncpg.Pool) -> str:
 
 
 async def tenant_name(conn: asyncpg.Connection | asyncpg.Pool, world_id: str) -> str | None:
-    return await conn.fetchval("SELECT name FROM tenants WHERE tenant_id = $1", tenant_of(world_id))
+    name: str | None = await conn.fetchval("SELECT name FROM tenants WHERE tenant_id = $1", tenant_of(world_id))
+    return name
 
 
 async def project_tenant_event(conn: asyncpg.Connection, event: CloudEvent) -> None:

@@ -6,23 +6,28 @@ A service can add its own commands (invoicing adds `tenants`).
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
+import asyncpg
 import typer
 from fastapi import FastAPI
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
-from shared import deadletters, projections as projecting
+from shared import deadletters
+from shared import projections as projecting
 from shared.asyncapi import document
 from shared.db import create_pool, migrate
 from shared.deadletters import DeadLetter
 from shared.logs import configure_logging
-from shared.projections import rebuild
+from shared.projections import Projection, rebuild
 from shared.service import Service
 
+T = TypeVar("T")
 
-def make_cli(service: Service, app_factory: Callable[[], FastAPI]) -> typer.Typer:
+
+def make_cli(service: Service[Any], app_factory: Callable[[], FastAPI]) -> typer.Typer:
     cli = typer.Typer(help=f"Billstream {service.name} service", no_args_is_help=False, add_completion=False)
     projections = typer.Typer(help="Read models built from the event store")
     cli.add_typer(projections, name="projections")
@@ -95,7 +100,7 @@ def make_cli(service: Service, app_factory: Callable[[], FastAPI]) -> typer.Type
     @dead.command("discard")
     def discard_dead_letter(id: int) -> None:
         """Mark a parked event handled without running it (a redelivery of it is skipped)."""
-        async def discard(pool):
+        async def discard(pool: asyncpg.Pool) -> None:
             await deadletters.discard(pool, _must_exist(await deadletters.get(pool, id), id))
 
         asyncio.run(_with_pool(service, discard))
@@ -104,7 +109,7 @@ def make_cli(service: Service, app_factory: Callable[[], FastAPI]) -> typer.Type
     return cli
 
 
-async def _with_pool(service: Service, fn):
+async def _with_pool(service: Service[Any], fn: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
     """Run `fn(pool)` against the service's database (migrated first)."""
     s = service.settings
     await migrate(s.database_url, *([service.migrations] if service.migrations else []))
@@ -123,7 +128,7 @@ def _must_exist(letter: DeadLetter | None, id: int) -> DeadLetter:
     return letter
 
 
-def _as_json(letter: DeadLetter) -> dict:
+def _as_json(letter: DeadLetter) -> dict[str, Any]:
     out = {**letter.__dict__, "payload": letter.payload.decode(errors="replace")}
     try:
         out["payload"] = json.loads(letter.payload)
@@ -132,7 +137,7 @@ def _as_json(letter: DeadLetter) -> dict:
     return out
 
 
-async def _replay(service: Service, pool, which: str) -> int:
+async def _replay(service: Service[Any], pool: asyncpg.Pool, which: str) -> int:
     """Replay one dead letter (or every parked one); returns how many still fail."""
     if which == "all":
         letters = await deadletters.listing(pool)
@@ -150,7 +155,7 @@ async def _replay(service: Service, pool, which: str) -> int:
     return failed
 
 
-async def _replay_one(service: Service, pool, letter: DeadLetter) -> str:
+async def _replay_one(service: Service[Any], pool: asyncpg.Pool, letter: DeadLetter) -> str:
     if letter.status != "parked":
         return f"already {letter.status}, nothing done"
     if letter.source == deadletters.PROJECTION:
@@ -166,7 +171,7 @@ async def _replay_one(service: Service, pool, letter: DeadLetter) -> str:
     return "replayed" if handled else "replayed (its consumer had processed it already: no effect)"
 
 
-async def _rebuild(service: Service, pool, chosen: list) -> None:
+async def _rebuild(service: Service[Any], pool: asyncpg.Pool, chosen: list[Projection]) -> None:
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("events"), TimeRemainingColumn(),
@@ -174,7 +179,7 @@ async def _rebuild(service: Service, pool, chosen: list) -> None:
         for projection in chosen:
             task = progress.add_task(f"rebuilding {projection.name}", total=None)
 
-            def report(done: int, total: int, task=task) -> None:
+            def report(done: int, total: int, task: TaskID = task) -> None:
                 progress.update(task, completed=done, total=max(total, done))
 
             n = await rebuild(pool, service.store, projection, on_progress=report)

@@ -51,7 +51,9 @@ async def park(
 ) -> int:
     """Record a parked event; returns the dead letter's id."""
     error = error.replace("\x00", "\\x00")  # a text column cannot hold NUL
-    return await conn.fetchval(PARK, source, name, topic, partition, offset, event_id, stream_id, payload, error)
+    dead_letter_id: int = await conn.fetchval(PARK, source, name, topic, partition, offset, event_id, stream_id,
+                                              payload, error)
+    return dead_letter_id
 
 
 async def get(conn: asyncpg.Connection | asyncpg.Pool, id: int, *, lock: bool = False) -> DeadLetter | None:
@@ -66,7 +68,8 @@ async def listing(conn: asyncpg.Connection | asyncpg.Pool, *, status: str | None
 
 
 async def parked_count(conn: asyncpg.Connection | asyncpg.Pool) -> int:
-    return await conn.fetchval("SELECT count(*) FROM dead_letters WHERE status = 'parked'")
+    count: int = await conn.fetchval("SELECT count(*) FROM dead_letters WHERE status = 'parked'")
+    return count
 
 
 async def resolve(conn: asyncpg.Connection, id: int, status: str) -> None:

@@ -140,7 +140,7 @@ class EventStore:
             actual, appended, _ = await conn.fetchrow(
                 APPEND,
                 stream_id, stream_type, expected_version,
-                [e.id for e in stamped], [int(e.sequence) for e in stamped], [e.type for e in stamped],
+                [e.id for e in stamped], [expected_version + i + 1 for i in range(len(stamped))], [e.type for e in stamped],
                 [e.tenantid for e in stamped], [e.time for e in stamped], [p.decode() for p in payloads],
                 self.topics[stream_type], key or stream_id, payloads, NOTIFY_CHANNEL,
             )
@@ -200,7 +200,7 @@ class EventStore:
     async def has_unreadable(self, conn: asyncpg.Connection) -> bool:
         """True if committed events wait behind a transaction still running: a reader should look
         again shortly rather than wait for the next notification."""
-        return await conn.fetchval(f"SELECT EXISTS (SELECT 1 FROM events WHERE NOT ({READABLE}))")
+        return bool(await conn.fetchval(f"SELECT EXISTS (SELECT 1 FROM events WHERE NOT ({READABLE}))"))
 
     async def last_position(self, conn: asyncpg.Connection) -> int:
-        return await conn.fetchval("SELECT coalesce(max(position), 0) FROM events")
+        return int(await conn.fetchval("SELECT coalesce(max(position), 0) FROM events"))

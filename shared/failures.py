@@ -9,6 +9,7 @@ that cannot change, a bug). Retrying cannot help: the one event is parked in dea
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 
@@ -26,10 +27,11 @@ def is_transient(exc: BaseException) -> bool:
     (ConcurrencyError from a unique violation is itself transient) counts as transient. An
     exception class may say so itself with `transient = True` (the event store's ConcurrencyError
     does), so this module depends on no other part of shared/."""
-    while exc is not None:
-        if _transient(exc):
+    cause: BaseException | None = exc
+    while cause is not None:
+        if _transient(cause):
             return True
-        exc = exc.__cause__
+        cause = cause.__cause__
     return False
 
 
@@ -51,7 +53,8 @@ def _transient(exc: BaseException) -> bool:
 def backoff(attempt: int, *, first: float = 0.1, cap: float = 5.0) -> float:
     """Seconds to wait before retry number `attempt` (1, 2, ...): doubling, capped, jittered so
     replicas that failed together do not retry together."""
-    return min(cap, first * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+    doubled: float = first * 2 ** (attempt - 1)  # int ** int is typed Any: a negative power is a float
+    return min(cap, doubled) * random.uniform(0.5, 1.0)
 
 
 @dataclass
@@ -65,6 +68,6 @@ class Retrying:
     attempts: int = 0
     since: datetime = field(default_factory=lambda: datetime.now(UTC))
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "name": self.name, "eventId": self.event_id, "attempts": self.attempts,
                 "error": self.error[:300], "since": self.since.isoformat()}

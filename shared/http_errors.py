@@ -3,6 +3,8 @@
     {"error": {"type": "...", "code": "stable_code", "message": "what to do", "field": "x" | null}}
 """
 
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -28,11 +30,11 @@ def type_of(exc: Refused) -> str:
     return "authentication_error" if isinstance(exc, AuthenticationError) else "invalid_request_error"
 
 
-def error_body(err_type: str, code: str, message: str, field: str | None = None) -> dict:
+def error_body(err_type: str, code: str, message: str, field: str | None = None) -> dict[str, Any]:
     return {"error": {"type": err_type, "code": code, "message": message, "field": field}}
 
 
-def _field_of(loc: tuple) -> str | None:
+def _field_of(loc: tuple[Any, ...]) -> str | None:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or None
 
@@ -65,7 +67,7 @@ def install_error_handlers(app: FastAPI) -> None:
             return JSONResponse(
                 error_body("api_error", "service_unavailable", "Temporarily unavailable; retry shortly."), 503,
                 headers={"Retry-After": "1"})
-        log.exception("unhandled error")
+        log.error("unhandled error", exc_info=exc)
         return JSONResponse(
             error_body("api_error", "internal_error", "Something went wrong on our side."), 500
         )

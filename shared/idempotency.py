@@ -32,8 +32,8 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.auth import key_from_request, key_owner
-from shared.http_errors import error_body
 from shared.failpoints import failpoint
+from shared.http_errors import error_body
 
 HEADER = "Idempotency-Key"
 TTL = "24 hours"

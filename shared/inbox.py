@@ -56,7 +56,7 @@ class InboxConsumer:
                 handled = await self._settle(pool, raw, where)
                 self.retrying = None
                 return handled
-            except Exception as exc:  # transient, or parking itself failed: nothing is settled
+            except Exception as exc:  # noqa: BLE001 - transient, or parking itself failed: nothing is settled
                 self.retrying = self.retrying or Retrying("consumer", self.name, "", _event_id(raw))
                 self.retrying.attempts, self.retrying.error = self.retrying.attempts + 1, repr(exc)
                 attempt = self.retrying.attempts
@@ -115,7 +115,7 @@ class InboxConsumer:
     ) -> None:
         id = await deadletters.park(
             pool, source=deadletters.CONSUMER, name=self.name, payload=raw, error=error,
-            event_id=event and event.id, stream_id=event and event.subject,
+            event_id=event.id if event else None, stream_id=event.subject if event else None,
             topic=where.topic, partition=where.partition, offset=where.offset,
         )
         log.error("event parked in dead_letters", dead_letter=id, consumer=self.name, topic=where.topic,
@@ -126,5 +126,6 @@ class InboxConsumer:
 def _event_id(raw: bytes) -> str | None:
     """The message's event id for /ready, without trusting the message to decode."""
     with contextlib.suppress(Exception):
-        return json.loads(raw).get("id")
+        event_id: str | None = json.loads(raw).get("id")
+        return event_id
     return None

@@ -10,10 +10,12 @@ import sys
 import time
 import uuid
 from contextvars import ContextVar
+from typing import Any
 
 import structlog
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from structlog.typing import EventDict, FilteringBoundLogger, WrappedLogger
 
 _correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 _causation_id: ContextVar[str | None] = ContextVar("causation_id", default=None)
@@ -35,7 +37,7 @@ def _redact_text(text: str) -> str:
     return _SECRET.sub(lambda m: next(g for g in m.groups() if g) + "[redacted]", text)
 
 
-def _redact(value):
+def _redact(value: Any) -> Any:
     if isinstance(value, str):
         return _redact_text(value)
     if isinstance(value, dict):
@@ -45,7 +47,7 @@ def _redact(value):
     return value
 
 
-def redact_secrets(_logger, _name, event_dict: dict) -> dict:
+def redact_secrets(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
     """structlog processor: no key, token or signature is ever written to a log."""
     return {k: _redact(v) for k, v in event_dict.items()}
 
@@ -129,5 +131,7 @@ def current_causation_id() -> str | None:
     return _causation_id.get()
 
 
-def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
-    return structlog.get_logger(name)
+def get_logger(name: str | None = None) -> FilteringBoundLogger:
+    # What configure_logging's make_filtering_bound_logger wraps (and structlog's default).
+    logger: FilteringBoundLogger = structlog.get_logger(name)
+    return logger

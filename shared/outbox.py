@@ -82,7 +82,7 @@ class OutboxRelay:
                         await self._idle()
                 except (asyncio.CancelledError, KeyboardInterrupt):
                     raise
-                except Exception as exc:  # Kafka or PostgreSQL away: keep the rows, retry later
+                except Exception as exc:  # noqa: BLE001 - Kafka or PostgreSQL away: keep the rows, retry later
                     log.warning("outbox relay backing off", error=repr(exc), retry_in_s=backoff)
                     if producer is not None:
                         await _stop_quietly(producer)

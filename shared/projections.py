@@ -11,7 +11,7 @@ import asyncpg
 
 from shared import deadletters
 from shared.deadletters import DeadLetter
-from shared.eventstore import NOTIFY_CHANNEL, Checkpoint, EventStore, StoredEvent
+from shared.eventstore import NOTIFY_CHANNEL, Checkpoint, EventHead, EventStore, StoredEvent
 from shared.failures import Retrying, backoff, is_transient
 from shared.logs import get_logger
 from shared.wakeup import Wakeup
@@ -82,6 +82,7 @@ async def _catch_up(
             "SELECT transaction_id, position FROM projection_checkpoints WHERE name = $1 FOR UPDATE",
             projection.name,
         ))
+        heads: list[EventHead] | list[StoredEvent]
         if projection.latest_per_stream:
             heads = await store.read_heads(conn, after=after, limit=batch_size)
             latest = {h.stream_id: h.checkpoint.position for h in heads if h.event_type in projection.event_types}
@@ -138,11 +139,12 @@ async def replay(pool: asyncpg.Pool, store: EventStore, projection: Projection, 
             "SELECT transaction_id, position FROM projection_checkpoints WHERE name = $1 FOR UPDATE",
             projection.name,
         ))
-        stream = await store.read_stream(conn, letter.stream_id)
-        parked = [s.checkpoint for s in stream if s.event.id == letter.event_id]
-        if not parked:
+        # A projection parks stored events, so its letters name their stream; one without is in no stream.
+        stream = await store.read_stream(conn, letter.stream_id) if letter.stream_id is not None else []
+        matches = [s.checkpoint for s in stream if s.event.id == letter.event_id]
+        if not matches:
             raise LookupError(f"event {letter.event_id} is not in stream {letter.stream_id}")
-        parked = parked[0]
+        parked = matches[0]
         todo = [s for s in stream if parked <= s.checkpoint <= upto and s.event.type in projection.event_types]
         if projection.latest_per_stream:
             todo = todo[-1:]
@@ -221,7 +223,7 @@ class ProjectionRunner:
             try:
                 busy |= await catch_up(self.pool, self.store, projection) > 0
                 self.retrying.pop(projection.name, None)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - logged and retried; one failing projection holds up no other
                 await self._failed(projection, exc)
                 busy = True
         return busy

@@ -38,7 +38,7 @@ class Limit:
 
 async def take(pool: asyncpg.Pool, bucket: str, limit: Limit) -> float | None:
     """None if the request may go on; else the seconds until a token is back."""
-    left = await pool.fetchval(_TAKE, bucket, limit.rate, float(limit.burst))
+    left: float = await pool.fetchval(_TAKE, bucket, limit.rate, float(limit.burst))
     if left >= 0:
         return None
     return max(1.0, math.ceil(-left / limit.rate))

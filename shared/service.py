@@ -7,24 +7,25 @@ import asyncio
 import contextlib
 import gc
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 import structlog
 import uvicorn
 from aiokafka.admin import AIOKafkaAdminClient
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
 from shared import auth, deadletters
+from shared.aggregate import Aggregates
 from shared.db import create_pool, migrate
-from shared.http_errors import install_error_handlers
 from shared.eventstore import EventStore
 from shared.guards import NulGuardMiddleware
+from shared.http_errors import install_error_handlers
 from shared.idempotency import IdempotencyMiddleware
 from shared.inbox import Delivery, Handler, InboxConsumer
 from shared.logs import CorrelationMiddleware, configure_logging, get_logger
@@ -33,17 +34,21 @@ from shared.projections import Projection, ProjectionRunner
 from shared.ratelimit import Limit, RateLimitMiddleware
 from shared.registry import EventRegistry
 from shared.settings import ServiceSettings
+from shared.topics import TENANTS
 
 log = get_logger(__name__)
 BATCH_MAX_RECORDS = 200
 BATCH_WAIT_MS = 25  # an idle consumer polls every 2 x 25 ms, so a lone event waits at most that
 GC_YOUNG_THRESHOLD = 20_000  # allocations between young collections (CPython's default: 700)
 
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
 
-class Service:
+
+# Generic in its settings class, so `service.settings` has the service's own fields.
+class Service(Generic[SettingsT]):
     def __init__(
         self,
-        settings: ServiceSettings,
+        settings: SettingsT,
         *,
         topics: dict[str, str],
         migrations: Path | None = None,
@@ -57,15 +62,16 @@ class Service:
         self.migrations = migrations
         self.projections = projections or []
         self.registry = registry or EventRegistry()
+        self.aggregates = Aggregates(self.store, self.registry, self.source)  # the service's streams
         self.consumed_topics: list[str] = []
         self.broker = KafkaBroker(settings.kafka_bootstrap, logger=None)
         self.consumers: dict[str, InboxConsumer] = {}
         self._pool: asyncpg.Pool | None = None
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self.relay: OutboxRelay | None = None
         self.runner: ProjectionRunner | None = None
         self._background: list[tuple[str, Callable[[], Any]]] = []
-        self.consume(auth.TENANTS_TOPIC, "tenants")(auth.project_tenant_event)
+        self.consume(TENANTS, "tenants")(auth.project_tenant_event)
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -152,7 +158,7 @@ class Service:
                 await run()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - logged; the loop is restarted whatever killed it
                 log.error(f"{what} stopped, restarting", error=repr(exc))
                 await asyncio.sleep(1)
 
@@ -169,7 +175,7 @@ class Service:
                 await admin.close()
         return checks
 
-    async def failures(self) -> dict:
+    async def failures(self) -> dict[str, Any]:
         """For /ready's body: parked dead letters and what is being retried right now. Neither
         makes the service unready (a database that is away already does)."""
         parked = None
@@ -185,7 +191,7 @@ class Service:
         """FastAPI dependency: the authenticated tenant id (401 otherwise)."""
         return await auth.authenticate(request, self.pool)
 
-    def app(self, *routers) -> FastAPI:
+    def app(self, *routers: APIRouter) -> FastAPI:
         @contextlib.asynccontextmanager
         async def lifespan(_: FastAPI) -> AsyncIterator[None]:
             await self.start()
@@ -212,7 +218,7 @@ class Service:
         app.add_middleware(CorrelationMiddleware)
 
         @app.get("/health", include_in_schema=False)
-        async def health() -> dict:
+        async def health() -> dict[str, Any]:
             return {"status": "ok", "service": self.name}
 
         @app.get("/ready", include_in_schema=False)

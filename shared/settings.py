@@ -6,7 +6,7 @@
 its default, and names the variable to set.
 """
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -50,7 +50,7 @@ class ServiceSettings(BaseSettings):
         return [f"{prefix}{name.upper()}" for name, dev in self.DEV_SECRETS.items()
                 if getattr(self, name) in (None, "", dev)]
 
-    def check_secrets(self, log) -> None:
+    def check_secrets(self, log: Any) -> None:
         """Refuse to run with development secrets outside local mode; in local mode, say so once."""
         insecure = self.insecure_secrets()
         if not insecure:

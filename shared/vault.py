@@ -3,6 +3,7 @@ secrets): Fernet (AES-128-CBC + HMAC) with MultiFernet, so keys can be rotated: 
 encrypts, every key decrypts."""
 
 import json
+from typing import Any, cast
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
@@ -14,12 +15,13 @@ class Vault:
             raise ValueError("at least one credentials key is needed")
         self._fernet = MultiFernet([Fernet(k.encode()) for k in parts])
 
-    def encrypt(self, value: dict | str) -> bytes:
+    def encrypt(self, value: dict[str, Any] | str) -> bytes:
         return self._fernet.encrypt(json.dumps(value).encode())
 
-    def decrypt(self, token: bytes) -> dict | str:
+    def decrypt(self, token: bytes) -> dict[str, Any] | str:
         try:
-            return json.loads(self._fernet.decrypt(bytes(token)))
+            value: dict[str, Any] | str = json.loads(self._fernet.decrypt(bytes(token)))
+            return value
         except InvalidToken as exc:
             raise ValueError("secret cannot be decrypted with the configured keys") from exc
 
@@ -28,7 +30,7 @@ class Vault:
         return self.encrypt(value).decode()
 
     def decrypt_text(self, token: str) -> str:
-        return self.decrypt(token.encode())
+        return cast(str, self.decrypt(token.encode()))  # what encrypt_text stored: a str
 
     def rotate(self, token: bytes) -> bytes:
         """Re-encrypt under the newest key."""

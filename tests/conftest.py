@@ -9,8 +9,8 @@ never a skip.
 import asyncio
 import os
 import uuid
-from datetime import UTC, datetime, timedelta
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
@@ -111,6 +111,25 @@ async def eventually(check, *, timeout: float = 20.0, interval: float = 0.1):
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s (last: {result!r})")
         await asyncio.sleep(interval)
+
+
+async def caught_up(pool, store, projection, *, timeout: float = 20.0) -> int:
+    """Catch a projection up on everything committed so far; returns the events read. One
+    catch_up may stop short: the store reads only below the server's oldest open transaction,
+    and on a shared server that can be anyone's, in any database."""
+    from shared.projections import catch_up
+
+    deadline, total = asyncio.get_running_loop().time() + timeout, 0
+    while True:
+        read = await catch_up(pool, store, projection)
+        total += read
+        if not read:
+            async with pool.acquire() as conn:
+                if not await store.has_unreadable(conn):
+                    return total
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{projection.name} not caught up within {timeout}s")
+        await asyncio.sleep(0.05)
 
 
 def days_from_today(days: int) -> str:

@@ -144,7 +144,7 @@ async def run_demo(quiet: bool = False) -> DemoResult:
 if __name__ == "__main__":
     try:
         result = asyncio.run(run_demo())
-    except Exception as exc:  # a demo that fails should say what failed, not dump a trace
+    except Exception as exc:  # noqa: BLE001 - a demo that fails should say what failed, not dump a trace
         console.print(f"[red]demo failed:[/] {exc!r}\nlogs: .local/logs/")
         sys.exit(1)
     sys.exit(0 if result.webhook.verified else 1)

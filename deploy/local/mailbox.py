@@ -70,7 +70,7 @@ class Mailbox:
         before anything is parsed, which keeps that fast after thousands of e-mails."""
         needle = to.lower().encode() if to else None
         with self._lock:
-            items = [(key, raw) for key in self.store.keys()
+            items = [(key, raw) for key in self.store.keys()  # noqa: SIM118 - a Maildir iterates messages
                      if (raw := self.store.get_file(key).read()) and (needle is None or needle in raw.lower())]
         # Maildir keys start with the delivery time: sorting them sorts by arrival.
         return [(key, _parse(raw)) for key, raw in sorted(items)]
@@ -112,7 +112,7 @@ class _Handler:
 
 def _page(box: Mailbox) -> type[BaseHTTPRequestHandler]:
     class Page(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:  # http.server's naming
             path, _, query = self.path.partition("?")
             path = unquote(path)
             if path == "/":

@@ -21,11 +21,11 @@ class Received:
 class WebhookReceiver:
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.secret: str | None = None
-        self.received: "queue.Queue[Received]" = queue.Queue()
+        self.received: queue.Queue[Received] = queue.Queue()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:  # http.server's naming
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 verified, payload = False, None

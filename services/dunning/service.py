@@ -11,7 +11,7 @@ from shared.service import Service
 from .app.clock import Clock, ManualClock, SystemClock
 from .app.engine import TimerEngine
 from .app.handlers import DunningHandlers
-from .app.test_clocks import TestClocks
+from .app.simulated_clocks import TestClocks
 from .consumers.invoices import make_invoice_consumer
 from .consumers.payments import make_payment_consumer
 from .domain.events import STREAM_TYPE, registry
@@ -39,7 +39,7 @@ def build(settings: Settings | None = None, clock: Clock | None = None) -> Dunni
     clock = clock or SystemClock()
     service = Service(settings, topics={STREAM_TYPE: settings.dunning_topic}, migrations=MIGRATIONS,
                       registry=registry)
-    handlers = DunningHandlers(service.store, clock, service.source)
+    handlers = DunningHandlers(service.aggregates, clock)
     dunning = DunningService(service, handlers, clock, TestClocks(lambda: service.pool, clock))
     service.consume(settings.invoices_topic, "invoices")(make_invoice_consumer(handlers))
     service.consume(settings.payments_topic, "payments")(make_payment_consumer(handlers))

@@ -1,19 +1,22 @@
 """python -m services.invoicing [serve | projections ... | tenants ...]"""
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import typer
 
 from shared.cli import make_cli
 from shared.db import create_pool, migrate
 
-from .app.handlers import TenantHandlers
+from .app.tenants import TenantHandlers
 from .service import create_app, service
 
 cli = make_cli(service, create_app)
 tenants = typer.Typer(help="Tenants and their API keys. A tenant's test keys (sk_test_) and live keys (sk_live_) "
                              "see separate data: what one creates, the other does not find.")
 cli.add_typer(tenants, name="tenants")
+T = TypeVar("T")
 MODE_HELP = "test or live: the key's prefix sk_test_/sk_live_ (test and live keys see separate data)"
 
 
@@ -32,12 +35,12 @@ def _print_key(tenant_id: str, key_id: str, key: str, json_out: bool) -> None:
         typer.echo(f"tenant  {tenant_id}\nkey id  {key_id}\napi key {key}\n(store the key now: it is not shown again)")
 
 
-async def _with_handlers(fn):
+async def _with_handlers(fn: Callable[[TenantHandlers], Awaitable[T]]) -> T:
     s = service.settings
-    await migrate(s.database_url, service.migrations)
+    await migrate(s.database_url, *([service.migrations] if service.migrations else []))
     pool = await create_pool(s.database_url)
     try:
-        return await fn(TenantHandlers(pool, service.store))
+        return await fn(TenantHandlers(pool, service.aggregates))
     finally:
         await pool.close()
 

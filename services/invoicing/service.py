@@ -6,11 +6,12 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from shared import topics
 from shared.service import Service
 
 from .api.pdf import signed_url
 from .api.routes import customers, invoices
-from .app.handlers import Invoicing
+from .app.invoices import Invoicing
 from .consumers.dunning import make_dunning_consumer
 from .consumers.payments import make_payment_consumer
 from .domain.events import STREAM_TOPICS, registry
@@ -26,7 +27,7 @@ class InvoicingService:
 
     def handlers(self) -> Invoicing:
         """Made per request and per event: the pool exists only once the service has started."""
-        return Invoicing(self.service.pool, self.service.store, pdf_link=self.receipt_pdf_link)
+        return Invoicing(self.service.pool, self.service.aggregates, pdf_link=self.receipt_pdf_link)
 
     def receipt_pdf_link(self, tenant: str, invoice_id: str) -> str:
         settings = self.service.settings
@@ -40,8 +41,8 @@ def build(settings: Settings | None = None) -> InvoicingService:
     service = Service(settings or Settings(), topics=dict(STREAM_TOPICS), migrations=MIGRATIONS,
                       projections=[InvoiceList(), CustomerList(), CreditNotes()], registry=registry)
     invoicing = InvoicingService(service)
-    service.consume("billing.payments", "payments")(make_payment_consumer(invoicing.handlers))
-    service.consume("billing.dunning", "dunning")(make_dunning_consumer(invoicing.handlers))
+    service.consume(topics.PAYMENTS, "payments")(make_payment_consumer(invoicing.handlers))
+    service.consume(topics.DUNNING, "dunning")(make_dunning_consumer(invoicing.handlers))
     return invoicing
 
 

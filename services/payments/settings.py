@@ -1,6 +1,6 @@
 from pydantic_settings import SettingsConfigDict
 
-from shared import paylinks
+from shared import paylinks, topics
 from shared.settings import ServiceSettings
 
 # Local default only, so a fresh checkout runs: every real deployment sets
@@ -20,9 +20,9 @@ class Settings(ServiceSettings):
     http_port: int = 8002
 
     # Topics (overridable so tests can run a whole payments process on their own topics).
-    payments_topic: str = "billing.payments"
-    invoices_topic: str = "billing.invoices"
-    dunning_topic: str = "billing.dunning"
+    payments_topic: str = topics.PAYMENTS
+    invoices_topic: str = topics.INVOICES
+    dunning_topic: str = topics.DUNNING
 
     # Where customers open checkout links (the gateway), and where providers call us back.
     public_url: str = "http://localhost:3000"

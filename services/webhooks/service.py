@@ -58,7 +58,7 @@ def _register_workers(service: Service, vault: Vault) -> None:
     def delivery_worker() -> DeliveryWorker:
         s = service.settings
         return DeliveryWorker(
-            s.database_url, service.pool, service.store, timeout=s.delivery_timeout_s,
+            s.database_url, service.pool, service.aggregates, timeout=s.delivery_timeout_s,
             concurrency=s.delivery_concurrency, per_endpoint=s.per_endpoint_concurrency,
             lease_s=s.delivery_lease_s, poll_interval=s.poll_interval_s, schedule=s.retry_schedule_s,
             disable_after_s=s.disable_after_failing_s, allow_private=s.allow_private_urls, vault=vault,

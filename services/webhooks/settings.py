@@ -1,6 +1,6 @@
 from pydantic_settings import SettingsConfigDict
 
-from shared import paylinks
+from shared import paylinks, topics
 from shared.settings import ServiceSettings
 
 # Local default only, so a fresh checkout runs: deployments set BILLSTREAM_WEBHOOKS_SECRETS_KEYS
@@ -18,9 +18,9 @@ class Settings(ServiceSettings):
     database_url: str = "postgresql://billstream_webhooks:billstream_webhooks@127.0.0.1:55432/billstream_webhooks"
     http_port: int = 8004
     # The topics whose events go to subscribers (JSON list in the environment; tests use their own).
-    public_topics: list[str] = ["billing.invoices", "billing.payments", "billing.dunning"]
+    public_topics: list[str] = [topics.INVOICES, topics.PAYMENTS, topics.DUNNING]
     # Where this service publishes its own events (webhook_endpoint.disabled).
-    events_topic: str = "billing.webhooks"
+    events_topic: str = topics.WEBHOOKS
 
     # Endpoints on private, loopback or link-local addresses are refused unless this is set
     # (local development and tests set it; a public deployment should not).

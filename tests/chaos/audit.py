@@ -2,8 +2,9 @@
 platform shows (HTTP through the gateway, the receiver's webhooks, the mailbox's Maildir);
 `tally` is pure and compares it with the client's ledger (unit-tested).
 
-- lost: an acknowledged effect (or one refused as `idempotency_key_committed`: it happened) missing (by id, in a list, in the invoice's events, in payments,
-  a webhook or e-mail never received). An op that was never acknowledged may be absent.
+- lost: an acknowledged effect (or one refused as `idempotency_key_committed`: it happened) missing
+  (by id, in a list, in the invoice's events, in payments, a webhook or e-mail never received).
+  An op that was never acknowledged may be absent.
 - duplicated: one request's effect present twice (acknowledged or not): two resources for one op,
   two payment_received for one offline payment or one charge, a refund counted twice, the balance
   charged twice, two distinct webhook events or e-mails for one fact, one number on two invoices.
@@ -194,7 +195,7 @@ def read_mail(directory: Path, tag: str) -> list[dict]:
     if not directory.exists():
         return out
     box = mailbox.Maildir(directory, create=False)
-    for key in box.keys():
+    for key in box.keys():  # noqa: SIM118 - iterating a Maildir yields messages, not keys
         try:
             headers = parser.parsebytes(box.get_bytes(key))
         except (KeyError, OSError):

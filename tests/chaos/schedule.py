@@ -11,7 +11,7 @@ from dataclasses import dataclass
 SERVICES = ("invoicing", "payments", "dunning", "webhooks")
 TARGETS = (*SERVICES, "kafka", "postgres")
 # Rough seconds each fault takes until the target is back, to space them over the run.
-RECOVERY_S = {"kafka": 20.0, "postgres": 4.0, **{s: 6.0 for s in SERVICES}}
+RECOVERY_S = {"kafka": 20.0, "postgres": 4.0, **dict.fromkeys(SERVICES, 6.0)}
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,7 @@ def env() -> dict[str, str]:
     e["BILLSTREAM_INVOICING_PUBLIC_URL"] = e["BILLSTREAM_PAYMENTS_PUBLIC_URL"] = \
         e["BILLSTREAM_WEBHOOKS_PUBLIC_URL"] = f"http://localhost:{PORTS['gateway']}"
     e["BILLSTREAM_WEBHOOKS_SMTP_PORT"] = str(PORTS["smtp"])
+    e["BILLSTREAM_KAFKA_BOOTSTRAP"] = f"127.0.0.1:{PORTS['kafka']}"  # the demo's (deploy/local/demo.py)
     return e
 
 

@@ -87,7 +87,7 @@ class Traffic:
             while not self.stopping.is_set():
                 try:
                     await self.story(client, index)
-                except Exception as exc:  # a client bug must not end the run silently
+                except Exception as exc:  # noqa: BLE001 - a client bug must not end the run silently
                     print(f"[chaos] worker {index}: {exc!r}", flush=True)
                     await asyncio.sleep(1)
 

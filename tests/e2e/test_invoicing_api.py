@@ -11,12 +11,12 @@ import httpx
 import pytest
 from pypdf import PdfReader
 
-from deploy.local.demo import KAFKA, create_tenant, wait_until_key_active
+from deploy.local.demo import create_tenant, wait_until_key_active
 from services.invoicing.api.pdf import signed_url
 from services.invoicing.settings import Settings as InvoicingSettings
 from shared.auth import world
 from shared.envelope import CloudEvent
-from tests.conftest import days_from_today, eventually
+from tests.conftest import KAFKA, days_from_today, eventually
 from tests.support.kafka import produce
 
 
@@ -246,7 +246,7 @@ def test_list_filters_operators_search_sort_and_cursor(api):
 
     page = asyncio.run(eventually(all_listed))
     assert [i["id"] for i in page["data"]] == [i["id"] for i in reversed(made)]  # newest first
-    q = lambda **p: [i["total"] for i in ok(api.get("/api/invoices", params={"customerId": c["id"], **p}))["data"]]
+    q = lambda **p: [i["total"] for i in ok(api.get("/api/invoices", params={"customerId": c["id"], **p}))["data"]]  # noqa: E731
     assert q(**{"total[gte]": 5000, "sort": "total"}) == [5000, 9000, 20000]
     assert q(**{"status[in]": "PENDING,OVERDUE"}) == [20000]
     assert q(status="DRAFT", sort="-total") == [9000, 5000, 1000]

@@ -10,7 +10,7 @@ from datetime import date
 import asyncpg
 import httpx
 
-from services.invoicing.app.handlers import Invoicing
+from services.invoicing.app.invoices import Invoicing
 from services.invoicing.domain import events as ev
 from services.invoicing.domain.events import STREAM_TOPICS
 from services.invoicing.projections.invoice_list import CustomerList, InvoiceList
@@ -19,10 +19,10 @@ from shared.db import migrate
 from shared.envelope import CloudEvent
 from shared.eventstore import ConcurrencyError, EventStore
 from shared.inbox import Delivery, InboxConsumer
-from shared.projections import ProjectionRunner, catch_up
+from shared.projections import ProjectionRunner
 from shared.service import Service
 from shared.settings import ServiceSettings
-from tests.conftest import eventually
+from tests.conftest import caught_up, eventually
 from tests.support.dead_letters import LEDGER_TABLE, STREAM_TYPE, Ledger, make_service, record_effect, store
 from tests.support.kafka import committed_offsets, produce
 from tests.support.processes import ROOT
@@ -89,7 +89,7 @@ async def test_a_parked_projection_event_replays_after_a_fix(pool, database):
     await pool.execute(LEDGER_TABLE)
     await append(pool, "acct_a", "ten_a", TOO_BIG)
     await append(pool, "acct_b", "ten_b", 7)
-    assert await catch_up(pool, store(), Ledger()) == 2
+    assert await caught_up(pool, store(), Ledger()) == 2
     assert await ledger(pool) == {"acct_b": 7}
     id = await pool.fetchval("SELECT id FROM dead_letters WHERE stream_id = 'acct_a'")
 
@@ -110,9 +110,9 @@ async def test_a_parked_projection_event_replays_after_a_fix(pool, database):
 async def test_replaying_an_old_parked_event_leaves_the_streams_latest_state(pool, database):
     await pool.execute(LEDGER_TABLE)
     await append(pool, "acct_a", "ten_a", TOO_BIG)
-    await catch_up(pool, store(), Ledger())
+    await caught_up(pool, store(), Ledger())
     await append(pool, "acct_a", "ten_a", 3)  # a later event of the same stream applies
-    await catch_up(pool, store(), Ledger())
+    await caught_up(pool, store(), Ledger())
     await pool.execute("ALTER TABLE ledger ALTER COLUMN amount TYPE numeric")
     id = await pool.fetchval("SELECT id FROM dead_letters")
     code, out = await cli(database, "replay", str(id))
@@ -270,7 +270,7 @@ async def test_cli_lists_shows_replays_and_discards_consumer_dead_letters(pool, 
 async def test_an_invoice_total_beyond_int64_parks_only_that_invoice(pool, database):
     await migrate(database, invoicing.migrations)
     invoices = EventStore(STREAM_TOPICS)
-    app = Invoicing(pool, invoices)
+    app = Invoicing(pool, invoicing.aggregates)
     customer = (await app.create_customer("ten_a", ev.CustomerFields(name="A")))["id"]
     fields = ev.DraftFields(currency="NGN", due_date=date(2030, 1, 1),
                             items=[ev.LineData(description="Plan", quantity=1, unit_amount=1000)])
@@ -287,7 +287,7 @@ async def test_an_invoice_total_beyond_int64_parks_only_that_invoice(pool, datab
     b_invoice = (await app.create_invoice("ten_b", other, fields))["id"]
 
     for projection in (InvoiceList(), CustomerList()):
-        await catch_up(pool, invoices, projection)
+        await caught_up(pool, invoices, projection)
     listed = {r["invoice_id"] for r in await pool.fetch("SELECT invoice_id FROM invoice_list")}
     assert b_invoice in listed and "inv_poison" not in listed and len(listed) == 2
     assert await pool.fetchval("SELECT count(*) FROM customer_list WHERE tenant_id = 'ten_b'") == 1

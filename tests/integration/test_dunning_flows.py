@@ -10,8 +10,14 @@ from services.dunning.app import repository as repo
 from services.dunning.domain.dunning import OUTCOME_TIMEOUT
 from services.dunning.domain.policy import Policy
 from tests.conftest import eventually
-from tests.support.dunning_harness import (add_api_key, as_utc, invoice_event, payment_event,
-                                           start_in_process, stop_in_process)
+from tests.support.dunning_harness import (
+    add_api_key,
+    as_utc,
+    invoice_event,
+    payment_event,
+    start_in_process,
+    stop_in_process,
+)
 
 T0 = datetime(2027, 3, 1, 9, 30, tzinfo=UTC)
 DUE = date(2027, 3, 10)
@@ -121,14 +127,16 @@ async def walk_retries(dun, invoice_id: str, attempts: int) -> list[datetime]:
     scheduled = []
     for attempt in range(1, attempts + 1):
         [event] = await dun.tail.wait_for(
-            lambda e: e["subject"] == invoice_id and e["type"] == "dunning.retry_scheduled" and e["data"]["attempt"] == attempt)
+            lambda e, attempt=attempt: e["subject"] == invoice_id and e["type"] == "dunning.retry_scheduled"
+            and e["data"]["attempt"] == attempt)
         at = as_utc(event["data"]["scheduledAt"])
         scheduled.append(at)
         await nothing_fires(dun, at - timedelta(minutes=1))
         assert f"retry:{attempt}" in await dun.pending(invoice_id)  # not fired early
         dun.clock.set(at)
         [due] = await dun.tail.wait_for(
-            lambda e: e["subject"] == invoice_id and e["type"] == "dunning.retry_due" and e["data"]["attempt"] == attempt)
+            lambda e, attempt=attempt: e["subject"] == invoice_id and e["type"] == "dunning.retry_due"
+            and e["data"]["attempt"] == attempt)
         assert due["data"]["dunning"]["attempts"] == attempt and due["data"]["dunning"]["nextRetryAt"] is None
         if attempt < attempts:
             await fail(dun, invoice_id)

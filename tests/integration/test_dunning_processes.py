@@ -9,8 +9,15 @@ import httpx
 
 from services.dunning.domain.policy import Policy
 from tests.conftest import eventually
-from tests.support.dunning_harness import (DunningProcess, Tail, add_api_key, create_topics,
-                                           free_port, invoice_event, settings_env)
+from tests.support.dunning_harness import (
+    DunningProcess,
+    Tail,
+    add_api_key,
+    create_topics,
+    free_port,
+    invoice_event,
+    settings_env,
+)
 from tests.support.kafka import produce
 
 TENANT = "ten_dunning_procs_test"  # a test world

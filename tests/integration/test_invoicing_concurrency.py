@@ -6,14 +6,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.invoicing.app.handlers import Invoicing
+from services.invoicing.app.invoices import Invoicing
 from services.invoicing.domain import events as ev
-from services.invoicing.domain.events import STREAM_TOPICS
 from services.invoicing.service import service as invoicing
 from shared.db import migrate
 from shared.errors import Conflict
 from shared.http_errors import status_of
-from shared.eventstore import EventStore
 
 TENANT = "ten_conc"
 
@@ -33,7 +31,7 @@ async def pay(app: Invoicing, invoice_id: str, amount: int) -> dict:
 
 async def test_a_command_that_lost_the_race_reloads_and_counts_both(pool, database):
     await migrate(database, invoicing.migrations)
-    app, rival = Invoicing(pool, EventStore(STREAM_TOPICS)), Invoicing(pool, EventStore(STREAM_TOPICS))
+    app, rival = Invoicing(pool, invoicing.aggregates), Invoicing(pool, invoicing.aggregates)
     invoice_id = await open_invoice(app)
     load, loads = app.load_invoice, []
 
@@ -55,7 +53,7 @@ async def test_a_command_that_lost_the_race_reloads_and_counts_both(pool, databa
 
 async def test_a_command_that_keeps_losing_answers_409_and_writes_nothing(pool, database):
     await migrate(database, invoicing.migrations)
-    app = Invoicing(pool, EventStore(STREAM_TOPICS))
+    app = Invoicing(pool, invoicing.aggregates)
     invoice_id = await open_invoice(app)
     stale = await app.transact(lambda conn: app.load_invoice(conn, TENANT, invoice_id))
     await pay(app, invoice_id, 1000)  # the stream moves on

@@ -86,7 +86,7 @@ async def test_payment_list_rebuilds_to_the_same_rows(payments_server):
         """SELECT DISTINCT ON (stream_id) stream_id, version, envelope->'data'->'payment' AS payment
            FROM events WHERE stream_type = 'payment' ORDER BY stream_id, version DESC""")
     assert [r["payment_id"] for r in after] == [r["stream_id"] for r in last]
-    for row, event in zip(after, last):
+    for row, event in zip(after, last, strict=True):
         payment = json.loads(event["payment"]) if isinstance(event["payment"], str) else event["payment"]
         view = json.loads(row["view"]) if isinstance(row["view"], str) else row["view"]
         assert (row["version"], row["status"], view) == (event["version"], payment["status"], payment)

@@ -307,7 +307,7 @@ async def test_refund_twice_up_to_the_amount_then_refused(payments_server):
 async def test_list_filters_pages_and_tenant_isolation(payments_server):
     server = payments_server
     tenant, client = await server.tenant()
-    other, other_client = await server.tenant("Other Ltd")
+    _other, other_client = await server.tenant("Other Ltd")
     await client.post("/api/payment-methods", json={"customerId": "cust_1", "type": "card", "number": SUCCEEDS})
     ids = []
     for _ in range(3):
@@ -374,7 +374,7 @@ async def test_crash_before_the_provider_call_loses_nothing_and_charges_once(dat
 
     crashing = await start_payments_server(database, kafka, failpoints="payments.before_charge")
     try:
-        client, inv, _ = await collecting_by_card(crashing)
+        client, _inv, _ = await collecting_by_card(crashing)
         assert await crashing.proc.wait() == 137
         [job] = await crashing.fetch("SELECT payment_id, done FROM charge_jobs")
         assert not job["done"] and await crashing.fetch("SELECT * FROM sandbox_charges") == []
@@ -428,7 +428,7 @@ async def test_refund_after_a_provider_timeout_is_finished_by_the_worker_once(da
         server = await start_payments_server(database, kafka, SANDBOX_URL=proxy.url)
         upstream.append(server.url + "/sandbox/v1")
         try:
-            client, inv, collected = await collecting_by_card(server, currency="USD", total=10000)
+            client, _inv, collected = await collecting_by_card(server, currency="USD", total=10000)
             payment = await settled(client, collected.json()["id"])
 
             r = await client.post(f"/api/payments/{payment['id']}/refund", json={"amount": 3000, "reason": "Timed out"})

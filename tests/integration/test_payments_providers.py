@@ -12,8 +12,13 @@ import httpx
 import pytest
 
 from services.payments.providers import signing
-from services.payments.providers.base import ChargeRequest, KeyAlreadyUsed, ProviderError, ProviderUnavailable, \
-    SignatureInvalid
+from services.payments.providers.base import (
+    ChargeRequest,
+    KeyAlreadyUsed,
+    ProviderError,
+    ProviderUnavailable,
+    SignatureInvalid,
+)
 from services.payments.providers.paystack import PaystackProvider
 from services.payments.providers.stripe_adapter import StripeProvider
 from tests.conftest import eventually
@@ -216,7 +221,7 @@ async def test_tenant_routes_usd_to_stripe_and_ngn_to_paystack_through_the_servi
                 assert r.status_code == 400 and r.json()["error"]["code"] == "signature_invalid"
 
                 # Another tenant's Stripe account cannot settle this tenant's payments.
-                other, other_client = await server.tenant("Other Ltd")
+                _other, other_client = await server.tenant("Other Ltd")
                 other_account = (await other_client.post("/api/payment-providers", json={
                     "provider": "stripe", "credentials": {"secretKey": "sk_test_other",
                                                           "webhookSecret": "whsec_other"}})).json()["id"]

@@ -37,7 +37,7 @@ async def test_a_refund_the_provider_refuses_is_recorded_visibly_and_refunds_not
         server = await start_payments_server(database, kafka, SANDBOX_URL=proxy.url)
         upstream.append(server.url + "/sandbox/v1")
         try:
-            client, inv, collected = await collecting_by_card(server, currency="USD", total=10000)
+            client, _inv, collected = await collecting_by_card(server, currency="USD", total=10000)
             payment = await settled(client, collected.json()["id"])
             assert payment["status"] == "SUCCEEDED"
 
@@ -80,7 +80,7 @@ async def test_killed_after_the_provider_took_the_charge_records_it_once_and_nev
     crashing = await start_payments_server(database, kafka, failpoints="payments.after_charge",
                                            PROVIDER_TIMEOUT_S="1", SANDBOX_DELAY_S="15")
     try:
-        client, inv, _ = await collecting_by_card(crashing)
+        client, _inv, _ = await collecting_by_card(crashing)
         assert await crashing.proc.wait() == 137
         [job] = await crashing.fetch("SELECT payment_id, done, provider_reference FROM charge_jobs")
         [taken] = await crashing.fetch("SELECT charge_id FROM sandbox_charges")  # the provider took it...

@@ -3,7 +3,7 @@
 import asyncio
 from datetime import date, timedelta
 
-from services.invoicing.app.handlers import Invoicing
+from services.invoicing.app.invoices import Invoicing
 from services.invoicing.domain import events as ev
 from services.invoicing.domain.events import STREAM_TOPICS
 from services.invoicing.projections.invoice_list import CustomerList, InvoiceList
@@ -11,7 +11,7 @@ from services.invoicing.service import service as invoicing
 from shared.db import migrate
 from shared.eventstore import EventStore
 from shared.projections import ProjectionRunner, catch_up, rebuild
-from tests.conftest import eventually
+from tests.conftest import caught_up, eventually
 
 store = EventStore(STREAM_TOPICS)
 
@@ -33,7 +33,7 @@ async def snapshot(pool, table: str) -> list:
 
 async def test_rebuilt_projection_equals_the_incremental_one(pool, database):
     await migrate(database, invoicing.migrations)
-    app = Invoicing(pool, store)
+    app = Invoicing(pool, invoicing.aggregates)
     projections = [InvoiceList(), CustomerList()]
     runner = asyncio.create_task(ProjectionRunner(database, pool, store, projections, poll_interval=0.1).run())
     try:
@@ -76,22 +76,12 @@ async def test_rebuilt_projection_equals_the_incremental_one(pool, database):
 
 async def test_catch_up_is_idempotent_and_moves_the_checkpoint(pool, database):
     await migrate(database, invoicing.migrations)
-    app = Invoicing(pool, store)
+    app = Invoicing(pool, invoicing.aggregates)
     customer = (await app.create_customer("ten_0", ev.CustomerFields(name="C")))["id"]
     await create_invoices(app, [customer], 3)
     projection = InvoiceList()
     events = await pool.fetchval("SELECT count(*) FROM events")
-    done = 0
-
-    async def all_read():
-        # One call may stop short: the store reads only below the server's oldest open
-        # transaction, and on a shared server that can be anyone's, in any database.
-        nonlocal done
-        done += await catch_up(pool, store, projection)
-        return done >= events
-
-    await eventually(all_read)
-    assert done == events
+    assert await caught_up(pool, store, projection) == events
     assert await catch_up(pool, store, projection) == 0
     assert len(await snapshot(pool, "invoice_list")) == 2  # invoice 1 was deleted
 
@@ -102,7 +92,7 @@ async def test_rebuild_while_the_runner_is_active_ends_consistent(pool, database
     rows and the reset of the checkpoint, or rows are lost for good. Checked against what was
     written, not against the projection itself."""
     await migrate(database, invoicing.migrations)
-    app = Invoicing(pool, store)
+    app = Invoicing(pool, invoicing.aggregates)
     raced: list[asyncio.Task] = []
 
     class RacedInvoiceList(InvoiceList):

@@ -2,6 +2,7 @@
 the timeout, one endpoint down while another keeps up, and an endpoint disabled after failing."""
 
 import asyncio
+import itertools
 import json
 import time
 
@@ -49,7 +50,7 @@ async def test_fails_twice_then_succeeds_and_retry_after_is_honoured(start_webho
             assert [a["error"] for a in delivery["attempts"]] == ["HTTP 500", "HTTP 500", None]
             assert flaky.ids() == [evt.id] * 3  # the same webhook-id each time: receivers dedupe on it
             assert all(h.verified_with for h in flaky.hits)
-            gaps = [b.at - a.at for a, b in zip(flaky.hits, flaky.hits[1:])]
+            gaps = [b.at - a.at for a, b in itertools.pairwise(flaky.hits)]
             assert all(g >= 0.25 for g in gaps), gaps  # 0.3 s ± 10 % jitter
 
             delivery = await eventually(lambda: done(busy_ep))

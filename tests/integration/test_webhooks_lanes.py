@@ -13,13 +13,16 @@ import pytest
 
 from services.webhooks.app.delivery import DeliveryWorker
 from services.webhooks.app.signing import new_secret
+from services.webhooks.domain.events import registry
 from services.webhooks.settings import DEV_SECRETS_KEY
+from shared.aggregate import Aggregates
 from shared.db import create_pool, migrate
 from shared.eventstore import EventStore
 from shared.vault import Vault
 from tests.support.webhooks_receivers import Receiver, Reply
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "webhooks" / "migrations"
+AGGREGATES = Aggregates(EventStore({"webhook_endpoint": "test.unused"}), registry, "/billstream/webhooks")
 TENANT = "ten_lanes"
 
 
@@ -51,7 +54,7 @@ async def queue(pool, endpoint_id: str, n: int, *, age_s: float = 0) -> list[str
 
 
 def worker(database, pool, **settings) -> DeliveryWorker:
-    return DeliveryWorker(database, pool, EventStore({"webhook_endpoint": "test.unused"}), timeout=10,
+    return DeliveryWorker(database, pool, AGGREGATES, timeout=10,
                           allow_private=True, **settings)
 
 

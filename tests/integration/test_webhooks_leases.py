@@ -5,7 +5,7 @@ from collections import Counter
 
 from tests.conftest import eventually
 from tests.support.webhooks_events import invoice_event, invoice_snapshot
-from tests.support.webhooks_receivers import Reply, Receiver
+from tests.support.webhooks_receivers import Receiver, Reply
 from tests.support.webhooks_service import WebhooksProcess, add_tenant, start_webhooks  # noqa: F401 - fixture
 
 EVENTS = 20

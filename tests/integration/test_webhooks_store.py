@@ -12,7 +12,9 @@ from services.webhooks.app.delivery import DeliveryWorker
 from services.webhooks.app.housekeeping import Housekeeping
 from services.webhooks.app.signing import new_secret
 from services.webhooks.consumers.events import public_event_handler
+from services.webhooks.domain.events import registry
 from services.webhooks.settings import DEV_SECRETS_KEY
+from shared.aggregate import Aggregates
 from shared.db import migrate
 from shared.eventstore import EventStore
 from shared.inbox import Delivery, InboxConsumer
@@ -20,6 +22,7 @@ from shared.vault import Vault
 from tests.support.webhooks_events import event, invoice_event, invoice_snapshot
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "webhooks" / "migrations"
+AGGREGATES = Aggregates(EventStore({"webhook_endpoint": "test.unused"}), registry, "/billstream/webhooks")
 TENANT = "ten_store"
 
 
@@ -115,7 +118,7 @@ async def test_an_invoice_snapshot_the_email_cannot_use_still_gets_its_webhooks(
 async def test_each_attempt_checks_the_address_again_unless_private_ones_are_allowed(database, wpool):
     await consumer().process(wpool, invoice_event("invoice.created", TENANT, invoice_snapshot()).to_json(),
                              Delivery("billing.invoices"))
-    worker = DeliveryWorker(database, wpool, EventStore({"webhook_endpoint": "test.unused"}),
+    worker = DeliveryWorker(database, wpool, AGGREGATES,
                             allow_private=False, schedule=[60])
     claimed = await worker.claim(10)
     assert sorted(r["endpoint_id"] for r in claimed) == ["we_all", "we_inv"]
@@ -143,7 +146,7 @@ async def test_only_the_first_4_kib_of_an_answer_is_read_and_logged(database, wp
     async def loopback(host, port):  # an injected resolver: no DNS
         return ["127.0.0.1"]
 
-    worker = DeliveryWorker(database, wpool, EventStore({"webhook_endpoint": "test.unused"}), timeout=3,
+    worker = DeliveryWorker(database, wpool, AGGREGATES, timeout=3,
                             allow_private=True, resolve=loopback, schedule=[60])
     try:
         async with worker.client() as client:
@@ -170,7 +173,7 @@ async def test_endpoint_secrets_are_encrypted_at_rest_and_old_rows_are_encrypted
     configured key opens fails its attempt visibly instead of stopping the worker."""
     old = new_secret()
     await wpool.execute("UPDATE webhook_endpoints SET secret = $1, previous_secret = $1 WHERE endpoint_id = 'we_inv'", old)
-    worker = DeliveryWorker(database, wpool, EventStore({"webhook_endpoint": "test.unused"}), timeout=3,
+    worker = DeliveryWorker(database, wpool, AGGREGATES, timeout=3,
                             allow_private=True, schedule=[60])
     assert await worker.encrypt_plaintext_secrets() == 1
     assert await worker.encrypt_plaintext_secrets() == 0  # already sealed
@@ -181,7 +184,7 @@ async def test_endpoint_secrets_are_encrypted_at_rest_and_old_rows_are_encrypted
 
     await consumer().process(wpool, invoice_event("invoice.created", TENANT, invoice_snapshot()).to_json(),
                              Delivery("billing.invoices"))
-    stranger = DeliveryWorker(database, wpool, EventStore({"webhook_endpoint": "test.unused"}), timeout=3,
+    stranger = DeliveryWorker(database, wpool, AGGREGATES, timeout=3,
                               allow_private=True, schedule=[60], vault=Vault(Fernet.generate_key().decode()))
     async with stranger.client() as client:
         for row in await stranger.claim(10):

@@ -173,11 +173,10 @@ class DunningProcess:
 
     async def start(self) -> "DunningProcess":
         env = {**os.environ, **self.env, "BILLSTREAM_FAILPOINTS": self.failpoints, "PYTHONPATH": str(ROOT)}
-        log = open(self.log_path, "ab")
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "services.dunning", env=env, cwd=ROOT, stdout=log, stderr=log,
-        )
-        log.close()
+        with open(self.log_path, "ab") as log:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "services.dunning", env=env, cwd=ROOT, stdout=log, stderr=log,
+            )
         return self
 
     def log_lines(self) -> list[dict]:

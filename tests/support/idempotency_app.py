@@ -11,8 +11,8 @@ from fastapi import Depends, FastAPI, Request
 
 from shared import auth
 from shared.db import create_pool
-from shared.http_errors import install_error_handlers
 from shared.eventstore import EventStore
+from shared.http_errors import install_error_handlers
 from shared.idempotency import IdempotencyMiddleware
 from tests.support.events import make_event
 

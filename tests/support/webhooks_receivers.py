@@ -45,7 +45,7 @@ def fail_then_succeed(failures: int, status: int = 500) -> Callable[[int], Reply
 
 
 class Receiver:
-    def __init__(self, respond: Callable[[int], Reply] = always(200)) -> None:
+    def __init__(self, respond: Callable[[int], Reply] = always(200)) -> None:  # noqa: B008 - stateless, safe to share
         self.respond = respond
         self.secrets: list[str] = []
         self.hits: list[Hit] = []
@@ -55,7 +55,7 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:  # http.server's naming
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 verified = []
@@ -116,7 +116,7 @@ class PdfServer:
         pdf = self.PDF
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 self.send_response(200)
                 self.send_header("content-type", "application/pdf")
                 self.send_header("content-length", str(len(pdf)))

@@ -81,11 +81,10 @@ class WebhooksProcess:
         if not hasattr(self, "_topics_made"):
             await create_topics(self.kafka, [*self.topics.values(), self.events_topic])
             self._topics_made = True
-        log = open(self.log_path, "ab")  # a file, not a pipe: a full pipe would block the service
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "services.webhooks", env=self.env, cwd=ROOT,
-            stdout=log, stderr=asyncio.subprocess.STDOUT)
-        log.close()
+        with open(self.log_path, "ab") as log:  # a file, not a pipe: a full pipe would block the service
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "services.webhooks", env=self.env, cwd=ROOT,
+                stdout=log, stderr=asyncio.subprocess.STDOUT)
         deadline = asyncio.get_running_loop().time() + 60
         async with httpx.AsyncClient() as client:
             while True:

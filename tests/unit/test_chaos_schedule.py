@@ -1,5 +1,7 @@
 """The chaos suite's fault schedule (tests/chaos/schedule.py): seeded, complete, non-overlapping."""
 
+import itertools
+
 from tests.chaos.schedule import RECOVERY_S, TARGETS, plan
 
 
@@ -17,7 +19,7 @@ def test_faults_stay_inside_the_run_and_never_overlap():
     for seed in range(20):
         faults = plan(seed, 300)
         assert faults[0].at >= 5
-        for a, b in zip(faults, faults[1:]):
+        for a, b in itertools.pairwise(faults):
             assert b.at >= a.at + a.down_s + RECOVERY_S[a.target]
         last = faults[-1]
         assert last.at + last.down_s + RECOVERY_S[last.target] <= 300

@@ -5,8 +5,18 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from services.dunning.domain import dunning as d
-from services.dunning.domain.events import (DueDatePassed, Exhausted, ReminderDue, RetryDue, RetryUnanswered,
-                                            RetryScheduled, Stopped, Succeeded, registry, type_of)
+from services.dunning.domain.events import (
+    DueDatePassed,
+    Exhausted,
+    ReminderDue,
+    RetryDue,
+    RetryScheduled,
+    RetryUnanswered,
+    Stopped,
+    Succeeded,
+    registry,
+    type_of,
+)
 from services.dunning.domain.policy import Policy
 from services.dunning.domain.schedule import InvoiceFacts
 from shared.errors import Conflict
@@ -107,7 +117,7 @@ def test_stopping_finished_dunning_is_a_conflict():
     assert err.value.code == "dunning_finished"
 
 
-@pytest.mark.parametrize("status,expected", [("PAID", Succeeded), ("VOID", Stopped), ("WRITTEN_OFF", Stopped)])
+@pytest.mark.parametrize(("status", "expected"), [("PAID", Succeeded), ("VOID", Stopped), ("WRITTEN_OFF", Stopped)])
 def test_invoice_closed_during_retries(status, expected):
     state = d.Dunning("inv_1", version=1, status="IN_PROGRESS", next_retry_at=T0)
     decision = d.on_invoice_closed(state, T0, invoice_status=status)

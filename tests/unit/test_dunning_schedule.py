@@ -18,7 +18,7 @@ INVOICE = InvoiceFacts("inv_1", "ten_1", "PENDING", DUE, 18000)
 EARLY = datetime(2026, 12, 1, tzinfo=UTC)
 
 
-def plan(invoice=INVOICE, policy=Policy(), now=EARLY, **kw):
+def plan(invoice=INVOICE, policy=Policy(), now=EARLY, **kw):  # noqa: B008 - Policy is frozen
     kw.setdefault("overdue_recorded", False)
     kw.setdefault("dunning_stopped", False)
     return {s.key: s for s in plan_invoice_timers(invoice, policy=policy, now=now, **kw)}

@@ -7,8 +7,15 @@ import pytest
 from services.payments.domain.collection import Balance, amount_to_collect
 from services.payments.domain.events import registry
 from services.payments.domain.payment import (
-    Outcome, Payment, StartPayment, check_refund, decide_outcome, decide_processing, decide_refund,
-    decide_start, evolve,
+    Outcome,
+    Payment,
+    StartPayment,
+    check_refund,
+    decide_outcome,
+    decide_processing,
+    decide_refund,
+    decide_start,
+    evolve,
 )
 from shared.errors import Conflict, Refused
 
@@ -130,7 +137,7 @@ def test_collect_the_remaining_balance_by_default():
     assert balance(unacknowledged=30000).paid == 30000
 
 
-@pytest.mark.parametrize("kw, requested, code", [
+@pytest.mark.parametrize(("kw", "requested", "code"), [
     ({"status": "DRAFT"}, None, "invoice_not_payable"),
     ({"status": "VOID"}, None, "invoice_not_payable"),
     ({"status": "PAID", "amount_due": 0}, None, "invoice_not_payable"),

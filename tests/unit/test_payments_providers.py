@@ -102,7 +102,7 @@ def test_sandbox_instruments():
     assert plan(momo("256700000004"), None, 1, 9) == ("failed", "approval_timeout", 9, False)
 
 
-@pytest.mark.parametrize("text, currency, minor", [
+@pytest.mark.parametrize(("text", "currency", "minor"), [
     ("1250.50", "USD", 125050), ("1,250", "USD", 125000), ("70000", "UGX", 70000), ("1.250", "KWD", 1250),
 ])
 def test_amounts_typed_on_the_page_become_minor_units(text, currency, minor):
@@ -110,7 +110,7 @@ def test_amounts_typed_on_the_page_become_minor_units(text, currency, minor):
     assert money.to_minor(money.to_major_text(minor, currency), currency) == minor
 
 
-@pytest.mark.parametrize("text, currency", [("10.5", "UGX"), ("1.001", "USD"), ("abc", "USD"), ("NaN", "USD")])
+@pytest.mark.parametrize(("text", "currency"), [("10.5", "UGX"), ("1.001", "USD"), ("abc", "USD"), ("NaN", "USD")])
 def test_amounts_with_too_many_decimals_or_not_numbers_are_refused(text, currency):
     with pytest.raises(ValueError):
         money.to_minor(text, currency)

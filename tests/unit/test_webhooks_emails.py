@@ -3,7 +3,6 @@ escaping, and the MIME message the mailer builds."""
 
 import email
 import email.policy
-
 import re
 
 import pytest

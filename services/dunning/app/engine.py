@@ -13,9 +13,9 @@ import asyncio
 import asyncpg
 import structlog
 
-from shared.wakeup import Wakeup
 from shared.failpoints import failpoint
 from shared.logs import bind_correlation, get_logger
+from shared.wakeup import Wakeup
 
 from . import repository as repo
 from .clock import Clock
@@ -46,7 +46,7 @@ class TimerEngine:
                     await self.fire_due()
                 except (asyncio.CancelledError, KeyboardInterrupt):
                     raise
-                except Exception as exc:  # database away: keep the timers, try again
+                except Exception as exc:  # noqa: BLE001 - database away: keep the timers, try again
                     log.error("timer engine failed, retrying", error=repr(exc))
                 await self._wakeup.wait()
         finally:
@@ -65,7 +65,7 @@ class TimerEngine:
                     fired += await self.fire_next(invoice_id)
                 except (asyncio.CancelledError, KeyboardInterrupt):
                     raise
-                except Exception as exc:  # one bad timer must not hold up every other invoice
+                except Exception as exc:  # noqa: BLE001 - one bad timer must not hold up every other invoice
                     log.error("timer failed, will retry", invoice_id=invoice_id, error=repr(exc))
             total += fired
             if not fired:  # nothing due, or everything due is being fired by another process

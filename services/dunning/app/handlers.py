@@ -7,15 +7,14 @@ from datetime import datetime
 import asyncpg
 
 from shared import auth
+from shared.aggregate import Aggregates
 from shared.errors import NotFound
-from shared.eventstore import EventStore
 from shared.logs import get_logger
 
 from ..domain import dunning as d
 from ..domain.dunning import Decision, Dunning
-from ..domain.events import STREAM_TYPE, registry, type_of
-from ..domain.schedule import (INVOICE_TIMER_KINDS, OUTCOME, OVERDUE, REMINDER, RETRY, InvoiceFacts,
-                               plan_invoice_timers)
+from ..domain.events import STREAM_TYPE, type_of
+from ..domain.schedule import INVOICE_TIMER_KINDS, OUTCOME, OVERDUE, REMINDER, RETRY, InvoiceFacts, plan_invoice_timers
 from . import repository as repo
 from .clock import Clock, iso
 
@@ -23,26 +22,23 @@ log = get_logger(__name__)
 
 
 class DunningHandlers:
-    def __init__(self, store: EventStore, clock: Clock, source: str) -> None:
-        self.store, self.clock, self.source = store, clock, source
+    def __init__(self, aggregates: Aggregates, clock: Clock) -> None:
+        self.aggregates, self.clock = aggregates, clock
 
     async def now(self, conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str) -> datetime:
         return await repo.tenant_now(conn, tenant_id, self.clock)
 
     async def load(self, conn: asyncpg.Connection, invoice_id: str) -> Dunning:
-        stored = await self.store.read_stream(conn, invoice_id)
-        return d.fold(invoice_id, [registry.load(s.event) for s in stored])
+        stream = await self.aggregates.load(conn, invoice_id)
+        return d.fold(invoice_id, [r.data for r in stream.history])
 
     async def apply(self, conn: asyncpg.Connection, tenant_id: str, state: Dunning, decision: Decision,
                     now: datetime) -> None:
         await repo.cancel(conn, state.invoice_id, decision.cancel)
         await repo.schedule(conn, tenant_id, state.invoice_id, decision.schedule)
         if decision.events:
-            await self.store.append(conn, STREAM_TYPE, state.invoice_id, state.version, [
-                registry.new_event(type_of(e), e, source=self.source, subject=state.invoice_id,
-                                   tenant_id=tenant_id, time=now)
-                for e in decision.events
-            ])
+            await self.aggregates.append(conn, STREAM_TYPE, state.invoice_id, state.version,
+                                         [(type_of(e), e) for e in decision.events], tenant_id=tenant_id, at=now)
             for e in decision.events:
                 log.info("dunning event", type=type_of(e), invoice_id=state.invoice_id,
                          status=e.dunning.status, attempts=e.dunning.attempts)

@@ -6,6 +6,7 @@ repeated one is ignored, so redelivery and reordering cannot move an invoice bac
 """
 
 from datetime import date
+from typing import Any
 
 import asyncpg
 
@@ -25,7 +26,8 @@ def invoice_facts(event: CloudEvent) -> InvoiceFacts | None:
     `dueDate`, `amountDue` at the top of `data`).
     """
     data = event.data
-    snap = data.get("invoice") if isinstance(data.get("invoice"), dict) else data
+    nested = data.get("invoice")
+    snap: dict[str, Any] = nested if isinstance(nested, dict) else data
     invoice_id = snap.get("id") if "invoice" in data else snap.get("invoiceId")
     if not invoice_id or "status" not in snap:
         return None

@@ -13,8 +13,19 @@ from typing import Any
 
 from shared.errors import Conflict
 
-from .events import (DueDatePassed, DunningEvent, DunningSnapshot, Exhausted, ReminderDue,
-                     RetryDue, RetryScheduled, RetryUnanswered, Status, Stopped, Succeeded)
+from .events import (
+    DueDatePassed,
+    DunningEvent,
+    DunningSnapshot,
+    Exhausted,
+    ReminderDue,
+    RetryDue,
+    RetryScheduled,
+    RetryUnanswered,
+    Status,
+    Stopped,
+    Succeeded,
+)
 from .policy import Policy
 from .schedule import OUTCOME, REMINDER, RETRY, InvoiceFacts, TimerSpec
 
@@ -78,7 +89,8 @@ class _Emitter:
     """Builds events whose snapshot is the state after each of them."""
 
     def __init__(self, state: Dunning, now: datetime) -> None:
-        self.state, self.now, self.events = state, now, []
+        self.state, self.now = state, now
+        self.events: list[DunningEvent] = []
 
     def emit(self, cls: type[DunningEvent], changes: dict[str, Any] | None = None, **facts: Any) -> None:
         changes = {"status": self.state.status or IN_PROGRESS, **(changes or {})}

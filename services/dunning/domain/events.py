@@ -2,7 +2,7 @@
 Every event carries the facts and a `dunning` snapshot of the process as it is after the event."""
 
 from datetime import date, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
@@ -18,7 +18,7 @@ Status = Literal["IN_PROGRESS", "EXHAUSTED", "STOPPED", "SUCCESS"]
 class Contract(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
 
-    def dump(self) -> dict:
+    def dump(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)
 
 

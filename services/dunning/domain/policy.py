@@ -1,7 +1,7 @@
 """A tenant's dunning policy: how often to retry a failed automatic collection, what to do when
 the retries run out, the grace period before an invoice counts as overdue, and reminders."""
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
@@ -42,7 +42,7 @@ class Policy(BaseModel):
     def max_attempts(self) -> int:
         return len(self.retry_intervals_days)
 
-    def dump(self) -> dict:
+    def dump(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)
 
 

@@ -127,7 +127,7 @@ class CustomerFieldsIn(Body):
         sent = self.model_dump(exclude_unset=True, by_alias=False)
         if "currency" in sent:
             sent["currency"] = currency_or_error(sent["currency"])
-        if sent.get("billing_address") is not None:
+        if sent.get("billing_address") is not None and self.billing_address is not None:  # the one address
             sent["billing_address"] = self.billing_address.model_dump(by_alias=True, exclude_none=True)
         return ev.CustomerFields.model_validate(sent)
 

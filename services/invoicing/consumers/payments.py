@@ -6,7 +6,8 @@ import asyncpg
 
 from shared.envelope import CloudEvent
 
-from ..app.handlers import Invoicing
+from ..app import reactions
+from ..app.invoices import Invoicing
 
 
 async def on_payment_event(app: Invoicing, conn: asyncpg.Connection, event: CloudEvent) -> None:
@@ -15,13 +16,13 @@ async def on_payment_event(app: Invoicing, conn: asyncpg.Connection, event: Clou
     if not invoice_id:
         return
     if event.type == "payment.succeeded":
-        await app.on_payment_succeeded(conn, tenant, invoice_id, payment_id=d["paymentId"],
+        await reactions.on_payment_succeeded(app, conn, tenant, invoice_id, payment_id=d["paymentId"],
                                        amount=int(d["amount"]), method=d.get("method") or d.get("provider") or "other")
     elif event.type == "payment.failed" and d.get("automatic"):
-        await app.on_payment_failed(conn, tenant, invoice_id, payment_id=d.get("paymentId"),
+        await reactions.on_payment_failed(app, conn, tenant, invoice_id, payment_id=d.get("paymentId"),
                                     reason_code=d.get("reasonCode"), reason=d.get("reason"), attempt=d.get("attempt"))
     elif event.type == "payment.refunded":
-        await app.on_payment_refunded(conn, tenant, invoice_id, payment_id=d["paymentId"], refund_id=d["refundId"],
+        await reactions.on_payment_refunded(app, conn, tenant, invoice_id, payment_id=d["paymentId"], refund_id=d["refundId"],
                                       amount=int(d["amount"]), reason=d.get("reason"))
 
 

@@ -1,6 +1,7 @@
 """The customer aggregate: profile fields and a credit balance per currency (excess payments
 and credits), applied automatically to the customer's next invoices. Pure decide/evolve."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -79,7 +80,7 @@ def evolve(state: Customer, event_type: str, fact: ev.Contract, *, subject: str,
     return s
 
 
-def fold(history: list[tuple[str, ev.Contract, datetime]], subject: str) -> Customer:
+def fold(history: Sequence[tuple[str, ev.Contract, datetime]], subject: str) -> Customer:
     state = Customer(id=subject)
     for event_type, fact, at in history:
         state = evolve(state, event_type, fact, subject=subject, at=at)

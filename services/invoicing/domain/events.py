@@ -12,15 +12,16 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from shared import topics
 from shared.registry import EventRegistry
 
-STREAM_TOPICS = {"invoice": "billing.invoices", "customer": "billing.customers", "tenant": "billing.tenants"}
+STREAM_TOPICS = {"invoice": topics.INVOICES, "customer": topics.CUSTOMERS, "tenant": topics.TENANTS}
 
 
 class Contract(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
 
-    def dump(self) -> dict:
+    def dump(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
@@ -214,7 +215,7 @@ registry.register("invoice.created", InvoiceCreated, version=2)
 
 
 @registry.upcaster("invoice.created", from_version=1)
-def _created_v1_to_v2(data: dict) -> dict:
+def _created_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     """v1 (the walking skeleton) was flat and knew only the customer's id."""
     return {"fields": {
         "customer": {"id": data["customerId"], "name": data["customerId"]},
@@ -223,7 +224,7 @@ def _created_v1_to_v2(data: dict) -> dict:
     }}
 
 
-for _type, _model in {
+_models: dict[str, type[BaseModel]] = {
     "invoice.updated": InvoiceUpdated,
     "invoice.imported": InvoiceImported, "invoice.finalized": InvoiceFinalized,
     "invoice.sent": InvoiceSent, "invoice.payment_received": PaymentReceived,
@@ -234,7 +235,8 @@ for _type, _model in {
     "customer.created": CustomerCreated, "customer.updated": CustomerUpdated,
     "customer.credit_added": CreditAdded, "customer.credit_applied": CreditApplied,
     "tenant.created": TenantCreated,
-}.items():
+}
+for _type, _model in _models.items():
     registry.register(_type, _model)
 registry.register("credit_note.created", CreditNoteCreated, stream="invoice")  # on its invoice's stream
 registry.register("api_key.created", ApiKeyCreated, stream="tenant")

@@ -5,6 +5,7 @@ or raises a domain error; evolve folds a fact into the state. Status is derived 
 (see `status`), never stored.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
@@ -145,7 +146,7 @@ def _check_discount(d: ev.DiscountData | None, name: str) -> None:
 
 def _require(state: Invoice) -> None:
     if not state.exists:
-        raise NotFound("invoice", state.id)
+        raise NotFound("invoice", str(state.id))  # a folded state has its id; str() as the message did
 
 
 # -- decisions ----------------------------------------------------------------------------------
@@ -342,7 +343,7 @@ def evolve(state: Invoice, event_type: str, fact: ev.Contract, *, subject: str, 
     return s  # credit_note.created and types this code does not fold
 
 
-def fold(history: list[tuple[str, ev.Contract, datetime]], subject: str) -> Invoice:
+def fold(history: Sequence[tuple[str, ev.Contract, datetime]], subject: str) -> Invoice:
     state = Invoice(id=subject)
     for event_type, fact, at in history:
         state = evolve(state, event_type, fact, subject=subject, at=at)

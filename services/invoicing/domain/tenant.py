@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass
 
+from pydantic import BaseModel
+
 from .events import ApiKeyCreated, ApiKeyRevoked, TenantCreated
 
 
@@ -13,24 +15,24 @@ class NewKey:
     mode: str
 
 
-def _key_created(key: NewKey) -> tuple[str, object]:
+def _key_created(key: NewKey) -> tuple[str, BaseModel]:
     return "api_key.created", ApiKeyCreated(key_id=key.key_id, key_hash=key.key_hash, prefix=key.prefix, mode=key.mode)
 
 
-def decide_create_tenant(name: str, key: NewKey) -> list[tuple[str, object]]:
+def decide_create_tenant(name: str, key: NewKey) -> list[tuple[str, BaseModel]]:
     if not name.strip():
         raise ValueError("a tenant needs a name")
     return [("tenant.created", TenantCreated(name=name.strip())), _key_created(key)]
 
 
-def decide_create_key(tenant_exists: bool, key: NewKey) -> list[tuple[str, object]]:
+def decide_create_key(tenant_exists: bool, key: NewKey) -> list[tuple[str, BaseModel]]:
     """Another key for a tenant, e.g. a live key beside its first test key."""
     if not tenant_exists:
         raise ValueError("no such tenant")
     return [_key_created(key)]
 
 
-def decide_revoke_key(known_keys: set[str], revoked: set[str], key_id: str) -> list[tuple[str, object]]:
+def decide_revoke_key(known_keys: set[str], revoked: set[str], key_id: str) -> list[tuple[str, BaseModel]]:
     if key_id not in known_keys:
         raise ValueError(f"no such key: {key_id}")
     if key_id in revoked:

@@ -13,6 +13,7 @@ The rule, applied in this order:
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from shared.money import allocate, percent_of, tax_included_in
 
@@ -29,7 +30,7 @@ class Discount:
             return min(percent_of(base, self.percent), base)
         return min(self.amount or 0, base)
 
-    def dump(self) -> dict:
+    def dump(self) -> dict[str, Any]:
         return {"percent": str(self.percent)} if self.percent is not None else {"amount": self.amount}
 
 

@@ -190,7 +190,7 @@ def make_router(root) -> APIRouter:
             if problem:
                 return problem
             try:
-                state, tenant = await payments.read(conn, payment_id, session["tenant_id"])
+                state, _tenant = await payments.read(conn, payment_id, session["tenant_id"])
             except Refused:
                 state = None
             if state is None or state.snapshot.invoice_id != session["invoice_id"]:

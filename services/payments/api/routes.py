@@ -33,11 +33,6 @@ def make_router(root) -> APIRouter:
     return router
 
 
-def _tenant(service):
-    """The authenticated tenant id, as a route parameter's type."""
-    return Annotated[str, Depends(service.tenant)]
-
-
 def _list_dependencies(service) -> list:
     # A list refuses query parameters it does not declare (400 parameter_unknown), after the key is
     # checked (a 401 comes first; FastAPI runs the tenant dependency once per request).
@@ -48,7 +43,8 @@ def _list_dependencies(service) -> list:
 
 def _payment_routes(router: APIRouter, root) -> None:
     service, payments, refunds = root.service, root.payments, root.refunds
-    Tenant, LIST = _tenant(service), _list_dependencies(service)
+    Tenant = Annotated[str, Depends(service.tenant)]  # the authenticated tenant id
+    LIST = _list_dependencies(service)
 
     @router.get("/api/payments", dependencies=LIST)
     async def list_payments(
@@ -119,7 +115,7 @@ async def wait_for_invoice(pool, tenant: str, invoice_id: str, timeout: float = 
 
 def _invoice_routes(router: APIRouter, root) -> None:
     service, payments = root.service, root.payments
-    Tenant = _tenant(service)
+    Tenant = Annotated[str, Depends(service.tenant)]  # the authenticated tenant id
 
     @router.post("/api/invoices/{invoice_id}/collect", status_code=201)
     async def collect(invoice_id: str, tenant: Tenant, body: CollectIn | None = None) -> dict:
@@ -175,7 +171,8 @@ def _method_view(row) -> dict:
 
 def _method_routes(router: APIRouter, root) -> None:
     service, payments = root.service, root.payments
-    Tenant, LIST = _tenant(service), _list_dependencies(service)
+    Tenant = Annotated[str, Depends(service.tenant)]  # the authenticated tenant id
+    LIST = _list_dependencies(service)
 
     @router.post("/api/payment-methods", status_code=201)
     async def attach_method(body: PaymentMethodIn, tenant: Tenant) -> dict:
@@ -223,7 +220,8 @@ def _method_routes(router: APIRouter, root) -> None:
 
 def _provider_routes(router: APIRouter, root) -> None:
     service, payments = root.service, root.payments
-    Tenant, LIST = _tenant(service), _list_dependencies(service)
+    Tenant = Annotated[str, Depends(service.tenant)]  # the authenticated tenant id
+    LIST = _list_dependencies(service)
 
     @router.post("/api/payment-providers", status_code=201)
     async def add_provider(body: ProviderAccountIn, tenant: Tenant) -> dict:

@@ -9,23 +9,16 @@ from shared.errors import Refused
 from shared.logs import get_logger
 
 from ..domain.collection import COLLECTABLE
+from . import repository as repo
 from .handlers import Method, Payments, now
+from .repository import saved_method  # also the API's (api/routes.py imports it from here)
 
 log = get_logger(__name__)
 
 
-async def saved_method(conn, tenant_id: str, customer_id: str) -> asyncpg.Record | None:
-    """The customer's newest attached method."""
-    return await conn.fetchrow(
-        """SELECT method_id, provider, type FROM payment_methods
-           WHERE tenant_id = $1 AND customer_id = $2 AND detached_at IS NULL
-           ORDER BY created_at DESC LIMIT 1""", tenant_id, customer_id)
-
-
 async def collect_automatically(payments: Payments, conn: asyncpg.Connection, tenant_id: str, invoice_id: str, *,
                                 attempt: int) -> None:
-    inv = await conn.fetchrow("SELECT * FROM payable_invoices WHERE invoice_id = $1 AND tenant_id = $2 FOR UPDATE",
-                              invoice_id, tenant_id)
+    inv = await repo.find_payable_invoice(conn, tenant_id, invoice_id, lock=True)
     if inv is None:
         log.warning("automatic collection for an unknown invoice skipped", invoice_id=invoice_id)
         return

@@ -15,25 +15,31 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from shared.aggregate import Aggregates, retry_on_conflict
 from shared.errors import NotFound
-from shared.eventstore import ConcurrencyError, EventStore
 from shared.failpoints import failpoint
 from shared.ids import new_id
 from shared.logs import bind_correlation, get_logger
 from shared.vault import Vault
 
 from ..domain.collection import Balance, amount_to_collect
-from ..domain.events import registry
-from ..domain.payment import Outcome, Payment, StartPayment, decide_outcome, decide_processing, \
-    decide_start, fold
-from ..providers.base import REQUIRES_ACTION, ChargeRequest, ChargeResult, Instrument, KeyAlreadyUsed, \
-    ProviderError, ProviderUnavailable, expired
+from ..domain.payment import Outcome, Payment, StartPayment, decide_outcome, decide_processing, decide_start, fold
+from ..providers.base import (
+    REQUIRES_ACTION,
+    ChargeRequest,
+    ChargeResult,
+    Instrument,
+    KeyAlreadyUsed,
+    ProviderError,
+    ProviderUnavailable,
+    expired,
+)
+from . import repository as repo
 from .accounts import Accounts
 from .routing import Account
 from .webhooks_in import callback_url
 
 log = get_logger(__name__)
-SOURCE = "/billstream/payments"
 FINAL = ("SUCCEEDED", "FAILED", "REFUNDED", "PARTIALLY_REFUNDED")
 RECONCILE_AFTER_S = 30  # look the charge up if no callback has settled it by then
 
@@ -54,7 +60,7 @@ class Method:
 class Payments:
     def __init__(self, service, accounts: Accounts, vault: Vault) -> None:
         self.service, self.accounts, self.vault = service, accounts, vault
-        self.store: EventStore = service.store
+        self.aggregates: Aggregates = service.aggregates
         self.settings = service.settings
 
     @property
@@ -64,18 +70,15 @@ class Payments:
     # -- the aggregate ---------------------------------------------------------------------
 
     async def read(self, conn, payment_id: str, tenant_id: str | None = None) -> tuple[Payment, str]:
-        stored = await self.store.read_stream(conn, payment_id)
-        if not stored or stored[0].stream_type != "payment" or \
-                (tenant_id is not None and stored[0].event.tenantid != tenant_id):
+        stream = await self.aggregates.load(conn, payment_id)
+        if not stream.is_a("payment", tenant_id):
             raise NotFound("payment", payment_id)  # another tenant's payment does not exist here
-        return fold([(s.event.type, registry.load(s.event)) for s in stored]), stored[0].event.tenantid
+        return fold([(r.type, r.data) for r in stream.history]), stream.tenant_id
 
     async def correlate(self, conn, payment_id: str) -> None:
         """Carry on under the correlation id of the request or event that started the payment,
         so its later events (from the worker or a provider callback) can be traced to it."""
-        first = await conn.fetchrow(
-            "SELECT event_id, envelope->>'correlationid' AS cid FROM events WHERE stream_id = $1 AND version = 1",
-            payment_id)
+        first = await repo.first_event(conn, payment_id)
         if first is not None:
             bind_correlation(first["cid"], causation_id=first["event_id"])
 
@@ -85,16 +88,13 @@ class Payments:
             return state
         state_after = Payment(state.version + len(decided), decided[-1][1].payment)
         pid, invoice_id = state_after.snapshot.id, state_after.snapshot.invoice_id
-        events = [registry.new_event(t, d, source=SOURCE, subject=pid, tenant_id=tenant_id, time=at)
-                  for t, d in decided]
-        await self.store.append(conn, "payment", pid, state.version, events, key=invoice_id)
+        # Keyed by invoice, so an invoice's payment events stay in order on one partition.
+        await self.aggregates.append(conn, "payment", pid, state.version, decided, tenant_id=tenant_id, at=at,
+                                     key=invoice_id)
         s = state_after.snapshot
-        await conn.execute(
-            """INSERT INTO invoice_payments (payment_id, invoice_id, tenant_id, amount, status)
-               VALUES ($1, $2, $3, $4, $5) ON CONFLICT (payment_id) DO UPDATE SET status = EXCLUDED.status""",
-            pid, invoice_id, tenant_id, s.amount, s.status)
+        await repo.save_invoice_payment(conn, pid, invoice_id, tenant_id, s.amount, s.status)
         if s.status in FINAL:
-            await conn.execute("UPDATE charge_jobs SET done = true WHERE payment_id = $1", pid)
+            await repo.mark_charge_done(conn, pid)
         log.info("payment events appended", payment_id=pid, invoice_id=invoice_id,
                  types=[t for t, _ in decided], status=s.status)
         return state_after
@@ -102,21 +102,13 @@ class Payments:
     # -- balances --------------------------------------------------------------------------
 
     async def invoice(self, conn, tenant_id: str, invoice_id: str, *, lock: bool = False) -> asyncpg.Record:
-        row = await conn.fetchrow(
-            f"""SELECT * FROM payable_invoices WHERE invoice_id = $1 AND tenant_id = $2
-                {'FOR UPDATE' if lock else ''}""", invoice_id, tenant_id)
+        row = await repo.find_payable_invoice(conn, tenant_id, invoice_id, lock=lock)
         if row is None:
             raise NotFound("invoice", invoice_id)
         return row
 
     async def balance(self, conn, inv: asyncpg.Record) -> Balance:
-        # Our payments that are taken or in flight and that the invoice snapshot does not count yet.
-        unacknowledged = await conn.fetchval(
-            """SELECT coalesce(sum(p.amount), 0) FROM invoice_payments p
-               WHERE p.invoice_id = $1 AND p.status <> 'FAILED'
-                 AND NOT EXISTS (SELECT 1 FROM invoice_payment_acks a
-                                 WHERE a.invoice_id = p.invoice_id AND a.payment_id = p.payment_id)""",
-            inv["invoice_id"])
+        unacknowledged = await repo.unacknowledged_amount(conn, inv["invoice_id"])
         return Balance(status=inv["status"], currency=inv["currency"], total=inv["total"],
                        amount_due=inv["amount_due"], unacknowledged=int(unacknowledged),
                        allow_partial=inv["allow_partial_payments"])
@@ -136,17 +128,14 @@ class Payments:
         cmd = StartPayment(payment_id, invoice_id, inv["customer_id"], amount, inv["currency"],
                            account.provider, method.type, automatic, attempt)
         state = await self._append(conn, tenant_id, Payment(), decide_start(Payment(), cmd, at), at)
-        await conn.execute(
-            """INSERT INTO charge_jobs (payment_id, tenant_id, account_id, method_id, instrument, idempotency_key,
-                                        return_url, next_attempt_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, now() + make_interval(secs => $8))""",
-            payment_id, tenant_id, account.account_id, method.method_id,
+        await repo.insert_charge_job(
+            conn, payment_id, tenant_id, account.account_id, method.method_id,
             self.vault.encrypt({"type": method.instrument.type, "number": method.instrument.number})
             if method.instrument else None,
             f"billstream_{payment_id}", return_url and return_url.replace("{payment_id}", payment_id),
             self.lease_s if inline else 0.0)
         if not inline:
-            await conn.execute("SELECT pg_notify('payments_charge_jobs', $1)", payment_id)
+            await repo.notify_charge_job(conn, payment_id)
         return state
 
     @property
@@ -181,28 +170,22 @@ class Payments:
         return await self._append(conn, tenant_id, state, decided, at)
 
     async def record_result(self, payment_id: str, result: ChargeResult) -> Payment:
-        for _ in range(3):  # a callback may append at the same moment: read again and decide again
-            try:
-                async with self.pool.acquire() as conn, conn.transaction():
-                    await conn.execute(
-                        "UPDATE charge_jobs SET provider_reference = $2 WHERE payment_id = $1",
-                        payment_id, result.provider_reference)
-                    return await self.record(conn, payment_id, result.status, reference=result.provider_reference,
-                                             code=result.failure_code, reason=result.failure_reason)
-            except ConcurrencyError:
-                continue
-        raise RuntimeError(f"payment {payment_id} kept changing under us")
+        async def record(conn) -> Payment:
+            await repo.set_provider_reference(conn, payment_id, result.provider_reference)
+            return await self.record(conn, payment_id, result.status, reference=result.provider_reference,
+                                     code=result.failure_code, reason=result.failure_reason)
+
+        # A callback may append at the same moment: read again and decide again.
+        return await retry_on_conflict(
+            self.pool, record, attempts=3,
+            gave_up=lambda: RuntimeError(f"payment {payment_id} kept changing under us"))
 
     # -- charge jobs -----------------------------------------------------------------------
 
     async def run_job(self, payment_id: str, *, claimed: bool = False) -> ChargeResult | None:
         """Send (or look up) one due charge job; None if it was not due or is being run elsewhere.
         `claimed`: the caller created it with start(inline=True) and runs it now."""
-        job = await self.pool.fetchrow(
-            """UPDATE charge_jobs SET attempts = attempts + 1,
-                      next_attempt_at = now() + make_interval(secs => $2)
-               WHERE payment_id = $1 AND NOT done AND ($3 OR next_attempt_at <= now())
-               RETURNING *""", payment_id, self.lease_s, claimed)
+        job = await repo.claim_charge_job(self.pool, payment_id, self.lease_s, claimed)
         if job is None:
             return None
         async with self.pool.acquire() as conn:
@@ -211,14 +194,12 @@ class Payments:
             account = await self.accounts.get(conn, tenant_id, job["account_id"])
             token, email = None, None
             if job["method_id"]:
-                token = self.vault.decrypt(await conn.fetchval(
-                    "SELECT token FROM payment_methods WHERE method_id = $1", job["method_id"]))
-            inv = await conn.fetchrow("SELECT snapshot FROM payable_invoices WHERE invoice_id = $1",
-                                      state.snapshot.invoice_id)
+                token = self.vault.decrypt(await repo.method_token(conn, job["method_id"]))
+            inv = await repo.invoice_snapshot(conn, state.snapshot.invoice_id)
             if inv and inv["snapshot"]:
                 email = (inv["snapshot"].get("customer") or {}).get("email")
         if state.status in FINAL:
-            await self.pool.execute("UPDATE charge_jobs SET done = true WHERE payment_id = $1", payment_id)
+            await repo.mark_charge_done(self.pool, payment_id)
             return None
         provider = self.accounts.adapter(account)
         s = state.snapshot
@@ -248,18 +229,14 @@ class Payments:
                 backoff = min(2 ** (job["attempts"] - 1), 60)
                 log.warning("provider unavailable, charge will be retried with the same key",
                             payment_id=payment_id, error=exc.message, retry_in_s=backoff)
-                await self.pool.execute(
-                    """UPDATE charge_jobs SET next_attempt_at = now() + make_interval(secs => $2), last_error = $3
-                       WHERE payment_id = $1""", payment_id, float(backoff), exc.message)
+                await repo.retry_charge_job(self.pool, payment_id, float(backoff), exc.message)
                 return None
             # The provider knows the key but shows no paid charge for it, and the checkout is over.
             result = expired(job["provider_reference"] or "")
         except ProviderError as exc:
             if job["provider_reference"]:  # only a look-up failed: the charge itself stands
                 log.warning("charge status look-up refused", payment_id=payment_id, error=exc.message)
-                await self.pool.execute(
-                    """UPDATE charge_jobs SET next_attempt_at = now() + make_interval(secs => $2), last_error = $3
-                       WHERE payment_id = $1""", payment_id, float(RECONCILE_AFTER_S * 10), exc.message)
+                await repo.retry_charge_job(self.pool, payment_id, float(RECONCILE_AFTER_S * 10), exc.message)
                 return None
             log.info("provider refused the charge", payment_id=payment_id, code=exc.code)
             async with self.pool.acquire() as conn, conn.transaction():
@@ -274,13 +251,8 @@ class Payments:
             look_again = RECONCILE_AFTER_S
             if expires_at is not None and not overdue:  # a hosted checkout: at its deadline at the latest
                 look_again = min(look_again, max((expires_at - now()).total_seconds(), 0) + 1)
-            await self.pool.execute(
-                "UPDATE charge_jobs SET next_attempt_at = now() + make_interval(secs => $2) WHERE payment_id = $1",
-                payment_id, float(look_again))
+            await repo.look_again(self.pool, payment_id, float(look_again))
         return result
 
     async def due_jobs(self, limit: int = 20) -> list[str]:
-        rows = await self.pool.fetch(
-            """SELECT payment_id FROM charge_jobs WHERE NOT done AND next_attempt_at <= now()
-               ORDER BY next_attempt_at LIMIT $1""", limit)
-        return [r["payment_id"] for r in rows]
+        return await repo.due_charge_jobs(self.pool, limit)

@@ -4,14 +4,15 @@ A timeout or crash in between leaves the job for the worker, which repeats the c
 key, so a refund is never lost and never made twice."""
 
 from shared import auth
+from shared.aggregate import retry_on_conflict
 from shared.errors import Conflict, Declined
-from shared.eventstore import ConcurrencyError
 from shared.idempotency import mark_committed
 from shared.ids import new_id
 from shared.logs import get_logger
 
 from ..domain.payment import check_refund, decide_refund
 from ..providers.base import ProviderError, ProviderUnavailable
+from . import repository as repo
 from .handlers import Payments, now
 
 log = get_logger(__name__)
@@ -29,37 +30,28 @@ class Refunds:
         async with self.pool.acquire() as conn, conn.transaction():
             # One refund decision per payment at a time, counting refunds still in flight. Lock
             # first, then read: a refund recorded while we waited must count against the limit.
-            await conn.execute("SELECT 1 FROM invoice_payments WHERE payment_id = $1 FOR UPDATE", payment_id)
+            await repo.lock_invoice_payment(conn, payment_id)
             state, _ = await self.payments.read(conn, payment_id, tenant_id)
-            in_flight = await conn.fetchval(
-                "SELECT coalesce(sum(amount), 0) FROM refund_jobs WHERE payment_id = $1 AND state = 'pending'",
-                payment_id)
+            in_flight = await repo.refunds_in_flight(conn, payment_id)
             amount = check_refund(state, amount, reserved=int(in_flight))
-            if not (state.snapshot.provider_reference or await conn.fetchval(
-                    "SELECT provider_reference FROM charge_jobs WHERE payment_id = $1", payment_id)):
+            if not (state.snapshot.provider_reference or await repo.charge_reference(conn, payment_id)):
                 raise Conflict("payment_not_refundable", "This payment has no provider charge to refund.")
             refund_id = new_id("re")
-            await conn.execute(
-                """INSERT INTO refund_jobs (refund_id, payment_id, tenant_id, amount, reason, next_attempt_at)
-                   VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))""",
-                refund_id, payment_id, tenant_id, amount, reason, self.payments.lease_s)  # claimed: sent below
+            await repo.insert_refund_job(conn, refund_id, payment_id, tenant_id, amount, reason,
+                                         self.payments.lease_s)  # claimed: sent below
             # The reservation is the request's work: a retry after a crash past this point must
             # not reserve (and refund) a second time (make chaos caught it after a kill -9).
             await mark_committed(conn)
         return await self.send(refund_id, claimed=True)
 
     async def send(self, refund_id: str, *, claimed: bool = False) -> dict | None:
-        job = await self.pool.fetchrow(
-            """UPDATE refund_jobs SET attempts = attempts + 1, next_attempt_at = now() + make_interval(secs => $2)
-               WHERE refund_id = $1 AND state = 'pending' AND ($3 OR next_attempt_at <= now()) RETURNING *""",
-            refund_id, self.payments.lease_s, claimed)
+        job = await repo.claim_refund_job(self.pool, refund_id, self.payments.lease_s, claimed)
         if job is None:
             return None
         async with self.pool.acquire() as conn:
             state, tenant_id = await self.payments.read(conn, job["payment_id"])
             await self.payments.correlate(conn, job["payment_id"])
-            charge = await conn.fetchrow("SELECT account_id, provider_reference FROM charge_jobs WHERE payment_id = $1",
-                                         job["payment_id"])
+            charge = await repo.charge_account(conn, job["payment_id"])
             account = await self.payments.accounts.get(conn, tenant_id, charge["account_id"] if charge else None)
         reference = state.snapshot.provider_reference or (charge and charge["provider_reference"])
         try:
@@ -69,33 +61,28 @@ class Refunds:
             backoff = min(2 ** (job["attempts"] - 1), 300)
             log.warning("provider unavailable, refund will be retried with the same key", refund_id=refund_id,
                         error=exc.message, retry_in_s=backoff)
-            await self.pool.execute(
-                """UPDATE refund_jobs SET next_attempt_at = now() + make_interval(secs => $2), last_error = $3
-                   WHERE refund_id = $1""", refund_id, float(backoff), exc.message)
+            await repo.retry_refund_job(self.pool, refund_id, float(backoff), exc.message)
             return self._view(job, state.snapshot, "pending")
         except ProviderError as exc:
             log.warning("provider refused the refund", refund_id=refund_id, code=exc.code)
-            await self.pool.execute("UPDATE refund_jobs SET state = 'refused', last_error = $2 WHERE refund_id = $1",
-                                    refund_id, exc.message)
+            await repo.refuse_refund_job(self.pool, refund_id, exc.message)
             raise Declined(exc.code, f"The payment provider refused the refund: {exc.message}") from exc
-        for _ in range(5):
-            try:
-                async with self.pool.acquire() as conn, conn.transaction():
-                    state, _ = await self.payments.read(conn, job["payment_id"])
-                    at = now()
-                    state = await self.payments._append(conn, tenant_id, state, decide_refund(
-                        state, refund_id, job["amount"], job["reason"], at), at)
-                    await conn.execute("UPDATE refund_jobs SET state = 'succeeded' WHERE refund_id = $1", refund_id)
-                return self._view(job, state.snapshot, "succeeded")
-            except ConcurrencyError:
-                continue
-        raise RuntimeError(f"payment {job['payment_id']} kept changing under the refund")
+
+        async def record(conn):  # on the payment as it is now: another writer may have appended since
+            current, _ = await self.payments.read(conn, job["payment_id"])
+            at = now()
+            current = await self.payments._append(conn, tenant_id, current, decide_refund(
+                current, refund_id, job["amount"], job["reason"], at), at)
+            await repo.refund_succeeded(conn, refund_id)
+            return current
+
+        state = await retry_on_conflict(
+            self.pool, record, attempts=5,
+            gave_up=lambda: RuntimeError(f"payment {job['payment_id']} kept changing under the refund"))
+        return self._view(job, state.snapshot, "succeeded")
 
     async def due(self, limit: int = 20) -> list[str]:
-        rows = await self.pool.fetch(
-            """SELECT refund_id FROM refund_jobs WHERE state = 'pending' AND next_attempt_at <= now()
-               ORDER BY next_attempt_at LIMIT $1""", limit)
-        return [r["refund_id"] for r in rows]
+        return await repo.due_refund_jobs(self.pool, limit)
 
     @staticmethod
     def _view(job, payment, status: str) -> dict:

@@ -9,12 +9,13 @@ and answered 2xx `ignored`, so the provider stops retrying. Duplicates are dropp
 account and the provider's event id."""
 
 from shared import auth
+from shared.aggregate import retry_on_conflict
 from shared.errors import Conflict, NotFound, Refused
-from shared.eventstore import ConcurrencyError
 from shared.logs import get_logger
 
 from ..providers.base import SignatureInvalid
 from ..providers.factory import KNOWN
+from . import repository as repo
 from .routing import SANDBOX_DEFAULT, Account
 
 log = get_logger(__name__)
@@ -37,16 +38,12 @@ async def _account(payments, provider: str, segment: str | None) -> Account:
         if not sandbox:
             raise SignatureInvalid(f"no default {provider} account")
         return Account(SANDBOX_DEFAULT, "sandbox")
-    columns = "account_id, provider, currencies, priority, credentials"
     if segment is not None:
-        row = await payments.pool.fetchrow(
-            f"SELECT {columns} FROM provider_accounts WHERE account_id = $1 AND provider = $2 AND active",
-            segment, provider)
+        row = await repo.active_account(payments.pool, segment, provider)
         if row is None:
             raise SignatureInvalid(f"no active {provider} account {segment}")
         return payments.accounts.from_row(row)
-    rows = await payments.pool.fetch(
-        f"SELECT {columns} FROM provider_accounts WHERE provider = $1 AND active LIMIT 2", provider)
+    rows = await repo.two_active_accounts(payments.pool, provider)
     if len(rows) + sandbox > 1:
         log.warning("provider callback on the bare path with several accounts", provider=provider)
         raise Refused("callback_account_required",
@@ -63,9 +60,7 @@ async def _charged_through(conn, payment_id: str, account: Account) -> bool:
     """Whether the payment's charge was made through `account` (none recorded: the installation's
     sandbox). Never a live payment through a sandbox, which serves test mode only, not even one
     charged through it before the modes existed."""
-    job = await conn.fetchrow(
-        "SELECT coalesce(account_id, $2) AS account_id, tenant_id FROM charge_jobs WHERE payment_id = $1",
-        payment_id, SANDBOX_DEFAULT)
+    job = await repo.charged_through(conn, payment_id, SANDBOX_DEFAULT)
     return job is not None and job["account_id"] == account.account_id \
         and not (account.provider == "sandbox" and auth.livemode(job["tenant_id"]))
 
@@ -82,31 +77,30 @@ async def receive(payments, provider: str, headers: dict[str, str], body: bytes,
         log.warning("provider callback refused", provider=provider, account_id=segment, reason=str(exc),
                     size=len(body))
         raise Refused("signature_invalid", "The callback signature could not be verified.") from exc
-    for _ in range(5):
-        try:
-            async with payments.pool.acquire() as conn, conn.transaction():
-                fresh = await conn.fetchval(
-                    """INSERT INTO provider_events (provider, account_id, event_id, payment_id) VALUES ($1, $2, $3, $4)
-                       ON CONFLICT DO NOTHING RETURNING true""",
-                    provider, account.account_id, event.event_id, event.payment_id)
-                if not fresh:
-                    log.info("duplicate provider callback ignored", provider=provider, account_id=account.account_id,
-                             provider_event_id=event.event_id)
-                    return {"received": True, "duplicate": True}
-                if not event.payment_id or not event.status:
-                    return {"received": True, "ignored": True}
-                if not await _charged_through(conn, event.payment_id, account):
-                    log.warning("provider callback for a payment not charged through this account ignored",
-                                provider=provider, account_id=account.account_id, payment_id=event.payment_id,
-                                provider_event_id=event.event_id)
-                    return {"received": True, "ignored": True}
-                state = await payments.record(conn, event.payment_id, event.status,
-                                              reference=event.provider_reference, code=event.failure_code,
-                                              reason=event.failure_reason)
-                log.info("provider callback applied", provider=provider, account_id=account.account_id,
-                         provider_event_id=event.event_id,
-                         payment_id=event.payment_id, status=state.status)
-                return {"received": True}
-        except ConcurrencyError:
-            continue  # the charge job appended at the same moment: decide again
-    raise Conflict("conflict", "The payment kept changing; the provider will retry.")
+
+    async def apply(conn) -> dict:
+        fresh = await repo.record_provider_event(conn, provider, account.account_id, event.event_id,
+                                                 event.payment_id)
+        if not fresh:
+            log.info("duplicate provider callback ignored", provider=provider, account_id=account.account_id,
+                     provider_event_id=event.event_id)
+            return {"received": True, "duplicate": True}
+        if not event.payment_id or not event.status:
+            return {"received": True, "ignored": True}
+        if not await _charged_through(conn, event.payment_id, account):
+            log.warning("provider callback for a payment not charged through this account ignored",
+                        provider=provider, account_id=account.account_id, payment_id=event.payment_id,
+                        provider_event_id=event.event_id)
+            return {"received": True, "ignored": True}
+        state = await payments.record(conn, event.payment_id, event.status,
+                                      reference=event.provider_reference, code=event.failure_code,
+                                      reason=event.failure_reason)
+        log.info("provider callback applied", provider=provider, account_id=account.account_id,
+                 provider_event_id=event.event_id,
+                 payment_id=event.payment_id, status=state.status)
+        return {"received": True}
+
+    # The charge job may append at the same moment: decide again (the event's row goes with it).
+    return await retry_on_conflict(
+        payments.pool, apply, attempts=5,
+        gave_up=lambda: Conflict("conflict", "The payment kept changing; the provider will retry."))

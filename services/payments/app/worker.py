@@ -6,8 +6,8 @@ import asyncio
 import asyncpg
 import structlog
 
-from shared.wakeup import Wakeup
 from shared.logs import get_logger
+from shared.wakeup import Wakeup
 
 log = get_logger(__name__)
 CHANNEL = "payments_charge_jobs"
@@ -37,12 +37,12 @@ class ChargeWorker:
         try:
             with structlog.contextvars.bound_contextvars(payment_id=payment_id):
                 await self.payments.run_job(payment_id)
-        except Exception as exc:  # a bug or the database away: the job stays due and is retried
+        except Exception as exc:  # noqa: BLE001 - a bug or the database away: the job stays due and is retried
             log.error("charge job failed", payment_id=payment_id, error=repr(exc))
 
     async def _refund_one(self, refund_id: str) -> None:
         try:
             with structlog.contextvars.bound_contextvars(refund_id=refund_id):
                 await self.refunds.send(refund_id)
-        except Exception as exc:  # refused refunds are recorded by send(); anything else is retried
+        except Exception as exc:  # noqa: BLE001 - refused refunds are recorded by send(); anything else is retried
             log.error("refund job failed", refund_id=refund_id, error=repr(exc))

@@ -1,12 +1,15 @@
 """Payments' event contracts (docs/events.md, billing.payments). Every event carries the facts
 of the event and the `payment` snapshot as it is after it. Field names are camelCase."""
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
+from shared import topics
 from shared.registry import EventRegistry
 
-STREAM_TOPICS = {"payment": "billing.payments"}
+STREAM_TOPICS = {"payment": topics.PAYMENTS}
 
 PENDING, PROCESSING, SUCCEEDED, FAILED = "PENDING", "PROCESSING", "SUCCEEDED", "FAILED"
 REFUNDED, PARTIALLY_REFUNDED = "REFUNDED", "PARTIALLY_REFUNDED"
@@ -16,7 +19,7 @@ STATUSES = (PENDING, PROCESSING, SUCCEEDED, FAILED, REFUNDED, PARTIALLY_REFUNDED
 class Contract(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
 
-    def dump(self) -> dict:
+    def dump(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)
 
 
@@ -82,7 +85,7 @@ class PaymentRefunded(Contract):
 
 
 registry = EventRegistry()
-EVENT_MODELS = {
+EVENT_MODELS: dict[str, type[Contract]] = {
     "payment.created": PaymentCreated,
     "payment.processing": PaymentProcessing,
     "payment.succeeded": PaymentSucceeded,

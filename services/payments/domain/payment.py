@@ -9,11 +9,22 @@ recorded a failure) is recorded, because the invoice has to know.
 from dataclasses import dataclass
 from datetime import datetime
 
+from pydantic import BaseModel
+
 from shared.errors import Conflict, Refused
 
 from .events import (
-    FAILED, PARTIALLY_REFUNDED, PENDING, PROCESSING, REFUNDED, SUCCEEDED,
-    PaymentCreated, PaymentFailed, PaymentProcessing, PaymentRefunded, PaymentSnapshot,
+    FAILED,
+    PARTIALLY_REFUNDED,
+    PENDING,
+    PROCESSING,
+    REFUNDED,
+    SUCCEEDED,
+    PaymentCreated,
+    PaymentFailed,
+    PaymentProcessing,
+    PaymentRefunded,
+    PaymentSnapshot,
     PaymentSucceeded,
 )
 
@@ -62,7 +73,7 @@ def _stamp(at: datetime) -> str:
     return at.isoformat().replace("+00:00", "Z")
 
 
-def decide_start(state: Payment, cmd: StartPayment, at: datetime) -> list[tuple[str, object]]:
+def decide_start(state: Payment, cmd: StartPayment, at: datetime) -> list[tuple[str, BaseModel]]:
     if state.version:
         raise Conflict("payment_exists", f"Payment {cmd.payment_id} already exists.")
     if cmd.amount <= 0:
@@ -75,17 +86,18 @@ def decide_start(state: Payment, cmd: StartPayment, at: datetime) -> list[tuple[
     return [("payment.created", PaymentCreated(payment=snap))]
 
 
-def decide_processing(state: Payment, reference: str | None, at: datetime) -> list[tuple[str, object]]:
+def decide_processing(state: Payment, reference: str | None, at: datetime) -> list[tuple[str, BaseModel]]:
     """The provider accepted the charge and is working on it."""
-    if state.status != PENDING:
+    s = state.snapshot
+    if s is None or s.status != PENDING:  # state.status, spelled so that s is known to be there
         return []  # already further along (callbacks can overtake the API answer)
-    snap = state.snapshot.model_copy(update={
-        "status": PROCESSING, "provider_reference": reference or state.snapshot.provider_reference,
+    snap = s.model_copy(update={
+        "status": PROCESSING, "provider_reference": reference or s.provider_reference,
         "updated_at": _stamp(at)})
     return [("payment.processing", PaymentProcessing(payment=snap))]
 
 
-def decide_outcome(state: Payment, outcome: Outcome, at: datetime) -> list[tuple[str, object]]:
+def decide_outcome(state: Payment, outcome: Outcome, at: datetime) -> list[tuple[str, BaseModel]]:
     s = state.snapshot
     if s is None:
         raise ValueError("no such payment")
@@ -133,10 +145,12 @@ def check_refund(state: Payment, amount: int | None, reserved: int = 0) -> int:
 
 
 def decide_refund(state: Payment, refund_id: str, amount: int, reason: str, at: datetime
-                  ) -> list[tuple[str, object]]:
+                  ) -> list[tuple[str, BaseModel]]:
     """Record a refund the provider has made (check_refund was asked before calling it)."""
-    amount = check_refund(state, amount)
     s = state.snapshot
+    if s is None:  # what check_refund raises first, raised here so that s is known to be there
+        raise ValueError("no such payment")
+    amount = check_refund(state, amount)
     total = s.amount_refunded + amount
     snap = s.model_copy(update={"amount_refunded": total,
                                 "status": REFUNDED if total == s.amount else PARTIALLY_REFUNDED,

@@ -19,8 +19,16 @@ import json
 import httpx
 
 from .base import (
-    CallbackEvent, ChargeRequest, ChargeResult, Instrument, KeyAlreadyUsed, ProviderError, ProviderUnavailable,
-    RefundResult, SavedMethod, SignatureInvalid,
+    CallbackEvent,
+    ChargeRequest,
+    ChargeResult,
+    Instrument,
+    KeyAlreadyUsed,
+    ProviderError,
+    ProviderUnavailable,
+    RefundResult,
+    SavedMethod,
+    SignatureInvalid,
 )
 
 # "abandoned" means the customer has not finished paying yet, not that the payment failed.

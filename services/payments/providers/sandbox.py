@@ -22,8 +22,15 @@ import httpx
 
 from . import signing
 from .base import (
-    CallbackEvent, ChargeRequest, ChargeResult, Instrument, ProviderError, ProviderUnavailable,
-    RefundResult, SavedMethod, SignatureInvalid,
+    CallbackEvent,
+    ChargeRequest,
+    ChargeResult,
+    Instrument,
+    ProviderError,
+    ProviderUnavailable,
+    RefundResult,
+    SavedMethod,
+    SignatureInvalid,
 )
 
 SIGNATURE_HEADER = "sandbox-signature"

@@ -14,12 +14,22 @@
 """
 
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 import stripe
 
 from .base import (
-    CallbackEvent, ChargeRequest, ChargeResult, Instrument, KeyAlreadyUsed, ProviderError, ProviderUnavailable,
-    RefundResult, SavedMethod, SignatureInvalid, expired,
+    CallbackEvent,
+    ChargeRequest,
+    ChargeResult,
+    Instrument,
+    KeyAlreadyUsed,
+    ProviderError,
+    ProviderUnavailable,
+    RefundResult,
+    SavedMethod,
+    SignatureInvalid,
+    expired,
 )
 
 STATUS = {"succeeded": "succeeded", "processing": "processing", "requires_payment_method": "failed",
@@ -111,10 +121,11 @@ class StripeProvider:
         except KeyAlreadyUsed as refused:  # the first request with this key made the intent: that is the answer
             intent = await self._intent_of(req.reference, refused)
         except stripe.CardError as exc:  # a decline: Stripe answers 402 with the intent in the error
-            intent = (exc.json_body or {}).get("error", {}).get("payment_intent") or {}
+            body = cast(dict[str, Any], exc.json_body or {})  # the JSON object Stripe answered with
+            intent = body.get("error", {}).get("payment_intent") or {}
             return ChargeResult(provider_reference=intent.get("id", ""), status="failed",
                                 failure_code=exc.code if exc.code != "card_declined" else
-                                (exc.json_body or {}).get("error", {}).get("decline_code") or exc.code,
+                                body.get("error", {}).get("decline_code") or exc.code,
                                 failure_reason=exc.user_message)
         return self._result(intent)
 

@@ -19,11 +19,11 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import httpx
 
-from shared.wakeup import Wakeup
+from shared.aggregate import Aggregates
 from shared.errors import Refused
-from shared.eventstore import EventStore
 from shared.logs import bind_correlation, get_logger
 from shared.vault import Vault
+from shared.wakeup import Wakeup
 
 from ..consumers.events import DELIVERY_CHANNEL
 from ..settings import DEV_SECRETS_KEY
@@ -121,13 +121,13 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
 
 
 class DeliveryWorker:
-    def __init__(self, dsn: str, pool: asyncpg.Pool, store: EventStore, *, timeout: float = 15.0,
+    def __init__(self, dsn: str, pool: asyncpg.Pool, aggregates: Aggregates, *, timeout: float = 15.0,
                  concurrency: int = 50, per_endpoint: int = 5, lease_s: float = 60,
                  poll_interval: float = 1.0, schedule: list[float] = RETRY_DELAYS,
                  disable_after_s: float = 5 * 24 * 3600, allow_private: bool = False,
                  resolve: Resolver = system_resolver, vault: Vault | None = None,
                  failure_threshold: int = FAILURE_THRESHOLD, endpoint_backoff: list[float] = ENDPOINT_BACKOFF) -> None:
-        self.dsn, self.pool, self.store, self.timeout = dsn, pool, store, timeout
+        self.dsn, self.pool, self.aggregates, self.timeout = dsn, pool, aggregates, timeout  # for endpoints.disable
         # The lease must outlast an attempt, or a slow attempt would be claimed twice.
         self.lease_s = max(lease_s, timeout + 5)
         self.poll_interval, self.schedule = poll_interval, schedule
@@ -288,7 +288,7 @@ class DeliveryWorker:
                 d["delivery_id"], outcome, status, error, float(delay or 0),
             )
             if disable:
-                await endpoints.disable(conn, self.store, d["endpoint_id"], reason=disable[0], detail=disable[1])
+                await endpoints.disable(conn, self.aggregates, d["endpoint_id"], reason=disable[0], detail=disable[1])
 
     async def _failed(self, conn, endpoint_id: str, error: str,
                       retry_after: float | None) -> tuple[str, str] | None:

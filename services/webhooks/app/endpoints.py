@@ -9,13 +9,12 @@ from datetime import UTC, datetime
 import asyncpg
 
 from shared import auth
-from shared.eventstore import EventStore
+from shared.aggregate import Aggregates
 from shared.logs import get_logger
 
-from ..domain.events import STREAM_TYPE, WebhookEndpointDisabled, WebhookEndpointView, registry
+from ..domain.events import STREAM_TYPE, WebhookEndpointDisabled, WebhookEndpointView
 
 log = get_logger(__name__)
-SOURCE = "/billstream/webhooks"
 
 
 def iso(value: datetime | None) -> str | None:
@@ -36,12 +35,13 @@ def public_view(row: asyncpg.Record) -> dict:
     }
 
 
-async def disable(conn: asyncpg.Connection, store: EventStore, endpoint_id: str, *,
+async def disable(conn: asyncpg.Connection, aggregates: Aggregates, endpoint_id: str, *,
                   reason: str, detail: str, now: datetime | None = None) -> bool:
     """Disable an enabled endpoint and record why; False if it was not enabled (no event).
 
     Must run in the caller's transaction. The conditional UPDATE takes the row lock, so two
-    workers that both see the endpoint failing publish one event between them.
+    workers that both see the endpoint failing publish one event between them, and the stream
+    is loaded under that lock, so its version holds until commit (the append is not retried).
     """
     now = now or datetime.now(UTC)
     row = await conn.fetchrow(
@@ -52,12 +52,10 @@ async def disable(conn: asyncpg.Connection, store: EventStore, endpoint_id: str,
     )
     if row is None:
         return False
-    version = await conn.fetchval(
-        "SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1", endpoint_id)
+    stream = await aggregates.load(conn, endpoint_id)
     data = WebhookEndpointDisabled(endpoint_id=endpoint_id, reason=reason, detail=detail,
                                    endpoint=WebhookEndpointView.model_validate(public_view(row)))
-    event = registry.new_event("webhook_endpoint.disabled", data, source=SOURCE, subject=endpoint_id,
-                               tenant_id=row["tenant_id"], time=now)
-    await store.append(conn, STREAM_TYPE, endpoint_id, version, [event])
+    await aggregates.append(conn, STREAM_TYPE, endpoint_id, stream.version, [("webhook_endpoint.disabled", data)],
+                            tenant_id=row["tenant_id"], at=now)
     log.warning("webhook endpoint disabled", endpoint_id=endpoint_id, reason=reason, detail=detail)
     return True

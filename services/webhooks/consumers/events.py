@@ -81,7 +81,7 @@ async def queue_email(conn: asyncpg.Connection, event: CloudEvent, *, public_url
         draft = compose(event.type, event.data, invoice if isinstance(invoice, dict) else None,
                         business=business, public_url=public_url, default_locale=default_locale,
                         pay_link_secret=pay_link_secret)
-    except Exception:  # noqa: BLE001 - a bad snapshot must not hold up this event's webhooks
+    except Exception:  # a bad snapshot must not hold up this event's webhooks
         log.exception("customer e-mail not composed", invoice_id=(invoice or {}).get("id"))
         return
     if draft is None:

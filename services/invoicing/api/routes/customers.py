@@ -8,7 +8,8 @@ from fastapi import APIRouter, Depends, Request
 from shared import auth
 from shared.errors import NotFound
 
-from ...app.handlers import Invoicing
+from ...app import repository
+from ...app.invoices import Invoicing
 from ..listing import Column, parse_time, run_list
 from ..schemas import CreateCustomerIn, CustomerFieldsIn
 
@@ -50,8 +51,7 @@ def make_router(invoicing) -> APIRouter:
 
     @router.get("/credit-notes/{credit_note_id}")
     async def get_credit_note(credit_note_id: str, tenant: Tenant) -> dict:
-        view = await service.pool.fetchval(
-            "SELECT view FROM credit_notes WHERE credit_note_id = $1 AND tenant_id = $2", credit_note_id, tenant)
+        view = await repository.credit_note(service.pool, tenant, credit_note_id)
         if view is None:
             raise NotFound("credit note", credit_note_id)
         return auth.with_livemode(view, tenant)

@@ -11,7 +11,8 @@ from starlette.datastructures import QueryParams
 
 from shared import auth
 
-from ...app.handlers import Invoicing
+from ...app import repository
+from ...app.invoices import Invoicing
 from .. import pdf
 from ..listing import INVOICE_FILTERS, INVOICE_SORTS, run_list
 from ..schemas import CreateInvoiceIn, ImportInvoiceIn, InvoiceFieldsIn, ItemIn, ReasonIn, RecordPaymentIn
@@ -54,11 +55,9 @@ def make_router(invoicing) -> APIRouter:
                                   params=_list_params(request.query_params), filters=INVOICE_FILTERS,
                                   sortable=INVOICE_SORTS, default_sort="-createdAt")
             ids = [v["id"] for v in page["data"]]
-            dunning = {r["invoice_id"]: r for r in await conn.fetch(
-                "SELECT invoice_id, status, next_retry_at FROM invoice_dunning WHERE invoice_id = ANY($1)", ids)}
+            dunning = await repository.dunning_of(conn, ids)
         for v in page["data"]:
-            d = dunning.get(v["id"])
-            v["dunningStatus"], v["nextRetryAt"] = (d["status"], d["next_retry_at"]) if d else (None, None)
+            repository.show_dunning(v, dunning)
         return page
 
     @router.get("/{invoice_id}")

@@ -15,8 +15,8 @@ from email.utils import formataddr, formatdate
 import asyncpg
 import httpx
 
-from shared.wakeup import Wakeup
 from shared.logs import bind_correlation, get_logger
+from shared.wakeup import Wakeup
 
 log = get_logger(__name__)
 EMAIL_CHANNEL = "billstream_emails"

@@ -1,0 +1,281 @@
+"""Invoicing's commands and reads over its two aggregates, invoices and customers. Each command
+runs in one transaction: load the streams it needs, decide (domain/), record each fact with the
+resource as it is after it (app/views.py) and append, plus the bookkeeping rows
+(app/repository.py). A version conflict reruns the whole command. Facts from other services are
+in app/reactions.py, tenants and keys in app/tenants.py.
+"""
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime, timedelta
+from typing import TypeVar
+
+import asyncpg
+
+from shared.aggregate import Aggregates, retry_on_conflict
+from shared.errors import Conflict, NotFound, Refused
+from shared.ids import new_id
+
+from ..domain import customer as cust
+from ..domain import events as ev
+from ..domain import invoice as inv
+from . import repository as repo
+from .views import credit_note_view, customer_view, invoice_view
+
+T = TypeVar("T")
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Invoicing:
+    def __init__(self, pool: asyncpg.Pool, aggregates: Aggregates, clock: Clock = utcnow,
+                 pdf_link: Callable[[str, str], str] | None = None) -> None:
+        """`pdf_link(tenant, invoice_id)` signs the PDF link that invoice.paid carries."""
+        self.pool, self.aggregates, self.clock, self.pdf_link = pool, aggregates, clock, pdf_link
+
+    async def transact(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """Run fn in a transaction; on a concurrent write to the same stream, reload and retry."""
+        return await retry_on_conflict(self.pool, fn, gave_up=lambda: Conflict(
+            "concurrent_update", "The invoice changed while this request ran; retry."))
+
+    # -- loading ------------------------------------------------------------------------------
+
+    async def load_invoice(self, conn, tenant: str, invoice_id: str, *, as_of: datetime | None = None,
+                           allow_deleted: bool = False) -> inv.Invoice:
+        stream = await self.aggregates.load(conn, invoice_id, as_of=as_of)
+        if not stream.is_a("invoice", tenant):
+            raise NotFound("invoice", invoice_id)  # another tenant's invoice does not exist here
+        state = inv.fold(stream.history, invoice_id)
+        if state.deleted and not allow_deleted:
+            raise NotFound("invoice", invoice_id)
+        return state
+
+    async def load_customer(self, conn, tenant: str, customer_id: str, *, field: str | None = None) -> cust.Customer:
+        stream = await self.aggregates.load(conn, customer_id)
+        if not stream.is_a("customer", tenant):
+            if field:
+                raise Refused("customer_not_found", f"No such customer: '{customer_id}'", field=field)
+            raise NotFound("customer", customer_id)
+        return cust.fold(stream.history, customer_id)
+
+    # -- recording ----------------------------------------------------------------------------
+
+    async def _record(self, conn, tenant: str, stream_type: str, state, facts, at: datetime, *,
+                      evolve, snapshot: tuple[str, Callable]):
+        """Fold each fact into the state, put the resource as it is after it into the event's
+        data (`snapshot` = (key, view)), and append them all at the state's version."""
+        key, view = snapshot
+        decided, s = [], state
+        for event_type, fact in facts:
+            s = evolve(s, event_type, fact, subject=state.id, at=at)
+            data = fact.dump() if event_type == "credit_note.created" else {**fact.dump(), key: view(s, tenant)}
+            decided.append((event_type, type(fact).model_validate(data)))
+        await self.aggregates.append(conn, stream_type, state.id, state.version, decided, tenant_id=tenant, at=at)
+        return s
+
+    async def record_invoice(self, conn, tenant: str, state: inv.Invoice, facts: list[inv.Fact], at: datetime,
+                              extra: list[tuple[str, ev.Contract]] = ()) -> inv.Invoice:
+        if self.pdf_link:
+            facts = [(t, f.model_copy(update={"pdf_url": self.pdf_link(tenant, state.id)}) if t == "invoice.paid" else f)
+                     for t, f in facts]
+        return await self._record(conn, tenant, "invoice", state, [*facts, *extra], at,
+                                  evolve=inv.evolve, snapshot=("invoice", invoice_view))
+
+    async def record_customer(self, conn, tenant: str, state: cust.Customer, facts: list[cust.Fact],
+                               at: datetime) -> cust.Customer:
+        return await self._record(conn, tenant, "customer", state, facts, at,
+                                  evolve=cust.evolve, snapshot=("customer", customer_view))
+
+    async def apply_overpayment(self, conn, tenant: str, state: inv.Invoice, facts: list[inv.Fact], at: datetime) -> None:
+        for event_type, fact in facts:
+            if event_type == "invoice.payment_received" and fact.overpayment > 0:
+                customer = await self.load_customer(conn, tenant, state.fields.customer.id)
+                await self.record_customer(conn, tenant, customer, cust.decide_add_credit(
+                    customer, fact.overpayment, state.fields.currency, invoice_id=state.id, reason="overpayment"), at)
+
+    # -- customers ----------------------------------------------------------------------------
+
+    async def create_customer(self, tenant: str, fields: ev.CustomerFields) -> dict:
+        async def run(conn):
+            state = cust.Customer(id=new_id("cust"))
+            return customer_view(await self.record_customer(conn, tenant, state, cust.decide_create(state, fields), self.clock()), tenant)
+        return await self.transact(run)
+
+    async def update_customer(self, tenant: str, customer_id: str, changes: ev.CustomerFields) -> dict:
+        async def run(conn):
+            state = await self.load_customer(conn, tenant, customer_id)
+            return customer_view(await self.record_customer(conn, tenant, state, cust.decide_update(state, changes), self.clock()), tenant)
+        return await self.transact(run)
+
+    async def get_customer(self, tenant: str, customer_id: str) -> dict:
+        async with self.pool.acquire() as conn:
+            return customer_view(await self.load_customer(conn, tenant, customer_id), tenant)
+
+    # -- invoices -----------------------------------------------------------------------------
+
+    async def _draft_fields(self, conn, tenant: str, fields: ev.DraftFields, customer_id: str | None,
+                            *, creating: bool) -> ev.DraftFields:
+        """Fill in what comes from the customer: its snapshot, and defaults on creation."""
+        if customer_id is None:
+            return fields
+        customer = await self.load_customer(conn, tenant, customer_id, field="customerId")
+        c = customer.fields
+        update = {"customer": ev.CustomerRef(id=customer.id, name=c.name, email=c.email)}
+        if creating:
+            if fields.currency is None:
+                update["currency"] = c.currency or "USD"
+            if fields.due_date is None:
+                update["due_date"] = self.clock().date() + timedelta(days=c.net_term_days or 0)
+            if fields.auto_collection is None:
+                update["auto_collection"] = bool(c.auto_collection)
+            if fields.allow_partial_payments is None:
+                update["allow_partial_payments"] = True
+        merged = fields.model_copy(update=update)
+        # model_copy does not mark fields as set; re-validate so PATCH sees what changed.
+        return ev.DraftFields.model_validate(
+            {**fields.model_dump(exclude_unset=True), **{k: getattr(merged, k) for k in update}})
+
+    async def create_invoice(self, tenant: str, customer_id: str, fields: ev.DraftFields) -> dict:
+        async def run(conn):
+            state = inv.Invoice(id=new_id("inv"))
+            full = await self._draft_fields(conn, tenant, fields, customer_id, creating=True)
+            facts = inv.decide_create(state, full)
+            await repo.claim_reference(conn, tenant, full.reference, state.id)
+            return invoice_view(await self.record_invoice(conn, tenant, state, facts, self.clock()), tenant)
+        return await self.transact(run)
+
+    async def update_invoice(self, tenant: str, invoice_id: str, customer_id: str | None, changes: ev.DraftFields) -> dict:
+        async def run(conn):
+            state = await self.load_invoice(conn, tenant, invoice_id)
+            full = await self._draft_fields(conn, tenant, changes, customer_id, creating=False)
+            facts = inv.decide_update(state, full)
+            if "reference" in full.model_fields_set:
+                await repo.release_reference(conn, tenant, invoice_id)
+                await repo.claim_reference(conn, tenant, full.reference, invoice_id)
+            return invoice_view(await self.record_invoice(conn, tenant, state, facts, self.clock()), tenant)
+        return await self.transact(run)
+
+    async def add_charge(self, tenant: str, invoice_id: str, line: ev.LineData) -> dict:
+        async def run(conn):
+            state = await self.load_invoice(conn, tenant, invoice_id)
+            return invoice_view(await self.record_invoice(conn, tenant, state, inv.decide_add_charge(state, line), self.clock()), tenant)
+        return await self.transact(run)
+
+    async def _finalizing(self, conn, tenant: str, state: inv.Invoice, at: datetime):
+        """Number and credit for a draft about to be finalized (None, 0 otherwise)."""
+        if state.status != inv.DRAFT:
+            return None, 0, None
+        number = await repo.next_number(conn, tenant, "INV", at.year)
+        try:
+            customer = await self.load_customer(conn, tenant, state.fields.customer.id)
+        except NotFound:  # invoices from before customers existed name an id with no stream
+            return number, 0, None
+        return number, customer.credit.get(state.fields.currency, 0), customer
+
+    async def _after_finalize(self, conn, tenant, state, facts, customer, at) -> None:
+        for event_type, fact in facts:
+            if event_type == "invoice.finalized" and fact.credits_applied:
+                await self.record_customer(conn, tenant, customer, cust.decide_apply_credit(
+                    customer, fact.credits_applied, state.fields.currency, state.id), at)
+
+    async def finalize(self, tenant: str, invoice_id: str) -> dict:
+        async def run(conn):
+            at = self.clock()
+            state = await self.load_invoice(conn, tenant, invoice_id)
+            if state.status != inv.DRAFT:
+                raise inv.InvalidTransition("finalize", state.status)
+            number, credit, customer = await self._finalizing(conn, tenant, state, at)
+            facts = inv.decide_finalize(state, number=number, credit_available=credit)
+            await self._after_finalize(conn, tenant, state, facts, customer, at)
+            return invoice_view(await self.record_invoice(conn, tenant, state, facts, at), tenant)
+        return await self.transact(run)
+
+    async def send(self, tenant: str, invoice_id: str) -> dict:
+        async def run(conn):
+            at = self.clock()
+            state = await self.load_invoice(conn, tenant, invoice_id)
+            if state.status in (inv.VOID, inv.WRITTEN_OFF):
+                raise inv.InvalidTransition("send", state.status)
+            number, credit, customer = await self._finalizing(conn, tenant, state, at)
+            facts = inv.decide_send(state, number=number, credit_available=credit)
+            await self._after_finalize(conn, tenant, state, facts, customer, at)
+            return invoice_view(await self.record_invoice(conn, tenant, state, facts, at), tenant)
+        return await self.transact(run)
+
+    async def record_offline_payment(self, tenant: str, invoice_id: str, *, amount: int | None, method: str,
+                                     reference: str | None, paid_on: date | None) -> dict:
+        async def run(conn):
+            at = self.clock()
+            state = await self.load_invoice(conn, tenant, invoice_id)
+            facts = inv.decide_payment(state, payment_id=new_id("pay"), amount=amount or state.amount_due,
+                                       method=method, reference=reference, paid_on=paid_on, offline=True)
+            await self.apply_overpayment(conn, tenant, state, facts, at)
+            return invoice_view(await self.record_invoice(conn, tenant, state, facts, at), tenant)
+        return await self.transact(run)
+
+    async def void(self, tenant: str, invoice_id: str, reason: str | None) -> dict:
+        async def run(conn):
+            at = self.clock()
+            state = await self.load_invoice(conn, tenant, invoice_id)
+            facts = inv.decide_void(state, reason)
+            await self.return_credits(conn, tenant, state, facts, at)
+            return invoice_view(await self.record_invoice(conn, tenant, state, facts, at), tenant)
+        return await self.transact(run)
+
+    async def return_credits(self, conn, tenant, state, facts, at) -> None:
+        for event_type, fact in facts:
+            if event_type == "invoice.voided" and fact.credits_returned:
+                customer = await self.load_customer(conn, tenant, state.fields.customer.id)
+                await self.record_customer(conn, tenant, customer, cust.decide_add_credit(
+                    customer, fact.credits_returned, state.fields.currency, invoice_id=state.id,
+                    reason="invoice voided"), at)
+
+    async def write_off(self, tenant: str, invoice_id: str, reason: str | None) -> dict:
+        async def run(conn):
+            at = self.clock()
+            state = await self.load_invoice(conn, tenant, invoice_id)
+            cn_id = new_id("cn")
+            facts = inv.decide_write_off(state, cn_id)
+            note = await self.new_credit_note(conn, tenant, state, cn_id, "adjustment", state.amount_due,
+                                           reason or "written off", at)
+            return invoice_view(await self.record_invoice(conn, tenant, state, facts, at, extra=[note]), tenant)
+        return await self.transact(run)
+
+    async def new_credit_note(self, conn, tenant, state, cn_id, kind, amount, reason, at):
+        number = await repo.next_number(conn, tenant, "CN", at.year)
+        view = credit_note_view(tenant=tenant, id=cn_id, number=number, invoice=state, kind=kind, amount=amount, reason=reason, at=at)
+        return "credit_note.created", ev.CreditNoteCreated(credit_note=view)
+
+    async def delete(self, tenant: str, invoice_id: str) -> None:
+        async def run(conn):
+            state = await self.load_invoice(conn, tenant, invoice_id)
+            facts = inv.decide_delete(state)
+            await repo.release_reference(conn, tenant, invoice_id)
+            await self.record_invoice(conn, tenant, state, facts, self.clock())
+        await self.transact(run)
+
+    async def import_invoice(self, tenant: str, customer_id: str, fields: ev.DraftFields, *, number: str,
+                             issued_on: date, status: str, amount_paid: int) -> dict:
+        async def run(conn):
+            state = inv.Invoice(id=new_id("inv"))
+            full = await self._draft_fields(conn, tenant, fields, customer_id, creating=True)
+            facts = inv.decide_import(state, fields=full, number=number, issued_on=issued_on,
+                                      status=status, amount_paid=amount_paid)
+            await repo.claim_number(conn, tenant, number)
+            await repo.claim_reference(conn, tenant, full.reference, state.id)
+            return invoice_view(await self.record_invoice(conn, tenant, state, facts, self.clock()), tenant)
+        return await self.transact(run)
+
+    async def get(self, tenant: str, invoice_id: str, as_of: datetime | None = None) -> dict:
+        """The invoice now, or exactly as it was at `as_of`, folded from its events."""
+        async with self.pool.acquire() as conn:
+            view = invoice_view(await self.load_invoice(conn, tenant, invoice_id, as_of=as_of), tenant)
+            return repo.show_dunning(view, await repo.dunning_of(conn, [invoice_id]))
+
+    async def history(self, tenant: str, invoice_id: str) -> list[dict]:
+        async with self.pool.acquire() as conn:
+            await self.load_invoice(conn, tenant, invoice_id, allow_deleted=True)
+            stored = (await self.aggregates.load(conn, invoice_id)).stored
+        return [ev.registry.upcast(s.event).model_dump(mode="json", exclude_none=True) for s in stored]

@@ -1,0 +1,83 @@
+"""Invoicing's SQL beside its event streams: document numbers, invoice references, what dunning
+said of each invoice, and credit notes by id. Each function runs on the caller's connection (and
+so in its transaction)."""
+
+import asyncpg
+
+from shared.errors import Conflict
+
+
+async def next_number(conn: asyncpg.Connection, tenant: str, kind: str, year: int) -> str:
+    """Per-tenant, per-year sequence. The row lock is held to commit, and a rolled-back
+    transaction gives its number back: no gaps, no duplicates."""
+    value = await conn.fetchval(
+        """INSERT INTO document_sequences (tenant_id, kind, year, last_value) VALUES ($1, $2, $3, 1)
+           ON CONFLICT (tenant_id, kind, year) DO UPDATE SET last_value = document_sequences.last_value + 1
+           RETURNING last_value""", tenant, kind, year)
+    try:
+        return await claim_number(conn, tenant, f"{kind}-{year}-{value:06d}")
+    except Conflict:
+        pass
+    # An imported number sits on the next value: step over every taken one in one query.
+    value = await conn.fetchval(
+        """UPDATE document_sequences SET last_value = (
+               SELECT v FROM generate_series($4::bigint + 1, $4::bigint + 1000000) AS v
+               WHERE NOT EXISTS (SELECT 1 FROM document_numbers d WHERE d.tenant_id = $1
+                                 AND d.number = $2 || '-' || $3 || '-' || lpad(v::text, greatest(6, length(v::text)), '0'))
+               LIMIT 1)  -- generate_series yields in order, so the first free value
+           WHERE tenant_id = $1 AND kind = $2 AND year = $3 RETURNING last_value""", tenant, kind, year, value)
+    return await claim_number(conn, tenant, f"{kind}-{year}-{value:06d}")
+
+
+async def claim_number(conn: asyncpg.Connection, tenant: str, number: str) -> str:
+    try:
+        async with conn.transaction():
+            await conn.execute("INSERT INTO document_numbers (tenant_id, number) VALUES ($1, $2)", tenant, number)
+    except asyncpg.UniqueViolationError as exc:
+        raise Conflict("number_taken", f"Number {number} is already used.", field="number") from exc
+    return number
+
+
+async def release_reference(conn: asyncpg.Connection, tenant: str, invoice_id: str) -> None:
+    await conn.execute("DELETE FROM invoice_references WHERE tenant_id = $1 AND invoice_id = $2", tenant, invoice_id)
+
+
+async def claim_reference(conn: asyncpg.Connection, tenant: str, reference: str | None, invoice_id: str) -> None:
+    if not reference:
+        return
+    try:
+        async with conn.transaction():
+            await conn.execute("INSERT INTO invoice_references (tenant_id, reference, invoice_id) VALUES ($1, $2, $3)",
+                               tenant, reference, invoice_id)
+    except asyncpg.UniqueViolationError as exc:
+        raise Conflict("reference_taken", f"Another invoice already has reference '{reference}'.",
+                       field="reference") from exc
+
+
+async def dunning_of(conn: asyncpg.Connection, invoice_ids: list[str]) -> dict[str, tuple]:
+    """invoice id → (dunning status, next retry), for the invoices dunning has spoken of."""
+    rows = await conn.fetch(
+        "SELECT invoice_id, status, next_retry_at FROM invoice_dunning WHERE invoice_id = ANY($1)", invoice_ids)
+    return {r["invoice_id"]: (r["status"], r["next_retry_at"]) for r in rows}
+
+
+async def record_dunning(conn: asyncpg.Connection, invoice_id: str, tenant: str, *, status: str, attempts: int,
+                         next_retry_at: str | None, version: int) -> None:
+    """What dunning says of an invoice, newest version wins (events may come again or out of order)."""
+    await conn.execute(
+        """INSERT INTO invoice_dunning (invoice_id, tenant_id, status, attempts, next_retry_at, version)
+           VALUES ($1, $2, $3, $4, $5, $6)
+           ON CONFLICT (invoice_id) DO UPDATE SET status = EXCLUDED.status, attempts = EXCLUDED.attempts,
+             next_retry_at = EXCLUDED.next_retry_at, version = EXCLUDED.version
+           WHERE invoice_dunning.version < EXCLUDED.version""",
+        invoice_id, tenant, status, attempts, next_retry_at, version)
+
+
+def show_dunning(view: dict, dunning: dict[str, tuple]) -> dict:
+    view["dunningStatus"], view["nextRetryAt"] = dunning.get(view["id"], (None, None))
+    return view
+
+
+async def credit_note(conn: asyncpg.Connection | asyncpg.Pool, tenant: str, credit_note_id: str) -> dict | None:
+    return await conn.fetchval(
+        "SELECT view FROM credit_notes WHERE credit_note_id = $1 AND tenant_id = $2", credit_note_id, tenant)
