@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 LOCAL := deploy/local
 
-.PHONY: setup run up down infra lint test test-unit fuzz demo logs status clean bench chaos
+.PHONY: setup run up down infra lint test test-unit fuzz mutants demo logs status clean bench chaos
 
 setup:            ## install what is missing (OS packages, .venv, Kafka jars)
 	@$(LOCAL)/setup.sh
@@ -37,6 +37,9 @@ test-unit: setup  ## only the tests that need no server
 
 fuzz: up          ## schemathesis over every service's OpenAPI as a fresh tenant: no 5xx (FUZZ_EXAMPLES=10)
 	@$(LOCAL)/fuzz.sh
+
+mutants: up       ## hand-made mutants of what the integration tests guard (tests/mutants.py): each must fail its test
+	@$(PY) -m tests.mutants
 
 status:
 	@$(LOCAL)/services.sh status; $(LOCAL)/kafka.sh status || true

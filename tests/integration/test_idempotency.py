@@ -92,6 +92,29 @@ async def test_crash_between_commit_and_answer_never_runs_twice(database):
     assert await things(database, tenant) == 1
 
 
+async def test_a_5xx_before_any_work_is_not_kept_and_the_retry_runs(database):
+    """A 500 from a bug and a 503 answered before any work leave the key free: the retry runs."""
+    tenant, key = await add_tenant(database, "Acme Uganda")
+    auth = {"Authorization": f"Bearer {key}", "Idempotency-Key": "boom-0"}
+    async with things_app(database) as (_, url):
+        for_each = {"base_url": url, "headers": auth}  # a new connection each: uvicorn closes it after a 500
+        async with httpx.AsyncClient(**for_each) as api:
+            assert (await api.post("/api/things?fail_before_commit=true", json={})).status_code == 500
+        async with httpx.AsyncClient(**for_each) as api:
+            assert (await api.post("/api/things?unavailable=true", json={})).status_code == 503
+        async with httpx.AsyncClient(**for_each) as api:
+            r = await api.post("/api/things?unavailable=true", json={})
+        assert r.status_code == 503 and "idempotent-replayed" not in r.headers  # answered again, not replayed
+        assert await things(database, tenant) == 0
+        async with httpx.AsyncClient(**for_each) as api:
+            r = await api.post("/api/things", json={})
+        assert r.status_code == 201 and "idempotent-replayed" not in r.headers, r.text  # ran, not replayed
+        async with httpx.AsyncClient(**for_each) as api:
+            again = await api.post("/api/things", json={})
+        assert again.status_code == 201 and again.json() == r.json() and again.headers["idempotent-replayed"] == "true"
+    assert await things(database, tenant) == 1
+
+
 async def test_a_5xx_after_committed_work_does_not_free_the_key(database):
     tenant, key = await add_tenant(database, "Acme Uganda")
     auth = {"Authorization": f"Bearer {key}", "Idempotency-Key": "boom-1"}

@@ -8,6 +8,7 @@ import uuid
 
 import uvicorn
 from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from shared import auth
 from shared.db import create_pool
@@ -42,8 +43,13 @@ async def health() -> dict:
     return {"ok": True}
 
 
-@app.post("/api/things", status_code=201)
-async def create_thing(fail_after_commit: bool = False, tenant_id: str = Depends(tenant)) -> dict:
+@app.post("/api/things", status_code=201, response_model=None)
+async def create_thing(fail_after_commit: bool = False, fail_before_commit: bool = False,
+                       unavailable: bool = False, tenant_id: str = Depends(tenant)) -> dict | JSONResponse:
+    if fail_before_commit:  # a bug before any work: nothing committed, the client gets a 500
+        raise RuntimeError("the request could not be handled")
+    if unavailable:  # a 5xx answered before any work (as when a provider is down)
+        return JSONResponse({"error": {"code": "provider_unavailable"}}, 503)
     thing = f"thing_{uuid.uuid4().hex[:12]}"
     async with state["pool"].acquire() as conn, conn.transaction():
         await store.append(conn, "thing", thing, 0, [make_event(thing, tenant=tenant_id)])
