@@ -14,6 +14,7 @@ from services.invoicing.service import service as invoicing
 from shared.envelope import CloudEvent
 
 AGGREGATES = invoicing.aggregates
+STORE = AGGREGATES.store  # the event store the bench writes to and replays directly
 TENANT = "ten_bench"
 BODY = {"customerId": "?", "dueDate": "2030-12-31", "reference": None,
         "items": [{"description": "Pro Plan - Monthly", "quantity": 1, "unitAmount": 180000},

@@ -170,7 +170,7 @@ def test_fold_rebuilds_the_state_from_events():
         decision = decision_of(state)
         events += decision.events
         state = run(state, decision)
-    assert d.fold("inv_1", events) == state and state.version == 2
+    assert d.fold([(type_of(e), e, T0) for e in events], "inv_1") == state and state.version == 2
 
 
 def test_an_overdue_invoice_paid_later_ends_dunning_in_success():

@@ -16,6 +16,7 @@ from services.payments.domain.payment import (
     decide_refund,
     decide_start,
     evolve,
+    fold,
 )
 from shared.errors import Conflict, Refused
 
@@ -37,6 +38,18 @@ def succeeded(amount: int = 10000) -> Payment:
     state = started(amount)
     state = run(state, decide_processing(state, "ch_1", T0))
     return run(state, decide_outcome(state, Outcome(True, "ch_1"), T0 + timedelta(seconds=1)))
+
+
+def test_fold_reads_the_stream_back_into_the_same_payment():
+    state, history = Payment(), []
+    for decide in (lambda s: decide_start(s, StartPayment("pay_1", "inv_1", None, 700, "USD", "sandbox", "card"), T0),
+                   lambda s: decide_processing(s, "ch_1", T0),
+                   lambda s: decide_outcome(s, Outcome(True, "ch_1"), T0)):
+        decided = decide(state)
+        history += [(t, data, T0) for t, data in decided]
+        state = run(state, decided)
+    folded = fold(history, "pay_1")
+    assert folded == state and (folded.version, folded.snapshot.status, folded.snapshot.amount) == (3, "SUCCEEDED", 700)
 
 
 def test_start_is_pending_with_the_snapshot():

@@ -30,7 +30,7 @@ class DunningHandlers:
 
     async def load(self, conn: asyncpg.Connection, invoice_id: str) -> Dunning:
         stream = await self.aggregates.load(conn, invoice_id)
-        return d.fold(invoice_id, [r.data for r in stream.history])
+        return d.fold(stream.history, invoice_id)
 
     async def apply(self, conn: asyncpg.Connection, tenant_id: str, state: Dunning, decision: Decision,
                     now: datetime) -> None:

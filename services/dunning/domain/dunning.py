@@ -7,6 +7,7 @@ or scheduling a retry): status IN_PROGRESS until SUCCESS, EXHAUSTED or STOPPED, 
 Before that the status is null, which only the API shows (every event carries a status).
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -78,9 +79,10 @@ def evolve(state: Dunning, event: DunningEvent) -> Dunning:
     )
 
 
-def fold(invoice_id: str, events: list[DunningEvent]) -> Dunning:
-    state = Dunning(invoice_id)
-    for event in events:
+def fold(history: Sequence[tuple[str, DunningEvent, datetime]], subject: str) -> Dunning:
+    """The invoice's dunning from its stream: (type, event, time) in order, like every fold."""
+    state = Dunning(subject)
+    for _, event, _ in history:
         state = evolve(state, event)
     return state
 

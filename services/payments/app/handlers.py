@@ -73,7 +73,7 @@ class Payments:
         stream = await self.aggregates.load(conn, payment_id)
         if not stream.is_a("payment", tenant_id):
             raise NotFound("payment", payment_id)  # another tenant's payment does not exist here
-        return fold([(r.type, r.data) for r in stream.history]), stream.tenant_id
+        return fold(stream.history, payment_id), stream.tenant_id
 
     async def correlate(self, conn, payment_id: str) -> None:
         """Carry on under the correlation id of the request or event that started the payment,

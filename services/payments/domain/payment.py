@@ -6,6 +6,7 @@ state is never undone, except that money the provider did take (a late success a
 recorded a failure) is recorded, because the invoice has to know.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -165,8 +166,10 @@ def evolve(state: Payment, event_type: str, data: object) -> Payment:
     return Payment(version=state.version + 1, snapshot=snapshot or state.snapshot)
 
 
-def fold(events: list[tuple[str, object]]) -> Payment:
+def fold(history: Sequence[tuple[str, object, datetime]], subject: str) -> Payment:
+    """The payment from its stream: (type, event, time) in order, like every fold; each event
+    carries the whole snapshot, which names the payment (`subject`)."""
     state = Payment()
-    for event_type, data in events:
+    for event_type, data, _ in history:
         state = evolve(state, event_type, data)
     return state
