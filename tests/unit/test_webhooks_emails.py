@@ -10,7 +10,8 @@ from itsdangerous import BadSignature, TimestampSigner
 
 from services.webhooks.app.emails.compose import compose, kind_for, pay_url
 from services.webhooks.app.emails.mailer import build_message
-from services.webhooks.app.emails.render import locale_or_default, long_date, money
+from services.webhooks.app.emails.render import locale_or_default, long_date
+from shared.money import format_money
 from tests.support.webhooks_events import invoice_snapshot
 
 KW = dict(business="Acme", public_url="https://billing.example.com/", default_locale="en")
@@ -33,7 +34,7 @@ def signed_for(secret: str, invoice_id: str, token: str) -> bool:
      (0, "USD", "en", "$0.00")],
 )
 def test_money_uses_the_currency_exponent_and_the_locale(amount, currency, locale, expected):
-    assert money(amount, currency, locale) == expected
+    assert format_money(amount, currency, locale) == expected
 
 
 def test_locale_and_dates():

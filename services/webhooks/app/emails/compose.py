@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared import paylinks
+from shared.money import format_money
 
-from .render import locale_or_default, long_date, money, render
+from .render import locale_or_default, long_date, render
 
 EMAIL_EVENTS = ("invoice.sent", "invoice.payment_received", "invoice.paid", "dunning.reminder_due")
 # No reminder for an invoice that no longer asks for money.
@@ -81,7 +82,7 @@ def compose(event_type: str, data: dict[str, Any], invoice: dict[str, Any] | Non
     currency = invoice["currency"]
 
     def fmt(amount: int | None) -> str:
-        return money(amount or 0, currency, locale)
+        return format_money(amount or 0, currency, locale)
 
     link = pay_url(data, invoice, public_url, pay_link_secret)
     pdf = data.get("pdfUrl") or invoice.get("pdfUrl")

@@ -1,12 +1,10 @@
 """Templates (jinja2, HTML and plain text) and money and dates formatted for a locale (babel)."""
 
 from datetime import date
-from decimal import Decimal
 from pathlib import Path
 
 from babel.core import Locale, UnknownLocaleError
 from babel.dates import format_date
-from babel.numbers import format_currency, get_currency_precision
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -29,14 +27,6 @@ def locale_or_default(value: str | None, default: str) -> str:
         except (ValueError, UnknownLocaleError):
             continue
     return "en"
-
-
-def money(amount_minor: int, currency: str, locale: str) -> str:
-    """An integer amount in the currency's minor unit, as people read it: UGX 180000 → 'UGX180,000' (en),
-    NGN 4407500 → '₦44,075.00' (en_NG), KWD 1500 → 'KWD1.500'."""
-    digits = get_currency_precision(currency)
-    value = Decimal(int(amount_minor)).scaleb(-digits)
-    return format_currency(value, currency, locale=locale, currency_digits=True)
 
 
 def long_date(value: str | date | None, locale: str) -> str | None:
