@@ -1,4 +1,6 @@
-"""Settings every service shares; each service subclasses with its own env prefix.
+"""Settings every service shares; each service subclasses naming itself once,
+`class Settings(ServiceSettings, service="webhooks", port=8004)`, which gives it its env prefix
+(BILLSTREAM_WEBHOOKS_), its service name, its database (billstream_webhooks) and its HTTP port.
 
 `BILLSTREAM_ENV` says where a process runs: `local` (what deploy/local sets) or `production`
 (the default when unset). Each service lists its secrets with their development defaults in
@@ -43,6 +45,23 @@ class ServiceSettings(BaseSettings):
     rate_limit_per_key_burst: int = 200
     rate_limit_per_address_per_s: float = 50
     rate_limit_per_address_burst: int = 200
+
+    def __init_subclass__(cls, *, service: str | None = None, port: int | None = None, **kwargs: Any) -> None:
+        """The service's own prefix and defaults, from the class keywords `service` and `port`.
+        Runs inside class creation before pydantic collects the fields, so a default set here is
+        the field's default (as if written in the class body); a subclass without the keywords
+        inherits them."""
+        super().__init_subclass__(**kwargs)
+        if service is None and port is None:
+            return
+        if service is None or port is None:
+            raise TypeError(f"{cls.__name__}: give both service= and port=")
+        cls.model_config["env_prefix"] = f"BILLSTREAM_{service.upper()}_"  # this class's own copy
+        role = f"billstream_{service}"  # database, user and password alike (deploy/local)
+        defaults = {"service_name": service, "database_url": f"postgresql://{role}:{role}@127.0.0.1:55432/{role}",
+                    "http_port": port}
+        for name, default in defaults.items():
+            setattr(cls, name, default)
 
     def insecure_secrets(self) -> list[str]:
         """The environment variables of secrets that are missing or still their development default."""

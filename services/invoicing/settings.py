@@ -1,17 +1,11 @@
-from pydantic_settings import SettingsConfigDict
-
 from shared.settings import ServiceSettings
 
 
-class Settings(ServiceSettings):
+class Settings(ServiceSettings, service="invoicing", port=8001):
     """Environment: BILLSTREAM_INVOICING_DATABASE_URL, BILLSTREAM_INVOICING_HTTP_PORT, ..."""
 
-    model_config = SettingsConfigDict(env_prefix="BILLSTREAM_INVOICING_", extra="ignore")
     DEV_SECRETS = {"pdf_signing_secret": "local-development-only"}
 
-    service_name: str = "invoicing"
-    database_url: str = "postgresql://billstream_invoicing:billstream_invoicing@127.0.0.1:55432/billstream_invoicing"
-    http_port: int = 8001
     # Where clients reach the platform: signed PDF links point here.
     public_url: str = "http://localhost:3000"
     # Signs PDF download links. Set a long random value in every real deployment.

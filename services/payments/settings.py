@@ -1,5 +1,3 @@
-from pydantic_settings import SettingsConfigDict
-
 from shared import paylinks, topics
 from shared.settings import ServiceSettings
 
@@ -8,16 +6,11 @@ from shared.settings import ServiceSettings
 DEV_CREDENTIALS_KEY = "YmlsbHN0cmVhbS1sb2NhbC1kZXYta2V5LW5vdC1zZWM="
 
 
-class Settings(ServiceSettings):
+class Settings(ServiceSettings, service="payments", port=8002):
     """Environment: BILLSTREAM_PAYMENTS_DATABASE_URL, BILLSTREAM_PAYMENTS_HTTP_PORT, ..."""
 
-    model_config = SettingsConfigDict(env_prefix="BILLSTREAM_PAYMENTS_", extra="ignore")
     DEV_SECRETS = {"pay_link_secret": paylinks.DEV_SECRET, "credentials_keys": DEV_CREDENTIALS_KEY,
                    "sandbox_secret_key": "sk_sandbox_local", "sandbox_webhook_secret": "whsec_sandbox_local"}
-
-    service_name: str = "payments"
-    database_url: str = "postgresql://billstream_payments:billstream_payments@127.0.0.1:55432/billstream_payments"
-    http_port: int = 8002
 
     # Topics (overridable so tests can run a whole payments process on their own topics).
     payments_topic: str = topics.PAYMENTS

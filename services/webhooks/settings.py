@@ -1,5 +1,3 @@
-from pydantic_settings import SettingsConfigDict
-
 from shared import paylinks, topics
 from shared.settings import ServiceSettings
 
@@ -8,15 +6,11 @@ from shared.settings import ServiceSettings
 DEV_SECRETS_KEY = "VRlVRo0NMM3L4tJ3-WKVGns4lSIU299x4V1Dwq7lfWw="
 
 
-class Settings(ServiceSettings):
+class Settings(ServiceSettings, service="webhooks", port=8004):
     """Environment: BILLSTREAM_WEBHOOKS_DATABASE_URL, BILLSTREAM_WEBHOOKS_HTTP_PORT, ..."""
 
-    model_config = SettingsConfigDict(env_prefix="BILLSTREAM_WEBHOOKS_", extra="ignore")
     DEV_SECRETS = {"pay_link_secret": paylinks.DEV_SECRET, "secrets_keys": DEV_SECRETS_KEY}
 
-    service_name: str = "webhooks"
-    database_url: str = "postgresql://billstream_webhooks:billstream_webhooks@127.0.0.1:55432/billstream_webhooks"
-    http_port: int = 8004
     # The topics whose events go to subscribers (JSON list in the environment; tests use their own).
     public_topics: list[str] = [topics.INVOICES, topics.PAYMENTS, topics.DUNNING]
     # Where this service publishes its own events (webhook_endpoint.disabled).

@@ -21,6 +21,7 @@ from shared import auth, paylinks
 from shared.errors import Refused
 from shared.logs import get_logger
 
+from ..app import repository as repo
 from ..app.checkout import session_for_link
 from ..app.handlers import Method, Payments
 from ..domain import money
@@ -52,15 +53,14 @@ def with_params(url: str, **params: str) -> str:
 
 
 async def _load(conn, token: str):
-    session = await conn.fetchrow("SELECT * FROM checkout_sessions WHERE token = $1", token)
+    session = await repo.checkout_session(conn, token)
     if session is None:
         return None, None, page("message.html", 404, title="Payment link not found",
                                 message="This payment link does not exist. Please ask the business for a new one.")
     if session["expires_at"] < datetime.now(UTC):
         return None, None, page("message.html", 410, title="Payment link expired",
                                 message="This payment link has expired. Please ask the business for a new one.")
-    inv = await conn.fetchrow("SELECT * FROM payable_invoices WHERE invoice_id = $1 AND tenant_id = $2",
-                              session["invoice_id"], session["tenant_id"])
+    inv = await repo.find_payable_invoice(conn, session["tenant_id"], session["invoice_id"])
     return session, inv, None
 
 
@@ -68,9 +68,7 @@ async def _context(payments: Payments, conn, session, inv) -> dict:
     snap = inv["snapshot"] or {}
     business = await auth.tenant_name(conn, session["tenant_id"])
     balance = await payments.balance(conn, inv)
-    ours = await conn.fetch(
-        """SELECT payment_id, amount, status FROM invoice_payments WHERE invoice_id = $1
-           ORDER BY payment_id""", inv["invoice_id"])
+    ours = await repo.invoice_payments(conn, inv["invoice_id"])
     return {
         "token": session["token"], "business": business or "Billstream", "invoice": snap,
         "invoice_id": inv["invoice_id"], "number": snap.get("number") or inv["invoice_id"],
@@ -116,8 +114,7 @@ def make_router(root) -> APIRouter:
             return page("message.html", 404, title="Payment link not found",
                         message="This payment link is not valid. Please use the link in your e-mail.")
         async with service.pool.acquire() as conn, conn.transaction():
-            inv = await conn.fetchrow("SELECT tenant_id, snapshot FROM payable_invoices WHERE invoice_id = $1",
-                                      invoice_id)
+            inv = await repo.invoice_for_link(conn, invoice_id)
             if inv is None:
                 return page("message.html", 404, title="Invoice not available",
                             message="This invoice is not available yet. Please try again in a moment.")

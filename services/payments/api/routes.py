@@ -16,8 +16,8 @@ from shared.limits import MAX_DATE, MAX_PAGE, MIN_DATE
 from shared.query_params import declared_only
 
 from ..app import accounts as accounts_mod
+from ..app import repository as repo
 from ..app.checkout import open_session
-from ..app.collect import saved_method
 from ..app.handlers import Method
 from ..app.webhooks_in import receive
 from ..domain.events import STATUSES
@@ -77,10 +77,8 @@ def _payment_routes(router: APIRouter, root) -> None:
             add("created_at < {}", datetime.combine(date_to + timedelta(days=1), time.min, UTC))
         sql_where = " AND ".join(where)
         async with service.pool.acquire() as conn:
-            total = await conn.fetchval(f"SELECT count(*) FROM payment_list WHERE {sql_where}", *args)
-            rows = await conn.fetch(
-                f"""SELECT view FROM payment_list WHERE {sql_where}
-                    ORDER BY created_at DESC, payment_id DESC LIMIT {limit} OFFSET {(page - 1) * limit}""", *args)
+            total = await repo.count_payments(conn, sql_where, args)
+            rows = await repo.payments_page(conn, sql_where, args, limit, (page - 1) * limit)
         return {"data": [auth.with_livemode(r["view"], tenant) for r in rows],
                 "meta": {"page": page, "limit": limit, "total": total, "totalPages": -(-total // limit)}}
 
@@ -106,8 +104,7 @@ async def wait_for_invoice(pool, tenant: str, invoice_id: str, timeout: float = 
     """An invoice created a moment ago may still be on its way from billing.invoices: give it a
     few seconds before answering 404 (a client that creates, finalizes, then checks out at once)."""
     deadline = asyncio.get_running_loop().time() + timeout
-    while not await pool.fetchval(
-            "SELECT true FROM payable_invoices WHERE invoice_id = $1 AND tenant_id = $2", invoice_id, tenant):
+    while not await repo.invoice_arrived(pool, tenant, invoice_id):
         if asyncio.get_running_loop().time() > deadline:
             raise NotFound("invoice", invoice_id)
         await asyncio.sleep(0.1)
@@ -125,14 +122,11 @@ def _invoice_routes(router: APIRouter, root) -> None:
         async with service.pool.acquire() as conn, conn.transaction():
             inv = await payments.invoice(conn, tenant, invoice_id)
             if body.payment_method_id:
-                method = await conn.fetchrow(
-                    """SELECT method_id, provider, type FROM payment_methods
-                       WHERE method_id = $1 AND tenant_id = $2 AND detached_at IS NULL""",
-                    body.payment_method_id, tenant)
+                method = await repo.attached_method(conn, tenant, body.payment_method_id)
                 if method is None:
                     raise NotFound("payment method", body.payment_method_id)
             else:
-                method = await saved_method(conn, tenant, inv["customer_id"])
+                method = await repo.saved_method(conn, tenant, inv["customer_id"])
             if method is None:
                 raise Conflict("payment_method_missing", "The customer has no saved payment method; add one with "
                                "POST /api/payment-methods or send a checkout link.")
@@ -192,25 +186,19 @@ def _method_routes(router: APIRouter, root) -> None:
                                field="token")
             token, label = body.token, body.label or f"{body.provider} {body.type}"
         async with service.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                """INSERT INTO payment_methods (method_id, tenant_id, customer_id, provider, type, label, token)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *""",
-                new_id("pm"), tenant, body.customer_id, body.provider, body.type, label, payments.vault.encrypt(token))
+            row = await repo.insert_method(conn, new_id("pm"), tenant, body.customer_id, body.provider, body.type, label,
+                                           payments.vault.encrypt(token))
             await mark_committed(conn)  # with the method: a retry of the same Idempotency-Key never attaches a second
         return _method_view(row)
 
     @router.get("/api/payment-methods", dependencies=LIST)
     async def list_methods(tenant: Tenant, customer_id: Annotated[str, Query(alias="customerId")]) -> dict:
-        rows = await service.pool.fetch(
-            """SELECT * FROM payment_methods WHERE tenant_id = $1 AND customer_id = $2 AND detached_at IS NULL
-               ORDER BY created_at DESC""", tenant, customer_id)
+        rows = await repo.customer_methods(service.pool, tenant, customer_id)
         return {"data": [_method_view(r) for r in rows]}
 
     @router.delete("/api/payment-methods/{method_id}")
     async def detach_method(method_id: str, tenant: Tenant) -> dict:
-        row = await service.pool.fetchrow(
-            """UPDATE payment_methods SET detached_at = coalesce(detached_at, now())
-               WHERE method_id = $1 AND tenant_id = $2 RETURNING *""", method_id, tenant)
+        row = await repo.detach_method(service.pool, tenant, method_id)
         if row is None:
             raise NotFound("payment method", method_id)
         return {**_method_view(row), "detached": True}
@@ -231,8 +219,7 @@ def _provider_routes(router: APIRouter, root) -> None:
 
     @router.get("/api/payment-providers", dependencies=LIST)
     async def list_providers(tenant: Tenant) -> dict:
-        rows = await service.pool.fetch(
-            "SELECT * FROM provider_accounts WHERE tenant_id = $1 ORDER BY created_at", tenant)
+        rows = await repo.tenant_accounts(service.pool, tenant)
         return {"data": [accounts_mod.view(r) for r in rows]}
 
 

@@ -11,7 +11,6 @@ from shared.logs import get_logger
 from ..domain.collection import COLLECTABLE
 from . import repository as repo
 from .handlers import Method, Payments, now
-from .repository import saved_method  # also the API's (api/routes.py imports it from here)
 
 log = get_logger(__name__)
 
@@ -28,7 +27,7 @@ async def collect_automatically(payments: Payments, conn: asyncpg.Connection, te
                  remaining=balance.remaining)
         return
     at = now()
-    method = await saved_method(conn, tenant_id, inv["customer_id"])
+    method = await repo.saved_method(conn, tenant_id, inv["customer_id"])
     if method is None:
         await payments.fail_unchargeable(conn, tenant_id, inv, "payment_method_missing",
                                          "The customer has no saved payment method.", attempt=attempt, at=at)

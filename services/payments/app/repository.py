@@ -1,6 +1,7 @@
 """Payments' tables: charge and refund jobs, the invoices it may collect, its payments per
-invoice, saved methods, provider callbacks and accounts. Each function runs one statement on the
-connection (or pool) it is given, inside whatever transaction the caller holds."""
+invoice, the payment list, checkout sessions, saved methods, provider callbacks and accounts.
+Each function runs one statement on the connection (or pool) it is given, inside whatever
+transaction the caller holds."""
 
 import asyncpg
 
@@ -16,6 +17,21 @@ async def first_event(conn, payment_id: str) -> asyncpg.Record | None:
         payment_id)
 
 
+# -- the payment list (projections/payment_list.py keeps it) ----------------------------------
+
+async def count_payments(conn, where: str, args: list) -> int:
+    """`where`: the list's filters joined with AND, over `args` as $1, $2, ..."""
+    return await conn.fetchval(f"SELECT count(*) FROM payment_list WHERE {where}", *args)
+
+
+async def payments_page(conn, where: str, args: list, limit: int, offset: int) -> list[asyncpg.Record]:
+    """The payments' views, newest first (`where` and `args` as for count_payments; `limit` and
+    `offset` are integers the API validated)."""
+    return await conn.fetch(
+        f"""SELECT view FROM payment_list WHERE {where}
+            ORDER BY created_at DESC, payment_id DESC LIMIT {limit} OFFSET {offset}""", *args)
+
+
 # -- invoices and their payments ------------------------------------------------------------
 
 async def find_payable_invoice(conn, tenant_id: str, invoice_id: str, *, lock: bool = False) -> asyncpg.Record | None:
@@ -23,6 +39,46 @@ async def find_payable_invoice(conn, tenant_id: str, invoice_id: str, *, lock: b
     return await conn.fetchrow(
         f"""SELECT * FROM payable_invoices WHERE invoice_id = $1 AND tenant_id = $2
             {'FOR UPDATE' if lock else ''}""", invoice_id, tenant_id)
+
+
+async def invoice_arrived(pool, tenant_id: str, invoice_id: str) -> bool | None:
+    """True once billing.invoices has brought the tenant's invoice here."""
+    return await pool.fetchval(
+        "SELECT true FROM payable_invoices WHERE invoice_id = $1 AND tenant_id = $2", invoice_id, tenant_id)
+
+
+async def invoice_for_link(conn, invoice_id: str) -> asyncpg.Record | None:
+    """A signed pay link names only the invoice: its `tenant_id` and `snapshot`."""
+    return await conn.fetchrow("SELECT tenant_id, snapshot FROM payable_invoices WHERE invoice_id = $1",
+                               invoice_id)
+
+
+async def upsert_payable_invoice(conn, invoice_id: str, tenant_id: str, customer_id: str, status: str,
+                                 currency: str, total: int, amount_due: int, version: int, updated_at,
+                                 snapshot: dict | None, allow_partial_payments: bool,
+                                 auto_collection: bool) -> None:
+    """`version` (the event's sequence) makes older or repeated events lose; an invoice never
+    changes tenant."""
+    await conn.execute(
+        """INSERT INTO payable_invoices (invoice_id, tenant_id, customer_id, status, currency, total,
+                                         amount_due, version, updated_at, snapshot, allow_partial_payments,
+                                         auto_collection)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+           ON CONFLICT (invoice_id) DO UPDATE SET
+             customer_id = EXCLUDED.customer_id, status = EXCLUDED.status, currency = EXCLUDED.currency,
+             total = EXCLUDED.total, amount_due = EXCLUDED.amount_due, version = EXCLUDED.version,
+             updated_at = EXCLUDED.updated_at, snapshot = EXCLUDED.snapshot,
+             allow_partial_payments = EXCLUDED.allow_partial_payments, auto_collection = EXCLUDED.auto_collection
+           WHERE payable_invoices.version < EXCLUDED.version AND payable_invoices.tenant_id = EXCLUDED.tenant_id""",
+        invoice_id, tenant_id, customer_id, status, currency, total, amount_due, version, updated_at, snapshot,
+        allow_partial_payments, auto_collection,
+    )
+
+
+async def acknowledge_payment(conn, invoice_id: str, payment_id: str) -> None:
+    """From now on the invoice snapshot's amountDue counts this payment (see unacknowledged_amount)."""
+    await conn.execute("INSERT INTO invoice_payment_acks VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                       invoice_id, payment_id)
 
 
 async def invoice_snapshot(conn, invoice_id: str) -> asyncpg.Record | None:
@@ -52,6 +108,20 @@ async def lock_invoice_payment(conn, payment_id: str) -> None:
     await conn.execute("SELECT 1 FROM invoice_payments WHERE payment_id = $1 FOR UPDATE", payment_id)
 
 
+async def invoice_payments(conn, invoice_id: str) -> list[asyncpg.Record]:
+    """Our payments of the invoice (`payment_id`, `amount`, `status`), as the hosted page lists them."""
+    return await conn.fetch(
+        """SELECT payment_id, amount, status FROM invoice_payments WHERE invoice_id = $1
+           ORDER BY payment_id""", invoice_id)
+
+
+# -- checkout sessions ------------------------------------------------------------------------
+
+async def checkout_session(conn, token: str) -> asyncpg.Record | None:
+    """The session a hosted-page link's token opens, expired or not."""
+    return await conn.fetchrow("SELECT * FROM checkout_sessions WHERE token = $1", token)
+
+
 # -- saved methods ----------------------------------------------------------------------------
 
 async def saved_method(conn, tenant_id: str, customer_id: str) -> asyncpg.Record | None:
@@ -60,6 +130,37 @@ async def saved_method(conn, tenant_id: str, customer_id: str) -> asyncpg.Record
         """SELECT method_id, provider, type FROM payment_methods
            WHERE tenant_id = $1 AND customer_id = $2 AND detached_at IS NULL
            ORDER BY created_at DESC LIMIT 1""", tenant_id, customer_id)
+
+
+async def attached_method(conn, tenant_id: str, method_id: str) -> asyncpg.Record | None:
+    """The tenant's method, unless detached (`method_id`, `provider`, `type`)."""
+    return await conn.fetchrow(
+        """SELECT method_id, provider, type FROM payment_methods
+           WHERE method_id = $1 AND tenant_id = $2 AND detached_at IS NULL""",
+        method_id, tenant_id)
+
+
+async def insert_method(conn, method_id: str, tenant_id: str, customer_id: str, provider: str, method_type: str,
+                        label: str, token: bytes) -> asyncpg.Record:
+    """`token`: the provider's token, encrypted by the vault."""
+    return await conn.fetchrow(
+        """INSERT INTO payment_methods (method_id, tenant_id, customer_id, provider, type, label, token)
+           VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *""",
+        method_id, tenant_id, customer_id, provider, method_type, label, token)
+
+
+async def customer_methods(pool, tenant_id: str, customer_id: str) -> list[asyncpg.Record]:
+    """The customer's attached methods, newest first."""
+    return await pool.fetch(
+        """SELECT * FROM payment_methods WHERE tenant_id = $1 AND customer_id = $2 AND detached_at IS NULL
+           ORDER BY created_at DESC""", tenant_id, customer_id)
+
+
+async def detach_method(pool, tenant_id: str, method_id: str) -> asyncpg.Record | None:
+    """The method, detached (a second detach keeps the first time); None if not the tenant's."""
+    return await pool.fetchrow(
+        """UPDATE payment_methods SET detached_at = coalesce(detached_at, now())
+           WHERE method_id = $1 AND tenant_id = $2 RETURNING *""", method_id, tenant_id)
 
 
 async def method_token(conn, method_id: str) -> bytes | str | None:
@@ -207,3 +308,11 @@ async def two_active_accounts(pool, provider: str) -> list[asyncpg.Record]:
     """At most two of the provider's active accounts: enough to tell one from several."""
     return await pool.fetch(
         f"SELECT {ACCOUNT_COLUMNS} FROM provider_accounts WHERE provider = $1 AND active LIMIT 2", provider)
+
+
+# -- provider accounts ------------------------------------------------------------------------
+
+async def tenant_accounts(pool, tenant_id: str) -> list[asyncpg.Record]:
+    """All of the tenant's accounts, inactive ones too, oldest first (as the API lists them)."""
+    return await pool.fetch(
+        "SELECT * FROM provider_accounts WHERE tenant_id = $1 ORDER BY created_at", tenant_id)

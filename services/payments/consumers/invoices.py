@@ -11,6 +11,7 @@ import asyncpg
 from shared.envelope import CloudEvent
 from shared.logs import get_logger
 
+from ..app import repository as repo
 from ..app.collect import collect_automatically
 from ..app.handlers import Payments
 
@@ -37,25 +38,14 @@ async def record_invoice(conn: asyncpg.Connection, event: CloudEvent) -> dict | 
     row = _row(event)
     if row is None:
         return None
-    await conn.execute(
-        """INSERT INTO payable_invoices (invoice_id, tenant_id, customer_id, status, currency, total,
-                                         amount_due, version, updated_at, snapshot, allow_partial_payments,
-                                         auto_collection)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-           ON CONFLICT (invoice_id) DO UPDATE SET
-             customer_id = EXCLUDED.customer_id, status = EXCLUDED.status, currency = EXCLUDED.currency,
-             total = EXCLUDED.total, amount_due = EXCLUDED.amount_due, version = EXCLUDED.version,
-             updated_at = EXCLUDED.updated_at, snapshot = EXCLUDED.snapshot,
-             allow_partial_payments = EXCLUDED.allow_partial_payments, auto_collection = EXCLUDED.auto_collection
-           WHERE payable_invoices.version < EXCLUDED.version AND payable_invoices.tenant_id = EXCLUDED.tenant_id""",
-        row["invoice_id"], event.tenantid, row["customer_id"], row["status"], row["currency"], row["total"],
+    await repo.upsert_payable_invoice(
+        conn, row["invoice_id"], event.tenantid, row["customer_id"], row["status"], row["currency"], row["total"],
         row["amount_due"], int(event.sequence or 1), event.time, row["snapshot"], row["allow_partial"], row["auto"],
     )
     payment_id = event.data.get("paymentId")
     if event.type == "invoice.payment_received" and payment_id:
         # From now on the snapshot's amountDue counts this payment.
-        await conn.execute("INSERT INTO invoice_payment_acks VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                           row["invoice_id"], payment_id)
+        await repo.acknowledge_payment(conn, row["invoice_id"], payment_id)
     return row
 
 

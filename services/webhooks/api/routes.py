@@ -12,6 +12,7 @@ from shared.errors import NotFound, Refused
 from shared.idempotency import mark_committed
 from shared.ids import new_id
 
+from ..app import repository as repo
 from ..app.endpoints import public_view
 from ..app.matching import invalid_filter
 from ..app.signing import new_secret
@@ -44,9 +45,7 @@ def _check_filters(patterns: list[str]) -> list[str]:
 
 
 async def _get(pool, tenant: str, endpoint_id: str):
-    row = await pool.fetchrow(
-        "SELECT * FROM webhook_endpoints WHERE endpoint_id = $1 AND tenant_id = $2 AND deleted_at IS NULL",
-        endpoint_id, tenant)
+    row = await repo.endpoint(pool, tenant, endpoint_id)
     if row is None:
         raise NotFound("webhook endpoint", endpoint_id)
     return row
@@ -64,12 +63,8 @@ def make_router(webhooks) -> APIRouter:
         events = _check_filters(body.enabled_events)
         secret = new_secret()
         async with service.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                """INSERT INTO webhook_endpoints
-                          (endpoint_id, tenant_id, url, secret, enabled_events, description, enabled)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *""",
-                new_id("we"), tenant, body.url, vault.encrypt_text(secret), events, body.description, body.enabled,
-            )
+            row = await repo.insert_endpoint(conn, new_id("we"), tenant, body.url, vault.encrypt_text(secret), events,
+                                             body.description, body.enabled)
             await mark_committed(conn)  # a retry after a lost answer must not create a second endpoint
         return {**public_view(row), "secret": secret}  # the only time the secret is shown
 
@@ -79,10 +74,7 @@ def make_router(webhooks) -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=100)] = 20,
         starting_after: Annotated[str | None, Query(alias="startingAfter")] = None,
     ) -> dict:
-        rows = await service.pool.fetch(
-            """SELECT * FROM webhook_endpoints WHERE tenant_id = $1 AND deleted_at IS NULL
-                  AND ($2::text IS NULL OR endpoint_id < $2) ORDER BY endpoint_id DESC LIMIT $3""",
-            tenant, starting_after, limit + 1)
+        rows = await repo.endpoints_page(service.pool, tenant, starting_after, limit + 1)
         return {"data": [public_view(r) for r in rows[:limit]], "hasMore": len(rows) > limit}
 
     @router.get("/webhook-endpoints/{endpoint_id}")
@@ -102,21 +94,10 @@ def make_router(webhooks) -> APIRouter:
             await check_endpoint_url(changes["url"], allow_private=service.settings.allow_private_urls)
         if "enabled_events" in changes:
             changes["enabled_events"] = _check_filters(changes["enabled_events"])
-        row = await service.pool.fetchrow(
-            """UPDATE webhook_endpoints SET
-                      url = coalesce($3, url), enabled_events = coalesce($4, enabled_events),
-                      description = CASE WHEN $5 THEN $6 ELSE description END,
-                      enabled = coalesce($7, enabled),
-                      -- enabling again starts afresh: no failure streak, no disabled reason
-                      failing_since = CASE WHEN $7 THEN NULL ELSE failing_since END,
-                      disabled_at = CASE WHEN $7 THEN NULL WHEN $7 = false THEN coalesce(disabled_at, now())
-                                         ELSE disabled_at END,
-                      disabled_reason = CASE WHEN $7 THEN NULL WHEN $7 = false THEN coalesce(disabled_reason, 'manual')
-                                             ELSE disabled_reason END,
-                      updated_at = now()
-                WHERE endpoint_id = $1 AND tenant_id = $2 AND deleted_at IS NULL RETURNING *""",
-            endpoint_id, tenant, changes.get("url"), changes.get("enabled_events"),
-            "description" in changes, changes.get("description"), changes.get("enabled"),
+        row = await repo.update_endpoint(
+            service.pool, tenant, endpoint_id, url=changes.get("url"), enabled_events=changes.get("enabled_events"),
+            set_description="description" in changes, description=changes.get("description"),
+            enabled=changes.get("enabled"),
         )
         if row is None:
             raise NotFound("webhook endpoint", endpoint_id)
@@ -124,10 +105,7 @@ def make_router(webhooks) -> APIRouter:
 
     @router.delete("/webhook-endpoints/{endpoint_id}", status_code=204)
     async def delete_endpoint(endpoint_id: str, tenant: Tenant) -> Response:
-        done = await service.pool.fetchval(
-            """UPDATE webhook_endpoints SET deleted_at = now(), enabled = false, updated_at = now()
-                WHERE endpoint_id = $1 AND tenant_id = $2 AND deleted_at IS NULL RETURNING true""",
-            endpoint_id, tenant)
+        done = await repo.delete_endpoint(service.pool, tenant, endpoint_id)
         if not done:
             raise NotFound("webhook endpoint", endpoint_id)
         return Response(status_code=204)
@@ -138,11 +116,7 @@ def make_router(webhooks) -> APIRouter:
         await _get(service.pool, tenant, endpoint_id)
         secret = new_secret()
         expires = datetime.now(UTC) + timedelta(seconds=service.settings.secret_overlap_s)
-        row = await service.pool.fetchrow(
-            """UPDATE webhook_endpoints SET previous_secret = secret, previous_secret_expires_at = $3,
-                      secret = $4, updated_at = now()
-                WHERE endpoint_id = $1 AND tenant_id = $2 AND deleted_at IS NULL RETURNING *""",
-            endpoint_id, tenant, expires, vault.encrypt_text(secret))
+        row = await repo.rotate_secret(service.pool, tenant, endpoint_id, vault.encrypt_text(secret), expires)
         if row is None:
             raise NotFound("webhook endpoint", endpoint_id)
         return {**public_view(row), "secret": secret}

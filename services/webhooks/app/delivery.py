@@ -25,10 +25,10 @@ from shared.logs import bind_correlation, get_logger
 from shared.vault import Vault
 from shared.wakeup import Wakeup
 
-from ..consumers.events import DELIVERY_CHANNEL
 from ..settings import DEV_SECRETS_KEY
 from . import endpoints
 from .outbound import delivery_client, read_capped
+from .repository import DELIVERY_CHANNEL
 from .signing import active_secrets, sign_headers
 from .urls import Resolver, parse_endpoint_url, system_resolver
 
