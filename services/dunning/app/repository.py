@@ -72,6 +72,11 @@ async def schedule(conn: asyncpg.Connection, tenant_id: str, invoice_id: str, sp
         [(tenant_id, invoice_id, s.kind, s.key, s.priority, s.fire_at, s.payload, current_correlation_id())
          for s in specs],
     )
+    await notify_timers(conn)
+
+
+async def notify_timers(conn: asyncpg.Connection) -> None:
+    """Wake the timer engine (app/engine.py listens; delivered when the transaction commits)."""
     await conn.execute("SELECT pg_notify($1, '')", TIMERS_CHANNEL)
 
 
@@ -142,3 +147,40 @@ async def tenant_now(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str, cl
     """The tenant's time: its test clock's if it has one, the service clock's otherwise."""
     frozen = await conn.fetchval("SELECT frozen_time FROM test_clocks WHERE tenant_id = $1", tenant_id)
     return frozen or clock.now()
+
+
+# -- test clocks (app/simulated_clocks.py) ---------------------------------------------------
+
+async def due_timers(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str, at: datetime) -> int:
+    """How many of the tenant's timers are due by `at` and not fired yet."""
+    return await conn.fetchval(
+        f"SELECT count(*) FROM timers WHERE tenant_id = $1 AND fire_at <= $2 AND {PENDING}", tenant_id, at)
+
+
+async def clock_row(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str, clock_id: str, *,
+                     lock: bool = False) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"SELECT * FROM test_clocks WHERE id = $1 AND tenant_id = $2{' FOR UPDATE' if lock else ''}",
+        clock_id, tenant_id)
+
+
+async def clocks_of(pool: asyncpg.Pool, tenant_id: str) -> list[asyncpg.Record]:
+    return await pool.fetch("SELECT * FROM test_clocks WHERE tenant_id = $1", tenant_id)
+
+
+async def insert_clock(conn: asyncpg.Connection, clock_id: str, tenant_id: str, name: str | None,
+                            frozen_time: datetime, now: datetime) -> asyncpg.Record | None:
+    """None if the tenant has a test clock already (one per world)."""
+    return await conn.fetchrow(
+        """INSERT INTO test_clocks (id, tenant_id, name, frozen_time, created_at, updated_at)
+           VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (tenant_id) DO NOTHING RETURNING *""",
+        clock_id, tenant_id, name, frozen_time, now)
+
+
+async def move_clock(conn: asyncpg.Connection, clock_id: str, to: datetime, now: datetime) -> asyncpg.Record:
+    return await conn.fetchrow(
+        "UPDATE test_clocks SET frozen_time = $2, updated_at = $3 WHERE id = $1 RETURNING *", clock_id, to, now)
+
+
+async def delete_clock(conn: asyncpg.Connection, clock_id: str) -> None:
+    await conn.execute("DELETE FROM test_clocks WHERE id = $1", clock_id)

@@ -25,13 +25,6 @@ def _view(row: asyncpg.Record, due_now: int) -> dict:
     }
 
 
-async def _due(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str, at: datetime) -> int:
-    return await conn.fetchval(
-        f"SELECT count(*) FROM timers WHERE tenant_id = $1 AND fire_at <= $2 AND {repo.PENDING}",
-        tenant_id, at,
-    )
-
-
 class TestClocks:
     __test__ = False  # not a pytest class
 
@@ -43,10 +36,7 @@ class TestClocks:
         return self._pool_of()
 
     async def _row(self, conn, tenant_id: str, clock_id: str, *, lock: bool = False) -> asyncpg.Record:
-        row = await conn.fetchrow(
-            f"SELECT * FROM test_clocks WHERE id = $1 AND tenant_id = $2{' FOR UPDATE' if lock else ''}",
-            clock_id, tenant_id,
-        )
+        row = await repo.clock_row(conn, tenant_id, clock_id, lock=lock)
         if row is None:
             raise NotFound("test_clock", clock_id)
         return row
@@ -55,24 +45,20 @@ class TestClocks:
         at = (frozen_time or self.clock.now()).replace(microsecond=0)
         now = self.clock.now()
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                """INSERT INTO test_clocks (id, tenant_id, name, frozen_time, created_at, updated_at)
-                   VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (tenant_id) DO NOTHING RETURNING *""",
-                new_id("clock"), tenant_id, name, at, now,
-            )
+            row = await repo.insert_clock(conn, new_id("clock"), tenant_id, name, at, now)
             if row is None:
                 raise Conflict("test_clock_exists",
                                "This tenant already has a test clock: advance it, or delete it first.")
-            await conn.execute("SELECT pg_notify($1, '')", repo.TIMERS_CHANNEL)
-            return _view(row, await _due(conn, tenant_id, at))
+            await repo.notify_timers(conn)
+            return _view(row, await repo.due_timers(conn, tenant_id, at))
 
     async def list(self, tenant_id: str) -> dict:
-        rows = await self.pool.fetch("SELECT * FROM test_clocks WHERE tenant_id = $1", tenant_id)
-        return {"data": [_view(r, await _due(self.pool, tenant_id, r["frozen_time"])) for r in rows]}
+        rows = await repo.clocks_of(self.pool, tenant_id)
+        return {"data": [_view(r, await repo.due_timers(self.pool, tenant_id, r["frozen_time"])) for r in rows]}
 
     async def get(self, tenant_id: str, clock_id: str) -> dict:
         row = await self._row(self.pool, tenant_id, clock_id)
-        return _view(row, await _due(self.pool, tenant_id, row["frozen_time"]))
+        return _view(row, await repo.due_timers(self.pool, tenant_id, row["frozen_time"]))
 
     async def advance(self, tenant_id: str, clock_id: str, target: Callable[[datetime], datetime]) -> dict:
         """Move the clock to `target(current frozen time)`, never backwards."""
@@ -83,16 +69,13 @@ class TestClocks:
                 raise Refused("test_clock_backwards",
                                f"A test clock only moves forward; it is at {iso(row['frozen_time'])}.",
                                field="frozenTime")
-            row = await conn.fetchrow(
-                "UPDATE test_clocks SET frozen_time = $2, updated_at = $3 WHERE id = $1 RETURNING *",
-                clock_id, to, self.clock.now(),
-            )
-            await conn.execute("SELECT pg_notify($1, '')", repo.TIMERS_CHANNEL)
-            return _view(row, await _due(conn, tenant_id, to))
+            row = await repo.move_clock(conn, clock_id, to, self.clock.now())
+            await repo.notify_timers(conn)
+            return _view(row, await repo.due_timers(conn, tenant_id, to))
 
     async def delete(self, tenant_id: str, clock_id: str) -> dict:
         async with self.pool.acquire() as conn, conn.transaction():
             await self._row(conn, tenant_id, clock_id, lock=True)
-            await conn.execute("DELETE FROM test_clocks WHERE id = $1", clock_id)
-            await conn.execute("SELECT pg_notify($1, '')", repo.TIMERS_CHANNEL)
+            await repo.delete_clock(conn, clock_id)
+            await repo.notify_timers(conn)
         return {"id": clock_id, "object": "test_clock", "livemode": auth.livemode(tenant_id), "deleted": True}

@@ -20,6 +20,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from shared import auth, paylinks
 from shared.errors import Refused
 from shared.logs import get_logger
+from shared.money import format_money
 
 from ..app import repository as repo
 from ..app.checkout import session_for_link
@@ -31,7 +32,7 @@ from ..providers.sandbox import normalise
 log = get_logger(__name__)
 templates = Environment(loader=FileSystemLoader(Path(__file__).parent.parent / "templates"),
                         autoescape=select_autoescape(["html"]))
-templates.filters["money"] = lambda amount, currency: money.display(int(amount), currency)
+templates.filters["money"] = lambda amount, currency: format_money(int(amount), currency)
 
 CLOSED = {
     "DRAFT": "This invoice is still a draft and cannot be paid yet.",

@@ -12,6 +12,7 @@ from shared.vault import Vault
 from ..providers import factory
 from ..providers.base import Provider
 from ..settings import DEV_CREDENTIALS_KEY
+from . import repository as repo
 from .routing import SANDBOX_DEFAULT, Account, NoProvider, choose
 
 log = get_logger(__name__)
@@ -22,10 +23,7 @@ class Accounts:
         self.vault, self.settings = vault, settings
 
     async def all(self, conn, tenant_id: str) -> list[Account]:
-        rows = await conn.fetch(
-            """SELECT account_id, provider, currencies, priority, credentials FROM provider_accounts
-               WHERE tenant_id = $1 AND active ORDER BY created_at""", tenant_id)
-        return [self.from_row(r) for r in rows]
+        return [self.from_row(r) for r in await repo.active_accounts_of(conn, tenant_id)]
 
     def from_row(self, r) -> Account:
         return Account(r["account_id"], r["provider"], tuple(r["currencies"]), r["priority"],
@@ -68,10 +66,8 @@ class Accounts:
             log.warning("provider credentials encrypted with the built-in development key; "
                         "set BILLSTREAM_PAYMENTS_CREDENTIALS_KEYS outside local use")
         async with conn.transaction():
-            row = await conn.fetchrow(
-                """INSERT INTO provider_accounts (account_id, tenant_id, provider, currencies, priority, credentials)
-                   VALUES ($1, $2, $3, $4, $5, $6) RETURNING *""",
-                new_id("pacct"), tenant_id, provider, currencies, priority, self.vault.encrypt(credentials))
+            row = await repo.insert_account(conn, new_id("pacct"), tenant_id, provider, currencies, priority,
+                                            self.vault.encrypt(credentials))
             await mark_committed(conn)  # with the account: a retry of the same Idempotency-Key never adds a second
         return view(row)
 

@@ -7,14 +7,14 @@ import asyncpg
 
 from shared.ids import new_id
 
+from . import repository as repo
+
 
 async def open_session(conn: asyncpg.Connection, tenant: str, invoice_id: str, return_url: str | None,
                        ttl: timedelta, *, from_link: bool = False) -> tuple[str, str, datetime]:
     """A new session; returns (session id, token, expiry)."""
     session_id, token, expires = new_id("cs"), secrets.token_urlsafe(24), datetime.now(UTC) + ttl
-    await conn.execute(
-        """INSERT INTO checkout_sessions (session_id, token, tenant_id, invoice_id, return_url, expires_at, from_link)
-           VALUES ($1, $2, $3, $4, $5, $6, $7)""", session_id, token, tenant, invoice_id, return_url, expires, from_link)
+    await repo.insert_checkout_session(conn, session_id, token, tenant, invoice_id, return_url, expires, from_link)
     return session_id, token, expires
 
 
@@ -22,9 +22,7 @@ async def session_for_link(conn: asyncpg.Connection, tenant: str, invoice_id: st
                            ttl: timedelta) -> str:
     """The token an e-mailed pay link opens: a session it opened before that is still good for an
     hour, else a new one, so following the link again does not pile up sessions."""
-    token = await conn.fetchval(
-        """SELECT token FROM checkout_sessions WHERE tenant_id = $1 AND invoice_id = $2 AND from_link
-             AND expires_at > now() + interval '1 hour' ORDER BY expires_at DESC LIMIT 1""", tenant, invoice_id)
+    token = await repo.link_session_token(conn, tenant, invoice_id)
     if token is None:
         _, token, _ = await open_session(conn, tenant, invoice_id, return_url, ttl, from_link=True)
     return token

@@ -316,3 +316,35 @@ async def tenant_accounts(pool, tenant_id: str) -> list[asyncpg.Record]:
     """All of the tenant's accounts, inactive ones too, oldest first (as the API lists them)."""
     return await pool.fetch(
         "SELECT * FROM provider_accounts WHERE tenant_id = $1 ORDER BY created_at", tenant_id)
+
+
+# -- provider accounts and checkout sessions, for app/accounts.py and app/checkout.py ---------
+
+async def active_accounts_of(conn, tenant_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT account_id, provider, currencies, priority, credentials FROM provider_accounts
+           WHERE tenant_id = $1 AND active ORDER BY created_at""", tenant_id)
+
+
+async def insert_account(conn, account_id: str, tenant_id: str, provider: str, currencies: list[str], priority: int,
+                         credentials: bytes) -> asyncpg.Record:
+    """`credentials`: already sealed by the vault."""
+    return await conn.fetchrow(
+        """INSERT INTO provider_accounts (account_id, tenant_id, provider, currencies, priority, credentials)
+           VALUES ($1, $2, $3, $4, $5, $6) RETURNING *""",
+        account_id, tenant_id, provider, currencies, priority, credentials)
+
+
+async def insert_checkout_session(conn, session_id: str, token: str, tenant_id: str, invoice_id: str,
+                                  return_url: str | None, expires_at, from_link: bool) -> None:
+    await conn.execute(
+        """INSERT INTO checkout_sessions (session_id, token, tenant_id, invoice_id, return_url, expires_at, from_link)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)""", session_id, token, tenant_id, invoice_id, return_url, expires_at,
+        from_link)
+
+
+async def link_session_token(conn, tenant_id: str, invoice_id: str) -> str | None:
+    """The newest session a pay link opened for the invoice that is still good for an hour."""
+    return await conn.fetchval(
+        """SELECT token FROM checkout_sessions WHERE tenant_id = $1 AND invoice_id = $2 AND from_link
+             AND expires_at > now() + interval '1 hour' ORDER BY expires_at DESC LIMIT 1""", tenant_id, invoice_id)

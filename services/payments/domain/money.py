@@ -1,15 +1,10 @@
-"""Amounts as people type and read them on the hosted page. Minor units are integers; the
-conversion goes through Decimal, never float. Exponents are ISO 4217's, from CLDR via babel."""
+"""Amounts as people type them on the hosted page. Minor units are integers; the conversion goes
+through Decimal, never float. Exponents are ISO 4217's (shared.money, which also formats them)."""
 
 from decimal import Decimal, InvalidOperation
 
-from babel.numbers import format_currency, get_currency_precision
-
 from shared.limits import MAX_AMOUNT
-
-
-def exponent(currency: str) -> int:
-    return get_currency_precision(currency)
+from shared.money import exponent
 
 
 def to_minor(text: str, currency: str) -> int:
@@ -34,7 +29,3 @@ def to_major_text(amount: int, currency: str) -> str:
     """125050 USD -> '1250.50' (what the amount field shows)."""
     e = exponent(currency)
     return f"{Decimal(amount).scaleb(-e):.{e}f}"
-
-
-def display(amount: int, currency: str, locale: str = "en") -> str:
-    return format_currency(Decimal(amount).scaleb(-exponent(currency)), currency, locale=locale)

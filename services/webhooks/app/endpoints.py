@@ -13,6 +13,7 @@ from shared.aggregate import Aggregates
 from shared.logs import get_logger
 
 from ..domain.events import STREAM_TYPE, WebhookEndpointDisabled, WebhookEndpointView
+from . import repository as repo
 
 log = get_logger(__name__)
 
@@ -44,12 +45,7 @@ async def disable(conn: asyncpg.Connection, aggregates: Aggregates, endpoint_id:
     is loaded under that lock, so its version holds until commit (the append is not retried).
     """
     now = now or datetime.now(UTC)
-    row = await conn.fetchrow(
-        """UPDATE webhook_endpoints SET enabled = false, disabled_at = $2, disabled_reason = $3,
-                  updated_at = $2
-            WHERE endpoint_id = $1 AND enabled AND deleted_at IS NULL RETURNING *""",
-        endpoint_id, now, reason,
-    )
+    row = await repo.disable_endpoint(conn, endpoint_id, now, reason)
     if row is None:
         return False
     stream = await aggregates.load(conn, endpoint_id)

@@ -246,3 +246,13 @@ async def insert_email(conn, email_id: str, tenant_id: str, event_id: str, kind:
 async def notify_emails(conn) -> None:
     """Wake the mailer (emails/mailer.py; delivered when the transaction commits)."""
     await conn.execute("SELECT pg_notify($1, '')", EMAIL_CHANNEL)
+
+
+async def disable_endpoint(conn, endpoint_id: str, now: datetime, reason: str) -> asyncpg.Record | None:
+    """The endpoint, disabled, if it was enabled; the conditional UPDATE takes its row lock."""
+    return await conn.fetchrow(
+        """UPDATE webhook_endpoints SET enabled = false, disabled_at = $2, disabled_reason = $3,
+                  updated_at = $2
+            WHERE endpoint_id = $1 AND enabled AND deleted_at IS NULL RETURNING *""",
+        endpoint_id, now, reason,
+    )
