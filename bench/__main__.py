@@ -35,8 +35,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="a small smoke run (seconds per benchmark)")
     p.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join([*BENCHES, 'memory'])}")
     p.add_argument("--runs", type=int, default=None, help="runs per figure (median taken); default 3, quick 2")
-    p.add_argument("--rebuild-events", type=int, default=None,
-                   help="events in the rebuild benchmark's store (default 1,000,000; quick 50,000)")
+    p.add_argument(
+        "--rebuild-events",
+        type=int,
+        default=None,
+        help="events in the rebuild benchmark's store (default 1,000,000; quick 50,000)",
+    )
     p.add_argument("--markdown", type=Path, default=None, help="also write the table and machine as Markdown")
     return p.parse_args()
 
@@ -49,8 +53,10 @@ async def main(args: argparse.Namespace) -> int:
     runs = args.runs or (2 if args.quick else 3)
     rebuild.EVENTS = args.rebuild_events
     info = machine()
-    console.rule(f"Billstream benchmarks{' (quick)' if args.quick else ''}: {runs} runs per figure, "
-                 f"{info['cpus']} CPUs, {info['memory']}, {info['date']}")
+    console.rule(
+        f"Billstream benchmarks{' (quick)' if args.quick else ''}: {runs} runs per figure, "
+        f"{info['cpus']} CPUs, {info['memory']}, {info['date']}"
+    )
     rss_before = memory.snapshot()
     rows: list[Row] = []
     failed: list[str] = []

@@ -24,14 +24,30 @@ CREATE TABLE plain_events (
 CREATE INDEX plain_events_tenant_type_idx ON plain_events (tenant_id, event_type);
 """
 # Roughly an invoice snapshot's size, so row width is realistic.
-DATA = {"invoice": {"id": "inv_x", "status": "DRAFT", "currency": "USD", "total": 180000,
-                    "items": [{"description": f"line {i}", "quantity": 1, "unitAmount": 1000} for i in range(8)]}}
+DATA = {
+    "invoice": {
+        "id": "inv_x",
+        "status": "DRAFT",
+        "currency": "USD",
+        "total": 180000,
+        "items": [{"description": f"line {i}", "quantity": 1, "unitAmount": 1000} for i in range(8)],
+    }
+}
 STORE = EventStore({"invoice": "billing.invoices"})
 
 
 def _events(stream_id: str, n: int) -> list[CloudEvent]:
-    return [CloudEvent.new(type="invoice.updated", source="/bench", subject=stream_id, tenant_id="ten_bench",
-                           data=DATA, correlation_id="bench") for _ in range(n)]
+    return [
+        CloudEvent.new(
+            type="invoice.updated",
+            source="/bench",
+            subject=stream_id,
+            tenant_id="ten_bench",
+            data=DATA,
+            correlation_id="bench",
+        )
+        for _ in range(n)
+    ]
 
 
 async def _store_writer(pool: asyncpg.Pool, batch: int, until: float, lat: list[float]) -> int:
@@ -58,8 +74,20 @@ async def _plain_writer(pool: asyncpg.Pool, batch: int, until: float, lat: list[
                     """INSERT INTO plain_events (event_id, stream_id, stream_type, version, event_type,
                                                  tenant_id, occurred_at, envelope)
                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
-                    [(e.id, stream, "invoice", version + i + 1, e.type, e.tenantid, datetime.now(UTC),
-                      e.model_dump(mode="json", exclude_none=True)) for i, e in enumerate(events)])
+                    [
+                        (
+                            e.id,
+                            stream,
+                            "invoice",
+                            version + i + 1,
+                            e.type,
+                            e.tenantid,
+                            datetime.now(UTC),
+                            e.model_dump(mode="json", exclude_none=True),
+                        )
+                        for i, e in enumerate(events)
+                    ],
+                )
             version += batch
             lat.append(time.perf_counter() - t0)
             written += batch
@@ -89,8 +117,18 @@ async def run(quick: bool, runs: int) -> list[Row]:
                     store_runs.append(await _run(pool, _store_writer, writers, batch, seconds))
                     plain_runs.append(await _run(pool, _plain_writer, writers, batch, seconds))
                 s, p = median_of_runs(store_runs), median_of_runs(plain_runs)
-                rows.append(Row("appends", f"events/s, {label}", s["rate"], "ev/s", p["rate"], "plain INSERT",
-                                "≥ 0.50× plain INSERT", s["rate"] >= 0.5 * p["rate"]))
+                rows.append(
+                    Row(
+                        "appends",
+                        f"events/s, {label}",
+                        s["rate"],
+                        "ev/s",
+                        p["rate"],
+                        "plain INSERT",
+                        "≥ 0.50× plain INSERT",
+                        s["rate"] >= 0.5 * p["rate"],
+                    )
+                )
                 rows.append(Row("appends", f"append p50, {label}", s["p50"], "ms", p["p50"], "plain INSERT"))
                 rows.append(Row("appends", f"append p99, {label}", s["p99"], "ms", p["p99"], "plain INSERT"))
     return rows

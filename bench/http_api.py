@@ -35,8 +35,9 @@ async def _measure(send, ok, rate: float, seconds: float, runs: int, label: str)
         r = await open_loop(send, rate, seconds, ok=ok)
         if r.errors:
             progress("http", f"[yellow]{r.errors} errors: {dict(r.error_kinds)}[/]")
-        results.append({**latency_summary(r.latencies, (50, 99, 99.9)), "errors": r.error_rate,
-                         "requests": len(r.latencies)})
+        results.append(
+            {**latency_summary(r.latencies, (50, 99, 99.9)), "errors": r.error_rate, "requests": len(r.latencies)}
+        )
         await asyncio.sleep(0.5)
     return median_of_runs(results)
 
@@ -78,14 +79,29 @@ async def run(quick: bool, runs: int) -> list[Row]:
     what = "trivial GET, same process"
     return [
         Row("http", "POST /api/invoices p50 at 100/s", post["p50"], "ms", base["p50"], what),
-        Row("http", "POST /api/invoices p99 at 100/s", post["p99"], "ms", base["p99"], what,
-            "≤ 50 ms", post["p99"] <= P99_LIMIT_MS),
+        Row(
+            "http",
+            "POST /api/invoices p99 at 100/s",
+            post["p99"],
+            "ms",
+            base["p99"],
+            what,
+            "≤ 50 ms",
+            post["p99"] <= P99_LIMIT_MS,
+        ),
         Row("http", "POST /api/invoices p99.9 at 100/s", post["p99.9"], "ms", base["p99.9"], what),
         Row("http", "POST /api/invoices errors at 100/s", post["errors"] * 100, "%", base["errors"] * 100, what),
-        Row("http", f"highest rate with p99 < 50 ms (ladder up to {ladder[-1]}/s)", post_max, "req/s",
-            base_max, what),
-        *[Row("http", f"{s} CPU per POST /api/invoices at 100/s", ms, "ms", base_cpu.get(s), "per trivial GET")
-          for s, ms in post_cpu.items()],
-        Row("http", "all services' CPU per POST /api/invoices", sum(post_cpu.values()), "ms",
-            sum(base_cpu.values()), "per trivial GET"),
+        Row("http", f"highest rate with p99 < 50 ms (ladder up to {ladder[-1]}/s)", post_max, "req/s", base_max, what),
+        *[
+            Row("http", f"{s} CPU per POST /api/invoices at 100/s", ms, "ms", base_cpu.get(s), "per trivial GET")
+            for s, ms in post_cpu.items()
+        ],
+        Row(
+            "http",
+            "all services' CPU per POST /api/invoices",
+            sum(post_cpu.values()),
+            "ms",
+            sum(base_cpu.values()),
+            "per trivial GET",
+        ),
     ]

@@ -12,14 +12,17 @@ from bench.env import KAFKA, ROOT
 
 KAFKA_SH = str(ROOT / "deploy" / "local" / "kafka.sh")
 # "... 3 ms 50th, 10 ms 95th, 20 ms 99th, 30 ms 99.9th." on the summary line
-_PERF = re.compile(r"records sent, ([\d.]+) records/sec .*?, ([\d.]+) ms avg latency, ([\d.]+) ms max latency, "
-                   r"(\d+) ms 50th, (\d+) ms 95th, (\d+) ms 99th, (\d+) ms 99.9th")
+_PERF = re.compile(
+    r"records sent, ([\d.]+) records/sec .*?, ([\d.]+) ms avg latency, ([\d.]+) ms max latency, "
+    r"(\d+) ms 50th, (\d+) ms 95th, (\d+) ms 99th, (\d+) ms 99.9th"
+)
 _E2E = re.compile(r"Percentiles: 50th = ([\d.]+), 99th = ([\d.]+), 99.9th = ([\d.]+)")
 
 
 async def _tool(*args: str) -> str:
-    proc = await asyncio.create_subprocess_exec(KAFKA_SH, "tool", *args, cwd=ROOT, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.STDOUT)
+    proc = await asyncio.create_subprocess_exec(
+        KAFKA_SH, "tool", *args, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
     out, _ = await proc.communicate()
     return out.decode(errors="replace")
 
@@ -66,9 +69,21 @@ def parse_end_to_end(output: str) -> dict[str, float]:
 
 async def producer_performance(topic: str, records: int, size: int, rate: float) -> dict[str, float]:
     """acks=all, like the outbox relay's producer; latency in ms."""
-    out = await _tool("org.apache.kafka.tools.ProducerPerformance", "--topic", topic, "--num-records", str(records),
-                      "--record-size", str(size), "--throughput", str(rate),
-                      "--producer-props", f"bootstrap.servers={KAFKA}", "acks=all", "linger.ms=2")
+    out = await _tool(
+        "org.apache.kafka.tools.ProducerPerformance",
+        "--topic",
+        topic,
+        "--num-records",
+        str(records),
+        "--record-size",
+        str(size),
+        "--throughput",
+        str(rate),
+        "--producer-props",
+        f"bootstrap.servers={KAFKA}",
+        "acks=all",
+        "linger.ms=2",
+    )
     return parse_producer_performance(out)
 
 

@@ -60,8 +60,10 @@ async def run(quick: bool, runs: int) -> list[Row]:
     db = await asyncpg.connect(dsn_for("billstream_invoicing"))
     rows = []
     try:
-        baseline = {name: await _measure(tenant, path, rate, seconds, runs, f"{name}, 1 invoice")
-                    for name, path in QUERIES.items()}
+        baseline = {
+            name: await _measure(tenant, path, rate, seconds, runs, f"{name}, 1 invoice")
+            for name, path in QUERIES.items()
+        }
         progress("listing", f"seeding {invoices:,} invoices for tenant {tenant.tenant_id}")
         await db.execute(SEED, tenant.tenant_id, json.dumps(view), PREFIX, CUSTOMERS, invoices)
         await db.execute("ANALYZE invoice_list")
@@ -70,11 +72,22 @@ async def run(quick: bool, runs: int) -> list[Row]:
             b = baseline[name]
             what = "same tenant, 1 invoice"
             rows.append(Row("listing", f"{name} p50 ({invoices:,} invoices, {rate}/s)", m["p50"], "ms", b["p50"], what))
-            rows.append(Row("listing", f"{name} p99", m["p99"], "ms", b["p99"], what, "≤ 50 ms",
-                            m["p99"] <= TARGET_P99_MS and m["errors"] == 0))
+            rows.append(
+                Row(
+                    "listing",
+                    f"{name} p99",
+                    m["p99"],
+                    "ms",
+                    b["p99"],
+                    what,
+                    "≤ 50 ms",
+                    m["p99"] <= TARGET_P99_MS and m["errors"] == 0,
+                )
+            )
     finally:
-        deleted = await db.execute("DELETE FROM invoice_list WHERE tenant_id = $1 AND invoice_id LIKE $2",
-                                   tenant.tenant_id, PREFIX + "%")
+        deleted = await db.execute(
+            "DELETE FROM invoice_list WHERE tenant_id = $1 AND invoice_id LIKE $2", tenant.tenant_id, PREFIX + "%"
+        )
         progress("listing", f"removed the seeded rows ({deleted})")
         await db.close()
         await tenant.http.close()

@@ -21,14 +21,16 @@ class HttpPool:
         self.timeout = timeout
         self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
-    async def request(self, method: str, path: str, body: dict | None = None,
-                      headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    async def request(
+        self, method: str, path: str, body: dict | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes]:
         payload = json.dumps(body).encode() if body is not None else b""
         head = {**self.headers, **(headers or {}), "Content-Length": str(len(payload))}
         if body is not None:
             head["Content-Type"] = "application/json"
-        raw = (f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in head.items())
-               + "\r\n").encode() + payload
+        raw = (
+            f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in head.items()) + "\r\n"
+        ).encode() + payload
         conn = self._idle.pop() if self._idle else await asyncio.open_connection(self.host, self.port)
         try:
             status, data, keep = await asyncio.wait_for(self._exchange(conn, raw), self.timeout)
@@ -78,8 +80,9 @@ class LoadResult:
         return self.errors / self.sent if self.sent else 0.0
 
 
-async def open_loop(send, rate: float, seconds: float, *, ok=lambda status: status < 400,
-                    keep_bodies: bool = False) -> LoadResult:
+async def open_loop(
+    send, rate: float, seconds: float, *, ok=lambda status: status < 400, keep_bodies: bool = False
+) -> LoadResult:
     """Call `send()` (→ (status, body)) `rate` times a second for `seconds`, open loop."""
     loop = asyncio.get_running_loop()
     result = LoadResult(rate)

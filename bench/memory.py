@@ -26,6 +26,14 @@ def rows(before: Snapshot) -> list[Row]:
         if old_pid != pid:  # restarted during the bench: its start-time RSS is another process's
             out.append(Row("memory", f"{service} peak RSS (VmHWM), restarted during the bench", peak / 1024, "MiB"))
             continue
-        out.append(Row("memory", f"{service} peak RSS (VmHWM)", peak / 1024, "MiB",
-                       rss / 1024 if rss else None, "RSS at bench start"))
+        out.append(
+            Row(
+                "memory",
+                f"{service} peak RSS (VmHWM)",
+                peak / 1024,
+                "MiB",
+                rss / 1024 if rss else None,
+                "RSS at bench start",
+            )
+        )
     return out

@@ -115,8 +115,9 @@ class Traffic:
 
 
 async def create_finalized(http: HttpPool, customer_id: str) -> str:
-    status, body = await http.request("POST", "/api/invoices", {"customerId": customer_id, "dueDate": "2030-12-31",
-                                                                 "items": INVOICE_ITEMS})
+    status, body = await http.request(
+        "POST", "/api/invoices", {"customerId": customer_id, "dueDate": "2030-12-31", "items": INVOICE_ITEMS}
+    )
     if status != 201:
         raise RuntimeError(f"POST /api/invoices → {status}")
     invoice_id = json.loads(body)["id"]
@@ -176,8 +177,10 @@ class Probe:
 
     async def catch_up(self, back: float, markers: "Markers") -> tuple[dict, dict]:
         """Seconds from `back` until each relay published its backlog and each group caught up."""
-        marks = {svc: await _retry(lambda d=dsn: _fetchval(d, "SELECT coalesce(max(position), 0) FROM outbox"))
-                 for svc, dsn in self.dsns.items()}
+        marks = {
+            svc: await _retry(lambda d=dsn: _fetchval(d, "SELECT coalesce(max(position), 0) FROM outbox"))
+            for svc, dsn in self.dsns.items()
+        }
         relays: dict[str, float | None] = dict.fromkeys(SERVICES)
         ends: dict[str, dict[TopicPartition, int]] = {}  # topic → end offsets once its producer drained
         groups: dict[str, float | None] = dict.fromkeys(self.groups)
@@ -202,8 +205,9 @@ class Probe:
                 if topic in ends:
                     try:
                         committed = await asyncio.wait_for(admin.list_consumer_group_offsets(name), 5)
-                        if all((committed[tp].offset if tp in committed else 0) >= end
-                               for tp, end in ends[topic].items()):
+                        if all(
+                            (committed[tp].offset if tp in committed else 0) >= end for tp, end in ends[topic].items()
+                        ):
                             groups[name] = time.monotonic() - back
                             return
                     except Exception:  # noqa: BLE001 - coordinator loading or moving: ask again
@@ -328,9 +332,15 @@ async def _retry(call, timeout: float = CAP_S):
 
 
 def _tenant(stack) -> dict:
-    out = subprocess.run([sys.executable, "-m", "services.invoicing", "tenants", "create", "--name", "Recovery bench",
-                          "--json"], cwd=stack.ROOT, env=stack.env(), check=True, capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "services.invoicing", "tenants", "create", "--name", "Recovery bench", "--json"],
+        cwd=stack.ROOT,
+        env=stack.env(),
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return json.loads(out.stdout)
 
 
@@ -365,8 +375,7 @@ def _kill_and_restart(stack, target: str, times: int, last_kill: threading.Event
     return time.monotonic() - began
 
 
-async def _measure(label: str, probe: Probe, markers: Markers, stack=None, target: str = "",
-                   times: int = 1) -> Fault:
+async def _measure(label: str, probe: Probe, markers: Markers, stack=None, target: str = "", times: int = 1) -> Fault:
     began = time.monotonic()
     script_s = 0.0
     restart = None
@@ -390,10 +399,13 @@ async def _measure(label: str, probe: Probe, markers: Markers, stack=None, targe
         script_s = await restart
     fault = Fault(label, back - began, script_s, groups, relays, markers.checkout_s, markers.webhook_s)
     worst = fault.worst()
-    progress("recovery", f"{label}: serving {fault.down_s:.1f} s after the kill (start script: {script_s:.1f} s); "
-                         f"every consumer caught up {f'not within {CAP_S:.0f} s' if worst is None else f'after {worst:.1f} s'}"
-                         f" (slowest: {fault.slowest()}); checkout after {_s(fault.checkout_s)}, "
-                         f"webhook after {_s(fault.webhook_s)}")
+    progress(
+        "recovery",
+        f"{label}: serving {fault.down_s:.1f} s after the kill (start script: {script_s:.1f} s); "
+        f"every consumer caught up {f'not within {CAP_S:.0f} s' if worst is None else f'after {worst:.1f} s'}"
+        f" (slowest: {fault.slowest()}); checkout after {_s(fault.checkout_s)}, "
+        f"webhook after {_s(fault.webhook_s)}",
+    )
     return fault
 
 
@@ -418,14 +430,16 @@ async def _run(stack) -> list[Row]:
     tenant = await asyncio.to_thread(_tenant, stack)
     http = HttpPool(stack.GATEWAY, {"Authorization": f"Bearer {tenant['apiKey']}"}, timeout=5.0)
     await _wait_active(http)
-    status, body = await http.request("POST", "/api/customers",
-                                      {"name": "Recovery Buyer", "email": "buyer@recovery.example", "currency": "USD"})
+    status, body = await http.request(
+        "POST", "/api/customers", {"name": "Recovery Buyer", "email": "buyer@recovery.example", "currency": "USD"}
+    )
     if status != 201:
         raise RuntimeError(f"POST /api/customers → {status} {body[:200]!r}")
     customer_id = json.loads(body)["id"]
     with WebhookReceiver() as receiver:
-        status, body = await http.request("POST", "/api/webhook-endpoints",
-                                          {"url": receiver.url, "enabledEvents": ["invoice.finalized"]})
+        status, body = await http.request(
+            "POST", "/api/webhook-endpoints", {"url": receiver.url, "enabledEvents": ["invoice.finalized"]}
+        )
         if status != 201:
             raise RuntimeError(f"POST /api/webhook-endpoints → {status} {body[:200]!r}")
         receiver.secret = json.loads(body)["secret"]
@@ -437,8 +451,11 @@ async def _run(stack) -> list[Row]:
             await probe.discover()
             markers = Markers(http, customer_id, receiver)
             faults = [await _measure("no fault", probe, markers)]
-            for label, target, times in ((f"kill -9 {SERVICE}", SERVICE, 1), ("kill -9 Kafka", "kafka", 1),
-                                         ("kill -9 Kafka twice in a row", "kafka", 2)):
+            for label, target, times in (
+                (f"kill -9 {SERVICE}", SERVICE, 1),
+                ("kill -9 Kafka", "kafka", 1),
+                ("kill -9 Kafka twice in a row", "kafka", 2),
+            ):
                 progress("recovery", f"{label} under {RATE:g} invoices/s")
                 faults.append(await _measure(label, probe, markers, stack, target, times))
                 await asyncio.sleep(3)
@@ -468,19 +485,63 @@ def rows(faults: list[Fault]) -> list[Row]:
         out += [
             Row("recovery", f"{f.label}: kill → serving again", f.down_s, "s"),
             Row("recovery", f"{f.label}: kill → start script returned", f.script_s, "s"),
-            Row("recovery", f"{f.label}: back → every consumer caught up{late(worst)}", cap(worst), "s",
-                base_worst, same, target, worst is not None and worst <= TARGET_S),
-            Row("recovery", f"{f.label}: kill → every consumer caught up{late(worst)}", f.down_s + cap(worst), "s",
-                base_worst, same),
+            Row(
+                "recovery",
+                f"{f.label}: back → every consumer caught up{late(worst)}",
+                cap(worst),
+                "s",
+                base_worst,
+                same,
+                target,
+                worst is not None and worst <= TARGET_S,
+            ),
+            Row(
+                "recovery",
+                f"{f.label}: kill → every consumer caught up{late(worst)}",
+                f.down_s + cap(worst),
+                "s",
+                base_worst,
+                same,
+            ),
         ]
         for group, v in f.groups.items():
-            out.append(Row("recovery", f"{f.label}: back → {group} caught up{late(v)}", cap(v), "s",
-                           base.groups.get(group), same, target, v is not None and v <= TARGET_S))
+            out.append(
+                Row(
+                    "recovery",
+                    f"{f.label}: back → {group} caught up{late(v)}",
+                    cap(v),
+                    "s",
+                    base.groups.get(group),
+                    same,
+                    target,
+                    v is not None and v <= TARGET_S,
+                )
+            )
         relay = None if None in f.relays.values() else max(f.relays.values())
-        out.append(Row("recovery", f"{f.label}: back → outbox relays published their backlog{late(relay)}",
-                       cap(relay), "s", max(cap(v) for v in base.relays.values()), same))
-        for what, v, b in (("payments opens a checkout for an invoice finalized at back", f.checkout_s, base.checkout_s),
-                           ("that invoice's invoice.finalized webhook received", f.webhook_s, base.webhook_s)):
-            out.append(Row("recovery", f"{f.label}: {what}{late(v)}", cap(v), "s", b, same, target,
-                           v is not None and v <= TARGET_S))
+        out.append(
+            Row(
+                "recovery",
+                f"{f.label}: back → outbox relays published their backlog{late(relay)}",
+                cap(relay),
+                "s",
+                max(cap(v) for v in base.relays.values()),
+                same,
+            )
+        )
+        for what, v, b in (
+            ("payments opens a checkout for an invoice finalized at back", f.checkout_s, base.checkout_s),
+            ("that invoice's invoice.finalized webhook received", f.webhook_s, base.webhook_s),
+        ):
+            out.append(
+                Row(
+                    "recovery",
+                    f"{f.label}: {what}{late(v)}",
+                    cap(v),
+                    "s",
+                    b,
+                    same,
+                    target,
+                    v is not None and v <= TARGET_S,
+                )
+            )
     return out

@@ -46,9 +46,16 @@ def fmt(value: float | None, unit: str = "") -> str:
 
 def _cells(row: Row) -> list[str]:
     met = "" if row.met is None else ("met" if row.met else "MISSED")
-    return [row.bench, row.figure, fmt(row.value, row.unit), row.baseline_what or "—",
-            fmt(row.baseline, row.unit) if row.baseline is not None else "—",
-            "—" if math.isnan(row.ratio) else f"{row.ratio:.2f}×", row.target, met]
+    return [
+        row.bench,
+        row.figure,
+        fmt(row.value, row.unit),
+        row.baseline_what or "—",
+        fmt(row.baseline, row.unit) if row.baseline is not None else "—",
+        "—" if math.isnan(row.ratio) else f"{row.ratio:.2f}×",
+        row.target,
+        met,
+    ]
 
 
 HEADERS = ["bench", "figure", "value", "baseline", "baseline value", "ratio", "target", ""]

@@ -16,21 +16,27 @@ from shared.envelope import CloudEvent
 AGGREGATES = invoicing.aggregates
 STORE = AGGREGATES.store  # the event store the bench writes to and replays directly
 TENANT = "ten_bench"
-BODY = {"customerId": "?", "dueDate": "2030-12-31", "reference": None,
-        "items": [{"description": "Pro Plan - Monthly", "quantity": 1, "unitAmount": 180000},
-                  {"description": "Extra seats", "quantity": 3, "unitAmount": 25000}]}
+BODY = {
+    "customerId": "?",
+    "dueDate": "2030-12-31",
+    "reference": None,
+    "items": [
+        {"description": "Pro Plan - Monthly", "quantity": 1, "unitAmount": 180000},
+        {"description": "Extra seats", "quantity": 3, "unitAmount": 25000},
+    ],
+}
 
 
 async def invoice_lifecycle(pool: asyncpg.Pool) -> list[CloudEvent]:
     """created → sent (finalized + sent) → paid for one invoice: its events in stream order."""
     app = Invoicing(pool, AGGREGATES)
-    customer = await app.create_customer(TENANT, ev.CustomerFields(name="Bench Buyer", email="buyer@bench.example",
-                                                                  currency="USD"))
+    customer = await app.create_customer(
+        TENANT, ev.CustomerFields(name="Bench Buyer", email="buyer@bench.example", currency="USD")
+    )
     body = CreateInvoiceIn.model_validate({**BODY, "customerId": customer["id"]})
     invoice = await app.create_invoice(TENANT, customer["id"], body.draft_fields())
     await app.send(TENANT, invoice["id"])
-    await app.record_offline_payment(TENANT, invoice["id"], amount=None, method="other", reference=None,
-                                     paid_on=None)
+    await app.record_offline_payment(TENANT, invoice["id"], amount=None, method="other", reference=None, paid_on=None)
     async with pool.acquire() as conn:
         return [s.event for s in (await AGGREGATES.load(conn, invoice["id"])).stored]
 

@@ -8,8 +8,10 @@ from bench.env import GATEWAY, create_tenant, wait_until_key_active
 from bench.loadgen import HttpPool
 from shared.auth import world
 
-INVOICE_ITEMS = [{"description": "Pro Plan - Monthly", "quantity": 1, "unitAmount": 180000},
-                 {"description": "Extra seats", "quantity": 3, "unitAmount": 25000}]
+INVOICE_ITEMS = [
+    {"description": "Pro Plan - Monthly", "quantity": 1, "unitAmount": 180000},
+    {"description": "Extra seats", "quantity": 3, "unitAmount": 25000},
+]
 
 
 @dataclass
@@ -28,8 +30,9 @@ async def bench_tenant(label: str, paths: tuple[str, ...] = ("/api/invoices",)) 
     key = created["apiKey"]
     await asyncio.to_thread(wait_until_key_active, key, paths)
     http = HttpPool(GATEWAY, {"Authorization": f"Bearer {key}"})
-    status, body = await http.request("POST", "/api/customers",
-                                      {"name": "Bench Buyer", "email": "buyer@bench.example", "currency": "USD"})
+    status, body = await http.request(
+        "POST", "/api/customers", {"name": "Bench Buyer", "email": "buyer@bench.example", "currency": "USD"}
+    )
     if status != 201:
         raise RuntimeError(f"POST /api/customers → {status} {body[:200]!r}")
     return BenchTenant(world(created["tenantId"], "test"), key, json.loads(body)["id"], http)

@@ -64,8 +64,16 @@ class EventStoreLike(Protocol):
 
     async def read_stream(self, conn: Any, stream_id: str, *, as_of: datetime | None = None) -> list[StoredEvent]: ...
 
-    async def append(self, conn: Any, stream_type: str, stream_id: str, expected_version: int,
-                     events: Sequence[CloudEvent], *, key: str | None = None) -> int: ...
+    async def append(
+        self,
+        conn: Any,
+        stream_type: str,
+        stream_id: str,
+        expected_version: int,
+        events: Sequence[CloudEvent],
+        *,
+        key: str | None = None,
+    ) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -79,15 +87,28 @@ class Aggregates:
     async def load(self, conn: Any, stream_id: str, *, as_of: datetime | None = None) -> Stream:
         """The stream's events (those that happened by `as_of`, if given); an empty stream if none."""
         stored = await self.store.read_stream(conn, stream_id, as_of=as_of)
-        return Stream(stream_id, stored, [Recorded(s.event.type, self.registry.load(s.event), s.event.time)
-                                          for s in stored])
+        return Stream(
+            stream_id, stored, [Recorded(s.event.type, self.registry.load(s.event), s.event.time) for s in stored]
+        )
 
     def events(self, decided: Decided, *, subject: str, tenant_id: str, at: datetime | None = None) -> list[CloudEvent]:
-        return [self.registry.new_event(t, d, source=self.source, subject=subject, tenant_id=tenant_id, time=at)
-                for t, d in decided]
+        return [
+            self.registry.new_event(t, d, source=self.source, subject=subject, tenant_id=tenant_id, time=at)
+            for t, d in decided
+        ]
 
-    async def append(self, conn: Any, stream_type: str, stream_id: str, version: int, decided: Decided, *,
-                     tenant_id: str, at: datetime | None = None, key: str | None = None) -> int:
+    async def append(
+        self,
+        conn: Any,
+        stream_type: str,
+        stream_id: str,
+        version: int,
+        decided: Decided,
+        *,
+        tenant_id: str,
+        at: datetime | None = None,
+        key: str | None = None,
+    ) -> int:
         """Record the decided facts as the next events of the stream, which must still be at
         `version` (else ConcurrencyError); returns its new version. In the caller's transaction."""
         events = self.events(decided, subject=stream_id, tenant_id=tenant_id, at=at)
@@ -98,8 +119,13 @@ class Pool(Protocol):
     def acquire(self) -> Any: ...
 
 
-async def retry_on_conflict(pool: Pool, command: Callable[[Any], Awaitable[T]], *, attempts: int = 5,
-                            gave_up: Callable[[], Exception] | None = None) -> T:
+async def retry_on_conflict(
+    pool: Pool,
+    command: Callable[[Any], Awaitable[T]],
+    *,
+    attempts: int = 5,
+    gave_up: Callable[[], Exception] | None = None,
+) -> T:
     """Run `command(conn)` in a transaction of its own; when a stream it appends to moved on
     meanwhile, run it again from the start (it reloads, so it decides on what is there now).
     After `attempts` conflicts, raise `gave_up()` (default: the last ConcurrencyError)."""

@@ -10,11 +10,20 @@ from shared.envelope import CONTENT_TYPE, CloudEvent, schema_uri
 from shared.registry import EventRegistry
 
 
-def document(service: str, registry: EventRegistry, topics: dict[str, str], consumes: list[str],
-             *, kafka: str = "127.0.0.1:59092") -> dict[str, Any]:
+def document(
+    service: str,
+    registry: EventRegistry,
+    topics: dict[str, str],
+    consumes: list[str],
+    *,
+    kafka: str = "127.0.0.1:59092",
+) -> dict[str, Any]:
     types = registry.types()
-    _, defs = models_json_schema([(model, "serialization") for model, _, _ in types.values()],
-                                 by_alias=True, ref_template="#/components/schemas/{model}")
+    _, defs = models_json_schema(
+        [(model, "serialization") for model, _, _ in types.values()],
+        by_alias=True,
+        ref_template="#/components/schemas/{model}",
+    )
     schemas: dict[str, Any] = dict(defs.get("$defs", {}))
     envelope = CloudEvent.model_json_schema(by_alias=True)
     envelope["properties"].pop("data")
@@ -31,34 +40,49 @@ def document(service: str, registry: EventRegistry, topics: dict[str, str], cons
             "title": event_type,
             "contentType": CONTENT_TYPE.split(";")[0],
             "summary": (model.__doc__ or "").strip().split("\n")[0] or event_type,
-            "payload": {"allOf": [
-                {"$ref": "#/components/schemas/CloudEvent"},
-                {"type": "object", "required": ["data"], "properties": {
-                    "type": {"const": event_type},
-                    "dataschema": {"const": schema_uri(event_type, version)},
-                    "data": {"$ref": f"#/components/schemas/{model.__name__}"},
-                }},
-            ]},
+            "payload": {
+                "allOf": [
+                    {"$ref": "#/components/schemas/CloudEvent"},
+                    {
+                        "type": "object",
+                        "required": ["data"],
+                        "properties": {
+                            "type": {"const": event_type},
+                            "dataschema": {"const": schema_uri(event_type, version)},
+                            "data": {"$ref": f"#/components/schemas/{model.__name__}"},
+                        },
+                    },
+                ]
+            },
         }
         by_topic.setdefault(topic, []).append(event_type)
 
     channels, operations = {}, {}
     for topic in sorted(set(by_topic) | set(consumes)):
-        channels[topic] = {"address": topic, "messages": {
-            t: {"$ref": f"#/components/messages/{t}"} for t in by_topic.get(topic, [])}}
+        channels[topic] = {
+            "address": topic,
+            "messages": {t: {"$ref": f"#/components/messages/{t}"} for t in by_topic.get(topic, [])},
+        }
     for topic, event_types in sorted(by_topic.items()):
         operations[f"publish.{topic}"] = {
-            "action": "send", "channel": {"$ref": f"#/channels/{topic}"},
+            "action": "send",
+            "channel": {"$ref": f"#/channels/{topic}"},
             "summary": f"{service} publishes these, keyed by aggregate id",
-            "messages": [{"$ref": f"#/channels/{topic}/messages/{t}"} for t in event_types]}
+            "messages": [{"$ref": f"#/channels/{topic}/messages/{t}"} for t in event_types],
+        }
     for topic in sorted(consumes):
         operations[f"consume.{topic}"] = {
-            "action": "receive", "channel": {"$ref": f"#/channels/{topic}"},
-            "summary": f"{service} consumes this topic as consumer group {service}.<name>"}
+            "action": "receive",
+            "channel": {"$ref": f"#/channels/{topic}"},
+            "summary": f"{service} consumes this topic as consumer group {service}.<name>",
+        }
     return {
         "asyncapi": "3.0.0",
-        "info": {"title": f"Billstream {service} events", "version": "1.0.0",
-                 "description": "Generated from the service's event registry; see docs/events.md."},
+        "info": {
+            "title": f"Billstream {service} events",
+            "version": "1.0.0",
+            "description": "Generated from the service's event registry; see docs/events.md.",
+        },
         "defaultContentType": "application/cloudevents+json",
         "servers": {"local": {"host": kafka, "protocol": "kafka"}},
         "channels": channels,

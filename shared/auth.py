@@ -100,13 +100,20 @@ async def project_tenant_event(conn: asyncpg.Connection, event: CloudEvent) -> N
         await conn.execute(
             """INSERT INTO tenants (tenant_id, name, created_at) VALUES ($1, $2, $3)
                ON CONFLICT (tenant_id) DO NOTHING""",
-            event.tenantid, data["name"], event.time,
+            event.tenantid,
+            data["name"],
+            event.time,
         )
     elif event.type == "api_key.created":
         await conn.execute(
             """INSERT INTO api_keys (key_id, tenant_id, key_hash, prefix, mode, created_at)
                VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (key_id) DO NOTHING""",
-            data["keyId"], event.tenantid, data["keyHash"], data["prefix"], data["mode"], event.time,
+            data["keyId"],
+            event.tenantid,
+            data["keyHash"],
+            data["prefix"],
+            data["mode"],
+            event.time,
         )
     elif event.type == "api_key.revoked":
         # Revocation may arrive before creation (different partitions): record it either way.
@@ -115,5 +122,8 @@ async def project_tenant_event(conn: asyncpg.Connection, event: CloudEvent) -> N
             """INSERT INTO api_keys (key_id, tenant_id, key_hash, prefix, mode, created_at, revoked_at)
                VALUES ($1, $2, $3, '', '', $4, $4)
                ON CONFLICT (key_id) DO UPDATE SET revoked_at = EXCLUDED.revoked_at""",
-            data["keyId"], event.tenantid, "revoked:" + data["keyId"], revoked_at,
+            data["keyId"],
+            event.tenantid,
+            "revoked:" + data["keyId"],
+            revoked_at,
         )

@@ -45,10 +45,17 @@ def make_cli(service: Service[Any], app_factory: Callable[[], FastAPI]) -> typer
         service.serve(app_factory())
 
     @cli.command()
-    def asyncapi(output: Path | None = typer.Option(None, "--output", "-o", help="write here instead of stdout")) -> None:
+    def asyncapi(
+        output: Path | None = typer.Option(None, "--output", "-o", help="write here instead of stdout"),
+    ) -> None:
         """Print the AsyncAPI document of the events this service publishes and consumes."""
-        doc = document(service.name, service.registry, service.store.topics, sorted(set(service.consumed_topics)),
-                       kafka=service.settings.kafka_bootstrap)
+        doc = document(
+            service.name,
+            service.registry,
+            service.store.topics,
+            sorted(set(service.consumed_topics)),
+            kafka=service.settings.kafka_bootstrap,
+        )
         text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
         if output:
             output.write_text(text)
@@ -76,11 +83,24 @@ def make_cli(service: Service[Any], app_factory: Callable[[], FastAPI]) -> typer
         everything: bool = typer.Option(False, "--all", help="also those already replayed or discarded"),
     ) -> None:
         """One line per dead letter: id, status, source, consumer or projection, stream, event, error."""
-        letters = asyncio.run(_with_pool(service, lambda pool: deadletters.listing(
-            pool, status=None if everything else "parked")))
+        letters = asyncio.run(
+            _with_pool(service, lambda pool: deadletters.listing(pool, status=None if everything else "parked"))
+        )
         for d in letters:
-            typer.echo("\t".join([str(d.id), d.status, d.source, d.consumer, d.stream_id or "-", d.event_id or "-",
-                                  d.created_at.isoformat(timespec="seconds"), " ".join(d.error.split())[:120]]))
+            typer.echo(
+                "\t".join(
+                    [
+                        str(d.id),
+                        d.status,
+                        d.source,
+                        d.consumer,
+                        d.stream_id or "-",
+                        d.event_id or "-",
+                        d.created_at.isoformat(timespec="seconds"),
+                        " ".join(d.error.split())[:120],
+                    ]
+                )
+            )
 
     @dead.command("show")
     def show_dead_letter(id: int) -> None:
@@ -100,6 +120,7 @@ def make_cli(service: Service[Any], app_factory: Callable[[], FastAPI]) -> typer
     @dead.command("discard")
     def discard_dead_letter(id: int) -> None:
         """Mark a parked event handled without running it (a redelivery of it is skipped)."""
+
         async def discard(pool: asyncpg.Pool) -> None:
             await deadletters.discard(pool, _must_exist(await deadletters.get(pool, id), id))
 
@@ -173,8 +194,11 @@ async def _replay_one(service: Service[Any], pool: asyncpg.Pool, letter: DeadLet
 
 async def _rebuild(service: Service[Any], pool: asyncpg.Pool, chosen: list[Projection]) -> None:
     with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("events"), TimeRemainingColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("events"),
+        TimeRemainingColumn(),
     ) as progress:
         for projection in chosen:
             task = progress.add_task(f"rebuilding {projection.name}", total=None)

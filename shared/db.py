@@ -16,8 +16,9 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection,
-                                     reset=_end_transaction)
+    return await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, init=_init_connection, reset=_end_transaction
+    )
 
 
 async def _end_transaction(conn: asyncpg.Connection) -> None:

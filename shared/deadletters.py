@@ -45,14 +45,23 @@ class DeadLetter:
 
 
 async def park(
-    conn: asyncpg.Connection | asyncpg.Pool, *, source: str, name: str, payload: bytes, error: str,
-    event_id: str | None = None, stream_id: str | None = None, topic: str | None = None,
-    partition: int | None = None, offset: int | None = None,
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    source: str,
+    name: str,
+    payload: bytes,
+    error: str,
+    event_id: str | None = None,
+    stream_id: str | None = None,
+    topic: str | None = None,
+    partition: int | None = None,
+    offset: int | None = None,
 ) -> int:
     """Record a parked event; returns the dead letter's id."""
     error = error.replace("\x00", "\\x00")  # a text column cannot hold NUL
-    dead_letter_id: int = await conn.fetchval(PARK, source, name, topic, partition, offset, event_id, stream_id,
-                                              payload, error)
+    dead_letter_id: int = await conn.fetchval(
+        PARK, source, name, topic, partition, offset, event_id, stream_id, payload, error
+    )
     return dead_letter_id
 
 
@@ -62,8 +71,7 @@ async def get(conn: asyncpg.Connection | asyncpg.Pool, id: int, *, lock: bool = 
 
 
 async def listing(conn: asyncpg.Connection | asyncpg.Pool, *, status: str | None = "parked") -> list[DeadLetter]:
-    rows = await conn.fetch(
-        "SELECT * FROM dead_letters WHERE $1::text IS NULL OR status = $1 ORDER BY id", status)
+    rows = await conn.fetch("SELECT * FROM dead_letters WHERE $1::text IS NULL OR status = $1 ORDER BY id", status)
     return [DeadLetter.from_row(r) for r in rows]
 
 
@@ -77,7 +85,10 @@ async def resolve(conn: asyncpg.Connection, id: int, status: str) -> None:
     it is no longer parked (someone else resolved it first), which rolls that transaction back."""
     if not await conn.fetchval(
         """UPDATE dead_letters SET status = $2, resolved_at = now() WHERE id = $1 AND status = 'parked'
-           RETURNING true""", id, status):
+           RETURNING true""",
+        id,
+        status,
+    ):
         raise LookupError(f"dead letter {id} is not parked")
 
 
@@ -86,6 +97,9 @@ async def discard(pool: asyncpg.Pool, letter: DeadLetter) -> None:
     row, so a redelivery of it is skipped; a projection's checkpoint is already past it."""
     async with pool.acquire() as conn, conn.transaction():
         if letter.source == CONSUMER and letter.event_id:
-            await conn.execute("INSERT INTO inbox (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                               letter.consumer, letter.event_id)
+            await conn.execute(
+                "INSERT INTO inbox (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                letter.consumer,
+                letter.event_id,
+            )
         await resolve(conn, letter.id, "discarded")

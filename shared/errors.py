@@ -25,8 +25,9 @@ class Forbidden(Refused):
 
 
 class NotFound(Refused):
-    def __init__(self, resource: str, resource_id: str, *, code: str = "resource_missing",
-                 field: str | None = "id") -> None:
+    def __init__(
+        self, resource: str, resource_id: str, *, code: str = "resource_missing", field: str | None = "id"
+    ) -> None:
         super().__init__(code, f"No such {resource}: '{resource_id}'", field=field)
 
 

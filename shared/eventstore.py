@@ -131,18 +131,24 @@ class EventStore:
             raise RuntimeError("append must run inside a transaction")
         if not events:
             return expected_version
-        stamped = [
-            e.model_copy(update={"sequence": str(expected_version + i + 1)})
-            for i, e in enumerate(events)
-        ]
+        stamped = [e.model_copy(update={"sequence": str(expected_version + i + 1)}) for i, e in enumerate(events)]
         payloads = [e.to_json() for e in stamped]
         try:
             actual, appended, _ = await conn.fetchrow(
                 APPEND,
-                stream_id, stream_type, expected_version,
-                [e.id for e in stamped], [expected_version + i + 1 for i in range(len(stamped))], [e.type for e in stamped],
-                [e.tenantid for e in stamped], [e.time for e in stamped], [p.decode() for p in payloads],
-                self.topics[stream_type], key or stream_id, payloads, NOTIFY_CHANNEL,
+                stream_id,
+                stream_type,
+                expected_version,
+                [e.id for e in stamped],
+                [expected_version + i + 1 for i in range(len(stamped))],
+                [e.type for e in stamped],
+                [e.tenantid for e in stamped],
+                [e.time for e in stamped],
+                [p.decode() for p in payloads],
+                self.topics[stream_type],
+                key or stream_id,
+                payloads,
+                NOTIFY_CHANNEL,
             )
         except asyncpg.UniqueViolationError as exc:  # a concurrent append to the stream won
             raise ConcurrencyError(stream_id, expected_version, expected_version + 1) from exc
@@ -186,7 +192,9 @@ class EventStore:
             *after,
             limit,
         )
-        return [EventHead(Checkpoint(r["transaction_id"], r["position"]), r["stream_id"], r["event_type"]) for r in rows]
+        return [
+            EventHead(Checkpoint(r["transaction_id"], r["position"]), r["stream_id"], r["event_type"]) for r in rows
+        ]
 
     async def read_positions(self, conn: asyncpg.Connection, positions: list[int]) -> list[StoredEvent]:
         """The events at these positions, in reading order."""

@@ -46,8 +46,9 @@ def _transient(exc: BaseException) -> bool:
     # asyncpg's own client-side errors: a closed or released connection, a stale statement
     # cache after a migration. OSError covers refused/reset connections and every timeout
     # (TimeoutError is an OSError).
-    return getattr(exc, "transient", False) is True or \
-        isinstance(exc, asyncpg.InterfaceError | asyncpg.InternalClientError | OSError)
+    return getattr(exc, "transient", False) is True or isinstance(
+        exc, asyncpg.InterfaceError | asyncpg.InternalClientError | OSError
+    )
 
 
 def backoff(attempt: int, *, first: float = 0.1, cap: float = 5.0) -> float:
@@ -69,5 +70,11 @@ class Retrying:
     since: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def as_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "name": self.name, "eventId": self.event_id, "attempts": self.attempts,
-                "error": self.error[:300], "since": self.since.isoformat()}
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "eventId": self.event_id,
+            "attempts": self.attempts,
+            "error": self.error[:300],
+            "since": self.since.isoformat(),
+        }

@@ -14,8 +14,12 @@ _JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def _refusal(where: str, status: int) -> JSONResponse:
-    return JSONResponse(error_body("invalid_request_error", "parameter_invalid",
-                                   f"NUL characters are not accepted in the {where}.", where), status)
+    return JSONResponse(
+        error_body(
+            "invalid_request_error", "parameter_invalid", f"NUL characters are not accepted in the {where}.", where
+        ),
+        status,
+    )
 
 
 class NulGuardMiddleware:

@@ -1,6 +1,6 @@
 """One JSON error shape for every service, and the HTTP status of each kind of refusal:
 
-    {"error": {"type": "...", "code": "stable_code", "message": "what to do", "field": "x" | null}}
+{"error": {"type": "...", "code": "stable_code", "message": "what to do", "field": "x" | null}}
 """
 
 from typing import Any
@@ -18,7 +18,12 @@ log = get_logger(__name__)
 
 # The most specific class of a refusal decides; anything else refused is a 400.
 STATUS: dict[type[Refused], int] = {
-    AuthenticationError: 401, Declined: 402, Forbidden: 403, NotFound: 404, Conflict: 409, Gone: 410,
+    AuthenticationError: 401,
+    Declined: 402,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    Gone: 410,
 }
 
 
@@ -49,25 +54,21 @@ def install_error_handlers(app: FastAPI) -> None:
         first = exc.errors()[0]
         field = _field_of(tuple(first.get("loc", ())))
         message = f"{field}: {first['msg']}" if field else first["msg"]
-        return JSONResponse(
-            error_body("invalid_request_error", "parameter_invalid", message, field), 400
-        )
+        return JSONResponse(error_body("invalid_request_error", "parameter_invalid", message, field), 400)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return JSONResponse(
-            error_body("invalid_request_error", code, str(exc.detail)), exc.status_code
-        )
+        return JSONResponse(error_body("invalid_request_error", code, str(exc.detail)), exc.status_code)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         if is_transient(exc):  # the database restarting, a deadlock: the same request can pass soon
             log.warning("request failed on a transient fault", error=repr(exc))
             return JSONResponse(
-                error_body("api_error", "service_unavailable", "Temporarily unavailable; retry shortly."), 503,
-                headers={"Retry-After": "1"})
+                error_body("api_error", "service_unavailable", "Temporarily unavailable; retry shortly."),
+                503,
+                headers={"Retry-After": "1"},
+            )
         log.error("unhandled error", exc_info=exc)
-        return JSONResponse(
-            error_body("api_error", "internal_error", "Something went wrong on our side."), 500
-        )
+        return JSONResponse(error_body("api_error", "internal_error", "Something went wrong on our side."), 500)

@@ -126,7 +126,10 @@ class IdempotencyMiddleware:
             await pool.execute(
                 """UPDATE idempotency_keys SET status = $4, body = $5, content_type = $6
                    WHERE scope = $1 AND key = $2 AND claim = $3""",
-                *ids, status, content, headers.get("content-type"),
+                *ids,
+                status,
+                content,
+                headers.get("content-type"),
             )
         return Response(content, status, headers={k: v for k, v in headers.items() if k != "content-length"})
 
@@ -134,8 +137,9 @@ class IdempotencyMiddleware:
 async def _claim(pool: asyncpg.Pool, owner: str, key: str, request_hash: str, claim: uuid.UUID) -> bool:
     """A new key, an expired one (whatever it held: the purge only tidies), or one whose holder
     died before committing anything (lease lapsed): ours."""
-    return bool(await pool.fetchval(
-        f"""INSERT INTO idempotency_keys (scope, key, request_hash, claim, lease_until)
+    return bool(
+        await pool.fetchval(
+            f"""INSERT INTO idempotency_keys (scope, key, request_hash, claim, lease_until)
             VALUES ($1, $2, $3, $4, now() + interval '{LEASE_S} seconds')
             ON CONFLICT (scope, key) DO UPDATE SET claim = EXCLUDED.claim, lease_until = EXCLUDED.lease_until,
               request_hash = EXCLUDED.request_hash, status = NULL, body = NULL, content_type = NULL,
@@ -144,30 +148,41 @@ async def _claim(pool: asyncpg.Pool, owner: str, key: str, request_hash: str, cl
                OR (idempotency_keys.status IS NULL AND NOT idempotency_keys.committed
                    AND idempotency_keys.lease_until < now() AND idempotency_keys.request_hash = EXCLUDED.request_hash)
             RETURNING true""",
-        owner, key, request_hash, claim,
-    ))
+            owner,
+            key,
+            request_hash,
+            claim,
+        )
+    )
 
 
 async def _not_claimed(pool: asyncpg.Pool, owner: str, key: str, request_hash: str) -> Response:
     first = await pool.fetchrow(
         """SELECT request_hash, status, body, content_type, committed, lease_until < now() AS lapsed
            FROM idempotency_keys WHERE scope = $1 AND key = $2""",
-        owner, key,
+        owner,
+        key,
     )
     if first is None:  # expired between the two statements: treat as new next time
         return _refuse(409, "idempotency_key_in_use", "Retry the request.")
     if first["request_hash"] != request_hash:
-        return _refuse(422, "idempotency_key_reused",
-                       "This Idempotency-Key was used with a different request; use a new key.")
+        return _refuse(
+            422, "idempotency_key_reused", "This Idempotency-Key was used with a different request; use a new key."
+        )
     if first["status"] is not None:
-        return Response(first["body"], first["status"], media_type=first["content_type"],
-                        headers={"Idempotent-Replayed": "true"})
+        return Response(
+            first["body"], first["status"], media_type=first["content_type"], headers={"Idempotent-Replayed": "true"}
+        )
     if first["committed"] and first["lapsed"]:
-        return _refuse(409, "idempotency_key_committed",
-                       "The earlier request with this Idempotency-Key did its work, but its answer was lost; "
-                       "fetch the resource instead of retrying.")
-    return _refuse(409, "idempotency_key_in_use",
-                   "A request with this Idempotency-Key is still being processed; retry shortly.")
+        return _refuse(
+            409,
+            "idempotency_key_committed",
+            "The earlier request with this Idempotency-Key did its work, but its answer was lost; "
+            "fetch the resource instead of retrying.",
+        )
+    return _refuse(
+        409, "idempotency_key_in_use", "A request with this Idempotency-Key is still being processed; retry shortly."
+    )
 
 
 async def _renew(pool: asyncpg.Pool, ids: tuple[str, str, uuid.UUID]) -> None:

@@ -62,7 +62,8 @@ class InboxConsumer:
                 attempt = self.retrying.attempts
                 transient = is_transient(exc)
                 (log.warning if transient else log.error)(
-                    "event not settled, retrying", attempt=attempt, transient=transient, error=repr(exc))
+                    "event not settled, retrying", attempt=attempt, transient=transient, error=repr(exc)
+                )
                 await asyncio.sleep(backoff(attempt, cap=self.max_backoff))
 
     async def _settle(self, pool: asyncpg.Pool, raw: bytes, where: Delivery) -> bool:
@@ -114,13 +115,28 @@ class InboxConsumer:
         self, pool: asyncpg.Pool, raw: bytes, where: Delivery, event: CloudEvent | None, error: str
     ) -> None:
         id = await deadletters.park(
-            pool, source=deadletters.CONSUMER, name=self.name, payload=raw, error=error,
-            event_id=event.id if event else None, stream_id=event.subject if event else None,
-            topic=where.topic, partition=where.partition, offset=where.offset,
+            pool,
+            source=deadletters.CONSUMER,
+            name=self.name,
+            payload=raw,
+            error=error,
+            event_id=event.id if event else None,
+            stream_id=event.subject if event else None,
+            topic=where.topic,
+            partition=where.partition,
+            offset=where.offset,
         )
-        log.error("event parked in dead_letters", dead_letter=id, consumer=self.name, topic=where.topic,
-                  stream=event and event.subject, event_id=event and event.id, error=error[:500],
-                  partition=where.partition, offset=where.offset)
+        log.error(
+            "event parked in dead_letters",
+            dead_letter=id,
+            consumer=self.name,
+            topic=where.topic,
+            stream=event and event.subject,
+            event_id=event and event.id,
+            error=error[:500],
+            partition=where.partition,
+            offset=where.offset,
+        )
 
 
 def _event_id(raw: bytes) -> str | None:

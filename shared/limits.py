@@ -18,8 +18,9 @@ MAX_PAGE = 100_000  # list pages; deeper, a cursor pages cheaper and no offset c
 
 def check_amount(value: int, field: str) -> int:
     if abs(value) > MAX_AMOUNT:
-        raise Refused("amount_too_large", f"{field} is at most {MAX_AMOUNT:,} in the currency's minor unit.",
-                       field=field)
+        raise Refused(
+            "amount_too_large", f"{field} is at most {MAX_AMOUNT:,} in the currency's minor unit.", field=field
+        )
     return value
 
 

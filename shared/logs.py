@@ -28,7 +28,8 @@ _SECRET = re.compile(
     r"|(?P<whsec>\bwhsec_)[A-Za-z0-9+/=_]+"
     r"|(?P<bearer>\bBearer )[^\s\"',]+"
     r"|(?P<param>\b(?:sig|signature|token)=)[^&\s\"']+"
-    r"|(?P<pay>/pay/)(?!invoice/)[A-Za-z0-9_-]{16,}")
+    r"|(?P<pay>/pay/)(?!invoice/)[A-Za-z0-9_-]{16,}"
+)
 
 
 def _redact_text(text: str) -> str:
@@ -119,8 +120,12 @@ class CorrelationMiddleware:
             finally:
                 if scope["path"] not in QUIET_PATHS:
                     get_logger(__name__).info(
-                        "http request", method=scope["method"], path=scope["path"], status=status,
-                        duration_ms=round((time.perf_counter() - started) * 1000, 1))
+                        "http request",
+                        method=scope["method"],
+                        path=scope["path"],
+                        status=status,
+                        duration_ms=round((time.perf_counter() - started) * 1000, 1),
+                    )
 
 
 def current_correlation_id() -> str | None:

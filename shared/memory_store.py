@@ -99,6 +99,7 @@ class _Acquire:
     def __await__(self):  # type: ignore[no-untyped-def]  # `await pool.acquire()`
         async def get() -> MemoryConnection:
             return self.conn
+
         return get().__await__()
 
     async def __aenter__(self) -> MemoryConnection:
@@ -136,8 +137,16 @@ class MemoryEventStore:
         self.events.extend(events)
         self.outbox.extend(outbox)
 
-    async def append(self, conn: MemoryConnection, stream_type: str, stream_id: str, expected_version: int,
-                     events: Sequence[CloudEvent], *, key: str | None = None) -> int:
+    async def append(
+        self,
+        conn: MemoryConnection,
+        stream_type: str,
+        stream_id: str,
+        expected_version: int,
+        events: Sequence[CloudEvent],
+        *,
+        key: str | None = None,
+    ) -> int:
         if not conn.is_in_transaction():
             raise RuntimeError("append must run inside a transaction")
         if not events:
@@ -148,29 +157,48 @@ class MemoryEventStore:
         assert conn.transaction_id is not None
         for i, e in enumerate(events):
             stamped = e.model_copy(update={"sequence": str(expected_version + i + 1)})
-            conn.pending.append(StoredEvent(conn.transaction_id, next(self._positions), stream_id, stream_type,
-                                            expected_version + i + 1, stamped))
-            conn.pending_outbox.append(OutboxRow(stamped.id, self.topics[stream_type], key or stream_id,
-                                                 stamped.to_json()))
+            conn.pending.append(
+                StoredEvent(
+                    conn.transaction_id,
+                    next(self._positions),
+                    stream_id,
+                    stream_type,
+                    expected_version + i + 1,
+                    stamped,
+                )
+            )
+            conn.pending_outbox.append(
+                OutboxRow(stamped.id, self.topics[stream_type], key or stream_id, stamped.to_json())
+            )
         return expected_version + len(events)
 
-    async def read_stream(self, conn: MemoryConnection, stream_id: str, *,
-                          as_of: datetime | None = None) -> list[StoredEvent]:
-        return sorted((e for e in self._visible(conn) if e.stream_id == stream_id
-                       and (as_of is None or e.event.time <= as_of)), key=lambda e: e.version)
+    async def read_stream(
+        self, conn: MemoryConnection, stream_id: str, *, as_of: datetime | None = None
+    ) -> list[StoredEvent]:
+        return sorted(
+            (e for e in self._visible(conn) if e.stream_id == stream_id and (as_of is None or e.event.time <= as_of)),
+            key=lambda e: e.version,
+        )
 
     def _readable(self) -> list[StoredEvent]:
         oldest_running = min(self._running, default=None)
-        return sorted((e for e in self.events if oldest_running is None or e.transaction_id < oldest_running),
-                      key=lambda e: e.checkpoint)
+        return sorted(
+            (e for e in self.events if oldest_running is None or e.transaction_id < oldest_running),
+            key=lambda e: e.checkpoint,
+        )
 
-    async def read_all(self, conn: MemoryConnection, *, after: Checkpoint = Checkpoint(),
-                       limit: int = 1000) -> list[StoredEvent]:
+    async def read_all(
+        self, conn: MemoryConnection, *, after: Checkpoint = Checkpoint(), limit: int = 1000
+    ) -> list[StoredEvent]:
         return [e for e in self._readable() if e.checkpoint > after][:limit]
 
-    async def read_heads(self, conn: MemoryConnection, *, after: Checkpoint = Checkpoint(),
-                         limit: int = 1000) -> list[EventHead]:
-        return [EventHead(e.checkpoint, e.stream_id, e.event.type) for e in await self.read_all(conn, after=after, limit=limit)]
+    async def read_heads(
+        self, conn: MemoryConnection, *, after: Checkpoint = Checkpoint(), limit: int = 1000
+    ) -> list[EventHead]:
+        return [
+            EventHead(e.checkpoint, e.stream_id, e.event.type)
+            for e in await self.read_all(conn, after=after, limit=limit)
+        ]
 
     async def read_positions(self, conn: MemoryConnection, positions: list[int]) -> list[StoredEvent]:
         wanted = set(positions)
@@ -181,4 +209,3 @@ class MemoryEventStore:
 
     async def last_position(self, conn: MemoryConnection) -> int:
         return max((e.position for e in self.events), default=0)
-

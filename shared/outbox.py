@@ -107,10 +107,7 @@ class OutboxRelay:
         if not rows:
             return 0
         # Queue the whole batch, then wait for every acknowledgement.
-        futures = [
-            await producer.send(r["topic"], r["payload"], key=r["key"].encode(), headers=HEADERS)
-            for r in rows
-        ]
+        futures = [await producer.send(r["topic"], r["payload"], key=r["key"].encode(), headers=HEADERS) for r in rows]
         await asyncio.gather(*futures)
         failpoint("relay.after_publish")
         await self.pool.execute(
@@ -122,9 +119,7 @@ class OutboxRelay:
         return len(rows)
 
     async def _purge(self) -> None:
-        await self.pool.execute(
-            f"DELETE FROM outbox WHERE published_at < now() - interval '{self.retention}'"
-        )
+        await self.pool.execute(f"DELETE FROM outbox WHERE published_at < now() - interval '{self.retention}'")
 
 
 async def _stop_quietly(producer: AIOKafkaProducer) -> None:

@@ -49,9 +49,7 @@ class Projection(ABC):
         """Empty the read model's tables (before a rebuild)."""
 
 
-async def catch_up(
-    pool: asyncpg.Pool, store: EventStore, projection: Projection, *, batch_size: int = 1000
-) -> int:
+async def catch_up(pool: asyncpg.Pool, store: EventStore, projection: Projection, *, batch_size: int = 1000) -> int:
     """Apply one batch after the checkpoint, in one transaction; returns events read.
 
     A batch that fails deterministically is applied again event by event (a savepoint each), so
@@ -63,13 +61,15 @@ async def catch_up(
     except Exception as exc:
         if is_transient(exc):
             raise
-        log.warning("projection batch failed, applying it event by event", projection=projection.name,
-                    error=repr(exc))
+        log.warning("projection batch failed, applying it event by event", projection=projection.name, error=repr(exc))
     return await _catch_up(pool, store, projection, batch_size, _apply_each)
 
 
 async def _catch_up(
-    pool: asyncpg.Pool, store: EventStore, projection: Projection, batch_size: int,
+    pool: asyncpg.Pool,
+    store: EventStore,
+    projection: Projection,
+    batch_size: int,
     apply: Callable[[asyncpg.Connection, Projection, list[StoredEvent]], Awaitable[None]],
 ) -> int:
     async with pool.acquire() as conn, conn.transaction():
@@ -78,10 +78,12 @@ async def _catch_up(
             projection.name,
         )
         # The row lock serialises runners of the same projection (several service processes).
-        after = Checkpoint(*await conn.fetchrow(
-            "SELECT transaction_id, position FROM projection_checkpoints WHERE name = $1 FOR UPDATE",
-            projection.name,
-        ))
+        after = Checkpoint(
+            *await conn.fetchrow(
+                "SELECT transaction_id, position FROM projection_checkpoints WHERE name = $1 FOR UPDATE",
+                projection.name,
+            )
+        )
         heads: list[EventHead] | list[StoredEvent]
         if projection.latest_per_stream:
             heads = await store.read_heads(conn, after=after, limit=batch_size)
@@ -119,11 +121,23 @@ async def _apply_each(conn: asyncpg.Connection, projection: Projection, batch: l
 
 async def _park(conn: asyncpg.Connection, projection: Projection, stored: StoredEvent, error: str) -> None:
     id = await deadletters.park(
-        conn, source=deadletters.PROJECTION, name=projection.name, payload=stored.event.to_json(),
-        error=error, event_id=stored.event.id, stream_id=stored.stream_id,
+        conn,
+        source=deadletters.PROJECTION,
+        name=projection.name,
+        payload=stored.event.to_json(),
+        error=error,
+        event_id=stored.event.id,
+        stream_id=stored.stream_id,
     )
-    log.error("event parked in dead_letters", dead_letter=id, projection=projection.name,
-              stream=stored.stream_id, event_id=stored.event.id, tenant=stored.event.tenantid, error=error[:500])
+    log.error(
+        "event parked in dead_letters",
+        dead_letter=id,
+        projection=projection.name,
+        stream=stored.stream_id,
+        event_id=stored.event.id,
+        tenant=stored.event.tenantid,
+        error=error[:500],
+    )
 
 
 async def replay(pool: asyncpg.Pool, store: EventStore, projection: Projection, letter: DeadLetter) -> int:
@@ -135,10 +149,12 @@ async def replay(pool: asyncpg.Pool, store: EventStore, projection: Projection, 
     projection here writes whole snapshots); a latest-per-stream projection applies only the last.
     """
     async with pool.acquire() as conn, conn.transaction():
-        upto = Checkpoint(*await conn.fetchrow(
-            "SELECT transaction_id, position FROM projection_checkpoints WHERE name = $1 FOR UPDATE",
-            projection.name,
-        ))
+        upto = Checkpoint(
+            *await conn.fetchrow(
+                "SELECT transaction_id, position FROM projection_checkpoints WHERE name = $1 FOR UPDATE",
+                projection.name,
+            )
+        )
         # A projection parks stored events, so its letters name their stream; one without is in no stream.
         stream = await store.read_stream(conn, letter.stream_id) if letter.stream_id is not None else []
         matches = [s.checkpoint for s in stream if s.event.id == letter.event_id]
@@ -171,9 +187,7 @@ async def rebuild(
             "INSERT INTO projection_checkpoints (name) VALUES ($1) ON CONFLICT DO NOTHING",
             projection.name,
         )
-        await conn.execute(
-            "SELECT 1 FROM projection_checkpoints WHERE name = $1 FOR UPDATE", projection.name
-        )
+        await conn.execute("SELECT 1 FROM projection_checkpoints WHERE name = $1 FOR UPDATE", projection.name)
         await projection.reset(conn)
         await conn.execute(
             "UPDATE projection_checkpoints SET transaction_id = '0', position = 0, updated_at = now() WHERE name = $1",
@@ -193,8 +207,13 @@ class ProjectionRunner:
     """Keeps projections up to date: woken by the store's NOTIFY, polling as a fallback."""
 
     def __init__(
-        self, dsn: str, pool: asyncpg.Pool, store: EventStore, projections: list[Projection],
-        *, poll_interval: float = 1.0,
+        self,
+        dsn: str,
+        pool: asyncpg.Pool,
+        store: EventStore,
+        projections: list[Projection],
+        *,
+        poll_interval: float = 1.0,
     ) -> None:
         self.dsn, self.pool, self.store = dsn, pool, store
         self.projections, self.poll_interval = projections, poll_interval
@@ -244,8 +263,11 @@ class ProjectionRunner:
                 waiting = await self.store.has_unreadable(conn)
                 # Named only once the wait has lasted (backed off to the longest delay): brief
                 # waits behind concurrent writers are normal and not worth a warning.
-                if waiting and self._waiting_delay >= WAITING_RETRY_MAX_S \
-                        and time.monotonic() - self._held_back_logged > HELD_BACK_LOG_EVERY_S:
+                if (
+                    waiting
+                    and self._waiting_delay >= WAITING_RETRY_MAX_S
+                    and time.monotonic() - self._held_back_logged > HELD_BACK_LOG_EVERY_S
+                ):
                     self._held_back_logged = time.monotonic()
                     await _log_oldest_transaction(conn)
         except Exception as exc:
@@ -267,7 +289,13 @@ async def _log_oldest_transaction(conn: asyncpg.Connection) -> None:
         """SELECT pid, datname, state, extract(epoch FROM now() - xact_start) AS age_s
            FROM pg_stat_activity WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid()
              AND (backend_xid IS NOT NULL OR backend_xmin IS NOT NULL)
-           ORDER BY xact_start LIMIT 1""")
+           ORDER BY xact_start LIMIT 1"""
+    )
     if oldest is not None:
-        log.warning("projections held back by an open transaction", pid=oldest["pid"], database=oldest["datname"],
-                    state=oldest["state"], age_s=round(float(oldest["age_s"]), 1))
+        log.warning(
+            "projections held back by an open transaction",
+            pid=oldest["pid"],
+            database=oldest["datname"],
+            state=oldest["state"],
+            age_s=round(float(oldest["age_s"]), 1),
+        )

@@ -66,8 +66,9 @@ _last_purge = 0.0
 
 
 class RateLimitMiddleware:
-    def __init__(self, app: ASGIApp, pool: Callable[[], asyncpg.Pool], per_key: Limit, per_address: Limit,
-                 enabled: bool = True) -> None:
+    def __init__(
+        self, app: ASGIApp, pool: Callable[[], asyncpg.Pool], per_key: Limit, per_address: Limit, enabled: bool = True
+    ) -> None:
         self.app, self.pool, self.per_key, self.per_address, self.enabled = app, pool, per_key, per_address, enabled
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -83,7 +84,9 @@ class RateLimitMiddleware:
         who = "this address" if by_address else "this API key"
         refusal = JSONResponse(
             error_body("rate_limit_error", "rate_limited", f"Too many requests from {who}; retry after {wait:.0f} s."),
-            429, headers={"Retry-After": f"{wait:.0f}"})
+            429,
+            headers={"Retry-After": f"{wait:.0f}"},
+        )
         await refusal(scope, receive, send)
 
 

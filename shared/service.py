@@ -133,8 +133,9 @@ class Service(Generic[SettingsT]):
             log.info("migrations applied", ids=applied)
         self._pool = await create_pool(s.database_url, min_size=s.db_pool_min, max_size=s.db_pool_max)
         self.relay = OutboxRelay(s.database_url, self.pool, s.kafka_bootstrap, poll_interval=s.poll_interval_s)
-        self.runner = ProjectionRunner(s.database_url, self.pool, self.store, self.projections,
-                                       poll_interval=s.poll_interval_s)
+        self.runner = ProjectionRunner(
+            s.database_url, self.pool, self.store, self.projections, poll_interval=s.poll_interval_s
+        )
         self._tasks = [asyncio.create_task(self._supervise("outbox relay", self.relay.run))]
         if self.projections:
             self._tasks.append(asyncio.create_task(self._supervise("projections", self.runner.run)))
@@ -211,9 +212,13 @@ class Service(Generic[SettingsT]):
         # The last added runs first: correlation ids are bound for everything below them.
         s = self.settings
         app.add_middleware(IdempotencyMiddleware, pool=lambda: self.pool)
-        app.add_middleware(RateLimitMiddleware, pool=lambda: self.pool, enabled=s.rate_limits,
-                           per_key=Limit(s.rate_limit_per_key_per_s, s.rate_limit_per_key_burst),
-                           per_address=Limit(s.rate_limit_per_address_per_s, s.rate_limit_per_address_burst))
+        app.add_middleware(
+            RateLimitMiddleware,
+            pool=lambda: self.pool,
+            enabled=s.rate_limits,
+            per_key=Limit(s.rate_limit_per_key_per_s, s.rate_limit_per_key_burst),
+            per_address=Limit(s.rate_limit_per_address_per_s, s.rate_limit_per_address_burst),
+        )
         app.add_middleware(NulGuardMiddleware)
         app.add_middleware(CorrelationMiddleware)
 
@@ -236,4 +241,3 @@ class Service(Generic[SettingsT]):
         configure_logging(self.name, json=s.log_json, level=s.log_level)
         s.check_secrets(log)
         uvicorn.run(app, host=s.http_host, port=s.http_port, log_config=None, access_log=False)
-

@@ -58,16 +58,22 @@ class ServiceSettings(BaseSettings):
             raise TypeError(f"{cls.__name__}: give both service= and port=")
         cls.model_config["env_prefix"] = f"BILLSTREAM_{service.upper()}_"  # this class's own copy
         role = f"billstream_{service}"  # database, user and password alike (deploy/local)
-        defaults = {"service_name": service, "database_url": f"postgresql://{role}:{role}@127.0.0.1:55432/{role}",
-                    "http_port": port}
+        defaults = {
+            "service_name": service,
+            "database_url": f"postgresql://{role}:{role}@127.0.0.1:55432/{role}",
+            "http_port": port,
+        }
         for name, default in defaults.items():
             setattr(cls, name, default)
 
     def insecure_secrets(self) -> list[str]:
         """The environment variables of secrets that are missing or still their development default."""
         prefix = self.model_config.get("env_prefix", "")
-        return [f"{prefix}{name.upper()}" for name, dev in self.DEV_SECRETS.items()
-                if getattr(self, name) in (None, "", dev)]
+        return [
+            f"{prefix}{name.upper()}"
+            for name, dev in self.DEV_SECRETS.items()
+            if getattr(self, name) in (None, "", dev)
+        ]
 
     def check_secrets(self, log: Any) -> None:
         """Refuse to run with development secrets outside local mode; in local mode, say so once."""
@@ -75,6 +81,8 @@ class ServiceSettings(BaseSettings):
         if not insecure:
             return
         if self.env != "local":
-            raise InsecureSettings(f"{self.service_name}: refusing to start with BILLSTREAM_ENV={self.env}: "
-                                   f"set {', '.join(insecure)} (missing or a development default)")
+            raise InsecureSettings(
+                f"{self.service_name}: refusing to start with BILLSTREAM_ENV={self.env}: "
+                f"set {', '.join(insecure)} (missing or a development default)"
+            )
         log.warning("development secrets in use (BILLSTREAM_ENV=local)", variables=insecure)

@@ -36,7 +36,7 @@ def verify(secrets: str, purpose: str, message: str, signature: str) -> bool:
 def sign_timed(secrets: str, purpose: str, message: str) -> str:
     """`<timestamp>.<signature>`: the token itself says when it was made, so it can expire."""
     signed = TimestampSigner(_keys(secrets), salt=purpose).sign(message).decode()
-    return signed[len(message) + 1:]
+    return signed[len(message) + 1 :]
 
 
 def check_timed(secrets: str, purpose: str, message: str, token: str, max_age_s: int) -> str | None:

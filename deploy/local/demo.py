@@ -42,7 +42,10 @@ class DemoResult:
 def create_tenant(name: str) -> dict:
     out = subprocess.run(
         [sys.executable, "-m", "services.invoicing", "tenants", "create", "--name", name, "--json"],
-        cwd=ROOT, check=True, capture_output=True, text=True,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return json.loads(out.stdout)
 
@@ -62,8 +65,7 @@ class EventTail:
 
     def __init__(self, topic: str = "billing.invoices") -> None:
         self.topic = topic
-        self.consumer = AIOKafkaConsumer(topic, bootstrap_servers=KAFKA, group_id=None,
-                                         enable_auto_commit=False)
+        self.consumer = AIOKafkaConsumer(topic, bootstrap_servers=KAFKA, group_id=None, enable_auto_commit=False)
 
     async def __aenter__(self) -> "EventTail":
         await self.consumer.start()
@@ -115,21 +117,33 @@ async def run_demo(quiet: bool = False) -> DemoResult:
 
         correlation_id = f"demo-{uuid.uuid4().hex[:8]}"
         async with EventTail() as tail:
-            r = client.post("/api/invoices", headers={"X-Correlation-Id": correlation_id}, json={
-                "customerId": customer["id"], "dueDate": (datetime.now(UTC) + timedelta(days=30)).date().isoformat(),
-                "items": [{"description": "Pro Plan - Monthly", "quantity": 1, "unitAmount": 180000},
-                          {"description": "Extra seats", "quantity": 3, "unitAmount": 25000}],
-            })
+            r = client.post(
+                "/api/invoices",
+                headers={"X-Correlation-Id": correlation_id},
+                json={
+                    "customerId": customer["id"],
+                    "dueDate": (datetime.now(UTC) + timedelta(days=30)).date().isoformat(),
+                    "items": [
+                        {"description": "Pro Plan - Monthly", "quantity": 1, "unitAmount": 180000},
+                        {"description": "Extra seats", "quantity": 3, "unitAmount": 25000},
+                    ],
+                },
+            )
             r.raise_for_status()
             invoice = r.json()
-            say(f"4. POST /api/invoices → [green]{r.status_code}[/] invoice [cyan]{invoice['id']}[/] "
-                f"{invoice['status']} {invoice['currency']} {invoice['total']} (correlation {correlation_id})")
+            say(
+                f"4. POST /api/invoices → [green]{r.status_code}[/] invoice [cyan]{invoice['id']}[/] "
+                f"{invoice['status']} {invoice['currency']} {invoice['total']} (correlation {correlation_id})"
+            )
             record, event = await tail.find(invoice["id"])
-        say(f"5. Kafka [cyan]{record.topic}[/] partition {record.partition} offset {record.offset}: "
-            f"[bold]{event['type']}[/] id={event['id']} correlationid={event['correlationid']}")
+        say(
+            f"5. Kafka [cyan]{record.topic}[/] partition {record.partition} offset {record.offset}: "
+            f"[bold]{event['type']}[/] id={event['id']} correlationid={event['correlationid']}"
+        )
 
         webhook = await asyncio.to_thread(
-            receiver.wait_for, lambda w: (w.payload or {}).get("data", {}).get("invoice", {}).get("id") == invoice["id"])
+            receiver.wait_for, lambda w: (w.payload or {}).get("data", {}).get("invoice", {}).get("id") == invoice["id"]
+        )
         status = "[green]signature verified[/]" if webhook.verified else "[red]signature INVALID[/]"
         say(f"6. Webhook received: {webhook.payload['type']} webhook-id={webhook.headers['webhook-id']} {status}")
 
@@ -137,8 +151,9 @@ async def run_demo(quiet: bool = False) -> DemoResult:
         say(f"7. GET /api/invoices → {listed['meta']['total']} invoice(s) in the read model")
     say("\nDone. Try it yourself:")
     say(f"   curl -H 'Authorization: Bearer {tenant['apiKey']}' {GATEWAY}/api/invoices")
-    return DemoResult(tenant["tenantId"], tenant["apiKey"], invoice, event, record.partition,
-                      record.offset, webhook, correlation_id)
+    return DemoResult(
+        tenant["tenantId"], tenant["apiKey"], invoice, event, record.partition, record.offset, webhook, correlation_id
+    )
 
 
 if __name__ == "__main__":

@@ -41,15 +41,23 @@ def _parse(raw: bytes) -> EmailMessage:
 
 def summary(key: str, message: EmailMessage) -> dict:
     attachments = [p.get_filename() for p in message.iter_attachments()]
-    return {"id": key, "from": message["From"], "to": message["To"], "subject": message["Subject"],
-            "date": message["Date"], "messageId": message["Message-ID"], "attachments": attachments}
+    return {
+        "id": key,
+        "from": message["From"],
+        "to": message["To"],
+        "subject": message["Subject"],
+        "date": message["Date"],
+        "messageId": message["Message-ID"],
+        "attachments": attachments,
+    }
 
 
 class Mailbox:
     """The SMTP server and the page, over one Maildir. Usable from tests on any free ports."""
 
-    def __init__(self, directory: Path = MAIL_DIR, *, host: str = HOST, smtp_port: int = SMTP_PORT,
-                 http_port: int = HTTP_PORT) -> None:
+    def __init__(
+        self, directory: Path = MAIL_DIR, *, host: str = HOST, smtp_port: int = SMTP_PORT, http_port: int = HTTP_PORT
+    ) -> None:
         for sub in ("tmp", "new", "cur"):  # Maildir(create=True) skips an existing empty directory
             (directory / sub).mkdir(parents=True, exist_ok=True)
         self.store = mailbox.Maildir(directory, create=False)
@@ -70,8 +78,11 @@ class Mailbox:
         before anything is parsed, which keeps that fast after thousands of e-mails."""
         needle = to.lower().encode() if to else None
         with self._lock:
-            items = [(key, raw) for key in self.store.keys()  # noqa: SIM118 - a Maildir iterates messages
-                     if (raw := self.store.get_file(key).read()) and (needle is None or needle in raw.lower())]
+            items = [
+                (key, raw)
+                for key in self.store.keys()  # noqa: SIM118 - a Maildir iterates messages
+                if (raw := self.store.get_file(key).read()) and (needle is None or needle in raw.lower())
+            ]
         # Maildir keys start with the delivery time: sorting them sorts by arrival.
         return [(key, _parse(raw)) for key, raw in sorted(items)]
 
@@ -119,8 +130,10 @@ def _page(box: Mailbox) -> type[BaseHTTPRequestHandler]:
                 self._send(200, "text/html; charset=utf-8", self._index().encode())
             elif path == "/api/messages":
                 to = (parse_qs(query).get("to") or [None])[0]  # ?to=ADDRESS: that recipient's only
-                body = json.dumps([summary(k, m) for k, m in box.messages(to)
-                                   if to is None or to.lower() in (m["To"] or "").lower()], default=str)
+                body = json.dumps(
+                    [summary(k, m) for k, m in box.messages(to) if to is None or to.lower() in (m["To"] or "").lower()],
+                    default=str,
+                )
                 self._send(200, "application/json", body.encode())
             elif path.startswith("/messages/"):
                 key, fmt = path.removeprefix("/messages/"), ""
@@ -145,12 +158,15 @@ def _page(box: Mailbox) -> type[BaseHTTPRequestHandler]:
                 f"<td><a href='/messages/{k}'>{html.escape(str(m['Subject']))}</a></td>"
                 f"<td><a href='/messages/{k}.txt'>text</a> <a href='/messages/{k}.eml'>raw</a></td>"
                 f"<td>{html.escape(', '.join(filter(None, (p.get_filename() for p in m.iter_attachments()))))}</td></tr>"
-                for k, m in reversed(box.messages()))
-            return ("<!doctype html><meta charset='utf-8'><title>Billstream mailbox</title>"
-                    "<body style='font-family:sans-serif'><h1>Billstream mailbox</h1>"
-                    f"<p>SMTP on {box.host}:{box.smtp_port}. Newest first.</p>"
-                    "<table cellpadding='6'><tr><th>Date</th><th>To</th><th>Subject</th><th></th>"
-                    f"<th>Attachments</th></tr>{rows}</table></body>")
+                for k, m in reversed(box.messages())
+            )
+            return (
+                "<!doctype html><meta charset='utf-8'><title>Billstream mailbox</title>"
+                "<body style='font-family:sans-serif'><h1>Billstream mailbox</h1>"
+                f"<p>SMTP on {box.host}:{box.smtp_port}. Newest first.</p>"
+                "<table cellpadding='6'><tr><th>Date</th><th>To</th><th>Subject</th><th></th>"
+                f"<th>Attachments</th></tr>{rows}</table></body>"
+            )
 
         def _send(self, status: int, ctype: str, body: bytes) -> None:
             self.send_response(status)
@@ -166,6 +182,7 @@ def _page(box: Mailbox) -> type[BaseHTTPRequestHandler]:
 
 
 # -- command line ------------------------------------------------------------------------------
+
 
 def _running() -> int | None:
     try:
@@ -195,9 +212,14 @@ def start() -> None:
     PID_FILE.parent.mkdir(parents=True, exist_ok=True)
     LOG_FILE.parent.mkdir(parents=True, exist_ok=True)
     with open(LOG_FILE, "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "deploy.local.mailbox", "serve"], cwd=ROOT,
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "deploy.local.mailbox", "serve"],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     PID_FILE.write_text(str(proc.pid))
     import socket
 

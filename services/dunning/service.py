@@ -37,8 +37,7 @@ class DunningService:
 def build(settings: Settings | None = None, clock: Clock | None = None) -> DunningService:
     settings = settings or Settings()
     clock = clock or SystemClock()
-    service = Service(settings, topics={STREAM_TYPE: settings.dunning_topic}, migrations=MIGRATIONS,
-                      registry=registry)
+    service = Service(settings, topics={STREAM_TYPE: settings.dunning_topic}, migrations=MIGRATIONS, registry=registry)
     handlers = DunningHandlers(service.aggregates, clock)
     dunning = DunningService(service, handlers, clock, TestClocks(lambda: service.pool, clock))
     service.consume(settings.invoices_topic, "invoices")(make_invoice_consumer(handlers))
@@ -46,8 +45,9 @@ def build(settings: Settings | None = None, clock: Clock | None = None) -> Dunni
 
     @service.background("timer engine")
     def timer_engine() -> TimerEngine:
-        dunning.engine = TimerEngine(settings.database_url, service.pool, handlers, clock,
-                                     poll_interval=settings.timer_poll_interval_s)
+        dunning.engine = TimerEngine(
+            settings.database_url, service.pool, handlers, clock, poll_interval=settings.timer_poll_interval_s
+        )
         if isinstance(clock, ManualClock):
             clock.on_change(dunning.engine.wake)
         return dunning.engine

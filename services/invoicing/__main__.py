@@ -13,8 +13,10 @@ from .app.tenants import TenantHandlers
 from .service import create_app, service
 
 cli = make_cli(service, create_app)
-tenants = typer.Typer(help="Tenants and their API keys. A tenant's test keys (sk_test_) and live keys (sk_live_) "
-                             "see separate data: what one creates, the other does not find.")
+tenants = typer.Typer(
+    help="Tenants and their API keys. A tenant's test keys (sk_test_) and live keys (sk_live_) "
+    "see separate data: what one creates, the other does not find."
+)
 cli.add_typer(tenants, name="tenants")
 T = TypeVar("T")
 MODE_HELP = "test or live: the key's prefix sk_test_/sk_live_ (test and live keys see separate data)"

@@ -38,8 +38,13 @@ class InvoicingService:
 
 
 def build(settings: Settings | None = None) -> InvoicingService:
-    service = Service(settings or Settings(), topics=dict(STREAM_TOPICS), migrations=MIGRATIONS,
-                      projections=[InvoiceList(), CustomerList(), CreditNotes()], registry=registry)
+    service = Service(
+        settings or Settings(),
+        topics=dict(STREAM_TOPICS),
+        migrations=MIGRATIONS,
+        projections=[InvoiceList(), CustomerList(), CreditNotes()],
+        registry=registry,
+    )
     invoicing = InvoicingService(service)
     service.consume(topics.PAYMENTS, "payments")(make_payment_consumer(invoicing.handlers))
     service.consume(topics.DUNNING, "dunning")(make_dunning_consumer(invoicing.handlers))

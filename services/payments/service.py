@@ -47,8 +47,13 @@ class PaymentsService:
 
 def build(settings: Settings | None = None) -> PaymentsService:
     settings = settings or Settings()
-    service = Service(settings, topics={"payment": settings.payments_topic}, migrations=MIGRATIONS,
-                      projections=[PaymentList()], registry=registry)
+    service = Service(
+        settings,
+        topics={"payment": settings.payments_topic},
+        migrations=MIGRATIONS,
+        projections=[PaymentList()],
+        registry=registry,
+    )
     vault = Vault(settings.credentials_keys)
     payments = Payments(service, Accounts(vault, settings), vault)
     root = PaymentsService(settings, service, vault, payments, Refunds(payments))
@@ -64,10 +69,12 @@ def register_background(root: PaymentsService) -> None:
 
     @service.background("charge worker")
     def charge_worker() -> ChargeWorker:
-        return ChargeWorker(root.payments, root.refunds, settings.database_url,
-                            poll_interval=settings.poll_interval_s / 2)
+        return ChargeWorker(
+            root.payments, root.refunds, settings.database_url, poll_interval=settings.poll_interval_s / 2
+        )
 
     if settings.sandbox_enabled:
+
         @service.background("sandbox callbacks")
         def sandbox_callbacks() -> sandbox_server.CallbackSender:
             return sandbox_server.CallbackSender(service.pool, settings.sandbox_webhook_secret)

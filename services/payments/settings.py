@@ -9,8 +9,12 @@ DEV_CREDENTIALS_KEY = "YmlsbHN0cmVhbS1sb2NhbC1kZXYta2V5LW5vdC1zZWM="
 class Settings(ServiceSettings, service="payments", port=8002):
     """Environment: BILLSTREAM_PAYMENTS_DATABASE_URL, BILLSTREAM_PAYMENTS_HTTP_PORT, ..."""
 
-    DEV_SECRETS = {"pay_link_secret": paylinks.DEV_SECRET, "credentials_keys": DEV_CREDENTIALS_KEY,
-                   "sandbox_secret_key": "sk_sandbox_local", "sandbox_webhook_secret": "whsec_sandbox_local"}
+    DEV_SECRETS = {
+        "pay_link_secret": paylinks.DEV_SECRET,
+        "credentials_keys": DEV_CREDENTIALS_KEY,
+        "sandbox_secret_key": "sk_sandbox_local",
+        "sandbox_webhook_secret": "whsec_sandbox_local",
+    }
 
     # Topics (overridable so tests can run a whole payments process on their own topics).
     payments_topic: str = topics.PAYMENTS

@@ -34,8 +34,7 @@ class WebhooksService:
 def build(settings: Settings | None = None) -> WebhooksService:
     settings = settings or Settings()
     vault = Vault(settings.secrets_keys)
-    service = Service(settings, topics={STREAM_TYPE: settings.events_topic}, migrations=MIGRATIONS,
-                      registry=registry)
+    service = Service(settings, topics={STREAM_TYPE: settings.events_topic}, migrations=MIGRATIONS, registry=registry)
     _consume_public_events(service, settings)
     _register_workers(service, vault)
     return WebhooksService(service, settings, vault)
@@ -44,8 +43,11 @@ def build(settings: Settings | None = None) -> WebhooksService:
 def _consume_public_events(service: Service, settings: Settings) -> None:
     """One handler for every public topic, each its own consumer group (`billing.` dropped)."""
     on_public_event = public_event_handler(
-        emails=settings.emails_enabled, public_url=settings.public_url, pay_link_secret=settings.pay_link_secret,
-        default_locale=settings.email_locale, from_address=settings.email_from,
+        emails=settings.emails_enabled,
+        public_url=settings.public_url,
+        pay_link_secret=settings.pay_link_secret,
+        default_locale=settings.email_locale,
+        from_address=settings.email_from,
     )
     for topic in settings.public_topics:
         service.consume(topic, topic.removeprefix("billing."))(on_public_event)
@@ -58,10 +60,18 @@ def _register_workers(service: Service, vault: Vault) -> None:
     def delivery_worker() -> DeliveryWorker:
         s = service.settings
         return DeliveryWorker(
-            s.database_url, service.pool, service.aggregates, timeout=s.delivery_timeout_s,
-            concurrency=s.delivery_concurrency, per_endpoint=s.per_endpoint_concurrency,
-            lease_s=s.delivery_lease_s, poll_interval=s.poll_interval_s, schedule=s.retry_schedule_s,
-            disable_after_s=s.disable_after_failing_s, allow_private=s.allow_private_urls, vault=vault,
+            s.database_url,
+            service.pool,
+            service.aggregates,
+            timeout=s.delivery_timeout_s,
+            concurrency=s.delivery_concurrency,
+            per_endpoint=s.per_endpoint_concurrency,
+            lease_s=s.delivery_lease_s,
+            poll_interval=s.poll_interval_s,
+            schedule=s.retry_schedule_s,
+            disable_after_s=s.disable_after_failing_s,
+            allow_private=s.allow_private_urls,
+            vault=vault,
         )
 
     @service.background("housekeeping")
@@ -69,13 +79,27 @@ def _register_workers(service: Service, vault: Vault) -> None:
         return Housekeeping(service.pool, retention_days=service.settings.retention_days)
 
     if service.settings.emails_enabled:
+
         @service.background("mailer")
         def mailer() -> EmailWorker:
             s = service.settings
-            smtp = SmtpConfig(s.smtp_host, s.smtp_port, username=s.smtp_username, password=s.smtp_password,
-                              starttls=s.smtp_starttls, use_ssl=s.smtp_ssl, timeout=s.smtp_timeout_s)
-            return EmailWorker(s.database_url, service.pool, smtp, lease_s=max(120, s.smtp_timeout_s * 3),
-                               poll_interval=s.poll_interval_s, schedule=s.email_retry_schedule_s)
+            smtp = SmtpConfig(
+                s.smtp_host,
+                s.smtp_port,
+                username=s.smtp_username,
+                password=s.smtp_password,
+                starttls=s.smtp_starttls,
+                use_ssl=s.smtp_ssl,
+                timeout=s.smtp_timeout_s,
+            )
+            return EmailWorker(
+                s.database_url,
+                service.pool,
+                smtp,
+                lease_s=max(120, s.smtp_timeout_s * 3),
+                poll_interval=s.poll_interval_s,
+                schedule=s.email_retry_schedule_s,
+            )
 
 
 root = build()

@@ -35,8 +35,9 @@ def inject(fault: Fault, clock) -> dict:
         if not stack.kill9(fault.target):
             say(f"{fault.target} was not running before the kill")
         time.sleep(fault.down_s)
-        stack.start_until_ready("services" if fault.target in SERVICES else "kafka",
-                                *([fault.target] if fault.target in SERVICES else []))
+        stack.start_until_ready(
+            "services" if fault.target in SERVICES else "kafka", *([fault.target] if fault.target in SERVICES else [])
+        )
     else:
         stack.script("postgres", "stop", "immediate", check=False)
         time.sleep(fault.down_s)
@@ -71,8 +72,15 @@ async def drive(traffic: Traffic, faults: list[Fault], seconds: float, workers: 
 
 
 def create_tenant(name: str) -> dict:
-    out = subprocess.run([sys.executable, "-m", "services.invoicing", "tenants", "create", "--name", name, "--json"],
-                         cwd=stack.ROOT, env=stack.env(), check=True, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "services.invoicing", "tenants", "create", "--name", name, "--json"],
+        cwd=stack.ROOT,
+        env=stack.env(),
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return json.loads(out.stdout)
 
 
@@ -114,8 +122,10 @@ def main() -> int:
     budget = float(os.environ.get("CHAOS_OP_BUDGET_S", "60"))
     tag = f"s{seed}x{uuid.uuid4().hex[:6]}"  # in every name and address of this run
     faults = plan(seed, seconds)
-    say(f"seed {seed}, {seconds:.0f}s of traffic, {len(faults)} faults planned: "
-        + "; ".join(f.describe() for f in faults))
+    say(
+        f"seed {seed}, {seconds:.0f}s of traffic, {len(faults)} faults planned: "
+        + "; ".join(f.describe() for f in faults)
+    )
     say(f"starting the isolated stack in {stack.STATE} (gateway {stack.GATEWAY})")
     began = time.monotonic()
     stack.up()
@@ -123,8 +133,9 @@ def main() -> int:
     try:
         with receiver:
             tenant = create_tenant(f"Chaos {tag}")
-            with httpx.Client(base_url=stack.GATEWAY, timeout=15,
-                              headers={"Authorization": f"Bearer {tenant['apiKey']}"}) as client:
+            with httpx.Client(
+                base_url=stack.GATEWAY, timeout=15, headers={"Authorization": f"Bearer {tenant['apiKey']}"}
+            ) as client:
                 wait_active(client)
                 endpoint = client.post("/api/webhook-endpoints", json={"url": receiver.url, "enabledEvents": ["*"]})
                 endpoint.raise_for_status()
@@ -142,8 +153,14 @@ def main() -> int:
                     while not receiver.received.empty():
                         w = receiver.received.get()
                         payload = w.payload or {}
-                        webhooks.append({"id": w.headers.get("webhook-id"), "type": payload.get("type"),
-                                         "verified": w.verified, "data": payload.get("data") or {}})
+                        webhooks.append(
+                            {
+                                "id": w.headers.get("webhook-id"),
+                                "type": payload.get("type"),
+                                "verified": w.verified,
+                                "data": payload.get("data") or {},
+                            }
+                        )
                     obs = collect(client, traffic.ops, webhooks, endpoint["id"], stack.STATE / "mail", tag)
                     result = tally(traffic.ops, obs)
                     waited = time.monotonic() - quiet_from
@@ -154,17 +171,24 @@ def main() -> int:
                         late = [{**f, "still_missing_after_s": round(waited)} for f in result.findings]
                     time.sleep(5)
         ops = traffic.ops
-        line = (f"chaos: seed={seed} seconds={traffic_s:.0f} faults={len(fault_log)} operations={len(ops)} "
-                f"lost={result.lost} duplicated={result.duplicated} stuck={result.stuck} "
-                f"unverified={result.unverified} gave_up={result.gave_up}")
+        line = (
+            f"chaos: seed={seed} seconds={traffic_s:.0f} faults={len(fault_log)} operations={len(ops)} "
+            f"lost={result.lost} duplicated={result.duplicated} stuck={result.stuck} "
+            f"unverified={result.unverified} gave_up={result.gave_up}"
+        )
         report = {
-            "line": line, "tag": tag, "tenant": tenant["tenantId"], "endpoint": endpoint["id"],
-            "quiet_after_s": round(waited, 1), "total_s": round(time.monotonic() - began, 1),
-            "redelivered": result.redelivered, "facts_checked": result.checked,
-            "webhooks_received": len(webhooks), "emails": len(obs.emails),
+            "line": line,
+            "tag": tag,
+            "tenant": tenant["tenantId"],
+            "endpoint": endpoint["id"],
+            "quiet_after_s": round(waited, 1),
+            "total_s": round(time.monotonic() - began, 1),
+            "redelivered": result.redelivered,
+            "facts_checked": result.checked,
+            "webhooks_received": len(webhooks),
+            "emails": len(obs.emails),
             "faults": fault_log,
-            "operations": dict(Counter(f"{op.kind}:{_answer(op)}"
-                                       for op in ops)),
+            "operations": dict(Counter(f"{op.kind}:{_answer(op)}" for op in ops)),
             "refused": dict(Counter(f"{op.kind}:{op.refused}" for op in ops if op.refused)),
             "findings": [{**f, "fault_near": near(fault_log, f["at"])} for f in result.findings],
             "slow_to_arrive": [] if result.failed else late,
@@ -174,11 +198,15 @@ def main() -> int:
         path = stack.STATE / f"chaos-seed{seed}.json"
         path.write_text(json.dumps(report, indent=1, default=str))
         for f in report["findings"][:30]:
-            say(f"{f['what']}: {f['detail']} (op {f['op']} {f['kind']}, ids "
+            say(
+                f"{f['what']}: {f['detail']} (op {f['op']} {f['kind']}, ids "
                 f"{ {k: v for k, v in f.items() if k.endswith('_id') or k in ('reference', 'number')} }, "
-                f"near {f['fault_near']})")
-        say(f"report: {path} ({result.checked} facts checked, redelivered={result.redelivered}, "
-            f"quiet after {waited:.0f}s)")
+                f"near {f['fault_near']})"
+            )
+        say(
+            f"report: {path} ({result.checked} facts checked, redelivered={result.redelivered}, "
+            f"quiet after {waited:.0f}s)"
+        )
         print(line, flush=True)
         return 1 if result.failed else 0
     finally:

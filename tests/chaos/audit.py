@@ -54,8 +54,16 @@ class Tally:
 
     def add(self, what: str, detail: str, op: Op | None = None, **ids) -> None:
         setattr(self, what, getattr(self, what) + 1)
-        self.findings.append({"what": what, "detail": detail, "op": op.id if op else None,
-                              "kind": op.kind if op else None, "at": op.started if op else None, **ids})
+        self.findings.append(
+            {
+                "what": what,
+                "detail": detail,
+                "op": op.id if op else None,
+                "kind": op.kind if op else None,
+                "at": op.started if op else None,
+                **ids,
+            }
+        )
 
     @property
     def failed(self) -> bool:
@@ -81,8 +89,11 @@ def tally(ops: list[Op], obs: Observed) -> Tally:
             t.add("duplicated", f"{what}: {n} times", op, **ids)
 
     def events(iid: str, type_: str, **match) -> list[dict]:
-        return [e for e in obs.invoice_events.get(iid, []) if e.get("type") == type_
-                and all((e.get("data") or {}).get(k) == v for k, v in match.items())]
+        return [
+            e
+            for e in obs.invoice_events.get(iid, [])
+            if e.get("type") == type_ and all((e.get("data") or {}).get(k) == v for k, v in match.items())
+        ]
 
     hooks_by_id: dict[str, list[dict]] = {}
     for w in obs.webhooks:
@@ -91,15 +102,22 @@ def tally(ops: list[Op], obs: Observed) -> Tally:
             t.add("unverified", f"webhook {w['id']} ({w.get('type')}) failed signature verification", event_id=w["id"])
 
     def hook_ids(type_: str, **match) -> set[str]:
-        return {w["id"] for w in obs.webhooks if w.get("verified") and w.get("type") == type_
-                and all((w.get("data") or {}).get(k) == v for k, v in match.items())}
+        return {
+            w["id"]
+            for w in obs.webhooks
+            if w.get("verified")
+            and w.get("type") == type_
+            and all((w.get("data") or {}).get(k) == v for k, v in match.items())
+        }
 
     customers, invoices = _by_op(obs.customers), _by_op(obs.invoices)
     refunds_by_payment: dict[str, list[Op]] = {}
     for op in ops:
         r, iid = op.result, op.result.get("invoice_id")
         if op.kind == "customer":
-            once(len(customers.get(op.id, [])), op.happened, "customer in the list", op, customer_id=r.get("customer_id"))
+            once(
+                len(customers.get(op.id, [])), op.happened, "customer in the list", op, customer_id=r.get("customer_id")
+            )
             if op.acked and not obs.customer_found.get(r["customer_id"]):
                 t.add("lost", "customer by id: 404", op, customer_id=r["customer_id"])
         elif op.kind == "invoice":
@@ -110,8 +128,14 @@ def tally(ops: list[Op], obs: Observed) -> Tally:
             kind = "invoice.finalized" if op.kind == "finalize" else "invoice.sent"
             once(len(events(iid, kind)), op.happened, f"{kind} in the invoice's events", op, invoice_id=iid)
         elif op.kind == "mark_paid":
-            once(len(events(iid, "invoice.payment_received", reference=r["reference"])), op.happened,
-                 "offline payment_received in the invoice's events", op, invoice_id=iid, reference=r["reference"])
+            once(
+                len(events(iid, "invoice.payment_received", reference=r["reference"])),
+                op.happened,
+                "offline payment_received in the invoice's events",
+                op,
+                invoice_id=iid,
+                reference=r["reference"],
+            )
         elif op.kind == "hosted_pay" and op.acked:
             pid = r["payment_id"]
             found = obs.payment_found.get(pid)
@@ -123,19 +147,45 @@ def tally(ops: list[Op], obs: Observed) -> Tally:
             if found["status"] in ("PENDING", "PROCESSING"):
                 t.add("stuck", f"payment still {found['status']}", op, invoice_id=iid, payment_id=pid)
             elif found["status"] in SETTLED_OK:
-                once(len(events(iid, "invoice.payment_received", paymentId=pid)), True,
-                     "the charge's payment_received in the invoice's events", op, invoice_id=iid, payment_id=pid)
-                once(len(hook_ids("payment.succeeded", paymentId=pid)), True, "payment.succeeded webhook", op,
-                     invoice_id=iid, payment_id=pid)
+                once(
+                    len(events(iid, "invoice.payment_received", paymentId=pid)),
+                    True,
+                    "the charge's payment_received in the invoice's events",
+                    op,
+                    invoice_id=iid,
+                    payment_id=pid,
+                )
+                once(
+                    len(hook_ids("payment.succeeded", paymentId=pid)),
+                    True,
+                    "payment.succeeded webhook",
+                    op,
+                    invoice_id=iid,
+                    payment_id=pid,
+                )
         elif op.kind == "refund":
             refunds_by_payment.setdefault(r["payment_id"], []).append(op)
             if op.acked:
                 rid = r["refund_id"]
                 lost_as = "stuck" if r.get("refund_status") == "pending" else "lost"
-                once(len(events(iid, "invoice.refunded", refundId=rid)), True,
-                     "invoice.refunded in the invoice's events", op, lost_as, invoice_id=iid, refund_id=rid)
-                once(len(hook_ids("payment.refunded", refundId=rid)), True, "payment.refunded webhook", op, lost_as,
-                     invoice_id=iid, refund_id=rid)
+                once(
+                    len(events(iid, "invoice.refunded", refundId=rid)),
+                    True,
+                    "invoice.refunded in the invoice's events",
+                    op,
+                    lost_as,
+                    invoice_id=iid,
+                    refund_id=rid,
+                )
+                once(
+                    len(hook_ids("payment.refunded", refundId=rid)),
+                    True,
+                    "payment.refunded webhook",
+                    op,
+                    lost_as,
+                    invoice_id=iid,
+                    refund_id=rid,
+                )
 
     # Money: refunds add up per payment; an invoice's balance is never charged twice.
     for pid, rops in refunds_by_payment.items():
@@ -152,14 +202,25 @@ def tally(ops: list[Op], obs: Observed) -> Tally:
     for iid, op in hosted.items():
         charged = [p for p in obs.payments_listed.get(iid, []) if p["status"] in SETTLED_OK]
         if sum(p["amount"] for p in charged) > totals.get(iid, 0):
-            t.add("duplicated", f"{len(charged)} settled charges for one balance of {totals.get(iid)}", op,
-                  invoice_id=iid, payment_ids=[p["id"] for p in charged])
+            t.add(
+                "duplicated",
+                f"{len(charged)} settled charges for one balance of {totals.get(iid)}",
+                op,
+                invoice_id=iid,
+                payment_ids=[p["id"] for p in charged],
+            )
     for iid, listed in obs.payments_listed.items():
         for p in listed:
             if p["status"] in ("PENDING", "PROCESSING") and not any(
-                    o.result.get("payment_id") == p["id"] for o in hosted.values() if o.acked):
-                t.add("stuck", f"payment still {p['status']} (request not acknowledged)", hosted.get(iid),
-                      invoice_id=iid, payment_id=p["id"])
+                o.result.get("payment_id") == p["id"] for o in hosted.values() if o.acked
+            ):
+                t.add(
+                    "stuck",
+                    f"payment still {p['status']} (request not acknowledged)",
+                    hosted.get(iid),
+                    invoice_id=iid,
+                    payment_id=p["id"],
+                )
 
     numbers = Counter(i["number"] for i in obs.invoice_found.values() if i and i.get("number"))
     for number, n in numbers.items():
@@ -176,12 +237,18 @@ def tally(ops: list[Op], obs: Observed) -> Tally:
             got = hooks_by_id.get(e["id"], [])
             t.checked += 1
             if not any(w.get("verified") for w in got):
-                t.add("stuck" if e["id"] in obs.undelivered else "lost", f"webhook for {e['type']} never received",
-                      None, invoice_id=iid, event_id=e["id"])
+                t.add(
+                    "stuck" if e["id"] in obs.undelivered else "lost",
+                    f"webhook for {e['type']} never received",
+                    None,
+                    invoice_id=iid,
+                    event_id=e["id"],
+                )
             t.redelivered += max(0, len(got) - 1)
             data = e.get("data") or {}
             wants_mail = e["type"] in ("invoice.sent", "invoice.paid") or (
-                e["type"] == "invoice.payment_received" and not data.get("isFullyPaid"))
+                e["type"] == "invoice.payment_received" and not data.get("isFullyPaid")
+            )
             if wants_mail and ((data.get("invoice") or {}).get("customer") or {}).get("email"):
                 ids = by_event.get(e["id"], [])
                 once(len(set(ids)), True, f"e-mail for {e['type']}", None, invoice_id=iid, event_id=e["id"])
@@ -201,12 +268,19 @@ def read_mail(directory: Path, tag: str) -> list[dict]:
         except (KeyError, OSError):
             continue
         if tag in str(headers["To"] or ""):
-            out.append({"message_id": str(headers["Message-ID"]), "event_id": str(headers["X-Billstream-Event-Id"]),
-                        "to": str(headers["To"]), "subject": str(headers["Subject"])})
+            out.append(
+                {
+                    "message_id": str(headers["Message-ID"]),
+                    "event_id": str(headers["X-Billstream-Event-Id"]),
+                    "to": str(headers["To"]),
+                    "subject": str(headers["Subject"]),
+                }
+            )
     return out
 
 
 # -- reading what the platform shows (I/O) ------------------------------------------------------
+
 
 def _get(client, path: str, params: dict | None = None, *, tries: int = 20):
     """A read, retried through leftover turbulence; None for a 404."""
@@ -257,8 +331,11 @@ def collect(client, ops: list[Op], webhooks: list[dict], endpoint_id: str, mail_
         obs.payment_found[pid] = _get(client, f"/api/payments/{pid}")
     after = None
     while True:  # deliveries not yet succeeded: a missing webhook with one of these is stuck, not lost
-        body = _get(client, f"/api/webhook-endpoints/{endpoint_id}/deliveries",
-                    {"status": "pending", "limit": 100, **({"startingAfter": after} if after else {})})
+        body = _get(
+            client,
+            f"/api/webhook-endpoints/{endpoint_id}/deliveries",
+            {"status": "pending", "limit": 100, **({"startingAfter": after} if after else {})},
+        )
         obs.undelivered |= {d["eventId"] for d in body["data"]}
         if not body.get("hasMore") or not body["data"]:
             break

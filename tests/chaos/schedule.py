@@ -25,13 +25,15 @@ class Fault:
         return {"kafka": "kafka_kill9", "postgres": "pg_immediate_restart"}.get(self.target, "service_kill9")
 
     def describe(self) -> str:
-        what = {"service_kill9": f"kill -9 {self.target}", "kafka_kill9": "kill -9 kafka",
-                "pg_immediate_restart": "pg_ctl stop -m immediate"}[self.kind]
+        what = {
+            "service_kill9": f"kill -9 {self.target}",
+            "kafka_kill9": "kill -9 kafka",
+            "pg_immediate_restart": "pg_ctl stop -m immediate",
+        }[self.kind]
         return f"t+{self.at:.0f}s {what}, down {self.down_s:.1f}s"
 
 
-def plan(seed: int, seconds: float, *, warmup: float = 5.0, min_gap: float = 2.0,
-         max_gap: float = 8.0) -> list[Fault]:
+def plan(seed: int, seconds: float, *, warmup: float = 5.0, min_gap: float = 2.0, max_gap: float = 8.0) -> list[Fault]:
     """Faults for a run of `seconds` of traffic: seeded order and gaps, all within the run, and
     each fault planned to end (with its recovery) before the next begins."""
     rng = random.Random(seed)

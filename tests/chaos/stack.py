@@ -18,9 +18,15 @@ DEFAULT_PORTS = {55432, 59092, 59093, 3000, 8001, 8002, 8003, 8004, 52525, 58025
 # default stack's long-lived client connections occupy ports up there, and a server that starts
 # later can find its port taken (seen: "could not bind ... 55532"). Shift with CHAOS_PORT_OFFSET.
 OFFSET = int(os.environ.get("CHAOS_PORT_OFFSET", "0"))
-PORTS = {"pg": 25432 + OFFSET, "kafka": 29092 + OFFSET, "kafka_controller": 29093 + OFFSET,
-         "gateway": 3100 + OFFSET, "smtp": 22525 + OFFSET, "mail_page": 28025 + OFFSET,
-         **{svc: 8101 + i + OFFSET for i, svc in enumerate(SERVICES)}}
+PORTS = {
+    "pg": 25432 + OFFSET,
+    "kafka": 29092 + OFFSET,
+    "kafka_controller": 29093 + OFFSET,
+    "gateway": 3100 + OFFSET,
+    "smtp": 22525 + OFFSET,
+    "mail_page": 28025 + OFFSET,
+    **{svc: 8101 + i + OFFSET for i, svc in enumerate(SERVICES)},
+}
 assert not DEFAULT_PORTS & set(PORTS.values()), "the chaos stack must not share a port with the default stack"
 GATEWAY = f"http://127.0.0.1:{PORTS['gateway']}"
 
@@ -28,31 +34,34 @@ GATEWAY = f"http://127.0.0.1:{PORTS['gateway']}"
 def env() -> dict[str, str]:
     """The environment every deploy/local script and CLI of this stack runs with."""
     e = {k: v for k, v in os.environ.items() if not k.startswith("BILLSTREAM_")}  # no stray wiring
-    e.update({
-        "BILLSTREAM_ENV": "local",
-        "BILLSTREAM_STATE_DIR": str(STATE),
-        # The jars only; each stack keeps its own Kafka data and config.
-        "BILLSTREAM_KAFKA_LIBS": str(ROOT / ".local" / "kafka-4.1.1" / "libs"),
-        "BILLSTREAM_PG_PORT": str(PORTS["pg"]),
-        "BILLSTREAM_KAFKA_PORT": str(PORTS["kafka"]),
-        "BILLSTREAM_KAFKA_CONTROLLER_PORT": str(PORTS["kafka_controller"]),
-        "BILLSTREAM_GATEWAY_PORT": str(PORTS["gateway"]),
-        "BILLSTREAM_MAILBOX_SMTP_PORT": str(PORTS["smtp"]),
-        "BILLSTREAM_MAILBOX_HTTP_PORT": str(PORTS["mail_page"]),
-        # Shorter (documented) retry timings, so "quiet" comes within minutes, not hours: a
-        # delivery or e-mail interrupted by a fault is tried again soon.
-        "BILLSTREAM_WEBHOOKS_RETRY_SCHEDULE_S": "[2, 5, 10, 20, 40, 60, 120]",
-        "BILLSTREAM_WEBHOOKS_EMAIL_RETRY_SCHEDULE_S": "[3, 10, 20, 40, 60]",
-        "BILLSTREAM_WEBHOOKS_DELIVERY_TIMEOUT_S": "10",
-        "BILLSTREAM_WEBHOOKS_DELIVERY_LEASE_S": "20",
-    })
+    e.update(
+        {
+            "BILLSTREAM_ENV": "local",
+            "BILLSTREAM_STATE_DIR": str(STATE),
+            # The jars only; each stack keeps its own Kafka data and config.
+            "BILLSTREAM_KAFKA_LIBS": str(ROOT / ".local" / "kafka-4.1.1" / "libs"),
+            "BILLSTREAM_PG_PORT": str(PORTS["pg"]),
+            "BILLSTREAM_KAFKA_PORT": str(PORTS["kafka"]),
+            "BILLSTREAM_KAFKA_CONTROLLER_PORT": str(PORTS["kafka_controller"]),
+            "BILLSTREAM_GATEWAY_PORT": str(PORTS["gateway"]),
+            "BILLSTREAM_MAILBOX_SMTP_PORT": str(PORTS["smtp"]),
+            "BILLSTREAM_MAILBOX_HTTP_PORT": str(PORTS["mail_page"]),
+            # Shorter (documented) retry timings, so "quiet" comes within minutes, not hours: a
+            # delivery or e-mail interrupted by a fault is tried again soon.
+            "BILLSTREAM_WEBHOOKS_RETRY_SCHEDULE_S": "[2, 5, 10, 20, 40, 60, 120]",
+            "BILLSTREAM_WEBHOOKS_EMAIL_RETRY_SCHEDULE_S": "[3, 10, 20, 40, 60]",
+            "BILLSTREAM_WEBHOOKS_DELIVERY_TIMEOUT_S": "10",
+            "BILLSTREAM_WEBHOOKS_DELIVERY_LEASE_S": "20",
+        }
+    )
     for svc in SERVICES:
         up, db = svc.upper(), f"billstream_{svc}"
         e[f"BILLSTREAM_{up}_HTTP_PORT"] = str(PORTS[svc])
         e[f"BILLSTREAM_{up}_DATABASE_URL"] = f"postgresql://{db}:{db}@127.0.0.1:{PORTS['pg']}/{db}"
         e[f"BILLSTREAM_{up}_KAFKA_BOOTSTRAP"] = f"127.0.0.1:{PORTS['kafka']}"
-    e["BILLSTREAM_INVOICING_PUBLIC_URL"] = e["BILLSTREAM_PAYMENTS_PUBLIC_URL"] = \
-        e["BILLSTREAM_WEBHOOKS_PUBLIC_URL"] = f"http://localhost:{PORTS['gateway']}"
+    e["BILLSTREAM_INVOICING_PUBLIC_URL"] = e["BILLSTREAM_PAYMENTS_PUBLIC_URL"] = e["BILLSTREAM_WEBHOOKS_PUBLIC_URL"] = (
+        f"http://localhost:{PORTS['gateway']}"
+    )
     e["BILLSTREAM_WEBHOOKS_SMTP_PORT"] = str(PORTS["smtp"])
     e["BILLSTREAM_KAFKA_BOOTSTRAP"] = f"127.0.0.1:{PORTS['kafka']}"  # the demo's (deploy/local/demo.py)
     return e
@@ -60,8 +69,15 @@ def env() -> dict[str, str]:
 
 def script(name: str, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
     """Run deploy/local/<name>.sh with this stack's environment."""
-    return subprocess.run([str(LOCAL / f"{name}.sh"), *args], cwd=ROOT, env=env(), text=True,
-                          capture_output=True, timeout=timeout, check=check)
+    return subprocess.run(
+        [str(LOCAL / f"{name}.sh"), *args],
+        cwd=ROOT,
+        env=env(),
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+        check=check,
+    )
 
 
 def up() -> None:

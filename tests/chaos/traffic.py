@@ -41,8 +41,9 @@ class Traffic:
 
     # -- one request, retried like a careful client -------------------------------------------
 
-    async def call(self, client: httpx.AsyncClient, op: Op, method: str, path: str, *, json=None,
-                   retry_404: bool = False) -> httpx.Response | None:
+    async def call(
+        self, client: httpx.AsyncClient, op: Op, method: str, path: str, *, json=None, retry_404: bool = False
+    ) -> httpx.Response | None:
         """The definite answer (2xx or a 4xx that means what it says), or None when gave up or
         when the work committed but its answer was lost (op.committed)."""
         deadline, delay = time.monotonic() + self.budget_s, 0.25
@@ -52,8 +53,12 @@ class Traffic:
             try:
                 r = await client.request(method, path, json=json, headers=headers)
                 code = _code(r)
-                definite = r.status_code < 500 and code not in RETRY_CODES and r.status_code != 429 \
+                definite = (
+                    r.status_code < 500
+                    and code not in RETRY_CODES
+                    and r.status_code != 429
                     and not (retry_404 and r.status_code == 404)
+                )
                 if code == "idempotency_key_committed":  # the work happened; its answer was lost
                     op.ended, op.committed = self.now(), True
                     return None
@@ -82,8 +87,9 @@ class Traffic:
     # -- the stories --------------------------------------------------------------------------
 
     async def worker(self, index: int) -> None:
-        async with httpx.AsyncClient(base_url=self.gateway, timeout=15,
-                                     headers={"Authorization": f"Bearer {self.api_key}"}) as client:
+        async with httpx.AsyncClient(
+            base_url=self.gateway, timeout=15, headers={"Authorization": f"Bearer {self.api_key}"}
+        ) as client:
             while not self.stopping.is_set():
                 try:
                     await self.story(client, index)
@@ -95,20 +101,36 @@ class Traffic:
         n = self._n + 1
         op = self._op("customer")
         email = f"c{n}.{self.run}@chaos.example.com"
-        r = await self.call(client, op, "POST", "/api/customers", json={
-            "name": f"Chaos {self.run} {n}", "email": email, "currency": "UGX", "metadata": {"chaosOp": op.id}})
+        r = await self.call(
+            client,
+            op,
+            "POST",
+            "/api/customers",
+            json={"name": f"Chaos {self.run} {n}", "email": email, "currency": "UGX", "metadata": {"chaosOp": op.id}},
+        )
         op.result.update(email=email)
         if not op.acked:
             return
         customer = r.json()
         op.result.update(customer_id=customer["id"])
 
-        items = [{"description": f"Item {i}", "quantity": self.rng.randint(1, 3),
-                  "unitAmount": self.rng.randrange(2000, 100000, 500)} for i in range(self.rng.randint(1, 2))]
+        items = [
+            {
+                "description": f"Item {i}",
+                "quantity": self.rng.randint(1, 3),
+                "unitAmount": self.rng.randrange(2000, 100000, 500),
+            }
+            for i in range(self.rng.randint(1, 2))
+        ]
         op = self._op("invoice")
         due = (datetime.now(UTC) + timedelta(days=30)).date().isoformat()
-        r = await self.call(client, op, "POST", "/api/invoices", json={
-            "customerId": customer["id"], "items": items, "dueDate": due, "metadata": {"chaosOp": op.id}})
+        r = await self.call(
+            client,
+            op,
+            "POST",
+            "/api/invoices",
+            json={"customerId": customer["id"], "items": items, "dueDate": due, "metadata": {"chaosOp": op.id}},
+        )
         op.result.update(customer_id=customer["id"])
         if not op.acked:
             return
@@ -137,8 +159,13 @@ class Traffic:
         op = self._op("mark_paid")
         reference = f"chaos-{self.run}-{op.id}"
         op.result.update(invoice_id=iid, amount=amount, reference=reference)
-        await self.call(client, op, "POST", f"/api/invoices/{iid}/mark-paid",
-                        json={"amount": amount, "method": "bank_transfer", "reference": reference})
+        await self.call(
+            client,
+            op,
+            "POST",
+            f"/api/invoices/{iid}/mark-paid",
+            json={"amount": amount, "method": "bank_transfer", "reference": reference},
+        )
         return op.acked
 
     async def hosted(self, client, iid: str, total: int) -> None:
@@ -171,12 +198,17 @@ class Traffic:
         op.result.update(status_seen=status)
         if status != "SUCCEEDED":
             return
-        for share in ([4] if self.rng.random() < 0.5 else [4, 5]):
+        for share in [4] if self.rng.random() < 0.5 else [4, 5]:
             amount = total // share
             rop = self._op("refund")
             rop.result.update(invoice_id=iid, payment_id=payment_id, amount=amount)
-            r = await self.call(client, rop, "POST", f"/api/payments/{payment_id}/refund",
-                                json={"amount": amount, "reason": f"chaos {rop.id}"})
+            r = await self.call(
+                client,
+                rop,
+                "POST",
+                f"/api/payments/{payment_id}/refund",
+                json={"amount": amount, "reason": f"chaos {rop.id}"},
+            )
             if not rop.acked:
                 return
             rop.result.update(refund_id=r.json()["id"], refund_status=r.json()["status"])

@@ -23,8 +23,11 @@ async def mail_to(address: str, subject_part: str) -> email.message.EmailMessage
         async with httpx.AsyncClient(base_url=MAILBOX) as box:
             # The local mailbox keeps every e-mail of every run: ask for this test's unique address
             # only (a mailbox started before ?to= existed ignores it, so filter here too).
-            mine = [m for m in (await box.get("/api/messages", params={"to": address})).json()
-                    if address in (m["to"] or "") and subject_part in (m["subject"] or "")]
+            mine = [
+                m
+                for m in (await box.get("/api/messages", params={"to": address})).json()
+                if address in (m["to"] or "") and subject_part in (m["subject"] or "")
+            ]
             return (await box.get(f"/messages/{mine[0]['id']}.eml")).content if mine else None
 
     return email.message_from_bytes(await eventually(find, timeout=30), policy=email.policy.default)
@@ -39,9 +42,10 @@ async def test_the_emailed_pay_link_opens_the_hosted_page_for_the_invoice(gatewa
     text = (await mail_to(customer["email"], invoice["number"])).get_body(("plain",)).get_content()
     [link] = re.findall(r"https?://\S+/pay/invoice/\S+", text)
     assert invoice["id"] in link
-    path = link[link.index("/pay/"):]
+    path = link[link.index("/pay/") :]
 
     async with httpx.AsyncClient(base_url=gateway, timeout=30) as web:
+
         async def page():
             r = await web.get(path, follow_redirects=True)
             return r if r.status_code == 200 else None

@@ -47,8 +47,13 @@ def error(response: httpx.Response, status: int, code: str) -> dict:
 
 
 def new_customer(api, **kw) -> dict:
-    return ok(api.post("/api/customers", json={"name": "Jane Buyer", "email": f"jane.{uuid.uuid4().hex[:6]}@example.com",
-                                                "currency": "UGX", **kw}), 201)
+    return ok(
+        api.post(
+            "/api/customers",
+            json={"name": "Jane Buyer", "email": f"jane.{uuid.uuid4().hex[:6]}@example.com", "currency": "UGX", **kw},
+        ),
+        201,
+    )
 
 
 def new_invoice(api, customer: dict, *amounts: int, **kw) -> dict:
@@ -59,8 +64,14 @@ def new_invoice(api, customer: dict, *amounts: int, **kw) -> dict:
 
 
 def test_customers_create_get_update_list_and_search(api):
-    c = new_customer(api, netTermDays=30, billingAddress={"line1": "Plot 4", "city": "Kampala", "country": "UG"},
-                     taxId="UG-123", autoCollection=True, metadata={"crm": "42"})
+    c = new_customer(
+        api,
+        netTermDays=30,
+        billingAddress={"line1": "Plot 4", "city": "Kampala", "country": "UG"},
+        taxId="UG-123",
+        autoCollection=True,
+        metadata={"crm": "42"},
+    )
     assert c["id"].startswith("cust_") and c["netTermDays"] == 30 and c["creditBalance"] == 0
     assert ok(api.get(f"/api/customers/{c['id']}")) == c
     updated = ok(api.patch(f"/api/customers/{c['id']}", json={"name": "Jane Q. Buyer"}))
@@ -78,33 +89,82 @@ def test_customers_create_get_update_list_and_search(api):
 
 def test_create_draft_with_taxes_and_discounts_and_defaults_from_the_customer(api):
     c = new_customer(api, netTermDays=14, autoCollection=True)  # currency UGX: see new_customer
-    inv = ok(api.post("/api/invoices", json={
-        "customerId": c["id"], "items": [
-            {"description": "Pro", "quantity": 2, "unitAmount": 180000, "taxRate": 18},
-            {"description": "Setup", "unitAmount": 5000, "discount": {"percent": 10}}],
-        "discount": {"amount": 1000}, "notes": "Thanks", "poNumber": "PO-9", "metadata": {"k": "v"}}), 201)
-    assert (inv["status"], inv["currency"], inv["subtotal"], inv["discountTotal"], inv["taxTotal"], inv["total"]) == \
-        ("DRAFT", "UGX", 365000, 1500, 64622, 428122)
+    inv = ok(
+        api.post(
+            "/api/invoices",
+            json={
+                "customerId": c["id"],
+                "items": [
+                    {"description": "Pro", "quantity": 2, "unitAmount": 180000, "taxRate": 18},
+                    {"description": "Setup", "unitAmount": 5000, "discount": {"percent": 10}},
+                ],
+                "discount": {"amount": 1000},
+                "notes": "Thanks",
+                "poNumber": "PO-9",
+                "metadata": {"k": "v"},
+            },
+        ),
+        201,
+    )
+    assert (inv["status"], inv["currency"], inv["subtotal"], inv["discountTotal"], inv["taxTotal"], inv["total"]) == (
+        "DRAFT",
+        "UGX",
+        365000,
+        1500,
+        64622,
+        428122,
+    )
     # No due date given: the customer's 14 net days from today (either side of a UTC midnight).
     assert inv["allowPartialPayments"] is True and inv["dueDate"] in (days_from_today(14), days_from_today(15))
     assert inv["customer"] == {"id": c["id"], "name": c["name"], "email": c["email"]}
     # Currency and collection also come from the customer (UGX above is the customer's, not
     # the USD fallback; automatic collection is off unless the customer or request asks).
     assert (c["currency"], c["autoCollection"], inv["autoCollection"]) == ("UGX", True, True)
-    plain = ok(api.post("/api/invoices", json={"customerId": new_customer(api, currency="NGN")["id"],
-                                              "items": [{"description": "x", "unitAmount": 100}]}), 201)
+    plain = ok(
+        api.post(
+            "/api/invoices",
+            json={
+                "customerId": new_customer(api, currency="NGN")["id"],
+                "items": [{"description": "x", "unitAmount": 100}],
+            },
+        ),
+        201,
+    )
     assert (plain["currency"], plain["autoCollection"]) == ("NGN", False)
     assert plain["dueDate"] in (days_from_today(0), days_from_today(1))  # no net days: due today
 
 
-@pytest.mark.parametrize(("body", "status", "code", "field"), [
-    ({"customerId": "cust_unknown", "items": [{"description": "x", "unitAmount": 1}]}, 400, "customer_not_found", "customerId"),
-    ({"items": [{"description": "x", "quantity": -1, "unitAmount": 1}]}, 400, "parameter_invalid", "items.0.quantity"),
-    ({"currency": "XYZ", "items": [{"description": "x", "unitAmount": 1}]}, 400, "currency_unsupported", "currency"),
-    ({"dueDate": "2026-02-30", "items": [{"description": "x", "unitAmount": 1}]}, 400, "parameter_invalid", "dueDate"),
-    ({"items": []}, 400, "parameter_invalid", "items"),
-    ({"items": [{"description": "x", "unitAmount": 1}], "color": "red"}, 400, "parameter_invalid", "color"),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "code", "field"),
+    [
+        (
+            {"customerId": "cust_unknown", "items": [{"description": "x", "unitAmount": 1}]},
+            400,
+            "customer_not_found",
+            "customerId",
+        ),
+        (
+            {"items": [{"description": "x", "quantity": -1, "unitAmount": 1}]},
+            400,
+            "parameter_invalid",
+            "items.0.quantity",
+        ),
+        (
+            {"currency": "XYZ", "items": [{"description": "x", "unitAmount": 1}]},
+            400,
+            "currency_unsupported",
+            "currency",
+        ),
+        (
+            {"dueDate": "2026-02-30", "items": [{"description": "x", "unitAmount": 1}]},
+            400,
+            "parameter_invalid",
+            "dueDate",
+        ),
+        ({"items": []}, 400, "parameter_invalid", "items"),
+        ({"items": [{"description": "x", "unitAmount": 1}], "color": "red"}, 400, "parameter_invalid", "color"),
+    ],
+)
 def test_bad_invoice_input_gets_a_clear_error(api, body, status, code, field):
     c = new_customer(api)
     err = error(api.post("/api/invoices", json={"customerId": c["id"], **body}), status, code)
@@ -114,8 +174,12 @@ def test_bad_invoice_input_gets_a_clear_error(api, body, status, code, field):
 def test_patch_replaces_fields_and_items_only_on_drafts(api):
     c = new_customer(api)
     inv = new_invoice(api, c, 1000, 2000)
-    patched = ok(api.patch(f"/api/invoices/{inv['id']}", json={"items": [{"description": "One", "quantity": 3, "unitAmount": 700}],
-                                                                "notes": "changed"}))
+    patched = ok(
+        api.patch(
+            f"/api/invoices/{inv['id']}",
+            json={"items": [{"description": "One", "quantity": 3, "unitAmount": 700}], "notes": "changed"},
+        )
+    )
     assert patched["total"] == 2100 and patched["notes"] == "changed" and len(patched["items"]) == 1
     ok(api.post(f"/api/invoices/{inv['id']}/finalize"))
     error(api.patch(f"/api/invoices/{inv['id']}", json={"notes": "late"}), 409, "invoice_not_editable")
@@ -124,11 +188,17 @@ def test_patch_replaces_fields_and_items_only_on_drafts(api):
 def test_pending_invoice_collects_charges_then_closes(api):
     c = new_customer(api)
     inv = new_invoice(api, c, 1000)
-    with_charge = ok(api.post(f"/api/invoices/{inv['id']}/charges", json={"description": "Usage", "quantity": 4, "unitAmount": 250}))
+    with_charge = ok(
+        api.post(f"/api/invoices/{inv['id']}/charges", json={"description": "Usage", "quantity": 4, "unitAmount": 250})
+    )
     assert with_charge["total"] == 2000
     closed = ok(api.post(f"/api/invoices/{inv['id']}/close"))
     assert closed["status"] == "PENDING" and closed["number"].startswith("INV-")
-    error(api.post(f"/api/invoices/{inv['id']}/charges", json={"description": "More", "unitAmount": 1}), 409, "invoice_not_editable")
+    error(
+        api.post(f"/api/invoices/{inv['id']}/charges", json={"description": "More", "unitAmount": 1}),
+        409,
+        "invoice_not_editable",
+    )
 
 
 def test_lifecycle_send_partial_payment_full_payment(api):
@@ -136,8 +206,12 @@ def test_lifecycle_send_partial_payment_full_payment(api):
     inv = new_invoice(api, c, 100000)
     sent = ok(api.post(f"/api/invoices/{inv['id']}/send"))
     assert sent["status"] == "PENDING" and sent["sentAt"] and sent["number"]
-    part = ok(api.post(f"/api/invoices/{inv['id']}/mark-paid", json={"amount": 30000, "method": "bank_transfer",
-                                                                     "reference": "TX-1", "date": "2026-11-20"}))
+    part = ok(
+        api.post(
+            f"/api/invoices/{inv['id']}/mark-paid",
+            json={"amount": 30000, "method": "bank_transfer", "reference": "TX-1", "date": "2026-11-20"},
+        )
+    )
     assert (part["status"], part["amountPaid"], part["amountDue"]) == ("PARTIALLY_PAID", 30000, 70000)
     paid = ok(api.post(f"/api/invoices/{inv['id']}/record-payment", json={"method": "cash"}))
     assert (paid["status"], paid["amountDue"], paid["paidAt"] is not None) == ("PAID", 0, True)
@@ -146,8 +220,14 @@ def test_lifecycle_send_partial_payment_full_payment(api):
     error(api.post(f"/api/invoices/{inv['id']}/mark-paid", json={"amount": 1}), 409, "invoice_paid")
     events = ok(api.get(f"/api/invoices/{inv['id']}/events"))["data"]
     types = [e["type"] for e in events]
-    assert types == ["invoice.created", "invoice.finalized", "invoice.sent", "invoice.payment_received",
-                     "invoice.payment_received", "invoice.paid"]
+    assert types == [
+        "invoice.created",
+        "invoice.finalized",
+        "invoice.sent",
+        "invoice.payment_received",
+        "invoice.payment_received",
+        "invoice.paid",
+    ]
     received = events[3]["data"]
     assert (received["isPartial"], received["isFullyPaid"]) == (True, False)
     assert events[4]["data"]["isFullyPaid"] is True
@@ -189,7 +269,11 @@ def test_void_write_off_delete_and_their_refusals(api):
     ok(api.post(f"/api/invoices/{paid_part['id']}/mark-paid", json={"amount": 400}))
     error(api.post(f"/api/invoices/{paid_part['id']}/void"), 409, "invoice_has_payments")
     off = ok(api.post(f"/api/invoices/{paid_part['id']}/write-off", json={"reason": "bad debt"}))
-    assert (off["status"], off["writeOffAmount"], off["amountPaid"] + off["writeOffAmount"]) == ("WRITTEN_OFF", 600, 1000)
+    assert (off["status"], off["writeOffAmount"], off["amountPaid"] + off["writeOffAmount"]) == (
+        "WRITTEN_OFF",
+        600,
+        1000,
+    )
 
     async def credit_note():
         return ok(api.get("/api/credit-notes", params={"invoiceId": paid_part["id"]}))["data"]
@@ -201,8 +285,14 @@ def test_void_write_off_delete_and_their_refusals(api):
 
 def test_import_a_historical_invoice_with_its_number(api):
     c = new_customer(api)
-    body = {"customerId": c["id"], "number": f"LEGACY-{uuid.uuid4().hex[:6]}", "issuedOn": "2024-03-01",
-            "dueDate": "2024-03-31", "status": "PAID", "items": [{"description": "Old work", "unitAmount": 9000}]}
+    body = {
+        "customerId": c["id"],
+        "number": f"LEGACY-{uuid.uuid4().hex[:6]}",
+        "issuedOn": "2024-03-01",
+        "dueDate": "2024-03-31",
+        "status": "PAID",
+        "items": [{"description": "Old work", "unitAmount": 9000}],
+    }
     imported = ok(api.post("/api/invoices/import", json=body), 201)
     assert (imported["status"], imported["number"], imported["amountPaid"]) == ("PAID", body["number"], 9000)
     error(api.post("/api/invoices/import", json=body), 409, "number_taken")
@@ -212,8 +302,14 @@ def test_reference_is_unique_per_tenant(api, gateway):
     c = new_customer(api)
     ref = f"REF-{uuid.uuid4().hex[:6]}"
     new_invoice(api, c, 100, reference=ref)
-    error(api.post("/api/invoices", json={"customerId": c["id"], "reference": ref,
-                                          "items": [{"description": "x", "unitAmount": 1}]}), 409, "reference_taken")
+    error(
+        api.post(
+            "/api/invoices",
+            json={"customerId": c["id"], "reference": ref, "items": [{"description": "x", "unitAmount": 1}]},
+        ),
+        409,
+        "reference_taken",
+    )
     other = create_tenant("Other Co")
     with httpx.Client(base_url=gateway, headers={"X-API-Key": other["apiKey"]}) as other_api:
         wait_until_key_active(other_api)
@@ -236,8 +332,10 @@ def test_numbers_are_sequential_without_gaps_under_concurrency(api):
 
 def test_list_filters_operators_search_sort_and_cursor(api):
     c = new_customer(api, name=f"Filter Person {uuid.uuid4().hex[:6]}")
-    made = [new_invoice(api, c, amount, dueDate=days_from_today(days)) for amount, days in
-            [(1000, 1), (5000, 5), (9000, 9), (20000, 20)]]
+    made = [
+        new_invoice(api, c, amount, dueDate=days_from_today(days))
+        for amount, days in [(1000, 1), (5000, 5), (9000, 9), (20000, 20)]
+    ]
     ok(api.post(f"/api/invoices/{made[3]['id']}/finalize"))
 
     async def all_listed():
@@ -261,9 +359,15 @@ def test_list_filters_operators_search_sort_and_cursor(api):
 
     first = ok(api.get("/api/invoices", params={"customerId": c["id"], "limit": 3, "sort": "total"}))
     assert first["meta"]["hasMore"] and first["meta"]["total"] == 4
-    rest = ok(api.get("/api/invoices", params={"customerId": c["id"], "limit": 3, "sort": "total",
-                                               "cursor": first["meta"]["nextCursor"]}))
-    assert [i["total"] for i in first["data"] + rest["data"]] == [1000, 5000, 9000, 20000] and not rest["meta"]["hasMore"]
+    rest = ok(
+        api.get(
+            "/api/invoices",
+            params={"customerId": c["id"], "limit": 3, "sort": "total", "cursor": first["meta"]["nextCursor"]},
+        )
+    )
+    assert [i["total"] for i in first["data"] + rest["data"]] == [1000, 5000, 9000, 20000] and not rest["meta"][
+        "hasMore"
+    ]
     error(api.get("/api/invoices", params={"sort": "color"}), 400, "parameter_invalid")
     error(api.get("/api/invoices", params={"total[gte]": "lots"}), 400, "parameter_invalid")
     error(api.get("/api/invoices", params={"cursor": "garbage"}), 400, "cursor_invalid")
@@ -290,8 +394,8 @@ def test_pdf_link_is_signed_expiring_and_renders_the_invoice(api, tenant):
     expires_at = datetime.fromisoformat(link["expiresAt"].replace("Z", "+00:00"))
     assert 3600 - 120 <= (expires_at - datetime.now(UTC)).total_seconds() <= 3600 + 5
     expired = signed_url(tenant["world"], inv["id"], InvoicingSettings(), now=time.time() - 3660, ttl_s=3600)
-    path = expired["url"][expired["url"].index("/api/"):]
-    r = httpx.get(link["url"][:link["url"].index("/api/")] + path)
+    path = expired["url"][expired["url"].index("/api/") :]
+    r = httpx.get(link["url"][: link["url"].index("/api/")] + path)
     assert r.status_code == 410 and r.json()["error"]["code"] == "link_expired", r.text
 
 
@@ -312,8 +416,9 @@ async def _publish(tenant: str, topic: str, event_type: str, invoice_id: str, da
     every consumer scopes by tenant and invoice, so no other test's (or chaos run's) data can see
     it. tests/e2e/test_payment_round_trip.py covers the same path with real payments instead."""
     assert tenant.startswith("ten_"), tenant
-    event = CloudEvent.new(type=event_type, source="/billstream/test", subject=invoice_id, tenant_id=tenant,
-                           data=data).model_copy(update={"sequence": str(sequence)})
+    event = CloudEvent.new(
+        type=event_type, source="/billstream/test", subject=invoice_id, tenant_id=tenant, data=data
+    ).model_copy(update={"sequence": str(sequence)})
     await produce(KAFKA, topic, [event])
 
 
@@ -327,35 +432,98 @@ def test_payments_and_dunning_facts_arrive_over_kafka(api, tenant):
         async def check():
             got = ok(api.get(f"/api/invoices/{iid}"))
             return got if got["status"] == expected else None
+
         return asyncio.run(eventually(check))
 
-    asyncio.run(_publish(t, "billing.dunning", "dunning.due_date_passed", iid, {"invoiceId": iid, "dueDate": inv["dueDate"]}))
+    asyncio.run(
+        _publish(t, "billing.dunning", "dunning.due_date_passed", iid, {"invoiceId": iid, "dueDate": inv["dueDate"]})
+    )
     status_is("OVERDUE")
-    asyncio.run(_publish(t, "billing.payments", "payment.failed", iid, {
-        "paymentId": "pay_x1", "invoiceId": iid, "amount": 10000, "reasonCode": "card_declined", "automatic": True, "attempt": 1}))
+    asyncio.run(
+        _publish(
+            t,
+            "billing.payments",
+            "payment.failed",
+            iid,
+            {
+                "paymentId": "pay_x1",
+                "invoiceId": iid,
+                "amount": 10000,
+                "reasonCode": "card_declined",
+                "automatic": True,
+                "attempt": 1,
+            },
+        )
+    )
     status_is("FAILED")
-    asyncio.run(_publish(t, "billing.dunning", "dunning.retry_scheduled", iid, {
-        "invoiceId": iid, "attempt": 2, "dunning": {"invoiceId": iid, "status": "IN_PROGRESS", "attempts": 1,
-                                                    "nextRetryAt": "2026-12-04T00:00:00Z"}}, sequence=2))
+    asyncio.run(
+        _publish(
+            t,
+            "billing.dunning",
+            "dunning.retry_scheduled",
+            iid,
+            {
+                "invoiceId": iid,
+                "attempt": 2,
+                "dunning": {
+                    "invoiceId": iid,
+                    "status": "IN_PROGRESS",
+                    "attempts": 1,
+                    "nextRetryAt": "2026-12-04T00:00:00Z",
+                },
+            },
+            sequence=2,
+        )
+    )
 
     async def dunning_shown():
         got = ok(api.get(f"/api/invoices/{iid}"))
         return got["dunningStatus"] == "IN_PROGRESS" and got["nextRetryAt"] == "2026-12-04T00:00:00Z"
+
     asyncio.run(eventually(dunning_shown))
 
     # Paid with 2500 too much: the rest becomes the customer's credit.
-    asyncio.run(_publish(t, "billing.payments", "payment.succeeded", iid, {
-        "paymentId": "pay_x2", "invoiceId": iid, "amount": 12500, "currency": "UGX", "provider": "sandbox", "method": "card"}))
+    asyncio.run(
+        _publish(
+            t,
+            "billing.payments",
+            "payment.succeeded",
+            iid,
+            {
+                "paymentId": "pay_x2",
+                "invoiceId": iid,
+                "amount": 12500,
+                "currency": "UGX",
+                "provider": "sandbox",
+                "method": "card",
+            },
+        )
+    )
     paid = status_is("PAID")
     assert paid["amountPaid"] == 10000
     assert ok(api.get(f"/api/customers/{c['id']}"))["creditBalance"] == 2500
 
-    asyncio.run(_publish(t, "billing.payments", "payment.refunded", iid, {
-        "paymentId": "pay_x2", "invoiceId": iid, "refundId": "re_1", "amount": 4000, "amountRefunded": 4000, "reason": "goodwill"}))
+    asyncio.run(
+        _publish(
+            t,
+            "billing.payments",
+            "payment.refunded",
+            iid,
+            {
+                "paymentId": "pay_x2",
+                "invoiceId": iid,
+                "refundId": "re_1",
+                "amount": 4000,
+                "amountRefunded": 4000,
+                "reason": "goodwill",
+            },
+        )
+    )
 
     async def refunded():
         got = ok(api.get(f"/api/invoices/{iid}"))
         return got["amountRefunded"] == 4000
+
     asyncio.run(eventually(refunded))
 
     # The credit is applied automatically to the customer's next invoice.
@@ -364,8 +532,15 @@ def test_payments_and_dunning_facts_arrive_over_kafka(api, tenant):
     assert ok(api.get(f"/api/customers/{c['id']}"))["creditBalance"] == 0
 
     other = ok(api.post(f"/api/invoices/{new_invoice(api, c, 7000)['id']}/finalize"))
-    asyncio.run(_publish(t, "billing.dunning", "dunning.exhausted", other["id"], {
-        "invoiceId": other["id"], "attempts": 4, "finalAction": "mark_uncollectible"}))
+    asyncio.run(
+        _publish(
+            t,
+            "billing.dunning",
+            "dunning.exhausted",
+            other["id"],
+            {"invoiceId": other["id"], "attempts": 4, "finalAction": "mark_uncollectible"},
+        )
+    )
     iid = other["id"]
     status_is("UNCOLLECTIBLE")
 
@@ -373,24 +548,53 @@ def test_payments_and_dunning_facts_arrive_over_kafka(api, tenant):
 def test_events_from_another_tenant_do_not_touch_the_invoice(api, tenant):
     c = new_customer(api)
     inv = ok(api.post(f"/api/invoices/{new_invoice(api, c, 10000)['id']}/finalize"))
-    asyncio.run(_publish(f"ten_someone_else_{uuid.uuid4().hex[:8]}", "billing.payments", "payment.succeeded", inv["id"], {
-        "paymentId": "pay_evil", "invoiceId": inv["id"], "amount": 10000, "method": "card"}))
-    asyncio.run(_publish(tenant["world"], "billing.payments", "payment.succeeded", inv["id"], {
-        "paymentId": "pay_ok", "invoiceId": inv["id"], "amount": 1, "method": "card"}))
+    asyncio.run(
+        _publish(
+            f"ten_someone_else_{uuid.uuid4().hex[:8]}",
+            "billing.payments",
+            "payment.succeeded",
+            inv["id"],
+            {"paymentId": "pay_evil", "invoiceId": inv["id"], "amount": 10000, "method": "card"},
+        )
+    )
+    asyncio.run(
+        _publish(
+            tenant["world"],
+            "billing.payments",
+            "payment.succeeded",
+            inv["id"],
+            {"paymentId": "pay_ok", "invoiceId": inv["id"], "amount": 1, "method": "card"},
+        )
+    )
 
     async def second_seen():
         return ok(api.get(f"/api/invoices/{inv['id']}"))["amountPaid"] == 1
+
     asyncio.run(eventually(second_seen))  # events arrive in order on the invoice's partition
 
 
-@pytest.mark.parametrize(("body", "code", "field"), [
-    ({"items": [{"description": "x", "quantity": 10000, "unitAmount": 10**15}]}, "amount_too_large", "items.0.unitAmount"),
-    ({"items": [{"description": "x", "quantity": 10000, "unitAmount": 10**14}]}, "amount_too_large", "items.0.amount"),
-    ({"items": [{"description": "x", "unitAmount": 10**14}] * 20}, "amount_too_large", "subtotal"),
-    ({"items": [{"description": "x", "unitAmount": 1, "discount": {"amount": 10**30}}]}, "amount_too_large",
-     "items.0.discount.amount"),
-    ({"dueDate": "9999-12-31", "items": [{"description": "x", "unitAmount": 1}]}, "date_out_of_range", "dueDate"),
-])
+@pytest.mark.parametrize(
+    ("body", "code", "field"),
+    [
+        (
+            {"items": [{"description": "x", "quantity": 10000, "unitAmount": 10**15}]},
+            "amount_too_large",
+            "items.0.unitAmount",
+        ),
+        (
+            {"items": [{"description": "x", "quantity": 10000, "unitAmount": 10**14}]},
+            "amount_too_large",
+            "items.0.amount",
+        ),
+        ({"items": [{"description": "x", "unitAmount": 10**14}] * 20}, "amount_too_large", "subtotal"),
+        (
+            {"items": [{"description": "x", "unitAmount": 1, "discount": {"amount": 10**30}}]},
+            "amount_too_large",
+            "items.0.discount.amount",
+        ),
+        ({"dueDate": "9999-12-31", "items": [{"description": "x", "unitAmount": 1}]}, "date_out_of_range", "dueDate"),
+    ],
+)
 def test_amounts_and_dates_have_documented_bounds(api, body, code, field):
     c = new_customer(api)
     err = error(api.post("/api/invoices", json={"customerId": c["id"], **body}), 400, code)
@@ -400,18 +604,24 @@ def test_amounts_and_dates_have_documented_bounds(api, body, code, field):
 def test_offline_payment_amount_and_date_are_bounded(api):
     inv = ok(api.post(f"/api/invoices/{new_invoice(api, new_customer(api), 1000)['id']}/finalize"))
     error(api.post(f"/api/invoices/{inv['id']}/mark-paid", json={"amount": 10**19}), 400, "amount_too_large")
-    error(api.post(f"/api/invoices/{inv['id']}/mark-paid", json={"amount": 10, "date": "9999-12-31"}), 400,
-          "date_out_of_range")
+    error(
+        api.post(f"/api/invoices/{inv['id']}/mark-paid", json={"amount": 10, "date": "9999-12-31"}),
+        400,
+        "date_out_of_range",
+    )
 
 
-@pytest.mark.parametrize(("params", "code", "field"), [
-    ({"total[gte]": "99999999999999999999"}, "parameter_invalid", "total[gte]"),
-    ({"dueDate[before]": "9999-12-31"}, "parameter_invalid", "dueDate[before]"),
-    ({"dateTo": "9999-12-31"}, "parameter_invalid", "createdAt[lt]"),
-    ({"page": str(10**20)}, "parameter_invalid", "page"),
-    ({"colour": "red"}, "parameter_unknown", "colour"),
-    ({"status": "FINALIZED"}, "parameter_invalid", "status"),
-])
+@pytest.mark.parametrize(
+    ("params", "code", "field"),
+    [
+        ({"total[gte]": "99999999999999999999"}, "parameter_invalid", "total[gte]"),
+        ({"dueDate[before]": "9999-12-31"}, "parameter_invalid", "dueDate[before]"),
+        ({"dateTo": "9999-12-31"}, "parameter_invalid", "createdAt[lt]"),
+        ({"page": str(10**20)}, "parameter_invalid", "page"),
+        ({"colour": "red"}, "parameter_unknown", "colour"),
+        ({"status": "FINALIZED"}, "parameter_invalid", "status"),
+    ],
+)
 def test_list_parameters_out_of_bounds_or_unknown_get_a_400_not_a_500(api, params, code, field):
     err = error(api.get("/api/invoices", params=params), 400, code)
     assert err["field"] == field
@@ -428,19 +638,41 @@ def test_numbering_steps_over_imported_numbers(gateway):
         c = new_customer(api)
         year = days_from_today(0)[:4]
         for n in (1, 2, 4):
-            ok(api.post("/api/invoices/import", json={
-                "customerId": c["id"], "number": f"INV-{year}-{n:06d}", "issuedOn": days_from_today(-10),
-                "dueDate": days_from_today(20), "status": "PENDING", "items": [{"description": "Old", "unitAmount": 500}]}), 201)
+            ok(
+                api.post(
+                    "/api/invoices/import",
+                    json={
+                        "customerId": c["id"],
+                        "number": f"INV-{year}-{n:06d}",
+                        "issuedOn": days_from_today(-10),
+                        "dueDate": days_from_today(20),
+                        "status": "PENDING",
+                        "items": [{"description": "Old", "unitAmount": 500}],
+                    },
+                ),
+                201,
+            )
         numbers = [ok(api.post(f"/api/invoices/{new_invoice(api, c, 100)['id']}/finalize"))["number"] for _ in range(3)]
         assert numbers == [f"INV-{year}-000003", f"INV-{year}-000005", f"INV-{year}-000006"]
-        ok(api.post("/api/invoices/import", json={
-            "customerId": c["id"], "number": f"CN-{year}-000001", "issuedOn": days_from_today(-10),
-            "status": "VOID", "items": [{"description": "Old note", "unitAmount": 500}]}), 201)
+        ok(
+            api.post(
+                "/api/invoices/import",
+                json={
+                    "customerId": c["id"],
+                    "number": f"CN-{year}-000001",
+                    "issuedOn": days_from_today(-10),
+                    "status": "VOID",
+                    "items": [{"description": "Old note", "unitAmount": 500}],
+                },
+            ),
+            201,
+        )
         pending = ok(api.post(f"/api/invoices/{new_invoice(api, c, 900)['id']}/finalize"))
         ok(api.post(f"/api/invoices/{pending['id']}/write-off", json={"reason": "bad debt"}))
 
         async def note():
             return ok(api.get("/api/credit-notes", params={"invoiceId": pending["id"]}))["data"]
+
         assert [n["number"] for n in asyncio.run(eventually(note))] == [f"CN-{year}-000002"]
 
 

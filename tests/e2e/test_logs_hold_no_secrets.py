@@ -25,8 +25,10 @@ def test_signatures_tokens_and_keys_are_redacted_in_every_log(gateway):
     httpx.get(f"{gateway}/pay/invoice/{marker}")
     httpx.get(f"{gateway}/api/invoices/{marker}", headers={"Authorization": f"Bearer {key}"})
     deadline = time.monotonic() + 20
-    while not all(marker in (LOGS / f"{name}.log").read_text(errors="replace")
-                  for name in ("nginx-access", "payments", "invoicing")):
+    while not all(
+        marker in (LOGS / f"{name}.log").read_text(errors="replace")
+        for name in ("nginx-access", "payments", "invoicing")
+    ):
         assert time.monotonic() < deadline, "the marker requests never reached the logs"
         time.sleep(0.1)
     texts = {p.name: p.read_text(errors="replace") for p in LOGS.glob("*.log")}

@@ -25,7 +25,10 @@ PATHS = ("/api/invoices", "/api/webhook-endpoints", "/api/dunning/policy")
 def create_key(tenant_id: str, mode: str) -> dict:
     out = subprocess.run(
         [sys.executable, "-m", "services.invoicing", "tenants", "create-key", tenant_id, "--mode", mode, "--json"],
-        cwd=ROOT, check=True, capture_output=True, text=True,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return json.loads(out.stdout)
 
@@ -66,9 +69,17 @@ def ok(response: httpx.Response, status: int = 200) -> dict:
 
 def customer_and_invoice(api: httpx.Client) -> tuple[dict, dict]:
     customer = ok(api.post("/api/customers", json={"name": "Mode Buyer", "currency": "USD"}), 201)
-    invoice = ok(api.post("/api/invoices", json={
-        "customerId": customer["id"], "dueDate": days_from_today(30),
-        "items": [{"description": "Plan", "quantity": 1, "unitAmount": 1000}]}), 201)
+    invoice = ok(
+        api.post(
+            "/api/invoices",
+            json={
+                "customerId": customer["id"],
+                "dueDate": days_from_today(30),
+                "items": [{"description": "Plan", "quantity": 1, "unitAmount": 1000}],
+            },
+        ),
+        201,
+    )
     return customer, invoice
 
 
@@ -91,14 +102,22 @@ def test_customers_and_invoices_of_one_mode_do_not_exist_in_the_other(mode, othe
         r = theirs.get(path)
         assert r.status_code == 404 and r.json()["error"]["code"] == "resource_missing", r.text
     # Nor can the other mode act on them: an invoice for a customer it does not have, a finalize.
-    r = theirs.post("/api/invoices", json={"customerId": customer["id"], "dueDate": days_from_today(30),
-                                           "items": [{"description": "x", "unitAmount": 1}]})
+    r = theirs.post(
+        "/api/invoices",
+        json={
+            "customerId": customer["id"],
+            "dueDate": days_from_today(30),
+            "items": [{"description": "x", "unitAmount": 1}],
+        },
+    )
     assert r.status_code == 400 and r.json()["error"]["code"] == "customer_not_found", r.text
     assert theirs.post(f"/api/invoices/{invoice['id']}/finalize").status_code == 404
 
     for path, resource in (("/api/customers", customer), ("/api/invoices", invoice)):
+
         async def in_my_list(path=path, resource=resource):
             return listed_ids(mine, path).get(resource["id"]) is livemode
+
         asyncio.run(eventually(in_my_list))  # the read model has it: the other's list would by now too
         assert resource["id"] not in listed_ids(theirs, path)
         assert set(listed_ids(theirs, path).values()) <= {not livemode}
@@ -108,12 +127,23 @@ def test_a_payment_event_of_the_live_world_leaves_the_test_invoice_alone(tenant,
     _, invoice = customer_and_invoice(test_api)
     iid = invoice["id"]
     ok(test_api.post(f"/api/invoices/{iid}/finalize"))
-    for tenant_id, payment_id, amount in ((tenant["id"], "pay_live", 700), (world(tenant["id"], "test"), "pay_test", 1)):
-        asyncio.run(_publish(tenant_id, "billing.payments", "payment.succeeded", iid, {
-            "paymentId": payment_id, "invoiceId": iid, "amount": amount, "method": "card"}))
+    for tenant_id, payment_id, amount in (
+        (tenant["id"], "pay_live", 700),
+        (world(tenant["id"], "test"), "pay_test", 1),
+    ):
+        asyncio.run(
+            _publish(
+                tenant_id,
+                "billing.payments",
+                "payment.succeeded",
+                iid,
+                {"paymentId": payment_id, "invoiceId": iid, "amount": amount, "method": "card"},
+            )
+        )
 
     async def test_payment_seen():  # events arrive in order on the invoice's partition
         return ok(test_api.get(f"/api/invoices/{iid}"))["amountPaid"] != 0
+
     asyncio.run(eventually(test_payment_seen))
     assert ok(test_api.get(f"/api/invoices/{iid}"))["amountPaid"] == 1
 
@@ -122,8 +152,10 @@ def test_a_webhook_endpoint_receives_only_the_events_of_its_mode(test_api, live_
     with Receiver() as test_receiver, Receiver() as live_receiver:
         endpoints = {}
         for api, receiver, livemode in ((test_api, test_receiver, False), (live_api, live_receiver, True)):
-            endpoint = ok(api.post("/api/webhook-endpoints", json={"url": receiver.url,
-                                                                  "enabledEvents": ["invoice.created"]}), 201)
+            endpoint = ok(
+                api.post("/api/webhook-endpoints", json={"url": receiver.url, "enabledEvents": ["invoice.created"]}),
+                201,
+            )
             assert endpoint["livemode"] is livemode
             assert ok(api.get(f"/api/webhook-endpoints/{endpoint['id']}"))["livemode"] is livemode
             receiver.secrets.append(endpoint["secret"])

@@ -27,8 +27,9 @@ def tenant(gateway):
 
 @pytest.fixture
 async def api(gateway, tenant):
-    async with httpx.AsyncClient(base_url=gateway, headers={"Authorization": f"Bearer {tenant['apiKey']}"},
-                                 timeout=30) as c:
+    async with httpx.AsyncClient(
+        base_url=gateway, headers={"Authorization": f"Bearer {tenant['apiKey']}"}, timeout=30
+    ) as c:
         yield c
 
 
@@ -38,13 +39,23 @@ def ok(response: httpx.Response, status: int = 200) -> dict:
 
 
 async def draft(api, customer: dict, amount: int, **kw) -> dict:
-    return ok(await api.post("/api/invoices", json={
-        "customerId": customer["id"], "dueDate": days_from_today(30),
-        "items": [{"description": "Pro Plan - Monthly", "quantity": 1, "unitAmount": amount}], **kw}), 201)
+    return ok(
+        await api.post(
+            "/api/invoices",
+            json={
+                "customerId": customer["id"],
+                "dueDate": days_from_today(30),
+                "items": [{"description": "Pro Plan - Monthly", "quantity": 1, "unitAmount": amount}],
+                **kw,
+            },
+        ),
+        201,
+    )
 
 
 async def settles_everywhere(api, invoice_id: str, amount: int) -> dict:
     """The invoice PAID in invoicing, dunning's view settled, and the payment listed."""
+
     async def paid():
         got = ok(await api.get(f"/api/invoices/{invoice_id}"))
         return got if got["status"] == "PAID" else None
@@ -55,8 +66,9 @@ async def settles_everywhere(api, invoice_id: str, amount: int) -> dict:
     async def dunning_heard_it():  # dunning's own record of the invoice, fed by Kafka
         conn = await asyncpg.connect(service_dsn("dunning"))
         try:
-            row = await conn.fetchrow("SELECT status, amount_due, paid_in_full FROM invoice_schedule "
-                                      "WHERE invoice_id = $1", invoice_id)
+            row = await conn.fetchrow(
+                "SELECT status, amount_due, paid_in_full FROM invoice_schedule WHERE invoice_id = $1", invoice_id
+            )
         finally:
             await conn.close()
         # invoice.paid settles it. paid_in_full is set only when payment.succeeded (another topic)
@@ -80,10 +92,17 @@ async def settles_everywhere(api, invoice_id: str, amount: int) -> dict:
 
 
 async def test_auto_collection_charges_the_saved_card_and_the_invoice_turns_paid_everywhere(api):
-    customer = ok(await api.post("/api/customers", json={
-        "name": "Auto Payer", "email": f"auto.{uuid.uuid4().hex[:8]}@example.com", "currency": "UGX"}), 201)
-    ok(await api.post("/api/payment-methods", json={"customerId": customer["id"], "type": "card",
-                                                      "number": SUCCEEDS}), 201)
+    customer = ok(
+        await api.post(
+            "/api/customers",
+            json={"name": "Auto Payer", "email": f"auto.{uuid.uuid4().hex[:8]}@example.com", "currency": "UGX"},
+        ),
+        201,
+    )
+    ok(
+        await api.post("/api/payment-methods", json={"customerId": customer["id"], "type": "card", "number": SUCCEEDS}),
+        201,
+    )
     invoice = await draft(api, customer, 180000, autoCollection=True)
     ok(await api.post(f"/api/invoices/{invoice['id']}/finalize"))
 
@@ -95,12 +114,17 @@ async def test_auto_collection_charges_the_saved_card_and_the_invoice_turns_paid
 
 
 async def test_hosted_checkout_paid_with_the_test_card_turns_the_invoice_paid_everywhere(api, gateway):
-    customer = ok(await api.post("/api/customers", json={
-        "name": "Page Payer", "email": f"page.{uuid.uuid4().hex[:8]}@example.com", "currency": "UGX"}), 201)
+    customer = ok(
+        await api.post(
+            "/api/customers",
+            json={"name": "Page Payer", "email": f"page.{uuid.uuid4().hex[:8]}@example.com", "currency": "UGX"},
+        ),
+        201,
+    )
     invoice = ok(await api.post(f"/api/invoices/{(await draft(api, customer, 95000))['id']}/finalize"))
     checkout = ok(await api.post(f"/api/invoices/{invoice['id']}/checkout", json={}), 201)
     url = checkout["checkoutUrl"]
-    path = url[url.index("/pay/"):]
+    path = url[url.index("/pay/") :]
     async with httpx.AsyncClient(base_url=gateway, timeout=30, follow_redirects=False) as browser:
         page = await browser.get(path)
         assert page.status_code == 200 and invoice["number"] in page.text

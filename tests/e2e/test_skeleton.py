@@ -39,8 +39,13 @@ async def test_invoice_flows_from_api_through_kafka_to_every_service_and_a_signe
 
     assert result.webhook.verified
     assert result.webhook.headers["webhook-id"] == event["id"]
-    assert result.webhook.payload == {"id": event["id"], "type": "invoice.created", "livemode": False,
-                                      "createdAt": event["time"], "data": event["data"]}
+    assert result.webhook.payload == {
+        "id": event["id"],
+        "type": "invoice.created",
+        "livemode": False,
+        "createdAt": event["time"],
+        "data": event["data"],
+    }
 
     async def in_payments():
         return await row_in("payments", "SELECT * FROM payable_invoices WHERE invoice_id = $1", invoice["id"])
@@ -51,6 +56,7 @@ async def test_invoice_flows_from_api_through_kafka_to_every_service_and_a_signe
     payable, schedule = await eventually(in_payments), await eventually(in_dunning)
     assert (payable["tenant_id"], payable["amount_due"], payable["status"]) == (test_world, invoice["total"], "DRAFT")
     assert schedule["due_date"].isoformat() == invoice["dueDate"]
+
     async def delivered():
         # The receiver got the webhook before the worker records its answer: wait for the record.
         row = await row_in("webhooks", "SELECT * FROM webhook_deliveries WHERE event_id = $1", event["id"])
@@ -61,26 +67,40 @@ async def test_invoice_flows_from_api_through_kafka_to_every_service_and_a_signe
 
     with httpx.Client(base_url=gateway, headers={"Authorization": f"Bearer {result.api_key}"}) as client:
         fetched = client.get(f"/api/invoices/{invoice['id']}").json()
-        assert {k: fetched[k] for k in ("id", "status", "total", "items")} == \
-               {k: invoice[k] for k in ("id", "status", "total", "items")}
+        assert {k: fetched[k] for k in ("id", "status", "total", "items")} == {
+            k: invoice[k] for k in ("id", "status", "total", "items")
+        }
         history = client.get(f"/api/invoices/{invoice['id']}/events").json()["data"]
         assert [e["id"] for e in history] == [event["id"]]
         listed = client.get("/api/invoices", params={"status": "DRAFT", "limit": 10}).json()
         assert [i["id"] for i in listed["data"]] == [invoice["id"]]
-        assert {k: listed["meta"][k] for k in ("page", "limit", "total", "totalPages", "hasMore")} == \
-            {"page": 1, "limit": 10, "total": 1, "totalPages": 1, "hasMore": False}
+        assert {k: listed["meta"][k] for k in ("page", "limit", "total", "totalPages", "hasMore")} == {
+            "page": 1,
+            "limit": 10,
+            "total": 1,
+            "totalPages": 1,
+            "hasMore": False,
+        }
 
 
 def test_bad_input_gets_a_stable_json_error(gateway):
     tenant = create_tenant("Errors Ltd")
     with httpx.Client(base_url=gateway, headers={"Authorization": f"Bearer {tenant['apiKey']}"}) as client:
         wait_until_key_active(client)
-        r = client.post("/api/invoices", json={"customerId": "c", "dueDate": "2026-13-45",
-                                               "items": [{"description": "x", "unitAmount": 1}]})
+        r = client.post(
+            "/api/invoices",
+            json={"customerId": "c", "dueDate": "2026-13-45", "items": [{"description": "x", "unitAmount": 1}]},
+        )
         assert r.status_code == 400
         assert r.json()["error"]["code"] == "parameter_invalid" and r.json()["error"]["field"] == "dueDate"
-        r = client.post("/api/invoices", json={"customerId": "c", "dueDate": days_from_today(30),
-                                               "items": [{"description": "x", "quantity": -2, "unitAmount": 1}]})
+        r = client.post(
+            "/api/invoices",
+            json={
+                "customerId": "c",
+                "dueDate": days_from_today(30),
+                "items": [{"description": "x", "quantity": -2, "unitAmount": 1}],
+            },
+        )
         assert r.status_code == 400 and r.json()["error"]["field"] == "items.0.quantity"
         r = client.get("/api/invoices/inv_doesnotexist")
         assert r.status_code == 404 and r.json()["error"]["code"] == "resource_missing"
@@ -103,9 +123,14 @@ def test_keys_are_checked_by_every_service_and_revocation_reaches_them(gateway):
         wait_until_key_active(owner_client)
         wait_until_key_active(other_client)
         customer = owner_client.post("/api/customers", json={"name": "Buyer"}).json()
-        inv = owner_client.post("/api/invoices", json={
-            "customerId": customer["id"], "dueDate": days_from_today(30),
-            "items": [{"description": "x", "quantity": 1, "unitAmount": 100}]}).json()
+        inv = owner_client.post(
+            "/api/invoices",
+            json={
+                "customerId": customer["id"],
+                "dueDate": days_from_today(30),
+                "items": [{"description": "x", "quantity": 1, "unitAmount": 100}],
+            },
+        ).json()
         assert other_client.get(f"/api/invoices/{inv['id']}").status_code == 404  # another tenant's id
         assert other_client.get(f"/api/customers/{customer['id']}").status_code == 404
         import time
@@ -118,8 +143,12 @@ def test_keys_are_checked_by_every_service_and_revocation_reaches_them(gateway):
                 assert time.monotonic() < deadline, f"key never accepted at {path}: {r.status_code} {r.text}"
                 time.sleep(0.2)
 
-        subprocess.run([sys.executable, "-m", "services.invoicing", "tenants", "revoke-key",
-                        owner["tenantId"], owner["keyId"]], cwd=ROOT, check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "services.invoicing", "tenants", "revoke-key", owner["tenantId"], owner["keyId"]],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
         deadline = time.monotonic() + 30
         for path in paths:
             while (r := owner_client.get(path)).status_code != 401:

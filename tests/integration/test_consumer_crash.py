@@ -20,8 +20,9 @@ async def test_killed_before_offset_commit_has_no_double_effect(pool, topic, kaf
     event = make_event("inv_crash", 1)
     await produce(kafka, topic, [event])
 
-    crashing = await spawn("tests.support.consumer_proc", database, kafka, topic, NAME,
-                           failpoints=f"consumer.after_commit:{GROUP}")
+    crashing = await spawn(
+        "tests.support.consumer_proc", database, kafka, topic, NAME, failpoints=f"consumer.after_commit:{GROUP}"
+    )
     code = await asyncio.wait_for(crashing.wait(), 90)
     assert code == 137, output(crashing)
     assert await pool.fetchval("SELECT count(*) FROM effects") == 1
@@ -29,6 +30,7 @@ async def test_killed_before_offset_commit_has_no_double_effect(pool, topic, kaf
 
     restarted = await spawn("tests.support.consumer_proc", database, kafka, topic, NAME)
     try:
+
         async def offset_committed():
             return sum((await committed_offsets(kafka, GROUP, topic)).values()) == 1
 
@@ -53,6 +55,7 @@ async def test_malformed_message_is_dead_lettered_and_does_not_block(pool, topic
     await produce(kafka, topic, [good])
     proc = await spawn("tests.support.consumer_proc", database, kafka, topic, NAME)
     try:
+
         async def good_event_handled():
             return await pool.fetchval("SELECT count(*) FROM effects") == 1
 

@@ -31,8 +31,9 @@ TOO_BIG = 10**19  # does not fit a bigint: "value out of int64 range"
 
 
 def account_event(stream: str, tenant: str, amount: int) -> CloudEvent:
-    return CloudEvent.new(type="account.changed", source="/test", subject=stream, tenant_id=tenant,
-                          data={"amount": amount})
+    return CloudEvent.new(
+        type="account.changed", source="/test", subject=stream, tenant_id=tenant, data={"amount": amount}
+    )
 
 
 async def append(pool, stream: str, tenant: str, amount: int) -> CloudEvent:
@@ -49,14 +50,22 @@ async def ledger(pool) -> dict[str, int]:
 
 async def cli(database: str, *args: str) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.support.dead_letters", database, "dead-letters", *args, cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        sys.executable,
+        "-m",
+        "tests.support.dead_letters",
+        database,
+        "dead-letters",
+        *args,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     out, _ = await asyncio.wait_for(proc.communicate(), 60)
     return proc.returncode, out.decode()
 
 
 # -- projections --------------------------------------------------------------------------------
+
 
 async def test_a_poison_event_is_parked_and_other_tenants_events_still_apply(pool, database):
     await pool.execute(LEDGER_TABLE)
@@ -78,7 +87,12 @@ async def test_a_poison_event_is_parked_and_other_tenants_events_still_apply(poo
         task.cancel()
     row = await pool.fetchrow("SELECT * FROM dead_letters")
     assert (row["source"], row["consumer"], row["stream_id"], row["event_id"], row["status"]) == (
-        "projection", "ledger", "acct_a", poison.id, "parked")
+        "projection",
+        "ledger",
+        "acct_a",
+        poison.id,
+        "parked",
+    )
     assert "int64" in row["error"] and json.loads(row["payload"])["id"] == poison.id
     checkpoint = await pool.fetchval("SELECT position FROM projection_checkpoints WHERE name = 'ledger'")
     assert checkpoint == await pool.fetchval("SELECT max(position) FROM events")  # moved past the poison
@@ -122,6 +136,7 @@ async def test_replaying_an_old_parked_event_leaves_the_streams_latest_state(poo
 
 # -- consumers ----------------------------------------------------------------------------------
 
+
 async def test_transient_failures_are_retried_until_the_effect_is_applied(pool):
     await pool.execute("CREATE TABLE effects (event_id text NOT NULL)")
     calls = 0
@@ -151,15 +166,22 @@ async def test_a_deterministic_failure_is_parked_at_once_and_consumption_goes_on
         await record_effect(conn, event)
 
     consumer = InboxConsumer("test.effects", counting)
-    bad = CloudEvent.new(type="account.changed", source="/test", subject="acct_x", tenant_id="ten_a",
-                         data={"refuse": True})
+    bad = CloudEvent.new(
+        type="account.changed", source="/test", subject="acct_x", tenant_id="ten_a", data={"refuse": True}
+    )
     good = account_event("acct_y", "ten_b", 1)
     assert await consumer.process(pool, bad.to_json(), Delivery("test.effects", 1, 41)) is False
     assert calls == 1  # never retried
     assert await consumer.process(pool, good.to_json(), Delivery("test.effects", 1, 42)) is True
     row = await pool.fetchrow("SELECT * FROM dead_letters")
     assert (row["source"], row["consumer"], row["topic"], row["stream_id"], row["event_id"], row["offset"]) == (
-        "consumer", "test.effects", "test.effects", "acct_x", bad.id, 41)
+        "consumer",
+        "test.effects",
+        "test.effects",
+        "acct_x",
+        bad.id,
+        41,
+    )
     assert "ValueError" in row["error"] and row["status"] == "parked"
     # Redelivered and failing the same way: still one dead letter.
     await consumer.process(pool, bad.to_json(), Delivery("test.effects", 1, 41))
@@ -173,8 +195,7 @@ async def test_terminated_connections_through_kafka_lose_nothing(pool, database,
     admin = await asyncpg.connect(database)
     events = [account_event("acct_k", "ten_a", i) for i in range(3)]
     kills = 0
-    service = Service(ServiceSettings(service_name="deadtest", database_url=database, kafka_bootstrap=kafka),
-                      topics={})
+    service = Service(ServiceSettings(service_name="deadtest", database_url=database, kafka_bootstrap=kafka), topics={})
 
     @service.consume(topic, "killed")
     async def killed_five_times(conn, event):
@@ -214,8 +235,9 @@ async def test_ready_counts_parked_dead_letters_and_stays_ready(pool, database, 
     await pool.execute("CREATE TABLE effects (event_id text NOT NULL)")
     service = make_service(database, kafka)
     service._pool = pool  # the HTTP app alone, without starting consumers
-    refused = CloudEvent.new(type="account.changed", source="/test", subject="acct_r", tenant_id="ten_a",
-                             data={"refuse": True})
+    refused = CloudEvent.new(
+        type="account.changed", source="/test", subject="acct_r", tenant_id="ten_a", data={"refuse": True}
+    )
     await service.consumers["deadtest.effects"].process(pool, refused.to_json(), Delivery("test.effects"))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(service.app()), base_url="http://t") as http:
         answer = await http.get("/ready")
@@ -226,12 +248,17 @@ async def test_ready_counts_parked_dead_letters_and_stays_ready(pool, database, 
 
 # -- the CLI ------------------------------------------------------------------------------------
 
+
 async def test_cli_lists_shows_replays_and_discards_consumer_dead_letters(pool, database):
     await pool.execute("CREATE TABLE effects (event_id text NOT NULL)")
     service = make_service(database)
     consumer = service.consumers["deadtest.effects"]
-    refused = [CloudEvent.new(type="account.changed", source="/test", subject=f"acct_{i}", tenant_id="ten_a",
-                              data={"refuse": True}) for i in range(2)]
+    refused = [
+        CloudEvent.new(
+            type="account.changed", source="/test", subject=f"acct_{i}", tenant_id="ten_a", data={"refuse": True}
+        )
+        for i in range(2)
+    ]
     for event in refused:
         await consumer.process(pool, event.to_json(), Delivery("test.effects", 0, 1))
     await consumer.process(pool, b"{not json", Delivery("test.effects", 0, 2))
@@ -267,20 +294,27 @@ async def test_cli_lists_shows_replays_and_discards_consumer_dead_letters(pool, 
 
 # -- the invoicing read model of the issue: an invoice total of 10^19 --------------------------
 
+
 async def test_an_invoice_total_beyond_int64_parks_only_that_invoice(pool, database):
     await migrate(database, invoicing.migrations)
     invoices = EventStore(STREAM_TOPICS)
     app = Invoicing(pool, invoicing.aggregates)
     customer = (await app.create_customer("ten_a", ev.CustomerFields(name="A")))["id"]
-    fields = ev.DraftFields(currency="NGN", due_date=date(2030, 1, 1),
-                            items=[ev.LineData(description="Plan", quantity=1, unit_amount=1000)])
+    fields = ev.DraftFields(
+        currency="NGN", due_date=date(2030, 1, 1), items=[ev.LineData(description="Plan", quantity=1, unit_amount=1000)]
+    )
     await app.create_invoice("ten_a", customer, fields)
     # The poison: an invoice event whose snapshot's total does not fit the bigint column (what
     # invoicing accepted before its API bounds; the store keeps such events forever).
     envelope = await pool.fetchval("SELECT envelope FROM events WHERE event_type = 'invoice.created'")
     snapshot = {**envelope["data"]["invoice"], "id": "inv_poison", "total": 10**19}
-    poison = CloudEvent.new(type="invoice.created", source="/test", subject="inv_poison", tenant_id="ten_a",
-                            data={**envelope["data"], "invoice": snapshot})
+    poison = CloudEvent.new(
+        type="invoice.created",
+        source="/test",
+        subject="inv_poison",
+        tenant_id="ten_a",
+        data={**envelope["data"], "invoice": snapshot},
+    )
     async with pool.acquire() as conn, conn.transaction():
         await invoices.append(conn, "invoice", "inv_poison", 0, [poison])
     other = (await app.create_customer("ten_b", ev.CustomerFields(name="B, another tenant")))["id"]

@@ -76,8 +76,13 @@ async def test_overdue_fires_once_at_the_right_time(dun):
     [event] = await dun.tail.wait_for(lambda e: e["type"] == "dunning.due_date_passed")
     assert event["subject"] == "inv_overdue" and event["tenantid"] == TENANT
     assert event["data"]["invoiceId"] == "inv_overdue" and event["data"]["dueDate"] == "2027-03-10"
-    assert event["data"]["dunning"] == {"invoiceId": "inv_overdue", "status": "IN_PROGRESS", "attempts": 0,
-                                        "nextRetryAt": None, "updatedAt": "2027-03-13T00:00:00Z"}
+    assert event["data"]["dunning"] == {
+        "invoiceId": "inv_overdue",
+        "status": "IN_PROGRESS",
+        "attempts": 0,
+        "nextRetryAt": None,
+        "updatedAt": "2027-03-13T00:00:00Z",
+    }
     assert as_utc(event["time"]) == expected and event["sequence"] == "1"
 
     # Redelivery, a newer snapshot of the still-unpaid invoice, and more time: still once.
@@ -127,16 +132,22 @@ async def walk_retries(dun, invoice_id: str, attempts: int) -> list[datetime]:
     scheduled = []
     for attempt in range(1, attempts + 1):
         [event] = await dun.tail.wait_for(
-            lambda e, attempt=attempt: e["subject"] == invoice_id and e["type"] == "dunning.retry_scheduled"
-            and e["data"]["attempt"] == attempt)
+            lambda e, attempt=attempt: (
+                e["subject"] == invoice_id
+                and e["type"] == "dunning.retry_scheduled"
+                and e["data"]["attempt"] == attempt
+            )
+        )
         at = as_utc(event["data"]["scheduledAt"])
         scheduled.append(at)
         await nothing_fires(dun, at - timedelta(minutes=1))
         assert f"retry:{attempt}" in await dun.pending(invoice_id)  # not fired early
         dun.clock.set(at)
         [due] = await dun.tail.wait_for(
-            lambda e, attempt=attempt: e["subject"] == invoice_id and e["type"] == "dunning.retry_due"
-            and e["data"]["attempt"] == attempt)
+            lambda e, attempt=attempt: (
+                e["subject"] == invoice_id and e["type"] == "dunning.retry_due" and e["data"]["attempt"] == attempt
+            )
+        )
         assert due["data"]["dunning"]["attempts"] == attempt and due["data"]["dunning"]["nextRetryAt"] is None
         if attempt < attempts:
             await fail(dun, invoice_id)
@@ -155,7 +166,9 @@ async def test_full_retry_ladder_ends_exhausted_with_the_final_action(dun):
     assert exhausted["data"]["dunning"]["status"] == "EXHAUSTED"
 
     types = [e["type"] for e in dun.tail.of("inv_ladder")]
-    assert types == ["dunning.due_date_passed"] + ["dunning.retry_scheduled", "dunning.retry_due"] * 4 + ["dunning.exhausted"]
+    assert types == ["dunning.due_date_passed"] + ["dunning.retry_scheduled", "dunning.retry_due"] * 4 + [
+        "dunning.exhausted"
+    ]
     assert [int(e["sequence"]) for e in dun.tail.of("inv_ladder")] == list(range(1, 11))
     view = await dun.dunning.handlers.view(dun.pool, TENANT, "inv_ladder")
     assert (view["status"], view["attempts"], view["nextRetryAt"], view["upcoming"]) == ("EXHAUSTED", 4, None, [])
@@ -179,10 +192,13 @@ async def test_a_retry_without_outcome_counts_as_failed_after_the_watchdog(dun):
 
     await nothing_fires(dun, due_at + OUTCOME_TIMEOUT - timedelta(seconds=1))
     dun.clock.set(due_at + OUTCOME_TIMEOUT)
-    [unanswered] = await dun.tail.wait_for(lambda e: e["subject"] == "inv_silent" and e["type"] == "dunning.retry_unanswered")
+    [unanswered] = await dun.tail.wait_for(
+        lambda e: e["subject"] == "inv_silent" and e["type"] == "dunning.retry_unanswered"
+    )
     assert unanswered["data"]["attempt"] == 1
     [second] = await dun.tail.wait_for(
-        lambda e: e["subject"] == "inv_silent" and e["type"] == "dunning.retry_scheduled" and e["data"]["attempt"] == 2)
+        lambda e: e["subject"] == "inv_silent" and e["type"] == "dunning.retry_scheduled" and e["data"]["attempt"] == 2
+    )
     assert as_utc(second["data"]["scheduledAt"]) == due_at + OUTCOME_TIMEOUT + timedelta(days=3)
 
 
@@ -243,6 +259,7 @@ async def test_failure_before_the_invoice_is_known_still_starts_dunning(dun):
 
 # -- the HTTP API -------------------------------------------------------------------------------
 
+
 @pytest.fixture
 async def api(dun):
     transport = httpx.ASGITransport(app=dun.dunning.app())
@@ -263,7 +280,11 @@ async def test_stop_dunning_stops_retries(dun, api):
     r = await api.get("/api/invoices/inv_stop/dunning", headers=auth(key))
     assert r.status_code == 200
     body = r.json()
-    assert (body["status"], body["attempts"], body["nextRetryAt"]) == ("IN_PROGRESS", 0, scheduled["data"]["scheduledAt"])
+    assert (body["status"], body["attempts"], body["nextRetryAt"]) == (
+        "IN_PROGRESS",
+        0,
+        scheduled["data"]["scheduledAt"],
+    )
     assert [u["timer"] for u in body["upcoming"]] == ["retry", "overdue"]
 
     # Another tenant's invoice does not exist for this key.
@@ -287,7 +308,10 @@ async def test_stop_dunning_stops_retries(dun, api):
     assert set(await dun.pending("inv_stop")) == set()  # overdue fired; no retry timer at all
     await dun.published()
     assert [e["type"] for e in dun.tail.of("inv_stop")] == [
-        "dunning.retry_scheduled", "dunning.stopped", "dunning.due_date_passed"]  # overdue is a fact, not dunning
+        "dunning.retry_scheduled",
+        "dunning.stopped",
+        "dunning.due_date_passed",
+    ]  # overdue is a fact, not dunning
     view = await dun.dunning.handlers.view(dun.pool, TENANT, "inv_stop")
     assert (view["status"], view["attempts"], view["nextRetryAt"]) == ("STOPPED", 0, None)
 
@@ -299,11 +323,21 @@ async def test_api_errors_and_the_policy(dun, api):
     assert r.status_code == 404 and r.json()["error"]["code"] == "resource_missing"
 
     r = await api.get("/api/dunning/policy", headers=auth(key))
-    assert r.json() == {"object": "dunning_policy", "livemode": False, "retryIntervalsDays": [1, 3, 5, 7],
-                        "finalAction": "mark_uncollectible", "gracePeriodDays": 0,
-                        "remindersBeforeDueDays": [], "remindersAfterDueDays": [], "maxAttempts": 4}
-    r = await api.put("/api/dunning/policy", headers=auth(key),
-                      json={"retryIntervalsDays": [2, 2], "finalAction": "leave_open", "remindersAfterDueDays": [3]})
+    assert r.json() == {
+        "object": "dunning_policy",
+        "livemode": False,
+        "retryIntervalsDays": [1, 3, 5, 7],
+        "finalAction": "mark_uncollectible",
+        "gracePeriodDays": 0,
+        "remindersBeforeDueDays": [],
+        "remindersAfterDueDays": [],
+        "maxAttempts": 4,
+    }
+    r = await api.put(
+        "/api/dunning/policy",
+        headers=auth(key),
+        json={"retryIntervalsDays": [2, 2], "finalAction": "leave_open", "remindersAfterDueDays": [3]},
+    )
     assert r.status_code == 200 and r.json()["maxAttempts"] == 2
     assert (await api.get("/api/dunning/policy", headers=auth(key))).json()["finalAction"] == "leave_open"
     r = await api.put("/api/dunning/policy", headers=auth(key), json={"finalAction": "burn"})
@@ -322,11 +356,17 @@ async def test_test_clock_moves_a_sandbox_tenants_time(dun, api):
     tenant = "ten_sandbox_test"
     key = await add_api_key(dun.pool, tenant)
     await repo.save_policy(dun.pool, tenant, Policy(reminders_after_due_days=[1]), T0)
-    r = await api.post("/api/test-clocks", headers=auth(key), json={"name": "demo", "frozenTime": "2027-06-01T00:00:00Z"})
+    r = await api.post(
+        "/api/test-clocks", headers=auth(key), json={"name": "demo", "frozenTime": "2027-06-01T00:00:00Z"}
+    )
     assert r.status_code == 201
     clock = r.json()
-    assert (clock["object"], clock["livemode"], clock["frozenTime"], clock["status"]) == \
-        ("test_clock", False, "2027-06-01T00:00:00Z", "ready")
+    assert (clock["object"], clock["livemode"], clock["frozenTime"], clock["status"]) == (
+        "test_clock",
+        False,
+        "2027-06-01T00:00:00Z",
+        "ready",
+    )
     r = await api.post("/api/test-clocks", headers=auth(key), json={})
     assert r.status_code == 409 and r.json()["error"]["code"] == "test_clock_exists"
 
@@ -344,7 +384,9 @@ async def test_test_clock_moves_a_sandbox_tenants_time(dun, api):
     await fail(dun, "inv_demo", tenant=tenant)
     assert (await dun.pending("inv_demo"))["retry:1"] == datetime(2027, 6, 13, tzinfo=UTC)
 
-    r = await api.post(f"/api/test-clocks/{clock['id']}/advance", headers=auth(key), json={"frozenTime": "2027-01-01T00:00:00Z"})
+    r = await api.post(
+        f"/api/test-clocks/{clock['id']}/advance", headers=auth(key), json={"frozenTime": "2027-01-01T00:00:00Z"}
+    )
     assert r.status_code == 400 and r.json()["error"]["code"] == "test_clock_backwards"
     r = await api.post(f"/api/test-clocks/{clock['id']}/advance", headers=auth(key), json={})
     assert r.status_code == 400

@@ -39,13 +39,26 @@ async def seed(pool, kafka, topics, invoices: int) -> tuple[str, dict]:
     key = await add_api_key(pool, TENANT)
     await pool.execute(
         """INSERT INTO dunning_policies (tenant_id, policy, updated_at) VALUES ($1, $2, now())""",
-        TENANT, Policy(reminders_after_due_days=[1, 2]).dump(),
+        TENANT,
+        Policy(reminders_after_due_days=[1, 2]).dump(),
     )
     await pool.execute(
         """INSERT INTO test_clocks (id, tenant_id, name, frozen_time, created_at, updated_at)
-           VALUES ('clock_procs', $1, 'procs', $2, now(), now())""", TENANT, T0)
-    events = [invoice_event(TENANT, f"inv_p{i:03d}", 2, "invoice.finalized", status="PENDING",
-                            due=date(2027, 5, 2) + timedelta(days=i % 10)) for i in range(invoices)]
+           VALUES ('clock_procs', $1, 'procs', $2, now(), now())""",
+        TENANT,
+        T0,
+    )
+    events = [
+        invoice_event(
+            TENANT,
+            f"inv_p{i:03d}",
+            2,
+            "invoice.finalized",
+            status="PENDING",
+            due=date(2027, 5, 2) + timedelta(days=i % 10),
+        )
+        for i in range(invoices)
+    ]
     await produce(kafka, topics.invoices, events)
 
     async def all_scheduled():
@@ -72,8 +85,10 @@ def expected_order(rows) -> list[tuple]:
 async def test_two_dunning_processes_never_fire_a_timer_twice(pool, database, kafka, tmp_path):
     topics = await create_topics(kafka)
     env = settings_env(database, kafka, topics)  # one service name: one consumer group, scaled out
-    procs = [DunningProcess({**env, "BILLSTREAM_DUNNING_HTTP_PORT": str(free_port())}, tmp_path / f"dunning-{n}.log")
-             for n in range(2)]
+    procs = [
+        DunningProcess({**env, "BILLSTREAM_DUNNING_HTTP_PORT": str(free_port())}, tmp_path / f"dunning-{n}.log")
+        for n in range(2)
+    ]
     for p in procs:
         await p.start()
     try:
@@ -89,6 +104,7 @@ async def test_two_dunning_processes_never_fire_a_timer_twice(pool, database, ka
 
         # Exactly once on Kafka (the processes' relays publish what they committed).
         async with Tail(kafka, topics.dunning) as tail:
+
             async def published():
                 return len(await tail.poll()) >= 3 * n
 
@@ -114,9 +130,11 @@ async def test_two_dunning_processes_never_fire_a_timer_twice(pool, database, ka
     for r in rows:
         data = r["envelope"]["data"]
         by_invoice.setdefault(r["stream_id"], []).append(
-            r["envelope"]["type"] + (f":{data['days']}" if "days" in data else ""))
+            r["envelope"]["type"] + (f":{data['days']}" if "days" in data else "")
+        )
     assert set(map(tuple, by_invoice.values())) == {
-        ("dunning.due_date_passed", "dunning.reminder_due:1", "dunning.reminder_due:2")}
+        ("dunning.due_date_passed", "dunning.reminder_due:1", "dunning.reminder_due:2")
+    }
 
     fired_by = [sum(1 for line in p.log_lines() if line.get("event") == "timer fired") for p in procs]
     # Each timer fired by exactly one of the two. Which one wins how many is the scheduler's
@@ -162,6 +180,7 @@ async def test_a_process_killed_with_timers_due_catches_up_in_order_on_restart(p
 
         # Each went to Kafka (the crashed process's committed event included), once per event id.
         async with Tail(kafka, topics.dunning) as tail:
+
             async def published():
                 return len({e["id"] for e in await tail.poll()}) == 3 * n
 

@@ -15,4 +15,5 @@ class TestPostgresEventStore(EventStoreContract):
     def outbox(self):
         async def rows(pool):
             return [tuple(r) for r in await pool.fetch("SELECT event_id, topic, key FROM outbox ORDER BY position")]
+
         return rows

@@ -190,8 +190,9 @@ async def test_a_key_expires_after_24_hours_even_before_it_is_purged(start_webho
             r = await api.post("/api/webhook-endpoints", json=other, headers={"Idempotency-Key": "old-1"})
             assert r.status_code == 422 and r.json()["error"]["code"] == "idempotency_key_reused"
 
-            await conn.execute("UPDATE idempotency_keys SET created_at = now() - interval '24 hours 1 minute'"
-                               " WHERE key = 'old-1'")
+            await conn.execute(
+                "UPDATE idempotency_keys SET created_at = now() - interval '24 hours 1 minute' WHERE key = 'old-1'"
+            )
             again = await api.post("/api/webhook-endpoints", json=BODY, headers={"Idempotency-Key": "old-1"})
             assert again.status_code == 201 and again.headers.get("idempotent-replayed") is None
             assert again.json()["id"] != first.json()["id"]

@@ -18,15 +18,21 @@ TENANT = "ten_conc"
 
 async def open_invoice(app: Invoicing) -> str:
     customer = (await app.create_customer(TENANT, ev.CustomerFields(name="Racer")))["id"]
-    fields = ev.DraftFields(currency="UGX", due_date=datetime.now(UTC).date() + timedelta(days=30), allow_partial_payments=True,
-                            items=[ev.LineData(description="Plan", quantity=1, unit_amount=10000)])
+    fields = ev.DraftFields(
+        currency="UGX",
+        due_date=datetime.now(UTC).date() + timedelta(days=30),
+        allow_partial_payments=True,
+        items=[ev.LineData(description="Plan", quantity=1, unit_amount=10000)],
+    )
     view = await app.create_invoice(TENANT, customer, fields)
     await app.finalize(TENANT, view["id"])
     return view["id"]
 
 
 async def pay(app: Invoicing, invoice_id: str, amount: int) -> dict:
-    return await app.record_offline_payment(TENANT, invoice_id, amount=amount, method="cash", reference=None, paid_on=None)
+    return await app.record_offline_payment(
+        TENANT, invoice_id, amount=amount, method="cash", reference=None, paid_on=None
+    )
 
 
 async def test_a_command_that_lost_the_race_reloads_and_counts_both(pool, database):
@@ -46,8 +52,10 @@ async def test_a_command_that_lost_the_race_reloads_and_counts_both(pool, databa
     view = await pay(app, invoice_id, 2000)
     assert len(loads) == 2 and loads[1] == loads[0] + 1  # retried on the newer version
     assert (view["amountPaid"], view["amountDue"], view["status"]) == (5000, 5000, "PARTIALLY_PAID")
-    versions = [r["version"] for r in await pool.fetch(
-        "SELECT version FROM events WHERE stream_id = $1 ORDER BY version", invoice_id)]
+    versions = [
+        r["version"]
+        for r in await pool.fetch("SELECT version FROM events WHERE stream_id = $1 ORDER BY version", invoice_id)
+    ]
     assert versions == list(range(1, len(versions) + 1))  # no gap, no duplicate
 
 

@@ -37,9 +37,16 @@ async def test_list_pages_and_totals_agree_on_every_path(pool, database, monkeyp
 
     async def listed(query: str) -> dict:
         async with pool.acquire() as conn:
-            return await listing.run_list(conn, table="invoice_list", id_col="invoice_id", tenant="ten_1",
-                                          params=QueryParams(query), filters=listing.INVOICE_FILTERS,
-                                          sortable=listing.INVOICE_SORTS, default_sort="-createdAt")
+            return await listing.run_list(
+                conn,
+                table="invoice_list",
+                id_col="invoice_id",
+                tenant="ten_1",
+                params=QueryParams(query),
+                filters=listing.INVOICE_FILTERS,
+                sortable=listing.INVOICE_SORTS,
+                default_sort="-createdAt",
+            )
 
     newest_first = [f"inv_{g:03d}" for g in range(1, 31)]
     evens = [i for i in newest_first if int(i[4:]) % 2 == 0]
@@ -57,4 +64,11 @@ async def test_list_pages_and_totals_agree_on_every_path(pool, database, monkeyp
         assert [v["id"] for v in everything["data"]] == newest_first[28:] and everything["meta"]["total"] == 30
     monkeypatch.setattr(listing, "COUNT_CAP", 1000)
     assert (await listed("search=odd 2&limit=100"))["meta"] == {
-        "limit": 100, "hasMore": False, "nextCursor": None, "page": 1, "total": 5, "totalExact": True, "totalPages": 1}
+        "limit": 100,
+        "hasMore": False,
+        "nextCursor": None,
+        "page": 1,
+        "total": 5,
+        "totalExact": True,
+        "totalPages": 1,
+    }

@@ -54,10 +54,18 @@ async def test_transactions_committing_out_of_order_are_both_published(pool, top
     early = await pool.acquire()
     tx = early.transaction()
     await tx.start()
-    await early.execute("INSERT INTO outbox (event_id, topic, key, payload) VALUES ($1, $2, 'k', $3)",
-                        early_event.id, topic, early_event.to_json())
-    await pool.execute("INSERT INTO outbox (event_id, topic, key, payload) VALUES ($1, $2, 'k', $3)",
-                       late_event.id, topic, late_event.to_json())
+    await early.execute(
+        "INSERT INTO outbox (event_id, topic, key, payload) VALUES ($1, $2, 'k', $3)",
+        early_event.id,
+        topic,
+        early_event.to_json(),
+    )
+    await pool.execute(
+        "INSERT INTO outbox (event_id, topic, key, payload) VALUES ($1, $2, 'k', $3)",
+        late_event.id,
+        topic,
+        late_event.to_json(),
+    )
     producer = make_producer(kafka)
     await producer.start()
     try:

@@ -29,6 +29,7 @@ async def test_when_the_leader_dies_the_other_relay_publishes_everything_once_in
 
     relays = [await spawn("tests.support.relay_proc", database, kafka) for _ in range(2)]
     try:
+
         async def one_leads():
             leaders = [r for r in relays if leading(r)]
             return leaders if leaders else None
@@ -39,9 +40,13 @@ async def test_when_the_leader_dies_the_other_relay_publishes_everything_once_in
         async def follower_waits_for_the_lock():
             # The follower keeps asking for the lock (the leader's connection has moved on to LISTEN);
             # killing the leader before the follower got this far would prove nothing.
-            return await pool.fetchval(
-                """SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
-                   AND query LIKE 'SELECT pg_try_advisory_lock%' AND pid <> pg_backend_pid()""") == 1
+            return (
+                await pool.fetchval(
+                    """SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+                   AND query LIKE 'SELECT pg_try_advisory_lock%' AND pid <> pg_backend_pid()"""
+                )
+                == 1
+            )
 
         await eventually(follower_waits_for_the_lock, timeout=60)
 

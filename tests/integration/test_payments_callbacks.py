@@ -16,9 +16,14 @@ SANDBOX_SECRET = "whsec_sandbox_local"  # the installation's development sandbox
 
 
 async def add_stripe(client: httpx.AsyncClient, fake: FakeStripe, webhook_secret: str, currency: str = "USD") -> str:
-    r = await client.post("/api/payment-providers", json={"provider": "stripe", "currencies": [currency],
-                                                          "credentials": {"secretKey": fake.secret_key,
-                                                                          "webhookSecret": webhook_secret}})
+    r = await client.post(
+        "/api/payment-providers",
+        json={
+            "provider": "stripe",
+            "currencies": [currency],
+            "credentials": {"secretKey": fake.secret_key, "webhookSecret": webhook_secret},
+        },
+    )
     assert r.status_code == 201, r.text
     return r.json()["id"]
 
@@ -26,8 +31,10 @@ async def add_stripe(client: httpx.AsyncClient, fake: FakeStripe, webhook_secret
 async def declined_payment(server, tenant: str, client: httpx.AsyncClient, currency: str = "USD") -> dict:
     """A payment whose charge failed: a forged `succeeded` callback would turn it into a paid invoice."""
     customer = f"cust_{currency.lower()}"
-    await client.post("/api/payment-methods", json={"customerId": customer, "provider": "stripe",
-                                                    "token": "cus_1:pm_card_chargeDeclined"})
+    await client.post(
+        "/api/payment-methods",
+        json={"customerId": customer, "provider": "stripe", "token": "cus_1:pm_card_chargeDeclined"},
+    )
     inv = invoice(customer_id=customer, currency=currency, total=12500)
     await server.publish_invoice(tenant, "invoice.finalized", inv)
     await eventually(lambda: server.fetch("SELECT 1 FROM payable_invoices WHERE invoice_id = $1", inv["id"]))
@@ -37,16 +44,21 @@ async def declined_payment(server, tenant: str, client: httpx.AsyncClient, curre
 
 
 def stripe_succeeded(payment: dict, event_id: str | None = None) -> bytes:
-    body = json.loads(stripe_event("payment_intent.succeeded", {
-        "id": payment["providerReference"], "object": "payment_intent", "metadata": {"payment_id": payment["id"]}}))
+    body = json.loads(
+        stripe_event(
+            "payment_intent.succeeded",
+            {"id": payment["providerReference"], "object": "payment_intent", "metadata": {"payment_id": payment["id"]}},
+        )
+    )
     if event_id:
         body["id"] = event_id
     return json.dumps(body).encode()
 
 
 def sandbox_succeeded(payment_id: str, event_id: str) -> bytes:
-    return json.dumps({"id": event_id, "type": "charge.succeeded",
-                       "data": {"charge": {"id": "ch_forged", "reference": payment_id}}}).encode()
+    return json.dumps(
+        {"id": event_id, "type": "charge.succeeded", "data": {"charge": {"id": "ch_forged", "reference": payment_id}}}
+    ).encode()
 
 
 async def status(client: httpx.AsyncClient, payment_id: str) -> str:
@@ -61,7 +73,9 @@ async def test_the_installation_sandbox_secret_cannot_settle_a_stripe_payment(st
     async with httpx.AsyncClient(base_url=server.url) as raw:
         for n, path in enumerate(("/webhooks/sandbox", "/webhooks/sandbox/default")):
             forged = sandbox_succeeded(payment["id"], f"evt_forged_{n}")
-            r = await raw.post(path, content=forged, headers={"sandbox-signature": signing.sign(SANDBOX_SECRET, forged)})
+            r = await raw.post(
+                path, content=forged, headers={"sandbox-signature": signing.sign(SANDBOX_SECRET, forged)}
+            )
             assert r.status_code == 200 and r.json() == {"received": True, "ignored": True}, (path, r.text)
     assert await status(client, payment["id"]) == "FAILED"
     assert "provider callback for a payment not charged through this account ignored" in server.log_path.read_text()
@@ -77,6 +91,7 @@ async def test_a_callback_changes_only_payments_of_the_account_that_verified_it(
     eur = await add_stripe(client, fake, "whsec_eur", "EUR")  # the same tenant's other account
     payment = await declined_payment(server, tenant, client, "USD")
     async with httpx.AsyncClient(base_url=server.url) as raw:
+
         async def post(path: str, secret: str, body: bytes) -> httpx.Response:
             return await raw.post(path, content=body, headers={"Stripe-Signature": signing.sign(secret, body)})
 
@@ -106,10 +121,12 @@ async def test_provider_event_ids_are_deduplicated_per_account(stripe_and_paymen
     mallory = await add_stripe(other_client, fake, "whsec_mallory")
     payment = await declined_payment(server, tenant, client)
     async with httpx.AsyncClient(base_url=server.url) as raw:
+
         async def post(account: str, secret: str) -> dict:
             body = stripe_succeeded(payment, event_id="evt_shared")
-            r = await raw.post(f"/webhooks/stripe/{account}", content=body,
-                               headers={"Stripe-Signature": signing.sign(secret, body)})
+            r = await raw.post(
+                f"/webhooks/stripe/{account}", content=body, headers={"Stripe-Signature": signing.sign(secret, body)}
+            )
             assert r.status_code == 200, r.text
             return r.json()
 
@@ -118,14 +135,18 @@ async def test_provider_event_ids_are_deduplicated_per_account(stripe_and_paymen
         assert await post(acme, "whsec_acme") == {"received": True}
         assert await post(acme, "whsec_acme") == {"received": True, "duplicate": True}
     assert await status(client, payment["id"]) == "SUCCEEDED"
-    rows = await server.fetch("SELECT account_id FROM provider_events WHERE event_id = 'evt_shared' ORDER BY received_at")
+    rows = await server.fetch(
+        "SELECT account_id FROM provider_events WHERE event_id = 'evt_shared' ORDER BY received_at"
+    )
     assert [r["account_id"] for r in rows] == [mallory, acme]
 
 
 async def test_charges_name_their_account_in_the_callback_url_and_settle_through_it(stripe_and_payments):
     _, server = stripe_and_payments
     tenant, client = await server.tenant()
-    await client.post("/api/payment-methods", json={"customerId": "cust_1", "type": "card", "number": "4242424242424242"})
+    await client.post(
+        "/api/payment-methods", json={"customerId": "cust_1", "type": "card", "number": "4242424242424242"}
+    )
 
     async def collect() -> dict:
         inv = invoice()
@@ -137,7 +158,8 @@ async def test_charges_name_their_account_in_the_callback_url_and_settle_through
             rows = await server.fetch(
                 """SELECT url FROM sandbox_callbacks
                    WHERE delivered_at IS NOT NULL AND convert_from(body, 'UTF8') LIKE '%' || $1 || '%'""",
-                payment["id"])
+                payment["id"],
+            )
             return rows if len(rows) == 2 else None
 
         [first, _] = await eventually(settled_by_callbacks)
@@ -186,7 +208,9 @@ async def test_the_migration_credits_existing_events_to_their_account(database, 
         await conn.execute("""INSERT INTO provider_events (provider, event_id, payment_id) VALUES
                               ('stripe', 'evt_1', 'pay_a'), ('sandbox', 'evt_2', 'pay_s'), ('paystack', 'evt_3', NULL)""")
         assert "2006_provider_events_account" in await migrate(database, migrations)
-        await conn.execute((migrations / "2006_provider_events_account.sql").read_text())  # a second run changes nothing
+        await conn.execute(
+            (migrations / "2006_provider_events_account.sql").read_text()
+        )  # a second run changes nothing
         rows = await conn.fetch("SELECT event_id, account_id FROM provider_events ORDER BY event_id")
         assert [tuple(r) for r in rows] == [("evt_1", "pacct_a"), ("evt_2", "default:sandbox"), ("evt_3", "")]
         insert = """INSERT INTO provider_events (provider, account_id, event_id) VALUES ('stripe', $1, 'evt_1')

@@ -3,7 +3,6 @@ page), through a running payments process against the local Stripe and Paystack 
 ends paid or as payment.failed `expired` by its deadline, never PROCESSING for ever holding the
 invoice's balance; and a retry Stripe refuses for its key is never recorded as a decline."""
 
-
 import httpx
 import pytest
 
@@ -23,17 +22,24 @@ async def providers(database, kafka):
     stripe_fake, paystack_fake = FakeStripe(), FakePaystack()
     servers = []
     async with LocalServer(stripe_fake.app) as stripe_server, LocalServer(paystack_fake.app) as paystack_server:
+
         async def start(**settings: str):
-            server = await start_payments_server(database, kafka, STRIPE_API_BASE=stripe_server.url,
-                                                 PAYSTACK_API_BASE=paystack_server.url, **settings)
+            server = await start_payments_server(
+                database, kafka, STRIPE_API_BASE=stripe_server.url, PAYSTACK_API_BASE=paystack_server.url, **settings
+            )
             servers.append(server)
             world, client = await server.tenant("Hosted Ltd")
-            for account in ({"provider": "stripe", "currencies": ["USD"],
-                             "credentials": {"secretKey": stripe_fake.secret_key, "webhookSecret": WHSEC}},
-                            {"provider": "paystack", "currencies": ["NGN"],
-                             "credentials": {"secretKey": paystack_fake.secret_key}}):
+            for account in (
+                {
+                    "provider": "stripe",
+                    "currencies": ["USD"],
+                    "credentials": {"secretKey": stripe_fake.secret_key, "webhookSecret": WHSEC},
+                },
+                {"provider": "paystack", "currencies": ["NGN"], "credentials": {"secretKey": paystack_fake.secret_key}},
+            ):
                 assert (await client.post("/api/payment-providers", json=account)).status_code == 201
             return server, world, client
+
         try:
             yield stripe_fake, paystack_fake, start
         finally:
@@ -60,8 +66,12 @@ async def test_hosted_checkouts_end_paid_or_expired_by_their_deadline(providers)
     _, paid = await go_to_provider(server, world, client, "USD")  # paid there; Stripe's callback never comes
     _, told = await go_to_provider(server, world, client, "USD")  # Stripe calls back: the session expired
     _, left_paystack = await go_to_provider(server, world, client, "NGN")  # left on Paystack's page
-    session = {pid: (await server.fetch("SELECT provider_reference FROM charge_jobs WHERE payment_id = $1",
-                                        pid))[0]["provider_reference"] for pid in (abandoned, paid, told)}
+    session = {
+        pid: (await server.fetch("SELECT provider_reference FROM charge_jobs WHERE payment_id = $1", pid))[0][
+            "provider_reference"
+        ]
+        for pid in (abandoned, paid, told)
+    }
     intent = stripe_fake.pay_session(session[paid])
 
     # Stripe takes no session shorter than 30 minutes: ours asks for that, and our own deadline
@@ -70,8 +80,10 @@ async def test_hosted_checkouts_end_paid_or_expired_by_their_deadline(providers)
     asked = stripe_fake.sessions[session[abandoned]]["expires_at"] - job["created_at"].timestamp()
     assert 1800 < asked < 1900, asked
 
-    body = stripe_event("checkout.session.expired", {"id": session[told], "object": "checkout.session",
-                                                     "metadata": {"payment_id": told}})
+    body = stripe_event(
+        "checkout.session.expired",
+        {"id": session[told], "object": "checkout.session", "metadata": {"payment_id": told}},
+    )
     async with httpx.AsyncClient(base_url=server.url) as raw:
         r = await raw.post("/webhooks/stripe", content=body, headers={"Stripe-Signature": signing.sign(WHSEC, body)})
     assert r.json() == {"received": True}
@@ -94,7 +106,9 @@ async def test_hosted_checkouts_end_paid_or_expired_by_their_deadline(providers)
     assert r.status_code == 201, r.text
     async with httpx.AsyncClient() as browser:
         again = await browser.post(abandoned_link, data={})
-    assert again.status_code == 303 and again.headers["location"].startswith("https://checkout.stripe.test/"), again.text
+    assert again.status_code == 303 and again.headers["location"].startswith("https://checkout.stripe.test/"), (
+        again.text
+    )
 
 
 async def test_a_retry_stripe_refuses_for_its_key_stays_pending_then_expires(providers):
@@ -117,6 +131,7 @@ async def test_a_retry_stripe_refuses_for_its_key_stays_pending_then_expires(pro
     async def refused():
         [job] = await server.fetch("SELECT last_error FROM charge_jobs WHERE payment_id = $1", payment_id)
         return "same parameters" in (job["last_error"] or "")
+
     await eventually(refused, timeout=20)
     assert (await client.get(f"/api/payments/{payment_id}")).json()["status"] == "PENDING"
     assert len(stripe_fake.sessions) == 1

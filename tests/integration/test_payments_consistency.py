@@ -17,8 +17,10 @@ from tests.support.payments_server import invoice, payments_server  # noqa: F401
 
 async def payable(server, invoice_id: str) -> None:
     """Wait until payments has consumed the invoice's event: reading right after publishing races it."""
+
     async def known():
         return await server.fetch("SELECT 1 FROM payable_invoices WHERE invoice_id = $1", invoice_id)
+
     await eventually(known)
 
 
@@ -42,7 +44,9 @@ async def test_two_simultaneous_full_payments_cannot_overpay(payments_server):
 async def test_payment_list_rebuilds_to_the_same_rows(payments_server):
     server = payments_server
     tenant, client = await server.tenant()
-    await client.post("/api/payment-methods", json={"customerId": "cust_1", "type": "card", "number": "4242424242424242"})
+    await client.post(
+        "/api/payment-methods", json={"customerId": "cust_1", "type": "card", "number": "4242424242424242"}
+    )
     for total in (1000, 2000):
         inv = invoice(total=total)
         await server.publish_invoice(tenant, "invoice.finalized", inv)
@@ -66,12 +70,18 @@ async def test_payment_list_rebuilds_to_the_same_rows(payments_server):
     # Damage the read model first. Replay is an upsert guarded by version, so without a real
     # reset a row ahead of the store and a row no event made would both survive the rebuild.
     damaged = before[0]["payment_id"]
-    await server.fetch("""UPDATE payment_list SET status = 'FAILED', version = version + 100,
-                                 view = view || '{"status": "FAILED"}' WHERE payment_id = $1""", damaged)
-    await server.fetch("""INSERT INTO payment_list (payment_id, tenant_id, invoice_id, status, provider, amount,
+    await server.fetch(
+        """UPDATE payment_list SET status = 'FAILED', version = version + 100,
+                                 view = view || '{"status": "FAILED"}' WHERE payment_id = $1""",
+        damaged,
+    )
+    await server.fetch(
+        """INSERT INTO payment_list (payment_id, tenant_id, invoice_id, status, provider, amount,
                                                     currency, version, created_at, updated_at, view)
                           SELECT 'pay_phantom', tenant_id, invoice_id, status, provider, amount, currency,
-                                 version, created_at, updated_at, view FROM payment_list WHERE payment_id = $1""", damaged)
+                                 version, created_at, updated_at, view FROM payment_list WHERE payment_id = $1""",
+        damaged,
+    )
     pool = await create_pool(server.dsn)
     try:
         replayed = await rebuild(pool, EventStore({"payment": server.topics["payments"]}), PaymentList())
@@ -84,7 +94,8 @@ async def test_payment_list_rebuilds_to_the_same_rows(payments_server):
     # each row is its payment's last event (its version and the snapshot it carries).
     last = await server.fetch(
         """SELECT DISTINCT ON (stream_id) stream_id, version, envelope->'data'->'payment' AS payment
-           FROM events WHERE stream_type = 'payment' ORDER BY stream_id, version DESC""")
+           FROM events WHERE stream_type = 'payment' ORDER BY stream_id, version DESC"""
+    )
     assert [r["payment_id"] for r in after] == [r["stream_id"] for r in last]
     for row, event in zip(after, last, strict=True):
         payment = json.loads(event["payment"]) if isinstance(event["payment"], str) else event["payment"]
@@ -92,12 +103,12 @@ async def test_payment_list_rebuilds_to_the_same_rows(payments_server):
         assert (row["version"], row["status"], view) == (event["version"], payment["status"], payment)
 
 
-
 async def waiting_on_locks(server, at_least: int, timeout: float = 10.0) -> None:
     async def count():
         rows = await server.fetch("""SELECT count(*) AS n FROM pg_stat_activity
                                      WHERE datname = current_database() AND wait_event_type = 'Lock'""")
         return rows[0]["n"] >= at_least
+
     await eventually(count, timeout=timeout, interval=0.05)
 
 
@@ -107,7 +118,9 @@ async def test_concurrent_refunds_never_ask_the_provider_for_more_than_was_paid(
     inv = invoice(total=10000, currency="USD")
     await server.publish_invoice(tenant, "invoice.finalized", inv)
     await payable(server, inv["id"])
-    await client.post("/api/payment-methods", json={"customerId": "cust_1", "type": "card", "number": "4242424242424242"})
+    await client.post(
+        "/api/payment-methods", json={"customerId": "cust_1", "type": "card", "number": "4242424242424242"}
+    )
     payment = (await client.post(f"/api/invoices/{inv['id']}/collect")).json()
 
     async def succeeded():
@@ -137,8 +150,9 @@ async def test_concurrent_refunds_never_ask_the_provider_for_more_than_was_paid(
 
     acknowledged = [r for r in answers if r.status_code in (201, 202)]
     assert sum(r.json()["amount"] for r in acknowledged) <= 10000
-    assert {r.json()["error"]["code"] for r in answers if r not in acknowledged} == {"refund_exceeds_payment"}, \
-        [r.text for r in answers]
+    assert {r.json()["error"]["code"] for r in answers if r not in acknowledged} == {"refund_exceeds_payment"}, [
+        r.text for r in answers
+    ]
     asked = await server.fetch("SELECT amount FROM refund_jobs WHERE payment_id = $1", payment["id"])
     assert sum(j["amount"] for j in asked) <= 10000 and len(asked) == len(acknowledged) == 3
     refunded = await server.fetch("SELECT amount_refunded FROM sandbox_charges WHERE reference = $1", payment["id"])

@@ -20,6 +20,7 @@ async def payable(server, invoice_id: str):
     async def check():
         rows = await server.fetch("SELECT * FROM payable_invoices WHERE invoice_id = $1", invoice_id)
         return rows[0] if rows else None
+
     return await eventually(check)
 
 
@@ -27,6 +28,7 @@ async def settled(client: httpx.AsyncClient, payment_id: str, timeout: float = 2
     async def check():
         p = (await client.get(f"/api/payments/{payment_id}")).json()
         return p if p["status"] not in ("PENDING", "PROCESSING") else None
+
     return await eventually(check, timeout=timeout, interval=0.2)
 
 
@@ -45,7 +47,9 @@ async def pay_on_page(server, checkout_url: str, amount: str | None, method: str
 
 async def open_invoice(server, tenant_id, **kw) -> dict:
     inv = invoice(**kw)
-    await server.publish_invoice(tenant_id, "invoice.finalized", inv, number=inv["number"], finalizedAt=inv["createdAt"])
+    await server.publish_invoice(
+        tenant_id, "invoice.finalized", inv, number=inv["number"], finalizedAt=inv["createdAt"]
+    )
     await payable(server, inv["id"])
     return inv
 
@@ -81,8 +85,13 @@ async def test_saved_card_collect_succeeds_and_publishes_keyed_by_invoice(paymen
     # The worker's and the callback's events carry the correlation id of the collect request.
     assert {e["correlationid"] for e in mine} == {r.headers["x-correlation-id"]}
     done = mine[-1]["data"]
-    assert (done["paymentId"], done["invoiceId"], done["amount"], done["currency"], done["method"]) == \
-           (payment["id"], inv["id"], 180000, "UGX", "card")
+    assert (done["paymentId"], done["invoiceId"], done["amount"], done["currency"], done["method"]) == (
+        payment["id"],
+        inv["id"],
+        180000,
+        "UGX",
+        "card",
+    )
     assert done["payment"]["status"] == "SUCCEEDED"
 
     # Nothing is left to collect now.
@@ -113,8 +122,11 @@ async def test_automatic_collection_declined_then_dunning_retry_succeeds(payment
     marker = invoice(customer_id="cust_auto")  # an event after it on the same topic, to know it was handled
     await server.publish_invoice(tenant, "invoice.created", {**marker, "status": "DRAFT"})
     await payable(server, marker["id"])
-    await eventually(lambda: server.fetch(
-        "SELECT 1 FROM inbox WHERE consumer LIKE '%.dunning' GROUP BY consumer HAVING count(*) = 2"))
+    await eventually(
+        lambda: server.fetch(
+            "SELECT 1 FROM inbox WHERE consumer LIKE '%.dunning' GROUP BY consumer HAVING count(*) = 2"
+        )
+    )
     assert (await client.get("/api/payments", params={"invoiceId": inv["id"]})).json()["meta"]["total"] == 2
 
     events = await payment_events(server, at_least=6)
@@ -173,7 +185,9 @@ async def test_timeout_then_late_success_charges_once(payments_server):
     server = payments_server
     tenant, client = await server.tenant()
     inv = await open_invoice(server, tenant)
-    await client.post("/api/payment-methods", json={"customerId": "cust_1", "type": "mobile_money", "number": MM_TIMEOUT})
+    await client.post(
+        "/api/payment-methods", json={"customerId": "cust_1", "type": "mobile_money", "number": MM_TIMEOUT}
+    )
     r = await client.post(f"/api/invoices/{inv['id']}/collect")
     assert r.status_code == 201
     payment = r.json()
@@ -197,24 +211,30 @@ async def test_duplicate_callbacks_are_ignored_and_forged_ones_refused(payments_
     inv = await open_invoice(server, tenant)
     await client.post("/api/payment-methods", json={"customerId": "cust_1", "type": "card", "number": SUCCEEDS})
     payment = await settled(client, (await client.post(f"/api/invoices/{inv['id']}/collect")).json()["id"])
-    delivered = await server.fetch(
-        "SELECT body FROM sandbox_callbacks WHERE delivered_at IS NOT NULL ORDER BY id")
+    delivered = await server.fetch("SELECT body FROM sandbox_callbacks WHERE delivered_at IS NOT NULL ORDER BY id")
     final = bytes(delivered[-1]["body"])
     secret = "whsec_sandbox_local"
     async with httpx.AsyncClient(base_url=server.url) as raw:
-        again = await raw.post("/webhooks/sandbox", content=final,
-                               headers={"sandbox-signature": signing.sign(secret, final)})
+        again = await raw.post(
+            "/webhooks/sandbox", content=final, headers={"sandbox-signature": signing.sign(secret, final)}
+        )
         assert again.status_code == 200 and again.json()["duplicate"] is True
 
         # A forged "failed" callback for the same payment: wrong secret, then altered body.
-        forged = json.dumps({"id": "evt_forged", "type": "charge.failed",
-                             "data": {"charge": {"id": "ch_x", "reference": payment["id"],
-                                                 "failureCode": "card_declined"}}}).encode()
-        r = await raw.post("/webhooks/sandbox", content=forged,
-                           headers={"sandbox-signature": signing.sign("not-the-secret", forged)})
+        forged = json.dumps(
+            {
+                "id": "evt_forged",
+                "type": "charge.failed",
+                "data": {"charge": {"id": "ch_x", "reference": payment["id"], "failureCode": "card_declined"}},
+            }
+        ).encode()
+        r = await raw.post(
+            "/webhooks/sandbox", content=forged, headers={"sandbox-signature": signing.sign("not-the-secret", forged)}
+        )
         assert r.status_code == 400 and r.json()["error"]["code"] == "signature_invalid"
-        r = await raw.post("/webhooks/sandbox", content=forged + b" ",
-                           headers={"sandbox-signature": signing.sign(secret, forged)})
+        r = await raw.post(
+            "/webhooks/sandbox", content=forged + b" ", headers={"sandbox-signature": signing.sign(secret, forged)}
+        )
         assert r.status_code == 400
         r = await raw.post("/webhooks/sandbox", content=forged)
         assert r.status_code == 400
@@ -222,8 +242,11 @@ async def test_duplicate_callbacks_are_ignored_and_forged_ones_refused(payments_
         assert r.status_code == 404
     assert (await client.get(f"/api/payments/{payment['id']}")).json()["status"] == "SUCCEEDED"
     events = await payment_events(server, at_least=3)
-    assert [e["type"] for e in events if e["subject"] == payment["id"]] == \
-           ["payment.created", "payment.processing", "payment.succeeded"]
+    assert [e["type"] for e in events if e["subject"] == payment["id"]] == [
+        "payment.created",
+        "payment.processing",
+        "payment.succeeded",
+    ]
     assert "provider callback refused" in server.log_path.read_text()
 
 
@@ -261,7 +284,9 @@ async def test_partial_payment_then_the_rest(payments_server):
     await server.publish_invoice(tenant, "invoice.payment_received", paid, paymentId=second["id"], amount=70000)
     await eventually(lambda: server.fetch("SELECT 1 FROM invoice_payment_acks WHERE payment_id = $1", second["id"]))
     assert 'id="receipt"' in httpx.get(checkout["checkoutUrl"]).text
-    rows = await server.fetch("SELECT amount FROM invoice_payments WHERE invoice_id = $1 AND status <> 'FAILED'", inv["id"])
+    rows = await server.fetch(
+        "SELECT amount FROM invoice_payments WHERE invoice_id = $1 AND status <> 'FAILED'", inv["id"]
+    )
     assert sorted(r["amount"] for r in rows) == [30000, 70000]  # two payments, each once
 
 
@@ -280,11 +305,17 @@ async def test_refund_twice_up_to_the_amount_then_refused(payments_server):
     inv = await open_invoice(server, tenant, currency="USD", total=10000)
     await client.post("/api/payment-methods", json={"customerId": "cust_1", "type": "card", "number": SUCCEEDS})
     payment = await settled(client, (await client.post(f"/api/invoices/{inv['id']}/collect")).json()["id"])
-    r = await client.post(f"/api/payments/{payment['id']}/refund", json={"amount": 4000, "reason": "Overcharged"},
-                          headers={"Idempotency-Key": "refund-1"})
+    r = await client.post(
+        f"/api/payments/{payment['id']}/refund",
+        json={"amount": 4000, "reason": "Overcharged"},
+        headers={"Idempotency-Key": "refund-1"},
+    )
     assert r.status_code == 201, r.text
-    replay = await client.post(f"/api/payments/{payment['id']}/refund", json={"amount": 4000, "reason": "Overcharged"},
-                               headers={"Idempotency-Key": "refund-1"})
+    replay = await client.post(
+        f"/api/payments/{payment['id']}/refund",
+        json={"amount": 4000, "reason": "Overcharged"},
+        headers={"Idempotency-Key": "refund-1"},
+    )
     assert replay.status_code == 201 and replay.json()["id"] == r.json()["id"]  # the same refund, not a second
     assert r.json()["payment"]["status"] == "PARTIALLY_REFUNDED" and r.json()["payment"]["amountRefunded"] == 4000
     r = await client.post(f"/api/payments/{payment['id']}/refund", json={"amount": 6001, "reason": "Too much"})
@@ -349,10 +380,12 @@ async def test_lists_refuse_unknown_parameters_instead_of_listing_everything(pay
     server = payments_server
     _, client = await server.tenant()
     await client.post("/api/payment-methods", json={"customerId": "cust_1", "type": "card", "number": SUCCEEDS})
-    for path, params, unknown in (("/api/payments", {"stauts": "SUCCEEDED"}, "stauts"),
-                                  ("/api/payments", {"status": "SUCCEEDED", "invoice_id": "inv_1"}, "invoice_id"),
-                                  ("/api/payment-methods", {"customerId": "cust_1", "type": "card"}, "type"),
-                                  ("/api/payment-providers", {"provider": "stripe"}, "provider")):
+    for path, params, unknown in (
+        ("/api/payments", {"stauts": "SUCCEEDED"}, "stauts"),
+        ("/api/payments", {"status": "SUCCEEDED", "invoice_id": "inv_1"}, "invoice_id"),
+        ("/api/payment-methods", {"customerId": "cust_1", "type": "card"}, "type"),
+        ("/api/payment-providers", {"provider": "stripe"}, "provider"),
+    ):
         r = await client.get(path, params=params)
         assert r.status_code == 400, r.text
         error = r.json()["error"]
@@ -413,7 +446,11 @@ async def test_refund_after_a_provider_timeout_is_finished_by_the_worker_once(da
         """Pass every call on to the sandbox; the first refund's answer is held until the caller
         has long given up (so its timeout fires whatever the load), the refund itself made."""
         body, path = await request.body(), request.path_params["path"]
-        headers = {k: v for k, v in request.headers.items() if k.lower() in ("authorization", "idempotency-key", "content-type")}
+        headers = {
+            k: v
+            for k, v in request.headers.items()
+            if k.lower() in ("authorization", "idempotency-key", "content-type")
+        }
         async with httpx.AsyncClient(timeout=30) as http:
             answer = await http.request(request.method, f"{upstream[0]}/{path}", content=body, headers=headers)
         if request.method == "POST" and path == "refunds":
@@ -445,7 +482,9 @@ async def test_refund_after_a_provider_timeout_is_finished_by_the_worker_once(da
             after = await eventually(refunded)  # the worker finished it
             assert (after["status"], after["amountRefunded"]) == ("PARTIALLY_REFUNDED", 3000)
             # Called again by the worker, with the same key: one refund at the provider.
-            [charge] = await server.fetch("SELECT amount_refunded FROM sandbox_charges WHERE reference = $1", payment["id"])
+            [charge] = await server.fetch(
+                "SELECT amount_refunded FROM sandbox_charges WHERE reference = $1", payment["id"]
+            )
             assert charge["amount_refunded"] == 3000
             assert len(await server.fetch("SELECT 1 FROM sandbox_refunds")) == 1
             assert len(refund_keys) >= 2 and set(refund_keys) == {f"billstream_{refund_id}"}, refund_keys

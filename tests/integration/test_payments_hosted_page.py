@@ -11,8 +11,15 @@ from playwright.async_api import async_playwright
 from tests.support.payments_server import ARTIFACTS, free_port, invoice, payments_server  # noqa: F401
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @pytest.fixture
@@ -26,8 +33,11 @@ async def return_site():
             pass
         seen.append(request_line.split(" ")[1])
         body = b"<html><body><h1 id='thanks'>Thanks for your order</h1></body></html>"
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nConnection: close\r\n"
-                     + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nConnection: close\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
         await writer.drain()
         writer.close()
 
@@ -59,7 +69,9 @@ async def finalized(server, tenant, **kw) -> dict:
 
     async def there():
         return await server.fetch("SELECT 1 FROM payable_invoices WHERE invoice_id = $1", inv["id"])
+
     from tests.conftest import eventually
+
     await eventually(there)
     return inv
 
@@ -137,6 +149,7 @@ async def test_draft_and_void_invoices_show_a_clear_status(payments_server, brow
 
         async def there(inv_id=inv["id"]):
             return await server.fetch("SELECT 1 FROM payable_invoices WHERE invoice_id = $1", inv_id)
+
         await eventually(there)
         checkout = (await client.post(f"/api/invoices/{inv['id']}/checkout", json={})).json()
         await page.goto(checkout["checkoutUrl"])
@@ -159,8 +172,11 @@ async def test_the_page_says_only_what_it_knows_and_bad_forms_get_a_400(payments
         assert forged.status_code == 200 and "800-555" not in forged.text and 'id="error"' not in forged.text
         known = await web.get(checkout["checkoutUrl"], params={"error": "payment_failed"})
         assert "did not go through" in known.text
-        for body, why in ((b"amount=\xff\xfe&method=card", "not readable"),
-                          (b"amount=1e999999&method=card&card_number=4242424242424242", "no more than is due")):
-            answer = await web.post(checkout["checkoutUrl"], content=body,
-                                    headers={"Content-Type": "application/x-www-form-urlencoded"})
+        for body, why in (
+            (b"amount=\xff\xfe&method=card", "not readable"),
+            (b"amount=1e999999&method=card&card_number=4242424242424242", "no more than is due"),
+        ):
+            answer = await web.post(
+                checkout["checkoutUrl"], content=body, headers={"Content-Type": "application/x-www-form-urlencoded"}
+            )
             assert answer.status_code == 400 and why in answer.text, (body, answer.status_code)

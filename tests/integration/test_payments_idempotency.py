@@ -10,11 +10,20 @@ import pytest
 from tests.support.payments_server import start_payments_server, stop_payments_server
 
 WRITES = {
-    "provider account": ("/api/payment-providers", "provider_accounts", {
-        "provider": "stripe", "currencies": ["USD"],
-        "credentials": {"secretKey": "sk_test_x", "webhookSecret": "whsec_x"}}),
-    "payment method": ("/api/payment-methods", "payment_methods", {
-        "customerId": "cust_1", "type": "card", "number": "4242424242424242"}),
+    "provider account": (
+        "/api/payment-providers",
+        "provider_accounts",
+        {
+            "provider": "stripe",
+            "currencies": ["USD"],
+            "credentials": {"secretKey": "sk_test_x", "webhookSecret": "whsec_x"},
+        },
+    ),
+    "payment method": (
+        "/api/payment-methods",
+        "payment_methods",
+        {"customerId": "cust_1", "type": "card", "number": "4242424242424242"},
+    ),
 }
 
 

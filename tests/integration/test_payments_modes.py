@@ -35,18 +35,26 @@ async def test_a_live_invoice_without_a_provider_is_not_paid_through_the_sandbox
     inv = await open_invoice(server, live, currency="USD", total=2500)
     r = await client.post(f"/api/invoices/{inv['id']}/checkout", json={})
     assert code(r) == (409, "no_provider"), r.text
-    await client.post("/api/payment-methods", json={"customerId": "cust_1", "provider": "stripe",
-                                                    "token": "cus_1:pm_card_visa"})
+    await client.post(
+        "/api/payment-methods", json={"customerId": "cust_1", "provider": "stripe", "token": "cus_1:pm_card_visa"}
+    )
     r = await client.post(f"/api/invoices/{inv['id']}/collect")
     assert code(r) == (409, "no_provider"), r.text
 
     # A sandbox account and card saved before the modes existed (so live rows) are not used either.
     vault = Vault(DEV_CREDENTIALS_KEY)
-    await server.fetch("""INSERT INTO provider_accounts (account_id, tenant_id, provider, credentials)
-                          VALUES ('pacct_old', $1, 'sandbox', $2)""", live, vault.encrypt({}))
-    await server.fetch("""INSERT INTO payment_methods (method_id, tenant_id, customer_id, provider, type, label, token)
+    await server.fetch(
+        """INSERT INTO provider_accounts (account_id, tenant_id, provider, credentials)
+                          VALUES ('pacct_old', $1, 'sandbox', $2)""",
+        live,
+        vault.encrypt({}),
+    )
+    await server.fetch(
+        """INSERT INTO payment_methods (method_id, tenant_id, customer_id, provider, type, label, token)
                           VALUES ('pm_old', $1, 'cust_old', 'sandbox', 'card', 'old card', $2)""",
-                       live, vault.encrypt("tok_old"))
+        live,
+        vault.encrypt("tok_old"),
+    )
     old = await open_invoice(server, live, customer_id="cust_old", currency="UGX")
     r = await client.post(f"/api/invoices/{old['id']}/collect")
     assert code(r) == (409, "no_provider"), r.text
@@ -84,12 +92,18 @@ async def test_each_key_sees_only_its_modes_objects_and_each_says_its_mode(strip
     test_world, test_client = await server.tenant()
     live_world, live_client = tenant_of(test_world), await server.client(test_world, "live")
 
-    r = await live_client.post("/api/payment-providers", json={
-        "provider": "stripe", "currencies": ["USD"],
-        "credentials": {"secretKey": fake.secret_key, "webhookSecret": "whsec_live"}})
+    r = await live_client.post(
+        "/api/payment-providers",
+        json={
+            "provider": "stripe",
+            "currencies": ["USD"],
+            "credentials": {"secretKey": fake.secret_key, "webhookSecret": "whsec_live"},
+        },
+    )
     assert r.status_code == 201 and r.json()["livemode"] is True, r.text
-    r = await live_client.post("/api/payment-methods", json={"customerId": "cust_1", "provider": "stripe",
-                                                             "token": "cus_1:pm_card_visa"})
+    r = await live_client.post(
+        "/api/payment-methods", json={"customerId": "cust_1", "provider": "stripe", "token": "cus_1:pm_card_visa"}
+    )
     assert r.status_code == 201 and r.json()["livemode"] is True, r.text
     r = await test_client.post("/api/payment-methods", json={"customerId": "cust_1", "number": SUCCEEDS})
     assert r.status_code == 201 and r.json()["livemode"] is False, r.text
@@ -111,9 +125,11 @@ async def test_each_key_sees_only_its_modes_objects_and_each_says_its_mode(strip
         r = await client.post(f"/api/invoices/{other_inv['id']}/checkout", json={})
         assert r.status_code == 404
     for client, mine, live in ((test_client, test_pay, False), (live_client, live_pay, True)):
+
         async def listed(client=client):
             data = (await client.get("/api/payments")).json()["data"]
             return data if data else None
+
         assert [(p["id"], p["livemode"]) for p in await eventually(listed)] == [(mine["id"], live)]
         assert (await client.get(f"/api/payments/{mine['id']}")).json()["livemode"] is live
         methods = (await client.get("/api/payment-methods", params={"customerId": "cust_1"})).json()["data"]

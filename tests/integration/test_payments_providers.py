@@ -29,9 +29,15 @@ WHSEC = "whsec_test_stripe"
 
 
 def charge(reference: str, token: str, amount: int = 5000, currency: str = "USD") -> ChargeRequest:
-    return ChargeRequest(idempotency_key=f"billstream_{reference}", reference=reference, amount=amount,
-                         currency=currency, callback_url="http://127.0.0.1/webhooks/x", method_token=token,
-                         customer_email="grace@example.com")
+    return ChargeRequest(
+        idempotency_key=f"billstream_{reference}",
+        reference=reference,
+        amount=amount,
+        currency=currency,
+        callback_url="http://127.0.0.1/webhooks/x",
+        method_token=token,
+        customer_email="grace@example.com",
+    )
 
 
 async def test_stripe_adapter_charges_once_per_key_declines_refunds_and_checks_signatures():
@@ -60,19 +66,28 @@ async def test_stripe_adapter_charges_once_per_key_declines_refunds_and_checks_s
 
         refund = await stripe_.refund("rf_1", result.provider_reference, 2000, "USD")
         assert refund.status == "succeeded"
-        assert (await stripe_.refund("rf_1", result.provider_reference, 2000, "USD")).provider_reference == refund.provider_reference
+        assert (
+            await stripe_.refund("rf_1", result.provider_reference, 2000, "USD")
+        ).provider_reference == refund.provider_reference
         with pytest.raises(ProviderError):
             await stripe_.refund("rf_2", result.provider_reference, 3001, "USD")
         assert (await stripe_.get_status(result.provider_reference)).status == "succeeded"
 
-        hosted = await stripe_.start_payment(ChargeRequest("billstream_pay_3", "pay_3", 5000, "USD", "http://cb",
-                                                           return_url="http://shop/back"))
+        hosted = await stripe_.start_payment(
+            ChargeRequest("billstream_pay_3", "pay_3", 5000, "USD", "http://cb", return_url="http://shop/back")
+        )
         assert hosted.status == "requires_action" and hosted.redirect_url.startswith("https://checkout.stripe.test/")
 
-        body = stripe_event("payment_intent.succeeded", {"id": result.provider_reference, "object": "payment_intent",
-                                                         "metadata": {"payment_id": "pay_1"}})
+        body = stripe_event(
+            "payment_intent.succeeded",
+            {"id": result.provider_reference, "object": "payment_intent", "metadata": {"payment_id": "pay_1"}},
+        )
         event = stripe_.verify_callback({"stripe-signature": signing.sign(WHSEC, body)}, body)
-        assert (event.payment_id, event.status, event.provider_reference) == ("pay_1", "succeeded", result.provider_reference)
+        assert (event.payment_id, event.status, event.provider_reference) == (
+            "pay_1",
+            "succeeded",
+            result.provider_reference,
+        )
         with pytest.raises(SignatureInvalid):
             stripe_.verify_callback({"stripe-signature": signing.sign("whsec_wrong", body)}, body)
 
@@ -97,8 +112,15 @@ async def test_stripe_retry_refused_for_its_key_is_looked_up_and_never_a_decline
         assert (declined.status, declined.failure_code) == ("failed", "generic_decline")  # a real decline stays one
         assert len(fake.intents) == 2
 
-        hosted = ChargeRequest("billstream_pay_3", "pay_3", 5000, "USD", "http://cb", customer_email="a@example.com",
-                               return_url="http://shop/back")
+        hosted = ChargeRequest(
+            "billstream_pay_3",
+            "pay_3",
+            5000,
+            "USD",
+            "http://cb",
+            customer_email="a@example.com",
+            return_url="http://shop/back",
+        )
         session = await stripe_.start_payment(hosted)
         moved = replace(hosted, customer_email="b@example.com")  # the invoice's e-mail changed meanwhile
         with pytest.raises(KeyAlreadyUsed):
@@ -112,8 +134,15 @@ async def test_stripe_checkout_is_looked_up_through_its_session_and_expires():
     fake = FakeStripe()
     async with LocalServer(fake.app) as server:
         stripe_ = StripeProvider(fake.secret_key, WHSEC, api_base=server.url, timeout=1.0)
-        soon = ChargeRequest("k_1", "pay_1", 5000, "USD", "http://cb", return_url="http://shop/back",
-                             expires_at=datetime.fromtimestamp(time.time() + 7200, UTC))
+        soon = ChargeRequest(
+            "k_1",
+            "pay_1",
+            5000,
+            "USD",
+            "http://cb",
+            return_url="http://shop/back",
+            expires_at=datetime.fromtimestamp(time.time() + 7200, UTC),
+        )
         unpaid = (await stripe_.start_payment(soon)).provider_reference
         paid = (await stripe_.start_payment(replace(soon, idempotency_key="k_2", reference="pay_2"))).provider_reference
         assert fake.sessions[unpaid]["expires_at"] == int(soon.expires_at.timestamp())
@@ -126,8 +155,10 @@ async def test_stripe_checkout_is_looked_up_through_its_session_and_expires():
         assert (done.status, done.provider_reference) == ("succeeded", intent["id"])
         assert not [path for _, path, _ in fake.requests if path.startswith("/v1/payment_intents/cs_")]
 
-        body = stripe_event("checkout.session.expired", {"id": unpaid, "object": "checkout.session",
-                                                         "metadata": {"payment_id": "pay_1"}})
+        body = stripe_event(
+            "checkout.session.expired",
+            {"id": unpaid, "object": "checkout.session", "metadata": {"payment_id": "pay_1"}},
+        )
         event = stripe_.verify_callback({"stripe-signature": signing.sign(WHSEC, body)}, body)
         assert (event.payment_id, event.status, event.failure_code) == ("pay_1", "failed", "expired")
 
@@ -144,7 +175,9 @@ async def test_paystack_adapter_dedupes_by_reference_and_checks_signatures():
 
         with pytest.raises(ProviderUnavailable):
             await paystack.charge_saved_method(charge("pay_slow", "AUTH_slow", currency="NGN"))
-        assert (await paystack.charge_saved_method(charge("pay_slow", "AUTH_slow", currency="NGN"))).status == "succeeded"
+        assert (
+            await paystack.charge_saved_method(charge("pay_slow", "AUTH_slow", currency="NGN"))
+        ).status == "succeeded"
         assert len(fake.transactions) == 2
 
         failed = await paystack.charge_saved_method(charge("pay_2", "AUTH_nofunds", currency="NGN"))
@@ -161,8 +194,12 @@ async def test_paystack_adapter_dedupes_by_reference_and_checks_signatures():
         # Not paid yet (Paystack says `abandoned`): waiting for the customer, not money in flight.
         assert (await paystack.get_status("pay_3")).status == "requires_action"
 
-        body = json.dumps({"event": "charge.success", "data": {"id": 7, "reference": "pay_1", "status": "success",
-                                                                "metadata": {"payment_id": "pay_1"}}}).encode()
+        body = json.dumps(
+            {
+                "event": "charge.success",
+                "data": {"id": 7, "reference": "pay_1", "status": "success", "metadata": {"payment_id": "pay_1"}},
+            }
+        ).encode()
         event = paystack.verify_callback({"x-paystack-signature": paystack_signature(fake.secret_key, body)}, body)
         assert (event.payment_id, event.status) == ("pay_1", "succeeded")
         with pytest.raises(SignatureInvalid):
@@ -172,17 +209,29 @@ async def test_paystack_adapter_dedupes_by_reference_and_checks_signatures():
 async def test_tenant_routes_usd_to_stripe_and_ngn_to_paystack_through_the_service(database, kafka):
     stripe_fake, paystack_fake = FakeStripe(), FakePaystack()
     async with LocalServer(stripe_fake.app) as stripe_server, LocalServer(paystack_fake.app) as paystack_server:
-        server = await start_payments_server(database, kafka, STRIPE_API_BASE=stripe_server.url,
-                                             PAYSTACK_API_BASE=paystack_server.url)
+        server = await start_payments_server(
+            database, kafka, STRIPE_API_BASE=stripe_server.url, PAYSTACK_API_BASE=paystack_server.url
+        )
         try:
             tenant, client = await server.tenant("Lagos Lamps")
-            r = await client.post("/api/payment-providers", json={
-                "provider": "stripe", "currencies": ["usd"], "credentials": {
-                    "secretKey": stripe_fake.secret_key, "webhookSecret": WHSEC}})
+            r = await client.post(
+                "/api/payment-providers",
+                json={
+                    "provider": "stripe",
+                    "currencies": ["usd"],
+                    "credentials": {"secretKey": stripe_fake.secret_key, "webhookSecret": WHSEC},
+                },
+            )
             assert r.status_code == 201, r.text
             assert r.json()["credentials"] == "encrypted" and r.json()["currencies"] == ["USD"]
-            r = await client.post("/api/payment-providers", json={
-                "provider": "paystack", "currencies": ["NGN"], "credentials": {"secretKey": paystack_fake.secret_key}})
+            r = await client.post(
+                "/api/payment-providers",
+                json={
+                    "provider": "paystack",
+                    "currencies": ["NGN"],
+                    "credentials": {"secretKey": paystack_fake.secret_key},
+                },
+            )
             assert r.status_code == 201
             stored = await server.fetch("SELECT credentials FROM provider_accounts")
             assert all(b"sk_test" not in bytes(row["credentials"]) for row in stored)  # encrypted at rest
@@ -191,15 +240,20 @@ async def test_tenant_routes_usd_to_stripe_and_ngn_to_paystack_through_the_servi
             r = await client.post("/api/payment-providers", json={"provider": "stripe", "credentials": {}})
             assert r.status_code == 400 and r.json()["error"]["code"] == "credentials_invalid"
 
-            await client.post("/api/payment-methods", json={"customerId": "cust_us", "provider": "stripe",
-                                                            "token": "cus_1:pm_card_visa"})
-            await client.post("/api/payment-methods", json={"customerId": "cust_ng", "provider": "paystack",
-                                                            "token": "AUTH_ok"})
+            await client.post(
+                "/api/payment-methods",
+                json={"customerId": "cust_us", "provider": "stripe", "token": "cus_1:pm_card_visa"},
+            )
+            await client.post(
+                "/api/payment-methods", json={"customerId": "cust_ng", "provider": "paystack", "token": "AUTH_ok"}
+            )
             usd = invoice(customer_id="cust_us", currency="USD", total=12500)
             ngn = invoice(customer_id="cust_ng", currency="NGN", total=500000)
             for inv in (usd, ngn):
                 await server.publish_invoice(tenant, "invoice.finalized", inv)
-                await eventually(lambda inv=inv: server.fetch("SELECT 1 FROM payable_invoices WHERE invoice_id = $1", inv["id"]))
+                await eventually(
+                    lambda inv=inv: server.fetch("SELECT 1 FROM payable_invoices WHERE invoice_id = $1", inv["id"])
+                )
 
             paid_usd = (await client.post(f"/api/invoices/{usd['id']}/collect")).json()
             assert (paid_usd["status"], paid_usd["provider"]) == ("SUCCEEDED", "stripe")
@@ -208,37 +262,63 @@ async def test_tenant_routes_usd_to_stripe_and_ngn_to_paystack_through_the_servi
             assert len(stripe_fake.intents) == 1 and len(paystack_fake.transactions) == 1
 
             # Stripe's webhook for the same intent: verified, applied once, then a duplicate.
-            body = stripe_event("payment_intent.succeeded", {"id": paid_usd["providerReference"],
-                                                             "object": "payment_intent",
-                                                             "metadata": {"payment_id": paid_usd["id"]}})
+            body = stripe_event(
+                "payment_intent.succeeded",
+                {
+                    "id": paid_usd["providerReference"],
+                    "object": "payment_intent",
+                    "metadata": {"payment_id": paid_usd["id"]},
+                },
+            )
             async with httpx.AsyncClient(base_url=server.url) as raw:
                 for expected in ({"received": True}, {"received": True, "duplicate": True}):
-                    r = await raw.post("/webhooks/stripe", content=body,
-                                       headers={"Stripe-Signature": signing.sign(WHSEC, body)})
+                    r = await raw.post(
+                        "/webhooks/stripe", content=body, headers={"Stripe-Signature": signing.sign(WHSEC, body)}
+                    )
                     assert r.status_code == 200 and r.json() == expected
-                r = await raw.post("/webhooks/stripe", content=body,
-                                   headers={"Stripe-Signature": signing.sign("whsec_forged", body)})
+                r = await raw.post(
+                    "/webhooks/stripe", content=body, headers={"Stripe-Signature": signing.sign("whsec_forged", body)}
+                )
                 assert r.status_code == 400 and r.json()["error"]["code"] == "signature_invalid"
 
                 # Another tenant's Stripe account cannot settle this tenant's payments.
                 _other, other_client = await server.tenant("Other Ltd")
-                other_account = (await other_client.post("/api/payment-providers", json={
-                    "provider": "stripe", "credentials": {"secretKey": "sk_test_other",
-                                                          "webhookSecret": "whsec_other"}})).json()["id"]
-                failed = stripe_event("payment_intent.payment_failed", {
-                    "id": paid_usd["providerReference"], "object": "payment_intent",
-                    "metadata": {"payment_id": paid_usd["id"]}})
-                r = await raw.post(f"/webhooks/stripe/{other_account}", content=failed,
-                                   headers={"Stripe-Signature": signing.sign("whsec_other", failed)})
+                other_account = (
+                    await other_client.post(
+                        "/api/payment-providers",
+                        json={
+                            "provider": "stripe",
+                            "credentials": {"secretKey": "sk_test_other", "webhookSecret": "whsec_other"},
+                        },
+                    )
+                ).json()["id"]
+                failed = stripe_event(
+                    "payment_intent.payment_failed",
+                    {
+                        "id": paid_usd["providerReference"],
+                        "object": "payment_intent",
+                        "metadata": {"payment_id": paid_usd["id"]},
+                    },
+                )
+                r = await raw.post(
+                    f"/webhooks/stripe/{other_account}",
+                    content=failed,
+                    headers={"Stripe-Signature": signing.sign("whsec_other", failed)},
+                )
                 assert r.status_code == 200 and r.json() == {"received": True, "ignored": True}
                 # Two Stripe accounts now: the bare path cannot tell whose secret to try.
-                r = await raw.post("/webhooks/stripe", content=failed,
-                                   headers={"Stripe-Signature": signing.sign(WHSEC, failed)})
+                r = await raw.post(
+                    "/webhooks/stripe", content=failed, headers={"Stripe-Signature": signing.sign(WHSEC, failed)}
+                )
                 assert r.status_code == 400 and r.json()["error"]["code"] == "callback_account_required"
-                ps_body = json.dumps({"event": "charge.success", "data": {
-                    "id": 1000, "reference": paid_ngn["id"], "status": "success"}}).encode()
-                r = await raw.post("/webhooks/paystack", content=ps_body,
-                                   headers={"x-paystack-signature": paystack_signature(paystack_fake.secret_key, ps_body)})
+                ps_body = json.dumps(
+                    {"event": "charge.success", "data": {"id": 1000, "reference": paid_ngn["id"], "status": "success"}}
+                ).encode()
+                r = await raw.post(
+                    "/webhooks/paystack",
+                    content=ps_body,
+                    headers={"x-paystack-signature": paystack_signature(paystack_fake.secret_key, ps_body)},
+                )
                 assert r.status_code == 200 and r.json() == {"received": True}
                 r = await raw.post("/webhooks/paystack", content=ps_body, headers={"x-paystack-signature": "0" * 128})
                 assert r.status_code == 400

@@ -16,13 +16,26 @@ from tests.support.payments_server import start_payments_server, stop_payments_s
 def refusing_proxy(upstream: list[str], refusals: list[str], refuse_first: int):
     """The sandbox, except that the first `refuse_first` refund calls get the 400 a provider sends
     when it will not refund (a disputed charge); every refused call's key is kept in `refusals`."""
+
     async def forward(request):
         body, path = await request.body(), request.path_params["path"]
         if request.method == "POST" and path == "refunds" and len(refusals) < refuse_first:
             refusals.append(request.headers.get("idempotency-key"))
-            return JSONResponse({"error": {"type": "invalid_request_error", "code": "charge_disputed",
-                                           "message": "The charge is disputed and cannot be refunded."}}, 400)
-        headers = {k: v for k, v in request.headers.items() if k.lower() in ("authorization", "idempotency-key", "content-type")}
+            return JSONResponse(
+                {
+                    "error": {
+                        "type": "invalid_request_error",
+                        "code": "charge_disputed",
+                        "message": "The charge is disputed and cannot be refunded.",
+                    }
+                },
+                400,
+            )
+        headers = {
+            k: v
+            for k, v in request.headers.items()
+            if k.lower() in ("authorization", "idempotency-key", "content-type")
+        }
         async with httpx.AsyncClient(timeout=30) as http:
             answer = await http.request(request.method, f"{upstream[0]}/{path}", content=body, headers=headers)
         return Response(answer.content, answer.status_code, media_type="application/json")
@@ -51,7 +64,9 @@ async def test_a_refund_the_provider_refuses_is_recorded_visibly_and_refunds_not
             assert (job["state"], job["amount"]) == ("refused", 4000) and "disputed" in job["last_error"]
             assert refusals == [f"billstream_{job['refund_id']}"]
             # Nothing refunded: not at the provider, not on the payment.
-            [charge] = await server.fetch("SELECT amount_refunded FROM sandbox_charges WHERE reference = $1", payment["id"])
+            [charge] = await server.fetch(
+                "SELECT amount_refunded FROM sandbox_charges WHERE reference = $1", payment["id"]
+            )
             assert charge["amount_refunded"] == 0
             after = (await client.get(f"/api/payments/{payment['id']}")).json()
             assert (after["status"], after["amountRefunded"]) == ("SUCCEEDED", 0)
@@ -77,8 +92,9 @@ async def test_killed_after_the_provider_took_the_charge_records_it_once_and_nev
     so the restarted worker finds the job unrecorded when the lease runs out and must send it again:
     with the same idempotency key the provider hands back the same charge."""
     # The charge lease is 3 × the provider timeout + 5 s = 8 s here, well before the 15 s settlement.
-    crashing = await start_payments_server(database, kafka, failpoints="payments.after_charge",
-                                           PROVIDER_TIMEOUT_S="1", SANDBOX_DELAY_S="15")
+    crashing = await start_payments_server(
+        database, kafka, failpoints="payments.after_charge", PROVIDER_TIMEOUT_S="1", SANDBOX_DELAY_S="15"
+    )
     try:
         client, _inv, _ = await collecting_by_card(crashing)
         assert await crashing.proc.wait() == 137
@@ -90,8 +106,9 @@ async def test_killed_after_the_provider_took_the_charge_records_it_once_and_nev
 
     # Same URL as before (a real restart keeps it): the sandbox's callbacks and the charge request,
     # whose body carries the callback URL, must match the first attempt's.
-    restarted = await start_payments_server(database, kafka, run=crashing.run, port=httpx.URL(crashing.url).port,
-                                            PROVIDER_TIMEOUT_S="1")
+    restarted = await start_payments_server(
+        database, kafka, run=crashing.run, port=httpx.URL(crashing.url).port, PROVIDER_TIMEOUT_S="1"
+    )
     try:
         client = httpx.AsyncClient(base_url=restarted.url, headers=dict(client.headers))
 

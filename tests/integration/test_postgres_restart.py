@@ -42,8 +42,10 @@ async def count(dsn: str, sql: str) -> int:
 async def test_an_immediate_restart_under_a_consumer_loses_nothing(cluster, kafka, topic):
     await migrate(cluster.dsn)
     await count(cluster.dsn, "CREATE TABLE effects (event_id text NOT NULL) ")
-    service = Service(ServiceSettings(service_name="restarttest", database_url=cluster.dsn, kafka_bootstrap=kafka,
-                                      db_pool_max=4), topics={})
+    service = Service(
+        ServiceSettings(service_name="restarttest", database_url=cluster.dsn, kafka_bootstrap=kafka, db_pool_max=4),
+        topics={},
+    )
 
     @service.consume(topic, "effects")
     async def record(conn, event):

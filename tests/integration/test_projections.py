@@ -18,8 +18,11 @@ store = EventStore(STREAM_TOPICS)
 
 async def create_invoices(app: Invoicing, customers: list[str], n: int, offset: int = 0) -> None:
     for i in range(offset, offset + n):
-        fields = ev.DraftFields(currency="NGN", due_date=date(2026, 12, 1) + timedelta(days=i % 30),
-                                items=[ev.LineData(description="Plan", quantity=1 + i % 3, unit_amount=1000 + i)])
+        fields = ev.DraftFields(
+            currency="NGN",
+            due_date=date(2026, 12, 1) + timedelta(days=i % 30),
+            items=[ev.LineData(description="Plan", quantity=1 + i % 3, unit_amount=1000 + i)],
+        )
         view = await app.create_invoice("ten_0", customers[i % len(customers)], fields)
         if i % 4 == 0:
             await app.finalize("ten_0", view["id"])
@@ -37,14 +40,17 @@ async def test_rebuilt_projection_equals_the_incremental_one(pool, database):
     projections = [InvoiceList(), CustomerList()]
     runner = asyncio.create_task(ProjectionRunner(database, pool, store, projections, poll_interval=0.1).run())
     try:
-        customers = [(await app.create_customer("ten_0", ev.CustomerFields(name=f"Customer {i}")))["id"] for i in range(3)]
+        customers = [
+            (await app.create_customer("ten_0", ev.CustomerFields(name=f"Customer {i}")))["id"] for i in range(3)
+        ]
         await create_invoices(app, customers, 60)
         await create_invoices(app, customers, 40, offset=60)  # more while the runner is working
 
         async def caught_up():
             checkpoints = await pool.fetch("SELECT transaction_id, position FROM projection_checkpoints")
             last = await pool.fetchrow(
-                "SELECT transaction_id, position FROM events ORDER BY transaction_id DESC, position DESC LIMIT 1")
+                "SELECT transaction_id, position FROM events ORDER BY transaction_id DESC, position DESC LIMIT 1"
+            )
             return len(checkpoints) == 2 and all(tuple(c) == tuple(last) for c in checkpoints)
 
         await eventually(caught_up)
@@ -59,15 +65,22 @@ async def test_rebuilt_projection_equals_the_incremental_one(pool, database):
     # Damage both read models first: replay is an upsert, so only a real reset removes a row
     # that no event made (a changed row would be overwritten by the replay anyway).
     await pool.execute("UPDATE invoice_list SET total = total + 1 WHERE invoice_id = $1", incremental[0]["invoice_id"])
-    await pool.execute("""INSERT INTO invoice_list SELECT 'inv_phantom', tenant_id, number, status, customer_id,
+    await pool.execute(
+        """INSERT INTO invoice_list SELECT 'inv_phantom', tenant_id, number, status, customer_id,
                               customer_name, customer_email, reference, currency, total, amount_paid, amount_due,
                               due_date, created_at, updated_at, search, view FROM invoice_list WHERE invoice_id = $1""",
-                       incremental[0]["invoice_id"])
-    await pool.execute("""INSERT INTO customer_list SELECT 'cus_phantom', tenant_id, name, email, created_at, search, view
-                          FROM customer_list WHERE customer_id = $1""", customers_before[0]["customer_id"])
+        incremental[0]["invoice_id"],
+    )
+    await pool.execute(
+        """INSERT INTO customer_list SELECT 'cus_phantom', tenant_id, name, email, created_at, search, view
+                          FROM customer_list WHERE customer_id = $1""",
+        customers_before[0]["customer_id"],
+    )
 
     progress = []
-    replayed = await rebuild(pool, store, projections[0], batch_size=64, on_progress=lambda d, t: progress.append((d, t)))
+    replayed = await rebuild(
+        pool, store, projections[0], batch_size=64, on_progress=lambda d, t: progress.append((d, t))
+    )
     assert replayed == await pool.fetchval("SELECT count(*) FROM events") and progress[-1][0] == replayed
     assert await snapshot(pool, "invoice_list") == incremental
     await rebuild(pool, store, projections[1])
@@ -125,7 +138,8 @@ async def test_rebuild_while_the_runner_is_active_ends_consistent(pool, database
         async def caught_up():
             checkpoint = await pool.fetchrow("SELECT transaction_id, position FROM projection_checkpoints")
             last = await pool.fetchrow(
-                "SELECT transaction_id, position FROM events ORDER BY transaction_id DESC, position DESC LIMIT 1")
+                "SELECT transaction_id, position FROM events ORDER BY transaction_id DESC, position DESC LIMIT 1"
+            )
             return tuple(checkpoint) == tuple(last)
 
         await eventually(caught_up)

@@ -63,6 +63,8 @@ async def test_a_forged_forwarded_for_does_not_buy_a_fresh_bucket(pool):
     app.add_middleware(RateLimitMiddleware, pool=lambda: pool, per_key=Limit(1, 1), per_address=Limit(1, 1))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
         # What nginx forwards: the client's own header, then the peer nginx saw.
-        codes = [(await client.get("/pay/t", headers={"X-Forwarded-For": f"10.0.0.{i}, 198.51.100.7"})).status_code
-                 for i in range(3)]
+        codes = [
+            (await client.get("/pay/t", headers={"X-Forwarded-For": f"10.0.0.{i}, 198.51.100.7"})).status_code
+            for i in range(3)
+        ]
         assert codes == [200, 429, 429]

@@ -29,6 +29,7 @@ async def test_killed_mid_delivery_then_restarted_loses_nothing(start_webhooks, 
         await svc.start()
 
         async with svc.client(key) as api:
+
             async def all_succeeded():
                 data = (await api.get(f"/api/webhook-endpoints/{created['id']}/deliveries")).json()["data"]
                 return data if len(data) == 4 and all(d["status"] == "succeeded" for d in data) else None

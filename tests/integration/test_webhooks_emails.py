@@ -25,9 +25,12 @@ def link(invoice_id: str) -> str:
 def signed_link_in(text: str, invoice_id: str) -> bool:
     """Each token checked as shared/paylinks documents it, not with its code: itsdangerous'
     TimestampSigner, salt "pay-link", the local default secret, the invoice id as the message."""
+
     def good(token: str) -> bool:
         try:
-            TimestampSigner("billstream-local-pay-links", salt="pay-link").unsign(f"{invoice_id}.{token}", max_age=90 * 86400)
+            TimestampSigner("billstream-local-pay-links", salt="pay-link").unsign(
+                f"{invoice_id}.{token}", max_age=90 * 86400
+            )
         except BadSignature:
             return False
         return True
@@ -42,33 +45,75 @@ async def test_customer_emails_reach_a_real_smtp_server(start_webhooks, database
         tenant, _ = await add_tenant(database, "Acme & Sons Uganda")
         customer = {"id": "cust_1", "name": "Nakato <Achieng>", "email": "nakato@example.com"}
         inv = invoice_snapshot(customer=customer, number="INV-2026-000123")
-        sent = invoice_event("invoice.sent", tenant, {**inv, "sentAt": "2026-11-20T09:00:00Z"},
-                             sequence=3, sentAt="2026-11-20T09:00:00Z")
+        sent = invoice_event(
+            "invoice.sent", tenant, {**inv, "sentAt": "2026-11-20T09:00:00Z"}, sequence=3, sentAt="2026-11-20T09:00:00Z"
+        )
         partial = invoice_event(
-            "invoice.payment_received", tenant,
-            {**inv, "status": "PARTIALLY_PAID", "amountPaid": 80000, "amountDue": 100000}, sequence=4,
-            paymentId="pay_1", amount=80000, method="mobile_money", isPartial=True, isFullyPaid=False,
-            amountPaid=80000, amountDue=100000)
+            "invoice.payment_received",
+            tenant,
+            {**inv, "status": "PARTIALLY_PAID", "amountPaid": 80000, "amountDue": 100000},
+            sequence=4,
+            paymentId="pay_1",
+            amount=80000,
+            method="mobile_money",
+            isPartial=True,
+            isFullyPaid=False,
+            amountPaid=80000,
+            amountDue=100000,
+        )
         full = invoice_event(
-            "invoice.payment_received", tenant,
-            {**inv, "status": "PAID", "amountPaid": 180000, "amountDue": 0}, sequence=5,
-            paymentId="pay_2", amount=100000, method="card", isPartial=False, isFullyPaid=True,
-            amountPaid=180000, amountDue=0)
-        paid = invoice_event("invoice.paid", tenant,
-                             {**inv, "status": "PAID", "amountPaid": 180000, "amountDue": 0,
-                              "paidAt": "2026-11-22T15:30:00Z", "pdfUrl": pdf.url},
-                             sequence=6, paidAt="2026-11-22T15:30:00Z")
+            "invoice.payment_received",
+            tenant,
+            {**inv, "status": "PAID", "amountPaid": 180000, "amountDue": 0},
+            sequence=5,
+            paymentId="pay_2",
+            amount=100000,
+            method="card",
+            isPartial=False,
+            isFullyPaid=True,
+            amountPaid=180000,
+            amountDue=0,
+        )
+        paid = invoice_event(
+            "invoice.paid",
+            tenant,
+            {
+                **inv,
+                "status": "PAID",
+                "amountPaid": 180000,
+                "amountDue": 0,
+                "paidAt": "2026-11-22T15:30:00Z",
+                "pdfUrl": pdf.url,
+            },
+            sequence=6,
+            paidAt="2026-11-22T15:30:00Z",
+        )
         # A second invoice, in naira, overdue: the reminder carries only its id.
-        naira = invoice_snapshot(customer={"id": "c2", "name": "Chidi", "email": "chidi@example.com"},
-                                 number="INV-2026-000124", currency="NGN", total=4407500, amountDue=4407500,
-                                 items=[{"description": "Website", "quantity": 1, "unitAmount": 4407500,
-                                         "amount": 4407500}], dueDate="2026-11-15", status="OVERDUE")
+        naira = invoice_snapshot(
+            customer={"id": "c2", "name": "Chidi", "email": "chidi@example.com"},
+            number="INV-2026-000124",
+            currency="NGN",
+            total=4407500,
+            amountDue=4407500,
+            items=[{"description": "Website", "quantity": 1, "unitAmount": 4407500, "amount": 4407500}],
+            dueDate="2026-11-15",
+            status="OVERDUE",
+        )
         naira_overdue = invoice_event("invoice.overdue", tenant, naira, sequence=4, dueDate="2026-11-15")
-        reminder = event("dunning.reminder_due", tenant, naira["id"],
-                         {"invoiceId": naira["id"], "kind": "after_due", "days": 3,
-                          "dunning": {"invoiceId": naira["id"], "status": "IN_PROGRESS"}})
-        settled_reminder = event("dunning.reminder_due", tenant, inv["id"],
-                                 {"invoiceId": inv["id"], "kind": "after_due", "days": 1})
+        reminder = event(
+            "dunning.reminder_due",
+            tenant,
+            naira["id"],
+            {
+                "invoiceId": naira["id"],
+                "kind": "after_due",
+                "days": 3,
+                "dunning": {"invoiceId": naira["id"], "status": "IN_PROGRESS"},
+            },
+        )
+        settled_reminder = event(
+            "dunning.reminder_due", tenant, inv["id"], {"invoiceId": inv["id"], "kind": "after_due", "days": 1}
+        )
 
         await svc.publish("invoices", sent, partial, full, paid, naira_overdue)
         await svc.publish("invoices", sent)  # redelivered: still one e-mail
@@ -128,15 +173,17 @@ def _parts(message) -> tuple[str, str]:
 
 async def test_an_email_waits_out_an_smtp_outage_and_is_sent_once(start_webhooks, database, tmp_path):
     port = free_port()  # nothing listens yet: the SMTP server is down
-    svc = await start_webhooks(emails_enabled="true", smtp_port=port, public_url=PAY,
-                               email_retry_schedule_s=[0.5] * 40)
+    svc = await start_webhooks(emails_enabled="true", smtp_port=port, public_url=PAY, email_retry_schedule_s=[0.5] * 40)
     tenant, _ = await add_tenant(database, "Outage Ltd")
     sent = invoice_event("invoice.sent", tenant, invoice_snapshot(), sequence=3)
     await svc.publish("invoices", sent)
     conn = await asyncpg.connect(database)
     try:
+
         async def failed_attempts():
-            row = await conn.fetchrow("SELECT status, attempts, last_error FROM customer_emails WHERE event_id = $1", sent.id)
+            row = await conn.fetchrow(
+                "SELECT status, attempts, last_error FROM customer_emails WHERE event_id = $1", sent.id
+            )
             return row if row and row["attempts"] >= 2 else None
 
         row = await eventually(failed_attempts)
@@ -145,8 +192,11 @@ async def test_an_email_waits_out_an_smtp_outage_and_is_sent_once(start_webhooks
         with Mailbox(tmp_path / "mail", smtp_port=port, http_port=0) as box:  # the server comes back
             [(_, message)] = await eventually(lambda: _messages(box, 1))
             assert message["Subject"].strip().startswith("Invoice INV-2026-000123 from Outage Ltd")
-            status = await eventually(lambda: conn.fetchval(
-                "SELECT status FROM customer_emails WHERE event_id = $1 AND status = 'sent'", sent.id))
+            status = await eventually(
+                lambda: conn.fetchval(
+                    "SELECT status FROM customer_emails WHERE event_id = $1 AND status = 'sent'", sent.id
+                )
+            )
             assert status == "sent"
             # Sent once: nothing is left to send (a sent row is never picked up again), and
             # the SMTP server got one message.

@@ -37,7 +37,12 @@ async def endpoint(pool, endpoint_id: str, url: str = "http://127.0.0.1:9/none")
     secret = new_secret()
     await pool.execute(
         """INSERT INTO webhook_endpoints (endpoint_id, tenant_id, url, secret, enabled_events)
-           VALUES ($1, $2, $3, $4, '{*}')""", endpoint_id, TENANT, url, Vault(DEV_SECRETS_KEY).encrypt_text(secret))
+           VALUES ($1, $2, $3, $4, '{*}')""",
+        endpoint_id,
+        TENANT,
+        url,
+        Vault(DEV_SECRETS_KEY).encrypt_text(secret),
+    )
     return secret
 
 
@@ -49,13 +54,17 @@ async def queue(pool, endpoint_id: str, n: int, *, age_s: float = 0) -> list[str
            SELECT 'whd_' || $4 || g, $1, $2, 'evt_' || $4 || g, 'invoice.created', '{}',
                   now() - make_interval(secs => $3 + g)
              FROM generate_series(1, $5::int) AS g RETURNING delivery_id""",
-        TENANT, endpoint_id, float(age_s), uuid.uuid4().hex[:10], n)
+        TENANT,
+        endpoint_id,
+        float(age_s),
+        uuid.uuid4().hex[:10],
+        n,
+    )
     return [r["delivery_id"] for r in rows]
 
 
 def worker(database, pool, **settings) -> DeliveryWorker:
-    return DeliveryWorker(database, pool, AGGREGATES, timeout=10,
-                          allow_private=True, **settings)
+    return DeliveryWorker(database, pool, AGGREGATES, timeout=10, allow_private=True, **settings)
 
 
 def lanes(claimed) -> Counter:
@@ -102,9 +111,12 @@ async def test_the_in_flight_cap_holds_across_replicas(database, wpool):
             assert sum(len(c) for c in claims) == 1
 
             # A replica that died holds its slots only until their leases run out.
-            await wpool.execute("""UPDATE webhook_deliveries SET leased_until = now() - interval '1 second',
+            await wpool.execute(
+                """UPDATE webhook_deliveries SET leased_until = now() - interval '1 second',
                                           next_attempt_at = now() - interval '1 second'
-                                    WHERE delivery_id = $1""", next(r for c in claims for r in c)["delivery_id"])
+                                    WHERE delivery_id = $1""",
+                next(r for c in claims for r in c)["delivery_id"],
+            )
             assert len(await b.claim(10)) == 1
         finally:
             for p in replicas:
@@ -133,7 +145,8 @@ async def test_an_endpoint_failing_again_and_again_waits_as_a_whole_until_a_succ
         assert [r["delivery_id"] for r in await w.claim(10)] == [other]
         state = await wpool.fetchrow(
             """SELECT consecutive_failures, next_attempt_at - now() AS wait FROM webhook_endpoints
-                WHERE endpoint_id = 'we_flaky'""")
+                WHERE endpoint_id = 'we_flaky'"""
+        )
         assert state["consecutive_failures"] == 3 and state["wait"].total_seconds() > 3000
 
         # Its retry time comes: one probe, though four deliveries are due. It fails: it waits again.
@@ -150,7 +163,8 @@ async def test_an_endpoint_failing_again_and_again_waits_as_a_whole_until_a_succ
         assert len(receiver.hits) == 5
         state = await wpool.fetchrow(
             """SELECT consecutive_failures, next_attempt_at, failing_since FROM webhook_endpoints
-                WHERE endpoint_id = 'we_flaky'""")
+                WHERE endpoint_id = 'we_flaky'"""
+        )
         assert tuple(state) == (0, None, None)
         assert lanes(await w.claim(10)) == {"we_flaky": 3}
 

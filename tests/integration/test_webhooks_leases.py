@@ -30,8 +30,9 @@ async def test_two_processes_attempt_each_delivery_once_per_lease(start_webhooks
             await first.publish("invoices", *events)
 
             async def all_succeeded():
-                body = (await api.get(f"/api/webhook-endpoints/{r.json()['id']}/deliveries",
-                                      params={"limit": 100})).json()["data"]
+                body = (
+                    await api.get(f"/api/webhook-endpoints/{r.json()['id']}/deliveries", params={"limit": 100})
+                ).json()["data"]
                 done = [d for d in body if d["status"] == "succeeded"]
                 return body if len(done) == EVENTS else None
 

@@ -36,14 +36,21 @@ async def wpool(database, pool):
                   ('we_all', $1, 'http://127.0.0.1:9/b', $2, '{*}'),
                   ('we_off', $1, 'http://127.0.0.1:9/c', $2, '{*}'),
                   ('we_other', 'ten_other', 'http://127.0.0.1:9/d', $2, '{*}')""",
-        TENANT, Vault(DEV_SECRETS_KEY).encrypt_text(new_secret()))  # as the API stores them
+        TENANT,
+        Vault(DEV_SECRETS_KEY).encrypt_text(new_secret()),
+    )  # as the API stores them
     await pool.execute("UPDATE webhook_endpoints SET enabled = false WHERE endpoint_id = 'we_off'")
     return pool
 
 
 def consumer() -> InboxConsumer:
-    handler = public_event_handler(emails=True, public_url="https://b.example", pay_link_secret="s3cret",
-                                   default_locale="en", from_address="billing@b.example")
+    handler = public_event_handler(
+        emails=True,
+        public_url="https://b.example",
+        pay_link_secret="s3cret",
+        default_locale="en",
+        from_address="billing@b.example",
+    )
     return InboxConsumer("webhooks.test", handler)
 
 
@@ -63,7 +70,8 @@ async def test_an_event_becomes_deliveries_an_email_and_a_kept_event_once(wpool)
     payment = event("payment.succeeded", TENANT, inv["id"], {"paymentId": "pay_1"})
     await c.process(wpool, payment.to_json(), Delivery("billing.payments"))
     assert await wpool.fetchval(
-        "SELECT array_agg(endpoint_id) FROM webhook_deliveries WHERE event_id = $1", payment.id) == ["we_all"]
+        "SELECT array_agg(endpoint_id) FROM webhook_deliveries WHERE event_id = $1", payment.id
+    ) == ["we_all"]
 
 
 async def test_the_newest_invoice_snapshot_wins_whatever_the_arrival_order(wpool):
@@ -76,7 +84,9 @@ async def test_the_newest_invoice_snapshot_wins_whatever_the_arrival_order(wpool
     row = await wpool.fetchrow("SELECT version, snapshot FROM invoice_snapshots WHERE invoice_id = $1", inv["id"])
     assert row["version"] == 6 and row["snapshot"]["status"] == "PAID"
     # So a late reminder for the paid invoice sends nothing.
-    reminder = event("dunning.reminder_due", TENANT, inv["id"], {"invoiceId": inv["id"], "kind": "after_due", "days": 2})
+    reminder = event(
+        "dunning.reminder_due", TENANT, inv["id"], {"invoiceId": inv["id"], "kind": "after_due", "days": 2}
+    )
     await c.process(wpool, reminder.to_json(), Delivery("billing.dunning"))
     assert await wpool.fetchval("SELECT count(*) FROM customer_emails WHERE kind = 'reminder'") == 0
 
@@ -89,21 +99,36 @@ async def test_retention_purges_old_finished_records_and_keeps_pending_ones(wpoo
     old_done, old_pending, recent = (e.id for e in events)
     await wpool.execute(
         """UPDATE webhook_deliveries SET status = 'succeeded', updated_at = now() - interval '40 days'
-            WHERE event_id = $1""", old_done)
-    await wpool.execute("UPDATE webhook_deliveries SET updated_at = now() - interval '40 days' WHERE event_id = $1",
-                        old_pending)
-    await wpool.execute("UPDATE webhook_events SET received_at = now() - interval '40 days' WHERE event_id <> $1", recent)
+            WHERE event_id = $1""",
+        old_done,
+    )
+    await wpool.execute(
+        "UPDATE webhook_deliveries SET updated_at = now() - interval '40 days' WHERE event_id = $1", old_pending
+    )
+    await wpool.execute(
+        "UPDATE webhook_events SET received_at = now() - interval '40 days' WHERE event_id <> $1", recent
+    )
     await wpool.execute(
         """INSERT INTO webhook_attempts (delivery_id, attempt, status_code, latency_ms)
-           SELECT delivery_id, 1, 200, 5 FROM webhook_deliveries WHERE event_id = $1""", old_done)
-    await wpool.execute("UPDATE customer_emails SET status = 'sent', created_at = now() - interval '40 days' WHERE event_id = $1", old_done)
+           SELECT delivery_id, 1, 200, 5 FROM webhook_deliveries WHERE event_id = $1""",
+        old_done,
+    )
+    await wpool.execute(
+        "UPDATE customer_emails SET status = 'sent', created_at = now() - interval '40 days' WHERE event_id = $1",
+        old_done,
+    )
 
     counts = await Housekeeping(wpool, retention_days=30).purge()
     assert counts == {"attempts": 2, "deliveries": 2, "events": 1, "emails": 1}
     left = {r["event_id"] for r in await wpool.fetch("SELECT event_id FROM webhook_deliveries")}
     assert left == {old_pending, recent}
     assert {r["event_id"] for r in await wpool.fetch("SELECT event_id FROM webhook_events")} == {old_pending, recent}
-    assert await Housekeeping(wpool, retention_days=30).purge() == {"attempts": 0, "deliveries": 0, "events": 0, "emails": 0}
+    assert await Housekeeping(wpool, retention_days=30).purge() == {
+        "attempts": 0,
+        "deliveries": 0,
+        "events": 0,
+        "emails": 0,
+    }
 
 
 async def test_an_invoice_snapshot_the_email_cannot_use_still_gets_its_webhooks(wpool):
@@ -116,10 +141,10 @@ async def test_an_invoice_snapshot_the_email_cannot_use_still_gets_its_webhooks(
 
 
 async def test_each_attempt_checks_the_address_again_unless_private_ones_are_allowed(database, wpool):
-    await consumer().process(wpool, invoice_event("invoice.created", TENANT, invoice_snapshot()).to_json(),
-                             Delivery("billing.invoices"))
-    worker = DeliveryWorker(database, wpool, AGGREGATES,
-                            allow_private=False, schedule=[60])
+    await consumer().process(
+        wpool, invoice_event("invoice.created", TENANT, invoice_snapshot()).to_json(), Delivery("billing.invoices")
+    )
+    worker = DeliveryWorker(database, wpool, AGGREGATES, allow_private=False, schedule=[60])
     claimed = await worker.claim(10)
     assert sorted(r["endpoint_id"] for r in claimed) == ["we_all", "we_inv"]
     assert await worker.claim(10) == []  # leased
@@ -138,16 +163,17 @@ async def test_only_the_first_4_kib_of_an_answer_is_read_and_logged(database, wp
     reads up to the cap and moves on (no waiting for the rest), and the log keeps only that."""
     server = await asyncio.start_server(_huge_answer, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    await wpool.execute("UPDATE webhook_endpoints SET url = $1 WHERE endpoint_id = 'we_inv'",
-                        f"http://hooks.example:{port}/")
-    await consumer().process(wpool, invoice_event("invoice.created", TENANT, invoice_snapshot()).to_json(),
-                             Delivery("billing.invoices"))
+    await wpool.execute(
+        "UPDATE webhook_endpoints SET url = $1 WHERE endpoint_id = 'we_inv'", f"http://hooks.example:{port}/"
+    )
+    await consumer().process(
+        wpool, invoice_event("invoice.created", TENANT, invoice_snapshot()).to_json(), Delivery("billing.invoices")
+    )
 
     async def loopback(host, port):  # an injected resolver: no DNS
         return ["127.0.0.1"]
 
-    worker = DeliveryWorker(database, wpool, AGGREGATES, timeout=3,
-                            allow_private=True, resolve=loopback, schedule=[60])
+    worker = DeliveryWorker(database, wpool, AGGREGATES, timeout=3, allow_private=True, resolve=loopback, schedule=[60])
     try:
         async with worker.client() as client:
             for row in await worker.claim(10):
@@ -172,9 +198,10 @@ async def test_endpoint_secrets_are_encrypted_at_rest_and_old_rows_are_encrypted
     """Rows written before secrets were encrypted are sealed by the worker at start; a secret no
     configured key opens fails its attempt visibly instead of stopping the worker."""
     old = new_secret()
-    await wpool.execute("UPDATE webhook_endpoints SET secret = $1, previous_secret = $1 WHERE endpoint_id = 'we_inv'", old)
-    worker = DeliveryWorker(database, wpool, AGGREGATES, timeout=3,
-                            allow_private=True, schedule=[60])
+    await wpool.execute(
+        "UPDATE webhook_endpoints SET secret = $1, previous_secret = $1 WHERE endpoint_id = 'we_inv'", old
+    )
+    worker = DeliveryWorker(database, wpool, AGGREGATES, timeout=3, allow_private=True, schedule=[60])
     assert await worker.encrypt_plaintext_secrets() == 1
     assert await worker.encrypt_plaintext_secrets() == 0  # already sealed
     rows = await wpool.fetch("SELECT secret, previous_secret FROM webhook_endpoints")
@@ -182,10 +209,18 @@ async def test_endpoint_secrets_are_encrypted_at_rest_and_old_rows_are_encrypted
     row = await wpool.fetchrow("SELECT secret FROM webhook_endpoints WHERE endpoint_id = 'we_inv'")
     assert worker.vault.decrypt_text(row["secret"]) == old
 
-    await consumer().process(wpool, invoice_event("invoice.created", TENANT, invoice_snapshot()).to_json(),
-                             Delivery("billing.invoices"))
-    stranger = DeliveryWorker(database, wpool, AGGREGATES, timeout=3,
-                              allow_private=True, schedule=[60], vault=Vault(Fernet.generate_key().decode()))
+    await consumer().process(
+        wpool, invoice_event("invoice.created", TENANT, invoice_snapshot()).to_json(), Delivery("billing.invoices")
+    )
+    stranger = DeliveryWorker(
+        database,
+        wpool,
+        AGGREGATES,
+        timeout=3,
+        allow_private=True,
+        schedule=[60],
+        vault=Vault(Fernet.generate_key().decode()),
+    )
     async with stranger.client() as client:
         for row in await stranger.claim(10):
             if row["endpoint_id"] == "we_inv":

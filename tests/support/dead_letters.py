@@ -28,7 +28,9 @@ class Ledger(Projection):
         await conn.execute(
             """INSERT INTO ledger (stream_id, tenant_id, amount) VALUES ($1, $2, $3)
                ON CONFLICT (stream_id) DO UPDATE SET amount = EXCLUDED.amount""",
-            stored.stream_id, stored.event.tenantid, stored.event.data["amount"],
+            stored.stream_id,
+            stored.event.tenantid,
+            stored.event.data["amount"],
         )
 
     async def reset(self, conn: asyncpg.Connection) -> None:
@@ -44,7 +46,8 @@ async def record_effect(conn: asyncpg.Connection, event) -> None:
 def make_service(dsn: str, bootstrap: str = "127.0.0.1:9") -> Service:
     service = Service(
         ServiceSettings(service_name="deadtest", database_url=dsn, kafka_bootstrap=bootstrap),
-        topics={STREAM_TYPE: "test.accounts"}, projections=[Ledger()],
+        topics={STREAM_TYPE: "test.accounts"},
+        projections=[Ledger()],
     )
     service.consume("test.effects", "effects")(record_effect)
     return service

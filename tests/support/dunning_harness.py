@@ -36,8 +36,12 @@ async def create_topics(kafka: str) -> Topics:
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(t, num_partitions=3, replication_factor=1)
-                                   for t in (topics.invoices, topics.payments, topics.dunning)])
+        await admin.create_topics(
+            [
+                NewTopic(t, num_partitions=3, replication_factor=1)
+                for t in (topics.invoices, topics.payments, topics.dunning)
+            ]
+        )
     finally:
         await admin.close()
     return topics
@@ -71,33 +75,71 @@ async def add_api_key(pool: asyncpg.Pool, world_id: str) -> str:
     await pool.execute(
         """INSERT INTO api_keys (key_id, tenant_id, key_hash, prefix, mode, created_at)
            VALUES ($1, $2, $3, $4, $5, now())""",
-        f"key_{uuid.uuid4().hex[:12]}", tenant_of(world_id), hash_key(key), key[:12], mode,
+        f"key_{uuid.uuid4().hex[:12]}",
+        tenant_of(world_id),
+        hash_key(key),
+        key[:12],
+        mode,
     )
     return key
 
 
 # -- events as invoicing and payments publish them ---------------------------------------------
 
-def invoice_event(tenant: str, invoice_id: str, seq: int, type_: str, *, status: str, due: date,
-                  amount_due: int = 18000, auto_collection: bool = True, **facts) -> CloudEvent:
+
+def invoice_event(
+    tenant: str,
+    invoice_id: str,
+    seq: int,
+    type_: str,
+    *,
+    status: str,
+    due: date,
+    amount_due: int = 18000,
+    auto_collection: bool = True,
+    **facts,
+) -> CloudEvent:
     snapshot = {
-        "id": invoice_id, "object": "invoice", "status": status, "customerId": "cust_1", "currency": "UGX",
-        "total": 18000, "amount": 18000, "amountPaid": 18000 - amount_due, "amountDue": amount_due,
-        "autoCollection": auto_collection, "dueDate": due.isoformat(),
+        "id": invoice_id,
+        "object": "invoice",
+        "status": status,
+        "customerId": "cust_1",
+        "currency": "UGX",
+        "total": 18000,
+        "amount": 18000,
+        "amountPaid": 18000 - amount_due,
+        "amountDue": amount_due,
+        "autoCollection": auto_collection,
+        "dueDate": due.isoformat(),
     }
-    event = CloudEvent.new(type=type_, source="/billstream/invoicing", subject=invoice_id, tenant_id=tenant,
-                           data={**facts, "invoice": snapshot})
+    event = CloudEvent.new(
+        type=type_,
+        source="/billstream/invoicing",
+        subject=invoice_id,
+        tenant_id=tenant,
+        data={**facts, "invoice": snapshot},
+    )
     return event.model_copy(update={"sequence": str(seq)})
 
 
-def payment_event(tenant: str, invoice_id: str, type_: str, *, automatic: bool = True,
-                  amount: int = 18000, attempt: int = 1) -> CloudEvent:
+def payment_event(
+    tenant: str, invoice_id: str, type_: str, *, automatic: bool = True, amount: int = 18000, attempt: int = 1
+) -> CloudEvent:
     payment_id = f"pay_{uuid.uuid4().hex[:10]}"
     status = "SUCCEEDED" if type_ == "payment.succeeded" else "FAILED"
     data = {
-        "paymentId": payment_id, "invoiceId": invoice_id, "amount": amount, "currency": "UGX",
-        "payment": {"id": payment_id, "object": "payment", "invoiceId": invoice_id, "status": status,
-                    "amount": amount, "currency": "UGX"},
+        "paymentId": payment_id,
+        "invoiceId": invoice_id,
+        "amount": amount,
+        "currency": "UGX",
+        "payment": {
+            "id": payment_id,
+            "object": "payment",
+            "invoiceId": invoice_id,
+            "status": status,
+            "amount": amount,
+            "currency": "UGX",
+        },
     }
     if type_ == "payment.failed":
         data |= {"reasonCode": "card_declined", "reason": "Card declined", "automatic": automatic, "attempt": attempt}
@@ -107,12 +149,14 @@ def payment_event(tenant: str, invoice_id: str, type_: str, *, automatic: bool =
 
 # -- reading billing.dunning ------------------------------------------------------------------
 
+
 class Tail:
     """Every event on a topic since the start, kept as it arrives."""
 
     def __init__(self, kafka: str, topic: str) -> None:
-        self.consumer = AIOKafkaConsumer(topic, bootstrap_servers=kafka, group_id=None,
-                                         auto_offset_reset="earliest", enable_auto_commit=False)
+        self.consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=kafka, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False
+        )
         self.events: list[dict] = []
 
     async def __aenter__(self) -> "Tail":
@@ -160,6 +204,7 @@ class Tail:
 
 # -- dunning as an OS process -----------------------------------------------------------------
 
+
 class DunningProcess:
     """`python -m services.dunning` with its own settings, logging to a file; killable like a crash."""
 
@@ -175,7 +220,13 @@ class DunningProcess:
         env = {**os.environ, **self.env, "BILLSTREAM_FAILPOINTS": self.failpoints, "PYTHONPATH": str(ROOT)}
         with open(self.log_path, "ab") as log:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "services.dunning", env=env, cwd=ROOT, stdout=log, stderr=log,
+                sys.executable,
+                "-m",
+                "services.dunning",
+                env=env,
+                cwd=ROOT,
+                stdout=log,
+                stderr=log,
             )
         return self
 
@@ -197,6 +248,7 @@ def as_utc(value: str) -> datetime:
 
 
 # -- dunning in this process, on a ManualClock -------------------------------------------------
+
 
 @dataclass
 class InProcess:
@@ -226,8 +278,9 @@ class InProcess:
     async def handled(self, event: CloudEvent, consumer: str) -> bool:
         """True once this instance's consumer `invoices`/`payments` has committed the event."""
         name = f"{self.dunning.service.name}.{consumer}"
-        return bool(await self.pool.fetchval(
-            "SELECT true FROM inbox WHERE consumer = $1 AND event_id = $2", name, event.id))
+        return bool(
+            await self.pool.fetchval("SELECT true FROM inbox WHERE consumer = $1 AND event_id = $2", name, event.id)
+        )
 
     async def settled(self) -> int:
         """Wait until no timer is being fired (the engine holds the invoice's row while it fires
@@ -248,7 +301,8 @@ class InProcess:
     async def pending(self, invoice_id: str) -> dict[str, datetime]:
         rows = await self.pool.fetch(
             "SELECT key, fire_at FROM timers WHERE invoice_id = $1 AND fired_at IS NULL AND cancelled_at IS NULL",
-            invoice_id)
+            invoice_id,
+        )
         return {r["key"]: r["fire_at"] for r in rows}
 
 

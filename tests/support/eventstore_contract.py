@@ -82,8 +82,11 @@ class EventStoreContract:
         await append(store, pool, "s1", 0, a, b, key="inv_1")
         c = make_event("s2", 3)
         await append(store, pool, "s2", 0, c)
-        assert await outbox(pool) == [(a.id, "test.things", "inv_1"), (b.id, "test.things", "inv_1"),
-                                      (c.id, "test.things", "s2")]
+        assert await outbox(pool) == [
+            (a.id, "test.things", "inv_1"),
+            (b.id, "test.things", "inv_1"),
+            (c.id, "test.things", "s2"),
+        ]
 
     async def test_an_empty_append_changes_nothing(self, store, pool, outbox):
         assert await append(store, pool, "s", 0) == 0
@@ -101,8 +104,9 @@ class EventStoreContract:
             assert [s.event.data["n"] for s in after] == [2, 3]
             assert [s.event.data["n"] for s in await store.read_all(conn, limit=2)] == [1, 2]
             heads = await store.read_heads(conn, after=everything[0].checkpoint)
-            assert [(h.checkpoint, h.stream_id, h.event_type) for h in heads] == \
-                [(s.checkpoint, s.stream_id, s.event.type) for s in after]
+            assert [(h.checkpoint, h.stream_id, h.event_type) for h in heads] == [
+                (s.checkpoint, s.stream_id, s.event.type) for s in after
+            ]
             picked = await store.read_positions(conn, [everything[2].position, everything[0].position])
             assert [s.event.data["n"] for s in picked] == [1, 3]
             assert await store.last_position(conn) == everything[-1].position

@@ -44,8 +44,12 @@ async def health() -> dict:
 
 
 @app.post("/api/things", status_code=201, response_model=None)
-async def create_thing(fail_after_commit: bool = False, fail_before_commit: bool = False,
-                       unavailable: bool = False, tenant_id: str = Depends(tenant)) -> dict | JSONResponse:
+async def create_thing(
+    fail_after_commit: bool = False,
+    fail_before_commit: bool = False,
+    unavailable: bool = False,
+    tenant_id: str = Depends(tenant),
+) -> dict | JSONResponse:
     if fail_before_commit:  # a bug before any work: nothing committed, the client gets a 500
         raise RuntimeError("the request could not be handled")
     if unavailable:  # a 5xx answered before any work (as when a provider is down)

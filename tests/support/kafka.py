@@ -10,8 +10,9 @@ from shared.envelope import CloudEvent
 
 async def read_topic(bootstrap: str, topic: str, *, at_least: int, timeout: float = 20.0) -> list:
     """Every record on the topic, from the beginning, once at least `at_least` have arrived."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False
+    )
     await consumer.start()
     try:
         records, deadline = [], asyncio.get_running_loop().time() + timeout

@@ -55,14 +55,16 @@ class FakeStripe:
         self.running: set[str] = set()  # keys of requests still being answered
         self.requests: list[tuple[str, str, str | None]] = []
         self._ids = itertools.count(1)
-        self.app = Starlette(routes=[
-            Route("/v1/payment_intents", self.create_intent, methods=["POST"]),
-            Route("/v1/payment_intents/search", self.search_intents, methods=["GET"]),
-            Route("/v1/payment_intents/{pid}", self.get_intent, methods=["GET"]),
-            Route("/v1/refunds", self.create_refund, methods=["POST"]),
-            Route("/v1/checkout/sessions", self.create_session, methods=["POST"]),
-            Route("/v1/checkout/sessions/{sid}", self.get_session, methods=["GET"]),
-        ])
+        self.app = Starlette(
+            routes=[
+                Route("/v1/payment_intents", self.create_intent, methods=["POST"]),
+                Route("/v1/payment_intents/search", self.search_intents, methods=["GET"]),
+                Route("/v1/payment_intents/{pid}", self.get_intent, methods=["GET"]),
+                Route("/v1/refunds", self.create_refund, methods=["POST"]),
+                Route("/v1/checkout/sessions", self.create_session, methods=["POST"]),
+                Route("/v1/checkout/sessions/{sid}", self.get_session, methods=["GET"]),
+            ]
+        )
 
     def _auth(self, request: Request) -> JSONResponse | None:
         """Every request is kept in `requests` (method, path, Idempotency-Key), then authorised."""
@@ -76,12 +78,20 @@ class FakeStripe:
             return denied
         key, form = request.headers.get("idempotency-key"), stripe_form(await request.body())
         if key in self.running:
-            return stripe_error(409, "idempotency_error", "There is currently another in-progress request using "
-                                "this Stripe-Idempotency-Key. Please try again later.", "idempotency_key_in_use")
+            return stripe_error(
+                409,
+                "idempotency_error",
+                "There is currently another in-progress request using "
+                "this Stripe-Idempotency-Key. Please try again later.",
+                "idempotency_key_in_use",
+            )
         if key in self.replies:
             if self.first_requests[key] != (request.url.path, form):
-                return stripe_error(400, "idempotency_error", "Keys for idempotent requests can only be used with "
-                                    "the same parameters they were first used with.")
+                return stripe_error(
+                    400,
+                    "idempotency_error",
+                    "Keys for idempotent requests can only be used with the same parameters they were first used with.",
+                )
             status, body = self.replies[key]
             return JSONResponse(body, status, headers={"Idempotent-Replayed": "true"})
         if key:
@@ -99,21 +109,46 @@ class FakeStripe:
         async def make(form):
             pid = f"pi_{next(self._ids):06d}"
             method = form.get("payment_method")
-            intent = {"id": pid, "object": "payment_intent", "amount": int(form["amount"]), "currency": form["currency"],
-                      "metadata": form.get("metadata", {}), "payment_method": method, "status": "succeeded",
-                      "last_payment_error": None, "amount_refunded": 0}
+            intent = {
+                "id": pid,
+                "object": "payment_intent",
+                "amount": int(form["amount"]),
+                "currency": form["currency"],
+                "metadata": form.get("metadata", {}),
+                "payment_method": method,
+                "status": "succeeded",
+                "last_payment_error": None,
+                "amount_refunded": 0,
+            }
             delay = 0.0
             if method == "pm_card_chargeDeclined":
                 intent["status"] = "requires_payment_method"
-                intent["last_payment_error"] = {"code": "card_declined", "decline_code": "generic_decline",
-                                                "message": "Your card was declined."}
+                intent["last_payment_error"] = {
+                    "code": "card_declined",
+                    "decline_code": "generic_decline",
+                    "message": "Your card was declined.",
+                }
                 self.intents[pid] = intent
-                return 402, {"error": {"type": "card_error", "code": "card_declined", "decline_code": "generic_decline",
-                                       "message": "Your card was declined.", "payment_intent": intent}}, 0
-            if method == "pm_card_slow" and not any(i["payment_method"] == "pm_card_slow" for i in self.intents.values()):
+                return (
+                    402,
+                    {
+                        "error": {
+                            "type": "card_error",
+                            "code": "card_declined",
+                            "decline_code": "generic_decline",
+                            "message": "Your card was declined.",
+                            "payment_intent": intent,
+                        }
+                    },
+                    0,
+                )
+            if method == "pm_card_slow" and not any(
+                i["payment_method"] == "pm_card_slow" for i in self.intents.values()
+            ):
                 delay = 2.0  # the intent exists, but the answer comes after the client gave up
             self.intents[pid] = intent
             return 200, intent, delay
+
         return await self._idempotent(request, make)
 
     async def get_intent(self, request: Request) -> JSONResponse:
@@ -121,24 +156,57 @@ class FakeStripe:
             return denied
         intent = self.intents.get(request.path_params["pid"])
         if intent is None:
-            return JSONResponse({"error": {"type": "invalid_request_error", "code": "resource_missing",
-                                           "message": "No such payment_intent"}}, 404)
+            return JSONResponse(
+                {
+                    "error": {
+                        "type": "invalid_request_error",
+                        "code": "resource_missing",
+                        "message": "No such payment_intent",
+                    }
+                },
+                404,
+            )
         return JSONResponse(intent)
 
     async def create_refund(self, request: Request) -> JSONResponse:
         async def make(form):
             intent = self.intents.get(form.get("payment_intent"))
             if intent is None:
-                return 404, {"error": {"type": "invalid_request_error", "code": "resource_missing", "message": "No such payment_intent"}}, 0
+                return (
+                    404,
+                    {
+                        "error": {
+                            "type": "invalid_request_error",
+                            "code": "resource_missing",
+                            "message": "No such payment_intent",
+                        }
+                    },
+                    0,
+                )
             amount = int(form.get("amount") or intent["amount"] - intent["amount_refunded"])
             if amount > intent["amount"] - intent["amount_refunded"]:
-                return 400, {"error": {"type": "invalid_request_error", "code": "amount_too_large",
-                                       "message": "Refund amount is greater than unrefunded amount"}}, 0
+                return (
+                    400,
+                    {
+                        "error": {
+                            "type": "invalid_request_error",
+                            "code": "amount_too_large",
+                            "message": "Refund amount is greater than unrefunded amount",
+                        }
+                    },
+                    0,
+                )
             intent["amount_refunded"] += amount
-            refund = {"id": f"re_{next(self._ids):06d}", "object": "refund", "amount": amount,
-                      "payment_intent": intent["id"], "status": "succeeded"}
+            refund = {
+                "id": f"re_{next(self._ids):06d}",
+                "object": "refund",
+                "amount": amount,
+                "payment_intent": intent["id"],
+                "status": "succeeded",
+            }
             self.refunds[refund["id"]] = refund
             return 200, refund, 0
+
         return await self._idempotent(request, make)
 
     async def search_intents(self, request: Request) -> JSONResponse:
@@ -149,27 +217,52 @@ class FakeStripe:
         if match is None:
             return stripe_error(400, "invalid_request_error", "Unsupported search query.", "parameter_invalid")
         found = [i for i in reversed(self.intents.values()) if i["metadata"].get(match[1]) == match[2]]
-        return JSONResponse({"object": "search_result", "url": "/v1/payment_intents/search", "data": found,
-                             "has_more": False, "next_page": None})
+        return JSONResponse(
+            {
+                "object": "search_result",
+                "url": "/v1/payment_intents/search",
+                "data": found,
+                "has_more": False,
+                "next_page": None,
+            }
+        )
 
     async def create_session(self, request: Request) -> JSONResponse:
         async def make(form):
             expires = int(form.get("expires_at") or time.time() + 86400)
             if not time.time() + 1800 <= expires <= time.time() + 86400:  # Stripe's own window
-                return 400, {"error": {"type": "invalid_request_error", "param": "expires_at", "message":
-                             "The `expires_at` timestamp must be between 30 minutes and 24 hours from now."}}, 0
+                return (
+                    400,
+                    {
+                        "error": {
+                            "type": "invalid_request_error",
+                            "param": "expires_at",
+                            "message": "The `expires_at` timestamp must be between 30 minutes and 24 hours from now.",
+                        }
+                    },
+                    0,
+                )
             sid = f"cs_test_{next(self._ids):06d}"
             line = form["line_items"]["0"]["price_data"]
-            session = {"id": sid, "object": "checkout.session", "url": f"https://checkout.stripe.test/c/pay/{sid}",
-                       "status": "open", "payment_status": "unpaid", "payment_intent": None,
-                       "amount_total": int(line["unit_amount"]), "currency": line["currency"],
-                       "customer_email": form.get("customer_email"),
-                       "expires_at": expires,
-                       "client_reference_id": form.get("client_reference_id"), "metadata": form.get("metadata", {}),
-                       "intent_metadata": form.get("payment_intent_data", {}).get("metadata", {})}
+            session = {
+                "id": sid,
+                "object": "checkout.session",
+                "url": f"https://checkout.stripe.test/c/pay/{sid}",
+                "status": "open",
+                "payment_status": "unpaid",
+                "payment_intent": None,
+                "amount_total": int(line["unit_amount"]),
+                "currency": line["currency"],
+                "customer_email": form.get("customer_email"),
+                "expires_at": expires,
+                "client_reference_id": form.get("client_reference_id"),
+                "metadata": form.get("metadata", {}),
+                "intent_metadata": form.get("payment_intent_data", {}).get("metadata", {}),
+            }
             self.sessions[sid] = session
             delay, self.session_delay = self.session_delay, 0.0
             return 200, self._session_view(session), delay
+
         return await self._idempotent(request, make)
 
     def _session_view(self, session: dict, expand: bool = False) -> dict:
@@ -194,10 +287,17 @@ class FakeStripe:
         session = self.sessions[sid]
         assert self._session_view(session)["status"] == "open", "only an open session can be paid"
         pid = f"pi_{next(self._ids):06d}"
-        self.intents[pid] = {"id": pid, "object": "payment_intent", "amount": session["amount_total"],
-                             "currency": session["currency"], "metadata": session["intent_metadata"],
-                             "payment_method": "pm_card_visa", "status": "succeeded", "last_payment_error": None,
-                             "amount_refunded": 0}
+        self.intents[pid] = {
+            "id": pid,
+            "object": "payment_intent",
+            "amount": session["amount_total"],
+            "currency": session["currency"],
+            "metadata": session["intent_metadata"],
+            "payment_method": "pm_card_visa",
+            "status": "succeeded",
+            "last_payment_error": None,
+            "amount_refunded": 0,
+        }
         session.update(status="complete", payment_status="paid", payment_intent=pid)
         return self.intents[pid]
 
@@ -211,12 +311,14 @@ class FakePaystack:
         self.transactions: dict[str, dict] = {}
         self.refunds: list[dict] = []
         self._ids = itertools.count(1000)
-        self.app = Starlette(routes=[
-            Route("/transaction/initialize", self.initialize, methods=["POST"]),
-            Route("/transaction/charge_authorization", self.charge_authorization, methods=["POST"]),
-            Route("/transaction/verify/{reference}", self.verify, methods=["GET"]),
-            Route("/refund", self.refund, methods=["GET", "POST"]),
-        ])
+        self.app = Starlette(
+            routes=[
+                Route("/transaction/initialize", self.initialize, methods=["POST"]),
+                Route("/transaction/charge_authorization", self.charge_authorization, methods=["POST"]),
+                Route("/transaction/verify/{reference}", self.verify, methods=["GET"]),
+                Route("/refund", self.refund, methods=["GET", "POST"]),
+            ]
+        )
 
     @staticmethod
     def _ok(data, message="OK") -> JSONResponse:
@@ -234,9 +336,16 @@ class FakePaystack:
     def _new(self, body: dict, status: str, gateway_response: str) -> dict | None:
         if body["reference"] in self.transactions:
             return None
-        tx = {"id": next(self._ids), "reference": body["reference"], "amount": int(body["amount"]),
-              "currency": body.get("currency", "NGN"), "status": status, "gateway_response": gateway_response,
-              "metadata": body.get("metadata") or {}, "refunded": 0}
+        tx = {
+            "id": next(self._ids),
+            "reference": body["reference"],
+            "amount": int(body["amount"]),
+            "currency": body.get("currency", "NGN"),
+            "status": status,
+            "gateway_response": gateway_response,
+            "metadata": body.get("metadata") or {},
+            "refunded": 0,
+        }
         self.transactions[tx["reference"]] = tx
         return tx
 
@@ -248,8 +357,14 @@ class FakePaystack:
         if tx is None:
             return self._no("Duplicate Transaction Reference")
         code = secrets.token_hex(6)
-        return self._ok({"authorization_url": f"https://checkout.paystack.test/{code}", "access_code": code,
-                         "reference": tx["reference"]}, "Authorization URL created")
+        return self._ok(
+            {
+                "authorization_url": f"https://checkout.paystack.test/{code}",
+                "access_code": code,
+                "reference": tx["reference"],
+            },
+            "Authorization URL created",
+        )
 
     async def charge_authorization(self, request: Request) -> JSONResponse:
         if (denied := self._denied(request)) is not None:
@@ -285,8 +400,13 @@ class FakePaystack:
         if amount > tx["amount"] - tx["refunded"]:
             return self._no("Refund amount cannot be more than the unrefunded transaction amount")
         tx["refunded"] += amount
-        refund = {"id": next(self._ids), "transaction_reference": tx["reference"], "amount": amount,
-                  "status": "processed", "merchant_note": body.get("merchant_note")}
+        refund = {
+            "id": next(self._ids),
+            "transaction_reference": tx["reference"],
+            "amount": amount,
+            "status": "processed",
+            "merchant_note": body.get("merchant_note"),
+        }
         self.refunds.append(refund)
         return self._ok(refund, "Refund has been queued for processing")
 
@@ -297,8 +417,9 @@ class LocalServer:
     def __init__(self, app) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                    lifespan="off"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+        )
         self._task: asyncio.Task | None = None
 
     async def __aenter__(self) -> "LocalServer":
@@ -315,12 +436,20 @@ class LocalServer:
 def paystack_signature(secret_key: str, body: bytes) -> str:
     import hashlib
     import hmac
+
     return hmac.new(secret_key.encode(), body, hashlib.sha512).hexdigest()
 
 
 def stripe_event(event_type: str, obj: dict) -> bytes:
-    return json.dumps({"id": f"evt_{secrets.token_hex(8)}", "object": "event", "type": event_type,
-                       "api_version": "2024-06-20", "data": {"object": obj}}).encode()
+    return json.dumps(
+        {
+            "id": f"evt_{secrets.token_hex(8)}",
+            "object": "event",
+            "type": event_type,
+            "api_version": "2024-06-20",
+            "data": {"object": obj},
+        }
+    ).encode()
 
 
 # A test module imports this to get a local Stripe and a payments process pointed at it.

@@ -59,22 +59,37 @@ class PaymentsServer:
         key = generate_key(mode)
         await self.fetch(
             """INSERT INTO api_keys (key_id, tenant_id, key_hash, prefix, mode, created_at)
-               VALUES ($1, $2, $3, $4, $5, now())""", new_id("key"), tenant_of(world_id), hash_key(key), key[:12], mode)
+               VALUES ($1, $2, $3, $4, $5, now())""",
+            new_id("key"),
+            tenant_of(world_id),
+            hash_key(key),
+            key[:12],
+            mode,
+        )
         return httpx.AsyncClient(base_url=self.url, headers={"Authorization": f"Bearer {key}"}, timeout=20)
 
     async def publish_invoice(self, tenant_id: str, event_type: str, invoice: dict, **facts) -> CloudEvent:
         """Publish an invoicing event the way docs/events.md describes it (snapshot in data.invoice)."""
         seq = self.sequences.get(invoice["id"], 0) + 1
         self.sequences[invoice["id"]] = seq
-        event = CloudEvent.new(type=event_type, source="/billstream/invoicing", subject=invoice["id"],
-                               tenant_id=tenant_id, data={**facts, "invoice": invoice}).model_copy(
-            update={"sequence": str(seq)})
+        event = CloudEvent.new(
+            type=event_type,
+            source="/billstream/invoicing",
+            subject=invoice["id"],
+            tenant_id=tenant_id,
+            data={**facts, "invoice": invoice},
+        ).model_copy(update={"sequence": str(seq)})
         await produce(self.kafka, self.topics["invoices"], [event])
         return event
 
     async def publish_dunning(self, tenant_id: str, event_type: str, invoice_id: str, **facts) -> CloudEvent:
-        event = CloudEvent.new(type=event_type, source="/billstream/dunning", subject=invoice_id,
-                               tenant_id=tenant_id, data={"invoiceId": invoice_id, **facts})
+        event = CloudEvent.new(
+            type=event_type,
+            source="/billstream/dunning",
+            subject=invoice_id,
+            tenant_id=tenant_id,
+            data={"invoiceId": invoice_id, **facts},
+        )
         await produce(self.kafka, self.topics["dunning"], [event])
         return event
 
@@ -86,26 +101,52 @@ class PaymentsServer:
             await conn.close()
 
 
-def invoice(invoice_id: str | None = None, *, status: str = "PENDING", total: int = 180000, paid: int = 0,
-            currency: str = "UGX", customer_id: str = "cust_1", allow_partial: bool = False,
-            auto_collection: bool = False, return_url: str | None = None) -> dict:
+def invoice(
+    invoice_id: str | None = None,
+    *,
+    status: str = "PENDING",
+    total: int = 180000,
+    paid: int = 0,
+    currency: str = "UGX",
+    customer_id: str = "cust_1",
+    allow_partial: bool = False,
+    auto_collection: bool = False,
+    return_url: str | None = None,
+) -> dict:
     """An invoice snapshot as invoicing publishes it."""
     invoice_id = invoice_id or new_id("inv")
     return {
-        "id": invoice_id, "object": "invoice", "number": "INV-2026-000123", "status": status,
-        "customerId": customer_id, "customer": {"id": customer_id, "name": "Nakato Grace", "email": "grace@example.com"},
+        "id": invoice_id,
+        "object": "invoice",
+        "number": "INV-2026-000123",
+        "status": status,
+        "customerId": customer_id,
+        "customer": {"id": customer_id, "name": "Nakato Grace", "email": "grace@example.com"},
         "currency": currency,
         "items": [{"description": "Pro Plan - Monthly", "quantity": 1, "unitAmount": total, "amount": total}],
-        "subtotal": total, "discountTotal": 0, "taxTotal": 0, "total": total, "amount": total,
-        "amountPaid": paid, "amountDue": total - paid, "amountRefunded": 0, "creditsApplied": 0, "writeOffAmount": 0,
-        "allowPartialPayments": allow_partial, "autoCollection": auto_collection, "dueDate": "2026-12-31",
-        "returnUrl": return_url, "metadata": {}, "createdAt": datetime.now(UTC).isoformat(),
+        "subtotal": total,
+        "discountTotal": 0,
+        "taxTotal": 0,
+        "total": total,
+        "amount": total,
+        "amountPaid": paid,
+        "amountDue": total - paid,
+        "amountRefunded": 0,
+        "creditsApplied": 0,
+        "writeOffAmount": 0,
+        "allowPartialPayments": allow_partial,
+        "autoCollection": auto_collection,
+        "dueDate": "2026-12-31",
+        "returnUrl": return_url,
+        "metadata": {},
+        "createdAt": datetime.now(UTC).isoformat(),
         "updatedAt": datetime.now(UTC).isoformat(),
     }
 
 
-async def start_payments_server(database: str, kafka: str, *, run: str | None = None, failpoints: str = "",
-                                port: int | None = None, **env: str) -> PaymentsServer:
+async def start_payments_server(
+    database: str, kafka: str, *, run: str | None = None, failpoints: str = "", port: int | None = None, **env: str
+) -> PaymentsServer:
     """A new payments process; with the `run` of an earlier one, that process restarted (same
     topics and consumer groups). Pass the old `port` too when the restart must keep its URL, as a
     real restart does: provider callbacks and charge requests carry it."""
@@ -117,19 +158,39 @@ async def start_payments_server(database: str, kafka: str, *, run: str | None = 
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     settings = {
-        "DATABASE_URL": database, "KAFKA_BOOTSTRAP": kafka, "HTTP_PORT": str(port),
-        "SERVICE_NAME": f"payments-test-{run}", "INVOICES_TOPIC": topics["invoices"],
-        "DUNNING_TOPIC": topics["dunning"], "PAYMENTS_TOPIC": topics["payments"], "PUBLIC_URL": url,
-        "LOG_JSON": "true", "POLL_INTERVAL_S": "0.2", "SANDBOX_DELAY_S": "0.3", "SANDBOX_SLOW_S": "3",
-        "PROVIDER_TIMEOUT_S": "1", **env,
+        "DATABASE_URL": database,
+        "KAFKA_BOOTSTRAP": kafka,
+        "HTTP_PORT": str(port),
+        "SERVICE_NAME": f"payments-test-{run}",
+        "INVOICES_TOPIC": topics["invoices"],
+        "DUNNING_TOPIC": topics["dunning"],
+        "PAYMENTS_TOPIC": topics["payments"],
+        "PUBLIC_URL": url,
+        "LOG_JSON": "true",
+        "POLL_INTERVAL_S": "0.2",
+        "SANDBOX_DELAY_S": "0.3",
+        "SANDBOX_SLOW_S": "3",
+        "PROVIDER_TIMEOUT_S": "1",
+        **env,
     }
     ARTIFACTS.mkdir(exist_ok=True)
     log_path = ARTIFACTS / f"payments-{run}.log"
-    process_env = {**os.environ, "PYTHONPATH": str(ROOT), "BILLSTREAM_FAILPOINTS": failpoints,
-                   **{f"BILLSTREAM_PAYMENTS_{k}": v for k, v in settings.items()}}
+    process_env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "BILLSTREAM_FAILPOINTS": failpoints,
+        **{f"BILLSTREAM_PAYMENTS_{k}": v for k, v in settings.items()},
+    }
     with open(log_path, "ab") as log:
-        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "services.payments", env=process_env,
-                                                    cwd=ROOT, stdout=log, stderr=asyncio.subprocess.STDOUT)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "services.payments",
+            env=process_env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=asyncio.subprocess.STDOUT,
+        )
     server = PaymentsServer(url, database, kafka, topics, proc, log_path, run=run)
     deadline = asyncio.get_running_loop().time() + 60
     async with httpx.AsyncClient() as client:

@@ -37,12 +37,22 @@ class PrivateCluster:
         subprocess.run([*prefix, *args], check=True, capture_output=True, timeout=120)
 
     def init(self) -> None:
-        self._run(_bin("initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-                  "--locale=C.UTF-8")
+        self._run(
+            _bin("initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"
+        )
 
     def start(self) -> None:
-        self._run(_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "log"), "-w", "start",
-                  "-o", f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.dir} -c fsync=off")
+        self._run(
+            _bin("pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.dir / "log"),
+            "-w",
+            "start",
+            "-o",
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.dir} -c fsync=off",
+        )
 
     def stop(self, mode: str = "immediate") -> None:
         self._run(_bin("pg_ctl"), "-D", str(self.data), "-w", "stop", "-m", mode)

@@ -44,7 +44,14 @@ async def spawn(module: str, *args: str, failpoints: str = "") -> asyncio.subpro
     log_path = ARTIFACTS / f"{module.rsplit('.', 1)[-1]}-{uuid.uuid4().hex[:10]}.log"
     with open(log_path, "ab") as log:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", module, *args, env=env, cwd=ROOT, stdout=log, stderr=asyncio.subprocess.STDOUT,
+            sys.executable,
+            "-m",
+            module,
+            *args,
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=asyncio.subprocess.STDOUT,
         )
     proc.log_path = log_path
     return proc

@@ -46,12 +46,18 @@ async def add_tenant(dsn: str, name: str) -> tuple[str, str]:
     conn = await asyncpg.connect(dsn)
     try:
         now = datetime.now(UTC)
-        await conn.execute("INSERT INTO tenants (tenant_id, name, created_at) VALUES ($1, $2, $3)",
-                           tenant_id, name, now)
+        await conn.execute(
+            "INSERT INTO tenants (tenant_id, name, created_at) VALUES ($1, $2, $3)", tenant_id, name, now
+        )
         await conn.execute(
             """INSERT INTO api_keys (key_id, tenant_id, key_hash, prefix, mode, created_at)
                VALUES ($1, $2, $3, $4, 'test', $5)""",
-            f"key_{uuid.uuid4().hex[:12]}", tenant_id, hash_key(key), key[:12], now)
+            f"key_{uuid.uuid4().hex[:12]}",
+            tenant_id,
+            hash_key(key),
+            key[:12],
+            now,
+        )
     finally:
         await conn.close()
     return world(tenant_id, "test"), key
@@ -66,15 +72,20 @@ class WebhooksProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {
-            "SERVICE_NAME": f"webhooks-test-{tag}", "DATABASE_URL": dsn, "KAFKA_BOOTSTRAP": kafka,
-            "HTTP_PORT": str(self.port), "PUBLIC_TOPICS": json.dumps(list(self.topics.values())),
-            "EVENTS_TOPIC": self.events_topic, "ALLOW_PRIVATE_URLS": "true", "POLL_INTERVAL_S": "0.2",
-            "LOG_JSON": "true", "EMAILS_ENABLED": "false",
+            "SERVICE_NAME": f"webhooks-test-{tag}",
+            "DATABASE_URL": dsn,
+            "KAFKA_BOOTSTRAP": kafka,
+            "HTTP_PORT": str(self.port),
+            "PUBLIC_TOPICS": json.dumps(list(self.topics.values())),
+            "EVENTS_TOPIC": self.events_topic,
+            "ALLOW_PRIVATE_URLS": "true",
+            "POLL_INTERVAL_S": "0.2",
+            "LOG_JSON": "true",
+            "EMAILS_ENABLED": "false",
         }
         for key, value in settings.items():
             env[key.upper()] = json.dumps(value) if isinstance(value, list) else str(value)
-        self.env = {**os.environ, "PYTHONPATH": str(ROOT),
-                    **{f"BILLSTREAM_WEBHOOKS_{k}": v for k, v in env.items()}}
+        self.env = {**os.environ, "PYTHONPATH": str(ROOT), **{f"BILLSTREAM_WEBHOOKS_{k}": v for k, v in env.items()}}
         self.proc: asyncio.subprocess.Process | None = None
 
     async def start(self) -> "WebhooksProcess":
@@ -83,8 +94,14 @@ class WebhooksProcess:
             self._topics_made = True
         with open(self.log_path, "ab") as log:  # a file, not a pipe: a full pipe would block the service
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "services.webhooks", env=self.env, cwd=ROOT,
-                stdout=log, stderr=asyncio.subprocess.STDOUT)
+                sys.executable,
+                "-m",
+                "services.webhooks",
+                env=self.env,
+                cwd=ROOT,
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+            )
         deadline = asyncio.get_running_loop().time() + 60
         async with httpx.AsyncClient() as client:
             while True:

@@ -38,8 +38,10 @@ def test_median_of_runs_is_per_key_and_skips_missing():
 
 
 def test_kafka_tool_output_is_parsed():
-    perf = ("300 records sent, 20.0 records/sec (0.04 MB/sec), 3.21 ms avg latency, 45.00 ms max latency, "
-            "2 ms 50th, 5 ms 95th, 12 ms 99th, 45 ms 99.9th.")
+    perf = (
+        "300 records sent, 20.0 records/sec (0.04 MB/sec), 3.21 ms avg latency, 45.00 ms max latency, "
+        "2 ms 50th, 5 ms 95th, 12 ms 99th, 45 ms 99.9th."
+    )
     assert parse_producer_performance(perf) == {"rate": 20.0, "p50": 2.0, "p99": 12.0, "p99.9": 45.0}
     e2e = "Avg latency: 1.2345 ms\nPercentiles: 50th = 1, 99th = 4, 99.9th = 9\n"
     assert parse_end_to_end(e2e) == {"p50": 1.0, "p99": 4.0, "p99.9": 9.0}

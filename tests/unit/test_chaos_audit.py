@@ -20,28 +20,49 @@ def event(id_, type_, **data):
 def world():
     """One story, everything in order: customer, invoice, send, an offline part, a card payment
     for the rest, one refund."""
-    ops = [op("op1", "customer", customer_id="cust_1", email=EMAIL),
-           op("op2", "invoice", invoice_id="inv_1", total=1000),
-           op("op3", "send", invoice_id="inv_1"),
-           op("op4", "mark_paid", invoice_id="inv_1", amount=400, reference="ref-op4"),
-           op("op5", "checkout", invoice_id="inv_1"),
-           op("op6", "hosted_pay", invoice_id="inv_1", amount=600, payment_id="pay_1"),
-           op("op7", "refund", invoice_id="inv_1", payment_id="pay_1", amount=150, refund_id="re_1",
-              refund_status="succeeded")]
-    events = [event("e1", "invoice.created"), event("e2", "invoice.finalized"), event("e3", "invoice.sent"),
-              event("e4", "invoice.payment_received", reference="ref-op4", paymentId="pay_off", isFullyPaid=False),
-              event("e5", "invoice.payment_received", paymentId="pay_1", isFullyPaid=True),
-              event("e6", "invoice.paid"), event("e7", "invoice.refunded", refundId="re_1", paymentId="pay_1")]
+    ops = [
+        op("op1", "customer", customer_id="cust_1", email=EMAIL),
+        op("op2", "invoice", invoice_id="inv_1", total=1000),
+        op("op3", "send", invoice_id="inv_1"),
+        op("op4", "mark_paid", invoice_id="inv_1", amount=400, reference="ref-op4"),
+        op("op5", "checkout", invoice_id="inv_1"),
+        op("op6", "hosted_pay", invoice_id="inv_1", amount=600, payment_id="pay_1"),
+        op(
+            "op7",
+            "refund",
+            invoice_id="inv_1",
+            payment_id="pay_1",
+            amount=150,
+            refund_id="re_1",
+            refund_status="succeeded",
+        ),
+    ]
+    events = [
+        event("e1", "invoice.created"),
+        event("e2", "invoice.finalized"),
+        event("e3", "invoice.sent"),
+        event("e4", "invoice.payment_received", reference="ref-op4", paymentId="pay_off", isFullyPaid=False),
+        event("e5", "invoice.payment_received", paymentId="pay_1", isFullyPaid=True),
+        event("e6", "invoice.paid"),
+        event("e7", "invoice.refunded", refundId="re_1", paymentId="pay_1"),
+    ]
     payment = {"id": "pay_1", "status": "PARTIALLY_REFUNDED", "amount": 600, "amountRefunded": 150}
     hooks = [{"id": e["id"], "type": e["type"], "verified": True, "data": e["data"]} for e in events]
-    hooks += [{"id": "p1", "type": "payment.succeeded", "verified": True, "data": {"paymentId": "pay_1"}},
-              {"id": "p2", "type": "payment.refunded", "verified": True, "data": {"refundId": "re_1"}}]
+    hooks += [
+        {"id": "p1", "type": "payment.succeeded", "verified": True, "data": {"paymentId": "pay_1"}},
+        {"id": "p2", "type": "payment.refunded", "verified": True, "data": {"refundId": "re_1"}},
+    ]
     obs = Observed(
-        customers=[{"id": "cust_1", "metadata": {"chaosOp": "op1"}}], customer_found={"cust_1": True},
+        customers=[{"id": "cust_1", "metadata": {"chaosOp": "op1"}}],
+        customer_found={"cust_1": True},
         invoices=[{"id": "inv_1", "metadata": {"chaosOp": "op2"}}],
-        invoice_found={"inv_1": {"id": "inv_1", "number": "INV-1"}}, invoice_events={"inv_1": events},
-        payments_listed={"inv_1": [payment]}, payment_found={"pay_1": payment}, webhooks=hooks,
-        emails=[{"message_id": f"<m{e}@billstream>", "event_id": e} for e in ("e3", "e4", "e6")])
+        invoice_found={"inv_1": {"id": "inv_1", "number": "INV-1"}},
+        invoice_events={"inv_1": events},
+        payments_listed={"inv_1": [payment]},
+        payment_found={"pay_1": payment},
+        webhooks=hooks,
+        emails=[{"message_id": f"<m{e}@billstream>", "event_id": e} for e in ("e3", "e4", "e6")],
+    )
     return ops, obs
 
 
@@ -108,15 +129,33 @@ def test_work_refused_as_already_committed_happened_and_counts_so():
     """409 idempotency_key_committed: the request's work committed but its answer was lost. Its
     refund and its create must be there (lost when missing), and the refund is no duplicate."""
     ops, obs = world()
-    ops.append(Op(id="op9", kind="refund", key="k-op9", started=1.0, ended=2.0, committed=True,
-                  result={"invoice_id": "inv_1", "payment_id": "pay_1", "amount": 150}))
+    ops.append(
+        Op(
+            id="op9",
+            kind="refund",
+            key="k-op9",
+            started=1.0,
+            ended=2.0,
+            committed=True,
+            result={"invoice_id": "inv_1", "payment_id": "pay_1", "amount": 150},
+        )
+    )
     obs.payment_found["pay_1"] = {**obs.payment_found["pay_1"], "amountRefunded": 300}
     assert counts(tally(ops, obs)) == ZERO
     obs.payment_found["pay_1"]["amountRefunded"] = 150  # only the acknowledged one: the other lost
     assert counts(tally(ops, obs)) == {**ZERO, "lost": 1}
     ops, obs = world()
-    ops.append(Op(id="op8", kind="invoice", key="k-op8", started=1.0, ended=2.0, committed=True,
-                  result={"customer_id": "cust_1"}))
+    ops.append(
+        Op(
+            id="op8",
+            kind="invoice",
+            key="k-op8",
+            started=1.0,
+            ended=2.0,
+            committed=True,
+            result={"customer_id": "cust_1"},
+        )
+    )
     t = tally(ops, obs)
     assert counts(t) == {**ZERO, "lost": 1} and t.findings[0]["op"] == "op8"
 

@@ -27,7 +27,7 @@ def test_faults_stay_inside_the_run_and_never_overlap():
 
 def test_every_kind_comes_once_before_any_comes_twice():
     faults = plan(7, 600)
-    first_round = [f.target for f in faults[:len(TARGETS)]]
+    first_round = [f.target for f in faults[: len(TARGETS)]]
     assert sorted(first_round) == sorted(TARGETS)
     assert {f.kind for f in faults} == {"service_kill9", "kafka_kill9", "pg_immediate_restart"}
 

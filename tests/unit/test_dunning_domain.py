@@ -40,7 +40,12 @@ def test_first_automatic_failure_schedules_retry_one_a_day_later():
     assert (event.attempt, event.scheduled_at) == (1, T0 + timedelta(days=1))
     assert event.dunning.status == "IN_PROGRESS" and event.dunning.next_retry_at == T0 + timedelta(days=1)
     [timer] = decision.schedule
-    assert (timer.kind, timer.key, timer.fire_at, timer.payload) == ("retry", "retry:1", T0 + timedelta(days=1), {"attempt": 1})
+    assert (timer.kind, timer.key, timer.fire_at, timer.payload) == (
+        "retry",
+        "retry:1",
+        T0 + timedelta(days=1),
+        {"attempt": 1},
+    )
 
 
 def test_manual_failure_and_closed_invoice_start_nothing():
@@ -74,18 +79,23 @@ def test_exhausted_event_carries_attempts_and_final_action():
 
 
 def test_zero_retries_exhausts_at_once():
-    [event] = d.on_payment_failed(d.Dunning("inv_1"), Policy(retry_intervals_days=[]), T0,
-                                  automatic=True, invoice_closed=False).events
+    [event] = d.on_payment_failed(
+        d.Dunning("inv_1"), Policy(retry_intervals_days=[]), T0, automatic=True, invoice_closed=False
+    ).events
     assert isinstance(event, Exhausted) and event.attempts == 0
 
 
 def test_failure_while_a_retry_is_pending_changes_nothing():
-    state = run(d.Dunning("inv_1"), d.on_payment_failed(d.Dunning("inv_1"), POLICY, T0, automatic=True, invoice_closed=False))
+    state = run(
+        d.Dunning("inv_1"), d.on_payment_failed(d.Dunning("inv_1"), POLICY, T0, automatic=True, invoice_closed=False)
+    )
     assert d.on_payment_failed(state, POLICY, T0, automatic=True, invoice_closed=False) == d.NOTHING
 
 
 def test_success_on_second_retry_ends_in_success_and_cancels_retries():
-    state = run(d.Dunning("inv_1"), d.on_payment_failed(d.Dunning("inv_1"), POLICY, T0, automatic=True, invoice_closed=False))
+    state = run(
+        d.Dunning("inv_1"), d.on_payment_failed(d.Dunning("inv_1"), POLICY, T0, automatic=True, invoice_closed=False)
+    )
     state = run(state, d.on_retry_timer(state, T0, attempt=1))
     state = run(state, d.on_payment_failed(state, POLICY, T0, automatic=True, invoice_closed=False))
     state = run(state, d.on_retry_timer(state, T0, attempt=2))
@@ -102,7 +112,9 @@ def test_stale_retry_timer_does_nothing():
 
 
 def test_stop_cancels_retries_and_reminders_and_is_idempotent():
-    state = run(d.Dunning("inv_1"), d.on_payment_failed(d.Dunning("inv_1"), POLICY, T0, automatic=True, invoice_closed=False))
+    state = run(
+        d.Dunning("inv_1"), d.on_payment_failed(d.Dunning("inv_1"), POLICY, T0, automatic=True, invoice_closed=False)
+    )
     decision = d.stop(state, T0)
     assert [type(e) for e in decision.events] == [Stopped] and decision.cancel == {"retry", "reminder", "outcome"}
     state = run(state, decision)
@@ -155,9 +167,16 @@ def test_events_serialise_as_the_contract_says():
     ce = registry.new_event(type_of(event), event, source="/t", subject="inv_1", tenant_id="ten_1")
     assert ce.type == "dunning.retry_scheduled" and ce.dataschema == "urn:billstream:dunning.retry_scheduled:v1"
     assert ce.data == {
-        "invoiceId": "inv_1", "attempt": 1, "scheduledAt": "2026-12-02T09:00:00Z",
-        "dunning": {"invoiceId": "inv_1", "status": "IN_PROGRESS", "attempts": 0,
-                    "nextRetryAt": "2026-12-02T09:00:00Z", "updatedAt": "2026-12-01T09:00:00Z"},
+        "invoiceId": "inv_1",
+        "attempt": 1,
+        "scheduledAt": "2026-12-02T09:00:00Z",
+        "dunning": {
+            "invoiceId": "inv_1",
+            "status": "IN_PROGRESS",
+            "attempts": 0,
+            "nextRetryAt": "2026-12-02T09:00:00Z",
+            "updatedAt": "2026-12-01T09:00:00Z",
+        },
     }
     assert registry.load(ce) == event  # and reads back into the same model
 
@@ -165,8 +184,10 @@ def test_events_serialise_as_the_contract_says():
 def test_fold_rebuilds_the_state_from_events():
     state = d.Dunning("inv_1")
     events = []
-    for decision_of in (lambda s: d.on_payment_failed(s, POLICY, T0, automatic=True, invoice_closed=False),
-                        lambda s: d.on_retry_timer(s, T0, attempt=1)):
+    for decision_of in (
+        lambda s: d.on_payment_failed(s, POLICY, T0, automatic=True, invoice_closed=False),
+        lambda s: d.on_retry_timer(s, T0, attempt=1),
+    ):
         decision = decision_of(state)
         events += decision.events
         state = run(state, decision)
@@ -194,11 +215,16 @@ def test_stopping_a_closed_invoice_never_in_dunning_is_a_conflict():
 
 
 def test_a_retry_sets_a_watchdog_that_counts_a_silent_attempt_as_failed():
-    state = run(d.Dunning("inv_1"), d.on_payment_failed(d.Dunning("inv_1"), POLICY, T0, automatic=True,
-                                                         invoice_closed=False))
+    state = run(
+        d.Dunning("inv_1"), d.on_payment_failed(d.Dunning("inv_1"), POLICY, T0, automatic=True, invoice_closed=False)
+    )
     due = d.on_retry_timer(state, T0 + timedelta(days=1), attempt=1)
     [watchdog] = due.schedule
-    assert (watchdog.kind, watchdog.key, watchdog.fire_at) == ("outcome", "outcome:1", T0 + timedelta(days=1) + d.OUTCOME_TIMEOUT)
+    assert (watchdog.kind, watchdog.key, watchdog.fire_at) == (
+        "outcome",
+        "outcome:1",
+        T0 + timedelta(days=1) + d.OUTCOME_TIMEOUT,
+    )
     state = run(state, due)
     later = watchdog.fire_at
     fired = d.on_outcome_timer(state, POLICY, later, attempt=1, invoice_closed=False)

@@ -83,12 +83,15 @@ def test_policy_validation():
         Policy(reminders_before_due_days=[3, 3])
     with pytest.raises(ValidationError):
         Policy.model_validate({"retryIntervalsDays": [1], "bogus": 1})
-    assert Policy.model_validate({"retryIntervalsDays": [2, 4], "finalAction": "leave_open"}).dump()["retryIntervalsDays"] == [2, 4]
+    assert Policy.model_validate({"retryIntervalsDays": [2, 4], "finalAction": "leave_open"}).dump()[
+        "retryIntervalsDays"
+    ] == [2, 4]
 
 
 def _event(type_, data, seq="3"):
     return CloudEvent.new(type=type_, source="/t", subject="inv_1", tenant_id="ten_1", data=data).model_copy(
-        update={"sequence": seq})
+        update={"sequence": seq}
+    )
 
 
 def test_reads_the_invoice_snapshot_and_the_first_skeletons_flat_shape():
@@ -112,7 +115,9 @@ def test_manual_clock_moves_forward_only_and_tells_listeners():
 def test_advance_body_takes_a_time_or_an_amount():
     now = EARLY
     assert AdvanceTestClockIn.model_validate({"days": 2}).target(now) == now + timedelta(days=2)
-    assert AdvanceTestClockIn.model_validate({"frozenTime": "2027-01-01T00:00:00Z"}).target(now) == datetime(2027, 1, 1, tzinfo=UTC)
+    assert AdvanceTestClockIn.model_validate({"frozenTime": "2027-01-01T00:00:00Z"}).target(now) == datetime(
+        2027, 1, 1, tzinfo=UTC
+    )
     with pytest.raises(ValidationError):
         AdvanceTestClockIn.model_validate({})
     with pytest.raises(ValidationError):

@@ -30,8 +30,9 @@ def make_registry() -> EventRegistry:
 
 
 def event(data: dict, version: int) -> CloudEvent:
-    return CloudEvent.new(type="thing.paid", source="/test", subject="thing_1", tenant_id="ten_1",
-                          data=data, version=version)
+    return CloudEvent.new(
+        type="thing.paid", source="/test", subject="thing_1", tenant_id="ten_1", data=data, version=version
+    )
 
 
 def test_envelope_is_cloudevents_json_with_extensions():

@@ -14,18 +14,30 @@ def pg_error(cls: type[asyncpg.PostgresError]) -> asyncpg.PostgresError:
     return cls.new({"C": cls.sqlstate, "M": "test", "S": "ERROR"})
 
 
-@pytest.mark.parametrize("exc", [
-    pg_error(asyncpg.SerializationError), pg_error(asyncpg.DeadlockDetectedError),
-    pg_error(asyncpg.LockNotAvailableError), pg_error(asyncpg.QueryCanceledError),
-    pg_error(asyncpg.AdminShutdownError), pg_error(asyncpg.CannotConnectNowError),
-    pg_error(asyncpg.TooManyConnectionsError), pg_error(asyncpg.ConnectionFailureError),
-    pg_error(asyncpg.IdleInTransactionSessionTimeoutError), pg_error(asyncpg.ObjectInUseError),
-    asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
-    asyncpg.InterfaceError("connection is closed"), ConcurrencyError("inv_1", 1, 2),
-    ConnectionRefusedError(), ConnectionResetError(), TimeoutError(),
-    asyncio.TimeoutError(),  # noqa: UP041 - the name asyncio code raises; the same class since 3.11
-    OSError("net"),
-], ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize(
+    "exc",
+    [
+        pg_error(asyncpg.SerializationError),
+        pg_error(asyncpg.DeadlockDetectedError),
+        pg_error(asyncpg.LockNotAvailableError),
+        pg_error(asyncpg.QueryCanceledError),
+        pg_error(asyncpg.AdminShutdownError),
+        pg_error(asyncpg.CannotConnectNowError),
+        pg_error(asyncpg.TooManyConnectionsError),
+        pg_error(asyncpg.ConnectionFailureError),
+        pg_error(asyncpg.IdleInTransactionSessionTimeoutError),
+        pg_error(asyncpg.ObjectInUseError),
+        asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
+        asyncpg.InterfaceError("connection is closed"),
+        ConcurrencyError("inv_1", 1, 2),
+        ConnectionRefusedError(),
+        ConnectionResetError(),
+        TimeoutError(),
+        asyncio.TimeoutError(),  # noqa: UP041 - the name asyncio code raises; the same class since 3.11
+        OSError("net"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
 def test_transient(exc):
     assert is_transient(exc)
 
@@ -40,11 +52,20 @@ def _validation_error() -> ValidationError:
         return exc
 
 
-@pytest.mark.parametrize("exc", [
-    pg_error(asyncpg.NumericValueOutOfRangeError), pg_error(asyncpg.DataError),
-    pg_error(asyncpg.UniqueViolationError), pg_error(asyncpg.CheckViolationError),
-    pg_error(asyncpg.UndefinedTableError), ValueError("refused"), KeyError("total"), _validation_error(),
-], ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize(
+    "exc",
+    [
+        pg_error(asyncpg.NumericValueOutOfRangeError),
+        pg_error(asyncpg.DataError),
+        pg_error(asyncpg.UniqueViolationError),
+        pg_error(asyncpg.CheckViolationError),
+        pg_error(asyncpg.UndefinedTableError),
+        ValueError("refused"),
+        KeyError("total"),
+        _validation_error(),
+    ],
+    ids=lambda e: type(e).__name__,
+)
 def test_deterministic(exc):
     assert not is_transient(exc)
 

@@ -17,9 +17,13 @@ T0 = datetime(2026, 11, 1, 9, tzinfo=UTC)
 
 def fields(*amounts: int, partial: bool = True, **kw) -> ev.DraftFields:
     return ev.DraftFields(
-        customer=ev.CustomerRef(id="cust_1", name="Jane"), currency="UGX", due_date=date(2026, 12, 1),
+        customer=ev.CustomerRef(id="cust_1", name="Jane"),
+        currency="UGX",
+        due_date=date(2026, 12, 1),
         items=[ev.LineData(description=f"line {i}", quantity=1, unit_amount=a) for i, a in enumerate(amounts)],
-        allow_partial_payments=partial, **kw)
+        allow_partial_payments=partial,
+        **kw,
+    )
 
 
 def apply(state: inv.Invoice, facts: list[inv.Fact], at: datetime = T0) -> inv.Invoice:
@@ -55,7 +59,9 @@ def test_draft_then_finalize_numbers_and_awaits_payment():
 
 def test_only_drafts_are_edited_and_items_replace_the_list():
     s = draft(1000, 500)
-    s = apply(s, inv.decide_update(s, ev.DraftFields(items=[ev.LineData(description="new", quantity=3, unit_amount=7)])))
+    s = apply(
+        s, inv.decide_update(s, ev.DraftFields(items=[ev.LineData(description="new", quantity=3, unit_amount=7)]))
+    )
     assert s.totals.total == 21 and [i.description for i in s.fields.items] == ["new"]
     assert s.fields.currency == "UGX"  # untouched fields stay
     with pytest.raises(Conflict) as err:
@@ -114,8 +120,11 @@ def test_offline_payment_of_exactly_the_amount_due_accepted_when_partial_not_all
 def test_drafts_refuse_what_needs_a_finalized_invoice(action):
     s = draft(100)
     with pytest.raises(Conflict) as err:
-        {"void": lambda: inv.decide_void(s, None), "write_off": lambda: inv.decide_write_off(s, "cn_1"),
-         "offline_payment": lambda: inv.decide_payment(s, payment_id="p", amount=1, method="cash", offline=True)}[action]()
+        {
+            "void": lambda: inv.decide_void(s, None),
+            "write_off": lambda: inv.decide_write_off(s, "cn_1"),
+            "offline_payment": lambda: inv.decide_payment(s, payment_id="p", amount=1, method="cash", offline=True),
+        }[action]()
     assert err.value.code == "invoice_draft"
 
 
@@ -183,19 +192,32 @@ def test_overdue_timer_for_an_older_due_date_is_ignored():
 
 def test_import_records_a_historical_invoice():
     s = inv.Invoice(id="inv_1")
-    s = apply(s, inv.decide_import(s, fields=fields(1000), number="OLD-17", issued_on=date(2024, 1, 5),
-                                   status="PAID", amount_paid=0))
+    s = apply(
+        s,
+        inv.decide_import(
+            s, fields=fields(1000), number="OLD-17", issued_on=date(2024, 1, 5), status="PAID", amount_paid=0
+        ),
+    )
     assert (s.status, s.number, s.amount_paid, s.issued_on) == ("PAID", "OLD-17", 1000, date(2024, 1, 5))
     with pytest.raises(Refused):
-        inv.decide_import(inv.Invoice(id="x"), fields=fields(1000), number="N", issued_on=date(2024, 1, 1),
-                          status="DRAFT", amount_paid=0)
+        inv.decide_import(
+            inv.Invoice(id="x"),
+            fields=fields(1000),
+            number="N",
+            issued_on=date(2024, 1, 1),
+            status="DRAFT",
+            amount_paid=0,
+        )
 
 
-@pytest.mark.parametrize(("bad", "field"), [
-    (dict(items=[]), "items"),
-    (dict(items=[ev.LineData(description="x", quantity=0, unit_amount=1)]), "items.0.quantity"),
-    (dict(discount=ev.DiscountData(percent=5, amount=5)), "discount"),
-])
+@pytest.mark.parametrize(
+    ("bad", "field"),
+    [
+        (dict(items=[]), "items"),
+        (dict(items=[ev.LineData(description="x", quantity=0, unit_amount=1)]), "items.0.quantity"),
+        (dict(discount=ev.DiscountData(percent=5, amount=5)), "discount"),
+    ],
+)
 def test_invalid_drafts_name_the_field(bad, field):
     with pytest.raises(Refused) as err:
         inv.decide_create(inv.Invoice(id="x"), fields(100).model_copy(update=bad))
@@ -242,13 +264,17 @@ def test_balance_holds_through_credit_payments_refunds_voids_and_any_order(credi
                     assert facts == []  # redelivered: changes nothing
                 for _, fact in facts:
                     if isinstance(fact, ev.PaymentReceived):
-                        assert fact.applied + fact.overpayment == amount and fact.applied == min(amount, before.amount_due)
+                        assert fact.applied + fact.overpayment == amount and fact.applied == min(
+                            amount, before.amount_due
+                        )
                         received[f"pay_{n}"] = amount
             elif op == "refund":
                 amount = min(amount, s.amount_paid - s.amount_refunded)  # payments never refunds more
                 if amount <= 0:
                     continue
-                facts = inv.decide_refund(s, payment_id="pay_0", refund_id=f"re_{len(ops)}", amount=amount, credit_note_id="cn")
+                facts = inv.decide_refund(
+                    s, payment_id="pay_0", refund_id=f"re_{len(ops)}", amount=amount, credit_note_id="cn"
+                )
             elif op == "void":
                 facts = inv.decide_void(s, "test")
             else:
@@ -279,7 +305,9 @@ def test_balance_holds_through_credit_payments_refunds_voids_and_any_order(credi
 
 def test_customer_credit_balance_per_currency():
     c = cust.Customer(id="cust_1")
-    c = cust.fold([("customer.created", ev.CustomerCreated(fields=ev.CustomerFields(name="Jane", currency="UGX")), T0)], "cust_1")
+    c = cust.fold(
+        [("customer.created", ev.CustomerCreated(fields=ev.CustomerFields(name="Jane", currency="UGX")), T0)], "cust_1"
+    )
     for t, f in cust.decide_add_credit(c, 500, "UGX", invoice_id="inv_1", reason="overpayment"):
         c = cust.evolve(c, t, f, subject="cust_1", at=T0 + timedelta(minutes=1))
     assert c.credit == {"UGX": 500}
@@ -307,10 +335,25 @@ def test_tenant_creation_and_key_revocation():
 def test_v1_created_event_is_upcast():
     from shared.envelope import CloudEvent
 
-    old = CloudEvent.new(type="invoice.created", source="/t", subject="inv_9", tenant_id="t", version=1, data={
-        "invoiceId": "inv_9", "customerId": "cust_9", "currency": "USD", "dueDate": "2026-12-31",
-        "items": [{"description": "Pro", "quantity": 2, "unitAmount": 100, "amount": 200}],
-        "subtotal": 200, "total": 200, "amountDue": 200, "status": "DRAFT", "metadata": {}})
+    old = CloudEvent.new(
+        type="invoice.created",
+        source="/t",
+        subject="inv_9",
+        tenant_id="t",
+        version=1,
+        data={
+            "invoiceId": "inv_9",
+            "customerId": "cust_9",
+            "currency": "USD",
+            "dueDate": "2026-12-31",
+            "items": [{"description": "Pro", "quantity": 2, "unitAmount": 100, "amount": 200}],
+            "subtotal": 200,
+            "total": 200,
+            "amountDue": 200,
+            "status": "DRAFT",
+            "metadata": {},
+        },
+    )
     loaded = ev.registry.load(old)
     assert isinstance(loaded, ev.InvoiceCreated) and loaded.fields.customer.id == "cust_9"
     assert inv.fold([("invoice.created", loaded, T0)], "inv_9").totals.total == 200

@@ -35,23 +35,27 @@ def line(amount=10000):
 
 
 async def test_a_new_invoice_takes_its_defaults_from_the_customer(app, store):
-    customer = await app.create_customer(TENANT, ev.CustomerFields(
-        name="Ada", email="ada@example.com", currency="KES", net_term_days=14, auto_collection=True))
+    customer = await app.create_customer(
+        TENANT,
+        ev.CustomerFields(name="Ada", email="ada@example.com", currency="KES", net_term_days=14, auto_collection=True),
+    )
     invoice = await app.create_invoice(TENANT, customer["id"], ev.DraftFields(items=[line()]))
     assert (invoice["currency"], invoice["dueDate"], invoice["autoCollection"]) == ("KES", "2031-03-24", True)
     assert invoice["customer"] == {"id": customer["id"], "name": "Ada", "email": "ada@example.com"}
     # What was returned is what was recorded: the event carries the same snapshot, with our source.
     created = [e for e in store.events if e.stream_id == invoice["id"]]
-    assert [(e.event.type, e.event.source, e.version) for e in created] == \
-        [("invoice.created", "/billstream/invoicing", 1)]
+    assert [(e.event.type, e.event.source, e.version) for e in created] == [
+        ("invoice.created", "/billstream/invoicing", 1)
+    ]
     assert created[0].event.data["invoice"]["currency"] == "KES"
     assert [r.topic for r in store.outbox] == ["billing.customers", "billing.invoices"]
 
 
 async def test_an_explicit_field_beats_the_customer_default(app):
     customer = await app.create_customer(TENANT, ev.CustomerFields(name="Bo", currency="KES", net_term_days=14))
-    invoice = await app.create_invoice(TENANT, customer["id"], ev.DraftFields(
-        currency="UGX", due_date=date(2031, 5, 1), items=[line()]))
+    invoice = await app.create_invoice(
+        TENANT, customer["id"], ev.DraftFields(currency="UGX", due_date=date(2031, 5, 1), items=[line()])
+    )
     assert (invoice["currency"], invoice["dueDate"]) == ("UGX", "2031-05-01")
 
 

@@ -16,8 +16,14 @@ discounts = st.one_of(
     st.builds(Discount, percent=st.decimals(min_value=0, max_value=100, places=2)),
     st.builds(Discount, amount=st.integers(min_value=0, max_value=10**9)),
 )
-lines = st.builds(Line, description=st.just("x"), quantity=st.integers(1, 10_000),
-                  unit_amount=st.integers(0, 10**9), tax_rate=rates, discount=discounts)
+lines = st.builds(
+    Line,
+    description=st.just("x"),
+    quantity=st.integers(1, 10_000),
+    unit_amount=st.integers(0, 10**9),
+    tax_rate=rates,
+    discount=discounts,
+)
 
 
 @given(st.lists(lines, min_size=1, max_size=20), rates, st.booleans(), discounts)
@@ -95,8 +101,10 @@ def test_worked_examples_of_the_rounding_rule():
     assert percent_of(1010, Decimal("7.5")) == 76  # 75.75 rounds up
     assert percent_of(10, Decimal("5")) == 1  # 0.5 rounds half up
     assert tax_included_in(1180, Decimal("18")) == 180
-    t = price([Line("Pro", 2, 180000, Decimal("18")), Line("Setup", 1, 5000, None, Discount(percent=Decimal(10)))],
-              discount=Discount(amount=1000))
+    t = price(
+        [Line("Pro", 2, 180000, Decimal("18")), Line("Setup", 1, 5000, None, Discount(percent=Decimal(10)))],
+        discount=Discount(amount=1000),
+    )
     # line discount 500; invoice discount 1000 split 988/12 by net (360000 : 4500)
     assert [p.discount for p in t.lines] == [988, 512]
     assert t.lines[0].tax == percent_of(360000 - 988, Decimal(18)) == 64622

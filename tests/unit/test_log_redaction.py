@@ -8,14 +8,17 @@ import structlog
 from shared.logs import configure_logging, get_logger
 
 
-@pytest.mark.parametrize(("text", "secret"), [
-    ("GET /pay/Jq3b1Zg0bC7kP9x2mLw4aT5y/payments/pay_1", "Jq3b1Zg0bC7kP9x2mLw4aT5y"),
-    ("/pay/invoice/inv_1?sig=axASDg.HStLgxmIKEGAahE0Qev", "axASDg.HStLgxmIKEGAahE0Qev"),
-    ("/api/invoices/inv_1/pdf/download?tenant=t&expires=1&signature=MQFz946W566z", "MQFz946W566z"),
-    ("key sk_live_51HxYzAbC was revoked", "51HxYzAbC"),
-    ("secret whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2La", "MfKQ9r8GKYqrTwjUPD8ILPZIo2La"),
-    ("Authorization: Bearer sk_test_abc", "sk_test_abc"),
-])
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("GET /pay/Jq3b1Zg0bC7kP9x2mLw4aT5y/payments/pay_1", "Jq3b1Zg0bC7kP9x2mLw4aT5y"),
+        ("/pay/invoice/inv_1?sig=axASDg.HStLgxmIKEGAahE0Qev", "axASDg.HStLgxmIKEGAahE0Qev"),
+        ("/api/invoices/inv_1/pdf/download?tenant=t&expires=1&signature=MQFz946W566z", "MQFz946W566z"),
+        ("key sk_live_51HxYzAbC was revoked", "51HxYzAbC"),
+        ("secret whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2La", "MfKQ9r8GKYqrTwjUPD8ILPZIo2La"),
+        ("Authorization: Bearer sk_test_abc", "sk_test_abc"),
+    ],
+)
 def test_secrets_are_replaced_in_every_field(capsys, text, secret):
     configure_logging("test", json=True)
     try:

@@ -20,4 +20,5 @@ class TestMemoryEventStore(EventStoreContract):
     def outbox(self):
         async def rows(pool):
             return [(r.event_id, r.topic, r.key) for r in pool.store.outbox]
+
         return rows

@@ -42,9 +42,11 @@ def succeeded(amount: int = 10000) -> Payment:
 
 def test_fold_reads_the_stream_back_into_the_same_payment():
     state, history = Payment(), []
-    for decide in (lambda s: decide_start(s, StartPayment("pay_1", "inv_1", None, 700, "USD", "sandbox", "card"), T0),
-                   lambda s: decide_processing(s, "ch_1", T0),
-                   lambda s: decide_outcome(s, Outcome(True, "ch_1"), T0)):
+    for decide in (
+        lambda s: decide_start(s, StartPayment("pay_1", "inv_1", None, 700, "USD", "sandbox", "card"), T0),
+        lambda s: decide_processing(s, "ch_1", T0),
+        lambda s: decide_outcome(s, Outcome(True, "ch_1"), T0),
+    ):
         decided = decide(state)
         history += [(t, data, T0) for t, data in decided]
         state = run(state, decided)
@@ -53,8 +55,11 @@ def test_fold_reads_the_stream_back_into_the_same_payment():
 
 
 def test_start_is_pending_with_the_snapshot():
-    [(event_type, data)] = decide_start(Payment(), StartPayment("pay_1", "inv_1", None, 500, "UGX", "sandbox", "mobile_money",
-                                                                automatic=True, attempt=2), T0)
+    [(event_type, data)] = decide_start(
+        Payment(),
+        StartPayment("pay_1", "inv_1", None, 500, "UGX", "sandbox", "mobile_money", automatic=True, attempt=2),
+        T0,
+    )
     assert event_type == "payment.created"
     snap = data.dump()["payment"]
     assert snap["status"] == "PENDING" and snap["object"] == "payment" and snap["invoiceId"] == "inv_1"
@@ -84,7 +89,12 @@ def test_failure_carries_reason_code_automatic_and_attempt():
     [(t, data)] = decide_outcome(state, Outcome(False, "ch_9", "insufficient_funds", "No money"), T0)
     body = data.dump()
     assert t == "payment.failed"
-    assert (body["reasonCode"], body["reason"], body["automatic"], body["attempt"]) == ("insufficient_funds", "No money", True, 3)
+    assert (body["reasonCode"], body["reason"], body["automatic"], body["attempt"]) == (
+        "insufficient_funds",
+        "No money",
+        True,
+        3,
+    )
     failed = run(state, [(t, data)])
     assert decide_outcome(failed, Outcome(False, code="x"), T0) == []
 
@@ -139,8 +149,9 @@ def test_events_roundtrip_through_the_registry():
 
 
 def balance(**kw) -> Balance:
-    values = dict(status="PENDING", currency="UGX", total=100000, amount_due=100000, unacknowledged=0,
-                  allow_partial=False)
+    values = dict(
+        status="PENDING", currency="UGX", total=100000, amount_due=100000, unacknowledged=0, allow_partial=False
+    )
     return Balance(**{**values, **kw})
 
 
@@ -150,15 +161,18 @@ def test_collect_the_remaining_balance_by_default():
     assert balance(unacknowledged=30000).paid == 30000
 
 
-@pytest.mark.parametrize(("kw", "requested", "code"), [
-    ({"status": "DRAFT"}, None, "invoice_not_payable"),
-    ({"status": "VOID"}, None, "invoice_not_payable"),
-    ({"status": "PAID", "amount_due": 0}, None, "invoice_not_payable"),
-    ({"unacknowledged": 100000}, None, "invoice_already_paid"),
-    ({"allow_partial": True}, 100001, "amount_exceeds_balance"),
-    ({"allow_partial": False}, 500, "partial_payment_not_allowed"),
-    ({"allow_partial": True}, 0, "amount_invalid"),
-])
+@pytest.mark.parametrize(
+    ("kw", "requested", "code"),
+    [
+        ({"status": "DRAFT"}, None, "invoice_not_payable"),
+        ({"status": "VOID"}, None, "invoice_not_payable"),
+        ({"status": "PAID", "amount_due": 0}, None, "invoice_not_payable"),
+        ({"unacknowledged": 100000}, None, "invoice_already_paid"),
+        ({"allow_partial": True}, 100001, "amount_exceeds_balance"),
+        ({"allow_partial": False}, 500, "partial_payment_not_allowed"),
+        ({"allow_partial": True}, 0, "amount_invalid"),
+    ],
+)
 def test_collection_refusals_have_stable_codes(kw, requested, code):
     with pytest.raises(Refused) as err:
         amount_to_collect(balance(**kw), requested)

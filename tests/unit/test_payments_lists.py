@@ -19,8 +19,11 @@ install_error_handlers(app)
 
 
 @app.get("/things", dependencies=[Depends(declared_only)])
-async def things(_: Annotated[str, Depends(tenant)], status: str | None = None,
-                 invoice_id: Annotated[str | None, Query(alias="invoiceId")] = None) -> dict:
+async def things(
+    _: Annotated[str, Depends(tenant)],
+    status: str | None = None,
+    invoice_id: Annotated[str | None, Query(alias="invoiceId")] = None,
+) -> dict:
     return {"status": status, "invoiceId": invoice_id}
 
 

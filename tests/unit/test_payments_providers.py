@@ -65,8 +65,12 @@ def test_signatures_verify_and_refuse_forgeries_and_replays():
         signing.verify("whsec", pinned, body, now=1700000000 + 301)
     header = signing.sign("whsec", body)
     signing.verify("whsec", header, body)
-    for bad_secret, bad_body, bad_header in (("other", body, header), ("whsec", body + b" ", header),
-                                             ("whsec", body, None), ("whsec", body, "v1=abc")):
+    for bad_secret, bad_body, bad_header in (
+        ("other", body, header),
+        ("whsec", body + b" ", header),
+        ("whsec", body, None),
+        ("whsec", body, "v1=abc"),
+    ):
         with pytest.raises(SignatureInvalid):
             signing.verify(bad_secret, bad_header, bad_body)
     old = signing.sign("whsec", body, int(time.time()) - 3600)
@@ -76,10 +80,27 @@ def test_signatures_verify_and_refuse_forgeries_and_replays():
 
 def test_sandbox_callbacks_parse_after_verification():
     provider = SandboxProvider("http://sandbox", "sk", "whsec")
-    body = json.dumps({"id": "evt_1", "type": "charge.failed", "data": {"charge": {
-        "id": "ch_1", "reference": "pay_1", "failureCode": "card_declined", "failureMessage": "Declined"}}}).encode()
+    body = json.dumps(
+        {
+            "id": "evt_1",
+            "type": "charge.failed",
+            "data": {
+                "charge": {
+                    "id": "ch_1",
+                    "reference": "pay_1",
+                    "failureCode": "card_declined",
+                    "failureMessage": "Declined",
+                }
+            },
+        }
+    ).encode()
     event = provider.verify_callback({"sandbox-signature": signing.sign("whsec", body)}, body)
-    assert (event.event_id, event.payment_id, event.status, event.failure_code) == ("evt_1", "pay_1", "failed", "card_declined")
+    assert (event.event_id, event.payment_id, event.status, event.failure_code) == (
+        "evt_1",
+        "pay_1",
+        "failed",
+        "card_declined",
+    )
     with pytest.raises(SignatureInvalid):
         provider.verify_callback({"sandbox-signature": signing.sign("nope", body)}, body)
 
@@ -102,9 +123,15 @@ def test_sandbox_instruments():
     assert plan(momo("256700000004"), None, 1, 9) == ("failed", "approval_timeout", 9, False)
 
 
-@pytest.mark.parametrize(("text", "currency", "minor"), [
-    ("1250.50", "USD", 125050), ("1,250", "USD", 125000), ("70000", "UGX", 70000), ("1.250", "KWD", 1250),
-])
+@pytest.mark.parametrize(
+    ("text", "currency", "minor"),
+    [
+        ("1250.50", "USD", 125050),
+        ("1,250", "USD", 125000),
+        ("70000", "UGX", 70000),
+        ("1.250", "KWD", 1250),
+    ],
+)
 def test_amounts_typed_on_the_page_become_minor_units(text, currency, minor):
     assert money.to_minor(text, currency) == minor
     assert money.to_minor(money.to_major_text(minor, currency), currency) == minor
@@ -130,7 +157,9 @@ def test_an_empty_or_missing_secret_never_verifies():
     with pytest.raises(SignatureInvalid):
         signing.verify("", signed_empty, body)
     with pytest.raises(SignatureInvalid):
-        SandboxProvider("http://127.0.0.1:9/sandbox/v1", "sk", "").verify_callback({"sandbox-signature": signed_empty}, body)
+        SandboxProvider("http://127.0.0.1:9/sandbox/v1", "sk", "").verify_callback(
+            {"sandbox-signature": signed_empty}, body
+        )
     stripe_ = factory.build("stripe", {"secretKey": "sk_test_x"}, Settings())  # an account stored without one
     for header in (signed_empty, None):
         with pytest.raises(SignatureInvalid):
@@ -143,7 +172,10 @@ def test_an_empty_or_missing_secret_never_verifies():
 def test_each_account_has_its_own_callback_path():
     from services.payments.app.webhooks_in import callback_url
 
-    assert callback_url("http://pay:8002", Account(SANDBOX_DEFAULT, "sandbox")) == "http://pay:8002/webhooks/sandbox/default"
+    assert (
+        callback_url("http://pay:8002", Account(SANDBOX_DEFAULT, "sandbox"))
+        == "http://pay:8002/webhooks/sandbox/default"
+    )
     assert callback_url("http://pay:8002", STRIPE_USD) == "http://pay:8002/webhooks/stripe/a1"
 
 

@@ -21,8 +21,11 @@ def test_production_names_every_default_secret(monkeypatch):
     monkeypatch.setenv("BILLSTREAM_ENV", "production")
     with pytest.raises(InsecureSettings) as refused:
         PaymentsSettings().check_secrets(log)
-    for variable in ("BILLSTREAM_PAYMENTS_PAY_LINK_SECRET", "BILLSTREAM_PAYMENTS_CREDENTIALS_KEYS",
-                     "BILLSTREAM_PAYMENTS_SANDBOX_WEBHOOK_SECRET"):
+    for variable in (
+        "BILLSTREAM_PAYMENTS_PAY_LINK_SECRET",
+        "BILLSTREAM_PAYMENTS_CREDENTIALS_KEYS",
+        "BILLSTREAM_PAYMENTS_SANDBOX_WEBHOOK_SECRET",
+    ):
         assert variable in str(refused.value)
     monkeypatch.setenv("BILLSTREAM_WEBHOOKS_PAY_LINK_SECRET", "")  # empty is as bad as the default
     monkeypatch.setenv("BILLSTREAM_WEBHOOKS_SECRETS_KEYS", "set-by-the-operator")
@@ -52,7 +55,13 @@ def test_unset_means_production(monkeypatch):
 def test_a_production_process_exits_at_once_naming_the_variable():
     env = {k: v for k, v in os.environ.items() if not k.startswith("BILLSTREAM_")}
     env["BILLSTREAM_ENV"] = "production"
-    done = subprocess.run([sys.executable, "-m", "services.invoicing", "serve"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "services.invoicing", "serve"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode != 0
     assert "BILLSTREAM_INVOICING_PDF_SIGNING_SECRET" in done.stderr + done.stdout

@@ -8,10 +8,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = [
-    *sorted(".".join(p.relative_to(ROOT).with_suffix("").parts)
-            for folder in ("bench", "deploy/local", "tests/chaos")
-            for p in (ROOT / folder).glob("*.py") if p.name != "__main__.py"),
-    "bench.__main__", "tests.chaos.__main__", "tests.mutants",
+    *sorted(
+        ".".join(p.relative_to(ROOT).with_suffix("").parts)
+        for folder in ("bench", "deploy/local", "tests/chaos")
+        for p in (ROOT / folder).glob("*.py")
+        if p.name != "__main__.py"
+    ),
+    "bench.__main__",
+    "tests.chaos.__main__",
+    "tests.mutants",
 ]
 
 

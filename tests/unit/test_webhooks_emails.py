@@ -29,9 +29,14 @@ def signed_for(secret: str, invoice_id: str, token: str) -> bool:
 
 @pytest.mark.parametrize(
     ("amount", "currency", "locale", "expected"),
-    [(180000, "UGX", "en", "UGX180,000"), (4407500, "NGN", "en_NG", "₦44,075.00"),
-     (1500, "KWD", "en", "KWD1.500"), (1999, "USD", "en", "$19.99"), (1999, "EUR", "de_DE", "19,99\xa0€"),
-     (0, "USD", "en", "$0.00")],
+    [
+        (180000, "UGX", "en", "UGX180,000"),
+        (4407500, "NGN", "en_NG", "₦44,075.00"),
+        (1500, "KWD", "en", "KWD1.500"),
+        (1999, "USD", "en", "$19.99"),
+        (1999, "EUR", "de_DE", "19,99\xa0€"),
+        (0, "USD", "en", "$0.00"),
+    ],
 )
 def test_money_uses_the_currency_exponent_and_the_locale(amount, currency, locale, expected):
     assert format_money(amount, currency, locale) == expected
@@ -48,11 +53,15 @@ def test_locale_and_dates():
 
 @pytest.mark.parametrize(
     ("event_type", "data", "kind"),
-    [("invoice.sent", {}, "invoice_sent"),
-     ("invoice.payment_received", {"isPartial": True, "isFullyPaid": False}, "payment_partial"),
-     ("invoice.payment_received", {"isPartial": False, "isFullyPaid": True}, None),  # invoice.paid e-mails
-     ("invoice.paid", {}, "invoice_paid"), ("dunning.reminder_due", {}, "reminder"),
-     ("invoice.created", {}, None), ("payment.succeeded", {}, None)],
+    [
+        ("invoice.sent", {}, "invoice_sent"),
+        ("invoice.payment_received", {"isPartial": True, "isFullyPaid": False}, "payment_partial"),
+        ("invoice.payment_received", {"isPartial": False, "isFullyPaid": True}, None),  # invoice.paid e-mails
+        ("invoice.paid", {}, "invoice_paid"),
+        ("dunning.reminder_due", {}, "reminder"),
+        ("invoice.created", {}, None),
+        ("payment.succeeded", {}, None),
+    ],
 )
 def test_which_events_send_which_email(event_type, data, kind):
     assert kind_for(event_type, data) == kind
@@ -80,10 +89,21 @@ def test_invoice_sent_has_amount_due_due_date_and_pay_link_with_names_escaped():
 
 
 def test_partial_payment_shows_amount_paid_and_balance():
-    inv = invoice_snapshot(currency="NGN", total=4407500, amountPaid=1000000, amountDue=3407500,
-                           customer={"id": "c", "name": "Chidi", "email": "c@example.com", "locale": "en_NG"})
-    data = {"invoice": inv, "amount": 1000000, "isPartial": True, "isFullyPaid": False,
-            "amountPaid": 1000000, "amountDue": 3407500}
+    inv = invoice_snapshot(
+        currency="NGN",
+        total=4407500,
+        amountPaid=1000000,
+        amountDue=3407500,
+        customer={"id": "c", "name": "Chidi", "email": "c@example.com", "locale": "en_NG"},
+    )
+    data = {
+        "invoice": inv,
+        "amount": 1000000,
+        "isPartial": True,
+        "isFullyPaid": False,
+        "amountPaid": 1000000,
+        "amountDue": 3407500,
+    }
     draft = compose("invoice.payment_received", data, inv, **KW)
     assert draft.subject == "Payment of ₦10,000.00 received for invoice INV-2026-000123: ₦34,075.00 remaining"
     assert "Balance remaining: ₦34,075.00" in draft.text and "Pay remaining balance" in draft.html
@@ -116,9 +136,16 @@ def test_no_email_without_a_customer_address():
 
 
 def test_the_message_has_text_html_and_the_pdf():
-    row = {"subject": "Receipt", "sender": '"Acme & Co" <billing@example.com>', "recipient": "c@example.com",
-           "email_id": "eml_1", "event_id": "evt_1", "text_body": "Paid, thank you.",
-           "html_body": "<p>Paid, thank you.</p>", "attachment_name": "INV-1.pdf"}
+    row = {
+        "subject": "Receipt",
+        "sender": '"Acme & Co" <billing@example.com>',
+        "recipient": "c@example.com",
+        "email_id": "eml_1",
+        "event_id": "evt_1",
+        "text_body": "Paid, thank you.",
+        "html_body": "<p>Paid, thank you.</p>",
+        "attachment_name": "INV-1.pdf",
+    }
     raw = build_message(row, b"%PDF-1.4 test").as_bytes()
     parsed = email.message_from_bytes(raw, policy=email.policy.default)
     assert parsed["Message-ID"] == "<eml_1@billstream>" and parsed["Date"]
@@ -129,13 +156,25 @@ def test_the_message_has_text_html_and_the_pdf():
 
 
 def test_discount_tax_and_payments_so_far_add_up_on_the_invoice_email():
-    inv = invoice_snapshot(id="inv_7", subtotal=365000, discountTotal=1500, taxTotal=64622, total=428122,
-                           amountPaid=100000, amountDue=328122)
+    inv = invoice_snapshot(
+        id="inv_7",
+        subtotal=365000,
+        discountTotal=1500,
+        taxTotal=64622,
+        total=428122,
+        amountPaid=100000,
+        amountDue=328122,
+    )
     draft = compose("invoice.sent", {"invoice": inv}, inv, **{**KW, "pay_link_secret": "s3cret"})
     lines = [line for line in draft.text.splitlines() if ":" in line]
-    assert lines[lines.index("Subtotal: UGX365,000"):] [:6] == [
-        "Subtotal: UGX365,000", "Discount: -UGX1,500", "Tax: UGX64,622", "Total: UGX428,122",
-        "Already paid: -UGX100,000", "Amount due: UGX328,122"]
+    assert lines[lines.index("Subtotal: UGX365,000") :][:6] == [
+        "Subtotal: UGX365,000",
+        "Discount: -UGX1,500",
+        "Tax: UGX64,622",
+        "Total: UGX428,122",
+        "Already paid: -UGX100,000",
+        "Amount due: UGX328,122",
+    ]
     [token] = re.findall(r"Pay now: https://billing\.example\.com/pay/invoice/inv_7\?sig=([\w.-]+)\n", draft.text)
     assert signed_for("s3cret", "inv_7", token)
     plain = compose("invoice.sent", {"invoice": invoice_snapshot()}, invoice_snapshot(), **KW)

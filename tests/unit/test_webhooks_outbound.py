@@ -32,14 +32,27 @@ def answers(*rounds: list[str]):
     return resolve
 
 
-@pytest.mark.parametrize(("address", "ok"), [
-    (PUBLIC, True), ("2606:4700::1111", True),
-    ("127.0.0.1", False), ("10.0.0.1", False), ("169.254.169.254", False), ("0.0.0.0", False),
-    ("100.100.100.200", False), ("100.64.0.1", False), ("224.0.0.1", False), ("ff02::1", False),
-    ("::ffff:127.0.0.1", False), ("64:ff9b::7f00:1", False), ("64:ff9b::a9fe:a9fe", False),
-    ("2002:7f00:1::", False), ("2001:0:4136:e378:8000:63bf:80ff:fffe", False),  # Teredo client 127.0.0.1
-    ("64:ff9b::5db8:d70e", True),  # NAT64 of a public address
-])
+@pytest.mark.parametrize(
+    ("address", "ok"),
+    [
+        (PUBLIC, True),
+        ("2606:4700::1111", True),
+        ("127.0.0.1", False),
+        ("10.0.0.1", False),
+        ("169.254.169.254", False),
+        ("0.0.0.0", False),
+        ("100.100.100.200", False),
+        ("100.64.0.1", False),
+        ("224.0.0.1", False),
+        ("ff02::1", False),
+        ("::ffff:127.0.0.1", False),
+        ("64:ff9b::7f00:1", False),
+        ("64:ff9b::a9fe:a9fe", False),
+        ("2002:7f00:1::", False),
+        ("2001:0:4136:e378:8000:63bf:80ff:fffe", False),  # Teredo client 127.0.0.1
+        ("64:ff9b::5db8:d70e", True),  # NAT64 of a public address
+    ],
+)
 def test_only_globally_routable_addresses_are_allowed(address, ok):
     assert address_allowed(ipaddress.ip_address(address), allow_private=False) is ok
 
@@ -50,17 +63,20 @@ def test_allowing_private_addresses_still_refuses_unspecified_and_multicast():
     assert not allowed("0.0.0.0") and not allowed("::") and not allowed("224.0.0.1")
 
 
-@pytest.mark.parametrize(("url", "code"), [
-    ("http://100.100.100.200/latest/meta-data", "url_not_public"),
-    ("http://[::ffff:127.0.0.1]/hook", "url_not_public"),
-    ("http://[64:ff9b::7f00:1]/hook", "url_not_public"),
-    ("http://[2002:7f00:1::]/hook", "url_not_public"),
-    ("http://2130706433/", "url_invalid"),
-    ("http://0/", "url_invalid"),
-    ("http://0x7f.1/", "url_invalid"),
-    ("https://hooks.example:99999/x", "url_invalid"),
-    ("https://hooks.example:0/x", "url_invalid"),
-])
+@pytest.mark.parametrize(
+    ("url", "code"),
+    [
+        ("http://100.100.100.200/latest/meta-data", "url_not_public"),
+        ("http://[::ffff:127.0.0.1]/hook", "url_not_public"),
+        ("http://[64:ff9b::7f00:1]/hook", "url_not_public"),
+        ("http://[2002:7f00:1::]/hook", "url_not_public"),
+        ("http://2130706433/", "url_invalid"),
+        ("http://0/", "url_invalid"),
+        ("http://0x7f.1/", "url_invalid"),
+        ("https://hooks.example:99999/x", "url_invalid"),
+        ("https://hooks.example:0/x", "url_invalid"),
+    ],
+)
 async def test_endpoint_urls_refused_at_create(url, code):
     resolve = answers([PUBLIC])
     with pytest.raises(Refused) as err:
@@ -71,8 +87,9 @@ async def test_endpoint_urls_refused_at_create(url, code):
 
 async def test_a_refusal_does_not_name_the_internal_address_resolved():
     with pytest.raises(Refused) as err:
-        await check_endpoint_url("https://intranet.example/x", allow_private=False,
-                                 resolve=answers([PUBLIC, "10.11.12.13"]))  # one bad address refuses the name
+        await check_endpoint_url(
+            "https://intranet.example/x", allow_private=False, resolve=answers([PUBLIC, "10.11.12.13"])
+        )  # one bad address refuses the name
     assert err.value.code == "url_not_public" and "10.11.12.13" not in err.value.message
     await check_endpoint_url("https://hooks.example/x", allow_private=False, resolve=answers([PUBLIC]))
 
@@ -112,8 +129,11 @@ async def test_connects_to_the_vetted_ip_keeping_the_host_and_tries_the_next_add
 
 
 async def test_no_redirect_is_followed_and_no_environment_proxy_is_used(monkeypatch):
-    with Receiver() as target, Receiver() as proxy, \
-            Receiver(lambda n: Reply(302, headers={"Location": target.url})) as redirecting:
+    with (
+        Receiver() as target,
+        Receiver() as proxy,
+        Receiver(lambda n: Reply(302, headers={"Location": target.url})) as redirecting,
+    ):
         for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY"):
             monkeypatch.setenv(name, proxy.url.removesuffix("/hooks"))
         redirecting.secrets = [SECRET]  # signed, so it answers with its 302 (unsigned gets 401)
@@ -142,16 +162,23 @@ def _self_signed(tmp_path, name: str) -> tuple[str, str]:
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = datetime.now(UTC)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=1))
-            .not_valid_after(now + timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return str(cert_path), str(key_path)
 
 
@@ -172,8 +199,9 @@ async def test_tls_uses_the_url_hostname_for_sni_and_the_certificate_while_diall
     port = server.sockets[0].getsockname()[1]
     try:
         trusting = ssl.create_default_context(cafile=cert)
-        async with delivery_client(allow_private=True, timeout=5, resolve=answers(["127.0.0.1"]),
-                                   ssl_context=trusting) as client:
+        async with delivery_client(
+            allow_private=True, timeout=5, resolve=answers(["127.0.0.1"]), ssl_context=trusting
+        ) as client:
             assert (await client.post(f"https://hooks.example:{port}/x", content=b"{}")).status_code == 204
             with pytest.raises(httpx.ConnectError):  # the certificate is checked against the URL's name
                 await client.post(f"https://other.example:{port}/x", content=b"{}")

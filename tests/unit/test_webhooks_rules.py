@@ -18,30 +18,43 @@ from shared.errors import Refused
 
 @pytest.mark.parametrize(
     ("patterns", "event_type", "expected"),
-    [(["*"], "invoice.paid", True), (["invoice.*"], "invoice.paid", True),
-     (["invoice.*"], "payment.failed", False), (["invoice.paid"], "invoice.paid", True),
-     (["invoice.paid"], "invoice.paid_out", False)],
+    [
+        (["*"], "invoice.paid", True),
+        (["invoice.*"], "invoice.paid", True),
+        (["invoice.*"], "payment.failed", False),
+        (["invoice.paid"], "invoice.paid", True),
+        (["invoice.paid"], "invoice.paid_out", False),
+    ],
 )
 def test_event_type_filters(patterns, event_type, expected):
     assert wants(patterns, event_type) is expected
 
 
 def test_payload_is_id_type_created_at_data_and_verifies_as_signed():
-    event = CloudEvent.new(type="invoice.created", source="/t", subject="inv_1", tenant_id="ten_1",
-                           data={"invoiceId": "inv_1", "total": 100})
+    event = CloudEvent.new(
+        type="invoice.created",
+        source="/t",
+        subject="inv_1",
+        tenant_id="ten_1",
+        data={"invoiceId": "inv_1", "total": 100},
+    )
     event = event.model_copy(update={"time": datetime(2027, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)})
     body = payload_for(event)
     # createdAt pinned (RFC 3339 in UTC with a Z), not taken from the product's own serialiser.
-    assert json.loads(body) == {"id": event.id, "type": "invoice.created", "livemode": True,
-                                "createdAt": "2027-01-02T03:04:05.678000Z", "data": {"invoiceId": "inv_1", "total": 100}}
+    assert json.loads(body) == {
+        "id": event.id,
+        "type": "invoice.created",
+        "livemode": True,
+        "createdAt": "2027-01-02T03:04:05.678000Z",
+        "data": {"invoiceId": "inv_1", "total": 100},
+    }
     test_event = event.model_copy(update={"tenantid": "ten_1_test"})  # a test key's world
     assert json.loads(payload_for(test_event))["livemode"] is False
     secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
     hook = Webhook(secret)
     sent = datetime.now(UTC)  # the library refuses timestamps far from now
     signature = hook.sign(event.id, sent, body)
-    headers = {"webhook-id": event.id, "webhook-timestamp": str(int(sent.timestamp())),
-               "webhook-signature": signature}
+    headers = {"webhook-id": event.id, "webhook-timestamp": str(int(sent.timestamp())), "webhook-signature": signature}
     assert hook.verify(body, headers) == json.loads(body)
 
 
@@ -68,9 +81,18 @@ async def test_private_urls_are_refused_unless_allowed():
 
 @pytest.mark.parametrize(
     ("pattern", "ok"),
-    [("*", True), ("invoice.*", True), ("invoice.payment_received", True), ("dunning.reminder_due", True),
-     ("invoice.payed", False), ("invoice.", False), ("Invoice.paid", False), ("inv[a-z]ice.*", False),
-     ("billing.*", False), ("", False)],
+    [
+        ("*", True),
+        ("invoice.*", True),
+        ("invoice.payment_received", True),
+        ("dunning.reminder_due", True),
+        ("invoice.payed", False),
+        ("invoice.", False),
+        ("Invoice.paid", False),
+        ("inv[a-z]ice.*", False),
+        ("billing.*", False),
+        ("", False),
+    ],
 )
 def test_event_filters_are_checked_against_the_public_types(pattern, ok):
     assert (invalid_filter(pattern) is None) is ok
@@ -92,11 +114,19 @@ def test_during_rotation_both_secrets_sign_and_either_verifies():
 
     def spec(secret: str) -> str:
         key = base64.b64decode(secret.removeprefix("whsec_"))
-        return "v1," + base64.b64encode(hmac.new(key, f"evt_1.{int(at.timestamp())}.{body}".encode(), hashlib.sha256).digest()).decode()
+        return (
+            "v1,"
+            + base64.b64encode(
+                hmac.new(key, f"evt_1.{int(at.timestamp())}.{body}".encode(), hashlib.sha256).digest()
+            ).decode()
+        )
 
     pinned = sign_headers("evt_1", body, at, [new, old])
-    assert pinned == {"webhook-id": "evt_1", "webhook-timestamp": "1798859045",
-                      "webhook-signature": f"{spec(new)} {spec(old)}"}
+    assert pinned == {
+        "webhook-id": "evt_1",
+        "webhook-timestamp": "1798859045",
+        "webhook-signature": f"{spec(new)} {spec(old)}",
+    }
     for secret in (old, new):
         assert Webhook(secret).verify(body, headers) == {"id": "evt_1"}
     with pytest.raises(WebhookVerificationError):

@@ -38,7 +38,12 @@ def make_routers(dunning) -> list[APIRouter]:
     policy = APIRouter(prefix="/api/dunning", tags=["dunning"])
 
     def policy_view(p: Policy, tenant: str) -> dict:
-        return {"object": "dunning_policy", "livemode": auth.livemode(tenant), **p.dump(), "maxAttempts": p.max_attempts}
+        return {
+            "object": "dunning_policy",
+            "livemode": auth.livemode(tenant),
+            **p.dump(),
+            "maxAttempts": p.max_attempts,
+        }
 
     @policy.get("/policy")
     async def get_policy(tenant: Tenant) -> dict:

@@ -25,8 +25,16 @@ log = get_logger(__name__)
 
 
 class TimerEngine:
-    def __init__(self, dsn: str, pool: asyncpg.Pool, handlers: DunningHandlers, clock: Clock, *,
-                 poll_interval: float = 0.5, batch_size: int = 100) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        pool: asyncpg.Pool,
+        handlers: DunningHandlers,
+        clock: Clock,
+        *,
+        poll_interval: float = 0.5,
+        batch_size: int = 100,
+    ) -> None:
         self.dsn, self.pool, self.handlers, self.clock = dsn, pool, handlers, clock
         self.poll_interval, self.batch_size = poll_interval, batch_size
         self.fired = 0
@@ -87,8 +95,7 @@ class TimerEngine:
                 await self.handlers.fire(conn, row, timer, now)
                 await repo.mark_fired(conn, timer["id"], now)
             lateness = (now - timer["fire_at"]).total_seconds()
-            log.info("timer fired", kind=timer["kind"], fire_at=timer["fire_at"].isoformat(),
-                     late_s=round(lateness, 3))
+            log.info("timer fired", kind=timer["kind"], fire_at=timer["fire_at"].isoformat(), late_s=round(lateness, 3))
             self.fired += 1
             failpoint("dunning.after_timer_fired")
             return 1

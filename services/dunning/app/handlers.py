@@ -32,21 +32,33 @@ class DunningHandlers:
         stream = await self.aggregates.load(conn, invoice_id)
         return d.fold(stream.history, invoice_id)
 
-    async def apply(self, conn: asyncpg.Connection, tenant_id: str, state: Dunning, decision: Decision,
-                    now: datetime) -> None:
+    async def apply(
+        self, conn: asyncpg.Connection, tenant_id: str, state: Dunning, decision: Decision, now: datetime
+    ) -> None:
         await repo.cancel(conn, state.invoice_id, decision.cancel)
         await repo.schedule(conn, tenant_id, state.invoice_id, decision.schedule)
         if decision.events:
-            await self.aggregates.append(conn, STREAM_TYPE, state.invoice_id, state.version,
-                                         [(type_of(e), e) for e in decision.events], tenant_id=tenant_id, at=now)
+            await self.aggregates.append(
+                conn,
+                STREAM_TYPE,
+                state.invoice_id,
+                state.version,
+                [(type_of(e), e) for e in decision.events],
+                tenant_id=tenant_id,
+                at=now,
+            )
             for e in decision.events:
-                log.info("dunning event", type=type_of(e), invoice_id=state.invoice_id,
-                         status=e.dunning.status, attempts=e.dunning.attempts)
+                log.info(
+                    "dunning event",
+                    type=type_of(e),
+                    invoice_id=state.invoice_id,
+                    status=e.dunning.status,
+                    attempts=e.dunning.attempts,
+                )
 
     # -- from billing.invoices ----------------------------------------------------------------
 
-    async def on_invoice(self, conn: asyncpg.Connection, facts: InvoiceFacts, *, version: int,
-                         at: datetime) -> None:
+    async def on_invoice(self, conn: asyncpg.Connection, facts: InvoiceFacts, *, version: int, at: datetime) -> None:
         row = await repo.lock_invoice(conn, facts.invoice_id, facts.tenant_id)
         if row["tenant_id"] != facts.tenant_id:
             log.warning("invoice event from another tenant ignored", invoice_id=facts.invoice_id)
@@ -59,12 +71,18 @@ class DunningHandlers:
         now = await self.now(conn, facts.tenant_id)
         state = await self.load(conn, facts.invoice_id)
         if facts.is_closed:
-            await self.apply(conn, facts.tenant_id, state, d.on_invoice_closed(state, now, invoice_status=facts.status), now)
+            await self.apply(
+                conn, facts.tenant_id, state, d.on_invoice_closed(state, now, invoice_status=facts.status), now
+            )
             return
         policy = await repo.load_policy(conn, facts.tenant_id)
         specs = plan_invoice_timers(
-            facts, overdue_recorded=state.overdue_recorded, dunning_stopped=state.status == d.STOPPED,
-            policy=policy, now=now, existing_keys=await repo.timer_keys(conn, facts.invoice_id),
+            facts,
+            overdue_recorded=state.overdue_recorded,
+            dunning_stopped=state.status == d.STOPPED,
+            policy=policy,
+            now=now,
+            existing_keys=await repo.timer_keys(conn, facts.invoice_id),
         )
         await repo.cancel(conn, facts.invoice_id, INVOICE_TIMER_KINDS, keep=frozenset(s.key for s in specs))
         await repo.schedule(conn, facts.tenant_id, facts.invoice_id, specs)
@@ -78,18 +96,21 @@ class DunningHandlers:
             return None
         return row
 
-    async def on_payment_failed(self, conn: asyncpg.Connection, tenant_id: str, invoice_id: str,
-                                *, automatic: bool) -> None:
+    async def on_payment_failed(
+        self, conn: asyncpg.Connection, tenant_id: str, invoice_id: str, *, automatic: bool
+    ) -> None:
         if (row := await self._locked(conn, tenant_id, invoice_id)) is None:
             return
         now, state = await self.now(conn, tenant_id), await self.load(conn, invoice_id)
         policy = await repo.load_policy(conn, tenant_id)
-        decision = d.on_payment_failed(state, policy, now, automatic=automatic,
-                                       invoice_closed=repo.facts_of(row).is_closed)
+        decision = d.on_payment_failed(
+            state, policy, now, automatic=automatic, invoice_closed=repo.facts_of(row).is_closed
+        )
         await self.apply(conn, tenant_id, state, decision, now)
 
-    async def on_payment_succeeded(self, conn: asyncpg.Connection, tenant_id: str, invoice_id: str,
-                                   *, amount: int) -> None:
+    async def on_payment_succeeded(
+        self, conn: asyncpg.Connection, tenant_id: str, invoice_id: str, *, amount: int
+    ) -> None:
         if (row := await self._locked(conn, tenant_id, invoice_id)) is None:
             return
         now, state = await self.now(conn, tenant_id), await self.load(conn, invoice_id)
@@ -103,8 +124,7 @@ class DunningHandlers:
 
     # -- from the timer engine ----------------------------------------------------------------
 
-    async def fire(self, conn: asyncpg.Connection, row: asyncpg.Record, timer: asyncpg.Record,
-                   now: datetime) -> None:
+    async def fire(self, conn: asyncpg.Connection, row: asyncpg.Record, timer: asyncpg.Record, now: datetime) -> None:
         """A due timer: decide what it means now (the world may have moved since it was set)."""
         facts, state = repo.facts_of(row), await self.load(conn, timer["invoice_id"])
         payload = timer["payload"]
@@ -113,15 +133,21 @@ class DunningHandlers:
         elif timer["kind"] == RETRY:
             decision = d.on_retry_timer(state, now, attempt=payload["attempt"])
         elif timer["kind"] == OUTCOME:
-            decision = d.on_outcome_timer(state, await repo.load_policy(conn, row["tenant_id"]), now,
-                                          attempt=payload["attempt"], invoice_closed=facts.is_closed)
+            decision = d.on_outcome_timer(
+                state,
+                await repo.load_policy(conn, row["tenant_id"]),
+                now,
+                attempt=payload["attempt"],
+                invoice_closed=facts.is_closed,
+            )
         elif timer["kind"] == REMINDER:
             decision = d.on_reminder_timer(state, facts, now, kind=payload["kind"], days=payload["days"])
         else:
             raise ValueError(f"unknown timer kind {timer['kind']}")
         if not decision.events:
-            log.info("timer fired with nothing to do", kind=timer["kind"], key=timer["key"],
-                     invoice_id=timer["invoice_id"])
+            log.info(
+                "timer fired with nothing to do", kind=timer["kind"], key=timer["key"], invoice_id=timer["invoice_id"]
+            )
         await self.apply(conn, row["tenant_id"], state, decision, now)
 
     # -- the API ------------------------------------------------------------------------------

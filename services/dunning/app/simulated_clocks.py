@@ -17,7 +17,10 @@ from .clock import Clock, iso
 
 def _view(row: asyncpg.Record, due_now: int) -> dict:
     return {
-        "id": row["id"], "object": "test_clock", "livemode": auth.livemode(row["tenant_id"]), "name": row["name"],
+        "id": row["id"],
+        "object": "test_clock",
+        "livemode": auth.livemode(row["tenant_id"]),
+        "name": row["name"],
         "frozenTime": iso(row["frozen_time"]),
         # advancing until every timer due by frozenTime has fired
         "status": "advancing" if due_now else "ready",
@@ -47,8 +50,9 @@ class TestClocks:
         async with self.pool.acquire() as conn, conn.transaction():
             row = await repo.insert_clock(conn, new_id("clock"), tenant_id, name, at, now)
             if row is None:
-                raise Conflict("test_clock_exists",
-                               "This tenant already has a test clock: advance it, or delete it first.")
+                raise Conflict(
+                    "test_clock_exists", "This tenant already has a test clock: advance it, or delete it first."
+                )
             await repo.notify_timers(conn)
             return _view(row, await repo.due_timers(conn, tenant_id, at))
 
@@ -66,9 +70,11 @@ class TestClocks:
             row = await self._row(conn, tenant_id, clock_id, lock=True)
             to = target(row["frozen_time"])
             if to < row["frozen_time"]:
-                raise Refused("test_clock_backwards",
-                               f"A test clock only moves forward; it is at {iso(row['frozen_time'])}.",
-                               field="frozenTime")
+                raise Refused(
+                    "test_clock_backwards",
+                    f"A test clock only moves forward; it is at {iso(row['frozen_time'])}.",
+                    field="frozenTime",
+                )
             row = await repo.move_clock(conn, clock_id, to, self.clock.now())
             await repo.notify_timers(conn)
             return _view(row, await repo.due_timers(conn, tenant_id, to))

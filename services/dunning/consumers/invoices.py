@@ -34,8 +34,11 @@ def invoice_facts(event: CloudEvent) -> InvoiceFacts | None:
     status = "DELETED" if event.type == "invoice.deleted" else str(snap["status"]).upper()
     due = snap.get("dueDate")
     return InvoiceFacts(
-        invoice_id=invoice_id, tenant_id=event.tenantid, status=status,
-        due_date=date.fromisoformat(due) if due else None, amount_due=int(snap.get("amountDue") or 0),
+        invoice_id=invoice_id,
+        tenant_id=event.tenantid,
+        status=status,
+        due_date=date.fromisoformat(due) if due else None,
+        amount_due=int(snap.get("amountDue") or 0),
     )
 
 

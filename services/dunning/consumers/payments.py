@@ -16,8 +16,7 @@ def make_payment_consumer(handlers: DunningHandlers):
         if not invoice_id:
             return
         if event.type == "payment.failed":
-            await handlers.on_payment_failed(conn, event.tenantid, invoice_id,
-                                             automatic=bool(data.get("automatic")))
+            await handlers.on_payment_failed(conn, event.tenantid, invoice_id, automatic=bool(data.get("automatic")))
         elif event.type == "payment.succeeded":
             amount = data.get("amount", (data.get("payment") or {}).get("amount", 0))
             await handlers.on_payment_succeeded(conn, event.tenantid, invoice_id, amount=int(amount))

@@ -56,8 +56,13 @@ class Dunning:
         return self.status == IN_PROGRESS and self.next_retry_at is not None
 
     def snapshot(self) -> DunningSnapshot:
-        return DunningSnapshot(invoice_id=self.invoice_id, status=self.status, attempts=self.attempts,
-                               next_retry_at=self.next_retry_at, updated_at=self.updated_at)
+        return DunningSnapshot(
+            invoice_id=self.invoice_id,
+            status=self.status,
+            attempts=self.attempts,
+            next_retry_at=self.next_retry_at,
+            updated_at=self.updated_at,
+        )
 
 
 @dataclass(frozen=True)
@@ -73,8 +78,12 @@ NOTHING = Decision()
 def evolve(state: Dunning, event: DunningEvent) -> Dunning:
     s = event.dunning
     return replace(
-        state, version=state.version + 1, status=s.status, attempts=s.attempts,
-        next_retry_at=s.next_retry_at, updated_at=s.updated_at,
+        state,
+        version=state.version + 1,
+        status=s.status,
+        attempts=s.attempts,
+        next_retry_at=s.next_retry_at,
+        updated_at=s.updated_at,
         overdue_recorded=state.overdue_recorded or isinstance(event, DueDatePassed),
     )
 
@@ -102,8 +111,9 @@ class _Emitter:
         self.state = evolve(self.state, event)
 
 
-def on_payment_failed(state: Dunning, policy: Policy, now: datetime, *, automatic: bool,
-                      invoice_closed: bool) -> Decision:
+def on_payment_failed(
+    state: Dunning, policy: Policy, now: datetime, *, automatic: bool, invoice_closed: bool
+) -> Decision:
     """An automatic collection failed: schedule the next retry by the policy, or give up.
 
     An invoice dunning has not heard of yet counts as open: the failure may simply have
@@ -119,15 +129,22 @@ def _after_failed_attempt(out: _Emitter, policy: Policy) -> Decision:
     """Schedule the next retry by the policy, or give up when the retries ran out."""
     state, now = out.state, out.now
     if state.attempts >= policy.max_attempts:
-        out.emit(Exhausted, {"status": EXHAUSTED, "next_retry_at": None},
-                 attempts=state.attempts, final_action=policy.final_action)
+        out.emit(
+            Exhausted,
+            {"status": EXHAUSTED, "next_retry_at": None},
+            attempts=state.attempts,
+            final_action=policy.final_action,
+        )
         # Reminders go on: an invoice left open is still owed (void/uncollectible close it).
         return Decision(out.events, cancel=frozenset({RETRY, OUTCOME}))
     attempt = state.attempts + 1
     at = now + timedelta(days=policy.retry_intervals_days[state.attempts])
     out.emit(RetryScheduled, {"status": IN_PROGRESS, "next_retry_at": at}, attempt=attempt, scheduled_at=at)
-    return Decision(out.events, schedule=[TimerSpec(RETRY, f"retry:{attempt}", at, {"attempt": attempt})],
-                    cancel=frozenset({OUTCOME}))
+    return Decision(
+        out.events,
+        schedule=[TimerSpec(RETRY, f"retry:{attempt}", at, {"attempt": attempt})],
+        cancel=frozenset({OUTCOME}),
+    )
 
 
 def on_retry_timer(state: Dunning, now: datetime, *, attempt: int) -> Decision:
@@ -139,8 +156,7 @@ def on_retry_timer(state: Dunning, now: datetime, *, attempt: int) -> Decision:
     return Decision(out.events, schedule=[watchdog])
 
 
-def on_outcome_timer(state: Dunning, policy: Policy, now: datetime, *, attempt: int,
-                     invoice_closed: bool) -> Decision:
+def on_outcome_timer(state: Dunning, policy: Policy, now: datetime, *, attempt: int, invoice_closed: bool) -> Decision:
     """The watchdog of retry `attempt`: if dunning still awaits its outcome, count it as failed."""
     awaiting = state.status == IN_PROGRESS and not state.retry_scheduled and state.attempts == attempt
     if not awaiting or invoice_closed:
@@ -178,8 +194,9 @@ def stop(state: Dunning, now: datetime, *, invoice_closed: bool = False) -> Deci
     if state.status is None and invoice_closed:
         raise Conflict("invoice_not_open", "This invoice is paid, void or closed: it has no dunning to stop.")
     if state.finished:
-        raise Conflict("dunning_finished",
-                       f"Dunning for this invoice already ended with {state.status}; there is nothing to stop.")
+        raise Conflict(
+            "dunning_finished", f"Dunning for this invoice already ended with {state.status}; there is nothing to stop."
+        )
     out = _Emitter(state, now)
     out.emit(Stopped, {"status": STOPPED, "next_retry_at": None})
     return Decision(out.events, cancel=frozenset({RETRY, REMINDER, OUTCOME}))

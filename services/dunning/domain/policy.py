@@ -10,8 +10,7 @@ FinalAction = Literal["mark_uncollectible", "void", "leave_open"]
 
 
 class Policy(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True,
-                              extra="forbid")
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True, extra="forbid")
 
     #: One entry per retry: days after the previous failed attempt. [1, 3, 5, 7] = four retries.
     retry_intervals_days: list[int] = Field(default=[1, 3, 5, 7], max_length=12)

@@ -67,8 +67,13 @@ def overdue_at(due_date: date, policy: Policy) -> datetime:
 
 
 def plan_invoice_timers(
-    invoice: InvoiceFacts, *, overdue_recorded: bool, dunning_stopped: bool, policy: Policy,
-    now: datetime, existing_keys: frozenset[str] = frozenset(),
+    invoice: InvoiceFacts,
+    *,
+    overdue_recorded: bool,
+    dunning_stopped: bool,
+    policy: Policy,
+    now: datetime,
+    existing_keys: frozenset[str] = frozenset(),
 ) -> list[TimerSpec]:
     """The overdue and reminder timers this invoice should have now.
 

@@ -44,10 +44,12 @@ def parse_time(v: str) -> datetime:
 
 def one_of(values: tuple[str, ...]):
     """A parser for a closed set of upper-case values that names them when refusing one."""
+
     def parse(v: str) -> str:
         if v.upper() not in values:
             raise ValueError(f"'{v}' is not one of {', '.join(values)}")
         return v.upper()
+
     return parse
 
 
@@ -85,7 +87,8 @@ async def count_rows(conn, table: str, where: str, args: list[Any], cap: int | N
     """Exact count up to `cap` (COUNT_CAP), otherwise the planner's row estimate (never below the cap)."""
     cap = cap or COUNT_CAP
     counted = await conn.fetchval(
-        f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {where} LIMIT {cap + 1}) AS capped", *args)
+        f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {where} LIMIT {cap + 1}) AS capped", *args
+    )
     if counted <= cap:
         return counted, True
     plan = await conn.fetchval(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {table} WHERE {where}", *args)
@@ -97,16 +100,26 @@ async def _search_page(conn, select: str, page_sql: str, args: list[Any], offset
     """A trigram search reads every match to sort them anyway: count them in the same pass (up to
     COUNT_CAP) instead of searching twice. Returns the page and the total, None if unknown."""
     rows = await conn.fetch(
-        f"SELECT *, count(*) OVER () AS total FROM ({select} LIMIT {COUNT_CAP + 1}) AS capped {page_sql}", *args)
+        f"SELECT *, count(*) OVER () AS total FROM ({select} LIMIT {COUNT_CAP + 1}) AS capped {page_sql}", *args
+    )
     total = rows[0]["total"] if rows else (0 if offset == 0 else None)
     if total is None or total > COUNT_CAP:  # past the matches that were sorted: page them properly
         return await conn.fetch(f"{select} {page_sql}", *args), None
     return rows, total
 
 
-async def run_list(conn, *, table: str, id_col: str, tenant: str, params: QueryParams,
-                   filters: dict[str, Column], sortable: dict[str, Column], default_sort: str,
-                   search_col: str | None = "search") -> dict:
+async def run_list(
+    conn,
+    *,
+    table: str,
+    id_col: str,
+    tenant: str,
+    params: QueryParams,
+    filters: dict[str, Column],
+    sortable: dict[str, Column],
+    default_sort: str,
+    search_col: str | None = "search",
+) -> dict:
     q = Query()
     q.add("tenant_id = {}", tenant)
     known = (*PAGING, "search") if search_col else PAGING
@@ -163,8 +176,11 @@ async def run_list(conn, *, table: str, id_col: str, tenant: str, params: QueryP
         rows, total = await conn.fetch(f"{select} {page_sql}", *q.args), None
     has_more = len(rows) > limit
     rows = rows[:limit]
-    meta: dict[str, Any] = {"limit": limit, "hasMore": has_more,
-                            "nextCursor": encode_cursor(rows[-1]["sort_value"], rows[-1]["row_id"]) if has_more else None}
+    meta: dict[str, Any] = {
+        "limit": limit,
+        "hasMore": has_more,
+        "nextCursor": encode_cursor(rows[-1]["sort_value"], rows[-1]["row_id"]) if has_more else None,
+    }
     if not cursor:
         if total is None and rows and not has_more:  # the last page: its rows say how many there are
             total = offset + len(rows)
@@ -189,6 +205,9 @@ INVOICE_FILTERS = {
     "createdAt": Column("created_at", parse_time),
 }
 INVOICE_SORTS = {
-    "createdAt": Column("created_at", parse_time), "dueDate": Column("due_date", bounded_date, nullable=True),
-    "total": Column("total", bounded_int), "amountDue": Column("amount_due", bounded_int), "number": Column("number", str, nullable=True),
+    "createdAt": Column("created_at", parse_time),
+    "dueDate": Column("due_date", bounded_date, nullable=True),
+    "total": Column("total", bounded_int),
+    "amountDue": Column("amount_due", bounded_int),
+    "number": Column("number", str, nullable=True),
 }

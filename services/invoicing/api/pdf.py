@@ -15,20 +15,24 @@ from shared.money import format_money
 
 from ..settings import Settings
 
-TEMPLATES = Environment(loader=FileSystemLoader(Path(__file__).parents[1] / "templates"),
-                        autoescape=select_autoescape(["html"]))
+TEMPLATES = Environment(
+    loader=FileSystemLoader(Path(__file__).parents[1] / "templates"), autoescape=select_autoescape(["html"])
+)
 
 
 def _message(tenant: str, invoice_id: str, expires: int) -> str:
     return f"{tenant}:{invoice_id}:{expires}"
 
 
-def signed_url(tenant: str, invoice_id: str, settings: Settings, now: float | None = None,
-               ttl_s: int | None = None) -> dict:
+def signed_url(
+    tenant: str, invoice_id: str, settings: Settings, now: float | None = None, ttl_s: int | None = None
+) -> dict:
     expires = int(now if now is not None else time.time()) + (ttl_s or settings.pdf_url_ttl_s)
     sig = signing.sign(settings.pdf_signing_secret, "invoice-pdf", _message(tenant, invoice_id, expires))
-    url = (f"{settings.public_url.rstrip('/')}/api/invoices/{invoice_id}/pdf/download"
-           f"?tenant={tenant}&expires={expires}&signature={sig}")
+    url = (
+        f"{settings.public_url.rstrip('/')}/api/invoices/{invoice_id}/pdf/download"
+        f"?tenant={tenant}&expires={expires}&signature={sig}"
+    )
     return {"url": url, "expiresAt": datetime.fromtimestamp(expires, UTC).isoformat().replace("+00:00", "Z")}
 
 

@@ -30,20 +30,29 @@ def utcnow() -> datetime:
 
 
 class Invoicing:
-    def __init__(self, pool: asyncpg.Pool, aggregates: Aggregates, clock: Clock = utcnow,
-                 pdf_link: Callable[[str, str], str] | None = None) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        aggregates: Aggregates,
+        clock: Clock = utcnow,
+        pdf_link: Callable[[str, str], str] | None = None,
+    ) -> None:
         """`pdf_link(tenant, invoice_id)` signs the PDF link that invoice.paid carries."""
         self.pool, self.aggregates, self.clock, self.pdf_link = pool, aggregates, clock, pdf_link
 
     async def transact(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Run fn in a transaction; on a concurrent write to the same stream, reload and retry."""
-        return await retry_on_conflict(self.pool, fn, gave_up=lambda: Conflict(
-            "concurrent_update", "The invoice changed while this request ran; retry."))
+        return await retry_on_conflict(
+            self.pool,
+            fn,
+            gave_up=lambda: Conflict("concurrent_update", "The invoice changed while this request ran; retry."),
+        )
 
     # -- loading ------------------------------------------------------------------------------
 
-    async def load_invoice(self, conn, tenant: str, invoice_id: str, *, as_of: datetime | None = None,
-                           allow_deleted: bool = False) -> inv.Invoice:
+    async def load_invoice(
+        self, conn, tenant: str, invoice_id: str, *, as_of: datetime | None = None, allow_deleted: bool = False
+    ) -> inv.Invoice:
         stream = await self.aggregates.load(conn, invoice_id, as_of=as_of)
         if not stream.is_a("invoice", tenant):
             raise NotFound("invoice", invoice_id)  # another tenant's invoice does not exist here
@@ -62,8 +71,9 @@ class Invoicing:
 
     # -- recording ----------------------------------------------------------------------------
 
-    async def _record(self, conn, tenant: str, stream_type: str, state, facts, at: datetime, *,
-                      evolve, snapshot: tuple[str, Callable]):
+    async def _record(
+        self, conn, tenant: str, stream_type: str, state, facts, at: datetime, *, evolve, snapshot: tuple[str, Callable]
+    ):
         """Fold each fact into the state, put the resource as it is after it into the event's
         data (`snapshot` = (key, view)), and append them all at the state's version."""
         key, view = snapshot
@@ -75,38 +85,66 @@ class Invoicing:
         await self.aggregates.append(conn, stream_type, state.id, state.version, decided, tenant_id=tenant, at=at)
         return s
 
-    async def record_invoice(self, conn, tenant: str, state: inv.Invoice, facts: list[inv.Fact], at: datetime,
-                              extra: list[tuple[str, ev.Contract]] = ()) -> inv.Invoice:
+    async def record_invoice(
+        self,
+        conn,
+        tenant: str,
+        state: inv.Invoice,
+        facts: list[inv.Fact],
+        at: datetime,
+        extra: list[tuple[str, ev.Contract]] = (),
+    ) -> inv.Invoice:
         if self.pdf_link:
-            facts = [(t, f.model_copy(update={"pdf_url": self.pdf_link(tenant, state.id)}) if t == "invoice.paid" else f)
-                     for t, f in facts]
-        return await self._record(conn, tenant, "invoice", state, [*facts, *extra], at,
-                                  evolve=inv.evolve, snapshot=("invoice", invoice_view))
+            facts = [
+                (t, f.model_copy(update={"pdf_url": self.pdf_link(tenant, state.id)}) if t == "invoice.paid" else f)
+                for t, f in facts
+            ]
+        return await self._record(
+            conn, tenant, "invoice", state, [*facts, *extra], at, evolve=inv.evolve, snapshot=("invoice", invoice_view)
+        )
 
-    async def record_customer(self, conn, tenant: str, state: cust.Customer, facts: list[cust.Fact],
-                               at: datetime) -> cust.Customer:
-        return await self._record(conn, tenant, "customer", state, facts, at,
-                                  evolve=cust.evolve, snapshot=("customer", customer_view))
+    async def record_customer(
+        self, conn, tenant: str, state: cust.Customer, facts: list[cust.Fact], at: datetime
+    ) -> cust.Customer:
+        return await self._record(
+            conn, tenant, "customer", state, facts, at, evolve=cust.evolve, snapshot=("customer", customer_view)
+        )
 
-    async def apply_overpayment(self, conn, tenant: str, state: inv.Invoice, facts: list[inv.Fact], at: datetime) -> None:
+    async def apply_overpayment(
+        self, conn, tenant: str, state: inv.Invoice, facts: list[inv.Fact], at: datetime
+    ) -> None:
         for event_type, fact in facts:
             if event_type == "invoice.payment_received" and fact.overpayment > 0:
                 customer = await self.load_customer(conn, tenant, state.fields.customer.id)
-                await self.record_customer(conn, tenant, customer, cust.decide_add_credit(
-                    customer, fact.overpayment, state.fields.currency, invoice_id=state.id, reason="overpayment"), at)
+                await self.record_customer(
+                    conn,
+                    tenant,
+                    customer,
+                    cust.decide_add_credit(
+                        customer, fact.overpayment, state.fields.currency, invoice_id=state.id, reason="overpayment"
+                    ),
+                    at,
+                )
 
     # -- customers ----------------------------------------------------------------------------
 
     async def create_customer(self, tenant: str, fields: ev.CustomerFields) -> dict:
         async def run(conn):
             state = cust.Customer(id=new_id("cust"))
-            return customer_view(await self.record_customer(conn, tenant, state, cust.decide_create(state, fields), self.clock()), tenant)
+            return customer_view(
+                await self.record_customer(conn, tenant, state, cust.decide_create(state, fields), self.clock()), tenant
+            )
+
         return await self.transact(run)
 
     async def update_customer(self, tenant: str, customer_id: str, changes: ev.CustomerFields) -> dict:
         async def run(conn):
             state = await self.load_customer(conn, tenant, customer_id)
-            return customer_view(await self.record_customer(conn, tenant, state, cust.decide_update(state, changes), self.clock()), tenant)
+            return customer_view(
+                await self.record_customer(conn, tenant, state, cust.decide_update(state, changes), self.clock()),
+                tenant,
+            )
+
         return await self.transact(run)
 
     async def get_customer(self, tenant: str, customer_id: str) -> dict:
@@ -115,8 +153,9 @@ class Invoicing:
 
     # -- invoices -----------------------------------------------------------------------------
 
-    async def _draft_fields(self, conn, tenant: str, fields: ev.DraftFields, customer_id: str | None,
-                            *, creating: bool) -> ev.DraftFields:
+    async def _draft_fields(
+        self, conn, tenant: str, fields: ev.DraftFields, customer_id: str | None, *, creating: bool
+    ) -> ev.DraftFields:
         """Fill in what comes from the customer: its snapshot, and defaults on creation."""
         if customer_id is None:
             return fields
@@ -135,7 +174,8 @@ class Invoicing:
         merged = fields.model_copy(update=update)
         # model_copy does not mark fields as set; re-validate so PATCH sees what changed.
         return ev.DraftFields.model_validate(
-            {**fields.model_dump(exclude_unset=True), **{k: getattr(merged, k) for k in update}})
+            {**fields.model_dump(exclude_unset=True), **{k: getattr(merged, k) for k in update}}
+        )
 
     async def create_invoice(self, tenant: str, customer_id: str, fields: ev.DraftFields) -> dict:
         async def run(conn):
@@ -144,9 +184,12 @@ class Invoicing:
             facts = inv.decide_create(state, full)
             await repo.claim_reference(conn, tenant, full.reference, state.id)
             return invoice_view(await self.record_invoice(conn, tenant, state, facts, self.clock()), tenant)
+
         return await self.transact(run)
 
-    async def update_invoice(self, tenant: str, invoice_id: str, customer_id: str | None, changes: ev.DraftFields) -> dict:
+    async def update_invoice(
+        self, tenant: str, invoice_id: str, customer_id: str | None, changes: ev.DraftFields
+    ) -> dict:
         async def run(conn):
             state = await self.load_invoice(conn, tenant, invoice_id)
             full = await self._draft_fields(conn, tenant, changes, customer_id, creating=False)
@@ -155,12 +198,16 @@ class Invoicing:
                 await repo.release_reference(conn, tenant, invoice_id)
                 await repo.claim_reference(conn, tenant, full.reference, invoice_id)
             return invoice_view(await self.record_invoice(conn, tenant, state, facts, self.clock()), tenant)
+
         return await self.transact(run)
 
     async def add_charge(self, tenant: str, invoice_id: str, line: ev.LineData) -> dict:
         async def run(conn):
             state = await self.load_invoice(conn, tenant, invoice_id)
-            return invoice_view(await self.record_invoice(conn, tenant, state, inv.decide_add_charge(state, line), self.clock()), tenant)
+            return invoice_view(
+                await self.record_invoice(conn, tenant, state, inv.decide_add_charge(state, line), self.clock()), tenant
+            )
+
         return await self.transact(run)
 
     async def _finalizing(self, conn, tenant: str, state: inv.Invoice, at: datetime):
@@ -177,8 +224,13 @@ class Invoicing:
     async def _after_finalize(self, conn, tenant, state, facts, customer, at) -> None:
         for event_type, fact in facts:
             if event_type == "invoice.finalized" and fact.credits_applied:
-                await self.record_customer(conn, tenant, customer, cust.decide_apply_credit(
-                    customer, fact.credits_applied, state.fields.currency, state.id), at)
+                await self.record_customer(
+                    conn,
+                    tenant,
+                    customer,
+                    cust.decide_apply_credit(customer, fact.credits_applied, state.fields.currency, state.id),
+                    at,
+                )
 
     async def finalize(self, tenant: str, invoice_id: str) -> dict:
         async def run(conn):
@@ -190,6 +242,7 @@ class Invoicing:
             facts = inv.decide_finalize(state, number=number, credit_available=credit)
             await self._after_finalize(conn, tenant, state, facts, customer, at)
             return invoice_view(await self.record_invoice(conn, tenant, state, facts, at), tenant)
+
         return await self.transact(run)
 
     async def send(self, tenant: str, invoice_id: str) -> dict:
@@ -202,17 +255,34 @@ class Invoicing:
             facts = inv.decide_send(state, number=number, credit_available=credit)
             await self._after_finalize(conn, tenant, state, facts, customer, at)
             return invoice_view(await self.record_invoice(conn, tenant, state, facts, at), tenant)
+
         return await self.transact(run)
 
-    async def record_offline_payment(self, tenant: str, invoice_id: str, *, amount: int | None, method: str,
-                                     reference: str | None, paid_on: date | None) -> dict:
+    async def record_offline_payment(
+        self,
+        tenant: str,
+        invoice_id: str,
+        *,
+        amount: int | None,
+        method: str,
+        reference: str | None,
+        paid_on: date | None,
+    ) -> dict:
         async def run(conn):
             at = self.clock()
             state = await self.load_invoice(conn, tenant, invoice_id)
-            facts = inv.decide_payment(state, payment_id=new_id("pay"), amount=amount or state.amount_due,
-                                       method=method, reference=reference, paid_on=paid_on, offline=True)
+            facts = inv.decide_payment(
+                state,
+                payment_id=new_id("pay"),
+                amount=amount or state.amount_due,
+                method=method,
+                reference=reference,
+                paid_on=paid_on,
+                offline=True,
+            )
             await self.apply_overpayment(conn, tenant, state, facts, at)
             return invoice_view(await self.record_invoice(conn, tenant, state, facts, at), tenant)
+
         return await self.transact(run)
 
     async def void(self, tenant: str, invoice_id: str, reason: str | None) -> dict:
@@ -222,15 +292,26 @@ class Invoicing:
             facts = inv.decide_void(state, reason)
             await self.return_credits(conn, tenant, state, facts, at)
             return invoice_view(await self.record_invoice(conn, tenant, state, facts, at), tenant)
+
         return await self.transact(run)
 
     async def return_credits(self, conn, tenant, state, facts, at) -> None:
         for event_type, fact in facts:
             if event_type == "invoice.voided" and fact.credits_returned:
                 customer = await self.load_customer(conn, tenant, state.fields.customer.id)
-                await self.record_customer(conn, tenant, customer, cust.decide_add_credit(
-                    customer, fact.credits_returned, state.fields.currency, invoice_id=state.id,
-                    reason="invoice voided"), at)
+                await self.record_customer(
+                    conn,
+                    tenant,
+                    customer,
+                    cust.decide_add_credit(
+                        customer,
+                        fact.credits_returned,
+                        state.fields.currency,
+                        invoice_id=state.id,
+                        reason="invoice voided",
+                    ),
+                    at,
+                )
 
     async def write_off(self, tenant: str, invoice_id: str, reason: str | None) -> dict:
         async def run(conn):
@@ -238,14 +319,18 @@ class Invoicing:
             state = await self.load_invoice(conn, tenant, invoice_id)
             cn_id = new_id("cn")
             facts = inv.decide_write_off(state, cn_id)
-            note = await self.new_credit_note(conn, tenant, state, cn_id, "adjustment", state.amount_due,
-                                           reason or "written off", at)
+            note = await self.new_credit_note(
+                conn, tenant, state, cn_id, "adjustment", state.amount_due, reason or "written off", at
+            )
             return invoice_view(await self.record_invoice(conn, tenant, state, facts, at, extra=[note]), tenant)
+
         return await self.transact(run)
 
     async def new_credit_note(self, conn, tenant, state, cn_id, kind, amount, reason, at):
         number = await repo.next_number(conn, tenant, "CN", at.year)
-        view = credit_note_view(tenant=tenant, id=cn_id, number=number, invoice=state, kind=kind, amount=amount, reason=reason, at=at)
+        view = credit_note_view(
+            tenant=tenant, id=cn_id, number=number, invoice=state, kind=kind, amount=amount, reason=reason, at=at
+        )
         return "credit_note.created", ev.CreditNoteCreated(credit_note=view)
 
     async def delete(self, tenant: str, invoice_id: str) -> None:
@@ -254,18 +339,30 @@ class Invoicing:
             facts = inv.decide_delete(state)
             await repo.release_reference(conn, tenant, invoice_id)
             await self.record_invoice(conn, tenant, state, facts, self.clock())
+
         await self.transact(run)
 
-    async def import_invoice(self, tenant: str, customer_id: str, fields: ev.DraftFields, *, number: str,
-                             issued_on: date, status: str, amount_paid: int) -> dict:
+    async def import_invoice(
+        self,
+        tenant: str,
+        customer_id: str,
+        fields: ev.DraftFields,
+        *,
+        number: str,
+        issued_on: date,
+        status: str,
+        amount_paid: int,
+    ) -> dict:
         async def run(conn):
             state = inv.Invoice(id=new_id("inv"))
             full = await self._draft_fields(conn, tenant, fields, customer_id, creating=True)
-            facts = inv.decide_import(state, fields=full, number=number, issued_on=issued_on,
-                                      status=status, amount_paid=amount_paid)
+            facts = inv.decide_import(
+                state, fields=full, number=number, issued_on=issued_on, status=status, amount_paid=amount_paid
+            )
             await repo.claim_number(conn, tenant, number)
             await repo.claim_reference(conn, tenant, full.reference, state.id)
             return invoice_view(await self.record_invoice(conn, tenant, state, facts, self.clock()), tenant)
+
         return await self.transact(run)
 
     async def get(self, tenant: str, invoice_id: str, as_of: datetime | None = None) -> dict:

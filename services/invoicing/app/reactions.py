@@ -18,8 +18,9 @@ async def _invoice_for_event(app: Invoicing, conn, tenant: str, invoice_id: str)
         return None  # not an invoice of ours (or not of this tenant): nothing to record
 
 
-async def on_payment_succeeded(app: Invoicing, conn, tenant: str, invoice_id: str, *, payment_id: str, amount: int,
-                               method: str) -> None:
+async def on_payment_succeeded(
+    app: Invoicing, conn, tenant: str, invoice_id: str, *, payment_id: str, amount: int, method: str
+) -> None:
     state = await _invoice_for_event(app, conn, tenant, invoice_id)
     if state is None:
         return
@@ -35,8 +36,17 @@ async def on_payment_failed(app: Invoicing, conn, tenant: str, invoice_id: str, 
         await app.record_invoice(conn, tenant, state, inv.decide_payment_failed(state, **kw), app.clock())
 
 
-async def on_payment_refunded(app: Invoicing, conn, tenant: str, invoice_id: str, *, payment_id: str, refund_id: str,
-                              amount: int, reason: str | None) -> None:
+async def on_payment_refunded(
+    app: Invoicing,
+    conn,
+    tenant: str,
+    invoice_id: str,
+    *,
+    payment_id: str,
+    refund_id: str,
+    amount: int,
+    reason: str | None,
+) -> None:
     state = await _invoice_for_event(app, conn, tenant, invoice_id)
     if state is None or not state.exists:
         return

@@ -13,7 +13,11 @@ async def next_number(conn: asyncpg.Connection, tenant: str, kind: str, year: in
     value = await conn.fetchval(
         """INSERT INTO document_sequences (tenant_id, kind, year, last_value) VALUES ($1, $2, $3, 1)
            ON CONFLICT (tenant_id, kind, year) DO UPDATE SET last_value = document_sequences.last_value + 1
-           RETURNING last_value""", tenant, kind, year)
+           RETURNING last_value""",
+        tenant,
+        kind,
+        year,
+    )
     try:
         return await claim_number(conn, tenant, f"{kind}-{year}-{value:06d}")
     except Conflict:
@@ -25,7 +29,12 @@ async def next_number(conn: asyncpg.Connection, tenant: str, kind: str, year: in
                WHERE NOT EXISTS (SELECT 1 FROM document_numbers d WHERE d.tenant_id = $1
                                  AND d.number = $2 || '-' || $3 || '-' || lpad(v::text, greatest(6, length(v::text)), '0'))
                LIMIT 1)  -- generate_series yields in order, so the first free value
-           WHERE tenant_id = $1 AND kind = $2 AND year = $3 RETURNING last_value""", tenant, kind, year, value)
+           WHERE tenant_id = $1 AND kind = $2 AND year = $3 RETURNING last_value""",
+        tenant,
+        kind,
+        year,
+        value,
+    )
     return await claim_number(conn, tenant, f"{kind}-{year}-{value:06d}")
 
 
@@ -47,22 +56,36 @@ async def claim_reference(conn: asyncpg.Connection, tenant: str, reference: str 
         return
     try:
         async with conn.transaction():
-            await conn.execute("INSERT INTO invoice_references (tenant_id, reference, invoice_id) VALUES ($1, $2, $3)",
-                               tenant, reference, invoice_id)
+            await conn.execute(
+                "INSERT INTO invoice_references (tenant_id, reference, invoice_id) VALUES ($1, $2, $3)",
+                tenant,
+                reference,
+                invoice_id,
+            )
     except asyncpg.UniqueViolationError as exc:
-        raise Conflict("reference_taken", f"Another invoice already has reference '{reference}'.",
-                       field="reference") from exc
+        raise Conflict(
+            "reference_taken", f"Another invoice already has reference '{reference}'.", field="reference"
+        ) from exc
 
 
 async def dunning_of(conn: asyncpg.Connection, invoice_ids: list[str]) -> dict[str, tuple]:
     """invoice id → (dunning status, next retry), for the invoices dunning has spoken of."""
     rows = await conn.fetch(
-        "SELECT invoice_id, status, next_retry_at FROM invoice_dunning WHERE invoice_id = ANY($1)", invoice_ids)
+        "SELECT invoice_id, status, next_retry_at FROM invoice_dunning WHERE invoice_id = ANY($1)", invoice_ids
+    )
     return {r["invoice_id"]: (r["status"], r["next_retry_at"]) for r in rows}
 
 
-async def record_dunning(conn: asyncpg.Connection, invoice_id: str, tenant: str, *, status: str, attempts: int,
-                         next_retry_at: str | None, version: int) -> None:
+async def record_dunning(
+    conn: asyncpg.Connection,
+    invoice_id: str,
+    tenant: str,
+    *,
+    status: str,
+    attempts: int,
+    next_retry_at: str | None,
+    version: int,
+) -> None:
     """What dunning says of an invoice, newest version wins (events may come again or out of order)."""
     await conn.execute(
         """INSERT INTO invoice_dunning (invoice_id, tenant_id, status, attempts, next_retry_at, version)
@@ -70,7 +93,13 @@ async def record_dunning(conn: asyncpg.Connection, invoice_id: str, tenant: str,
            ON CONFLICT (invoice_id) DO UPDATE SET status = EXCLUDED.status, attempts = EXCLUDED.attempts,
              next_retry_at = EXCLUDED.next_retry_at, version = EXCLUDED.version
            WHERE invoice_dunning.version < EXCLUDED.version""",
-        invoice_id, tenant, status, attempts, next_retry_at, version)
+        invoice_id,
+        tenant,
+        status,
+        attempts,
+        next_retry_at,
+        version,
+    )
 
 
 def show_dunning(view: dict, dunning: dict[str, tuple]) -> dict:
@@ -80,4 +109,5 @@ def show_dunning(view: dict, dunning: dict[str, tuple]) -> dict:
 
 async def credit_note(conn: asyncpg.Connection | asyncpg.Pool, tenant: str, credit_note_id: str) -> dict | None:
     return await conn.fetchval(
-        "SELECT view FROM credit_notes WHERE credit_note_id = $1 AND tenant_id = $2", credit_note_id, tenant)
+        "SELECT view FROM credit_notes WHERE credit_note_id = $1 AND tenant_id = $2", credit_note_id, tenant
+    )

@@ -19,8 +19,14 @@ def invoice_view(inv: Invoice, tenant: str) -> dict:
     items = []
     for priced in totals.lines:
         ln = priced.line
-        item = {"description": ln.description, "quantity": ln.quantity, "unitAmount": ln.unit_amount,
-                "amount": priced.amount, "discountAmount": priced.discount, "taxAmount": priced.tax}
+        item = {
+            "description": ln.description,
+            "quantity": ln.quantity,
+            "unitAmount": ln.unit_amount,
+            "amount": priced.amount,
+            "discountAmount": priced.discount,
+            "taxAmount": priced.tax,
+        }
         if ln.tax_rate is not None:
             item["taxRate"] = str(ln.tax_rate)
         if ln.discount:
@@ -90,12 +96,19 @@ def customer_view(c: Customer, tenant: str) -> dict:
     }
 
 
-def credit_note_view(*, tenant: str, id: str, number: str, invoice: Invoice, kind: str, amount: int,
-                     reason: str | None, at: datetime) -> dict:
+def credit_note_view(
+    *, tenant: str, id: str, number: str, invoice: Invoice, kind: str, amount: int, reason: str | None, at: datetime
+) -> dict:
     return {
-        "id": id, "object": "credit_note", "livemode": auth.livemode(tenant), "number": number,
+        "id": id,
+        "object": "credit_note",
+        "livemode": auth.livemode(tenant),
+        "number": number,
         "invoiceId": invoice.id,
         "customerId": invoice.fields.customer.id if invoice.fields.customer else None,
-        "type": kind, "amount": amount, "currency": invoice.fields.currency, "reason": reason,
+        "type": kind,
+        "amount": amount,
+        "currency": invoice.fields.currency,
+        "reason": reason,
         "createdAt": _iso(at),
     }

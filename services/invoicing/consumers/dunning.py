@@ -21,9 +21,15 @@ async def on_dunning_event(app: Invoicing, conn: asyncpg.Connection, event: Clou
     elif event.type == "dunning.exhausted":
         await reactions.on_dunning_exhausted(app, conn, tenant, invoice_id, d.get("finalAction", "leave_open"))
     if snapshot := d.get("dunning"):
-        await repository.record_dunning(conn, invoice_id, tenant, status=snapshot.get("status", "IN_PROGRESS"),
-                                        attempts=snapshot.get("attempts") or 0,
-                                        next_retry_at=snapshot.get("nextRetryAt"), version=int(event.sequence or 0))
+        await repository.record_dunning(
+            conn,
+            invoice_id,
+            tenant,
+            status=snapshot.get("status", "IN_PROGRESS"),
+            attempts=snapshot.get("attempts") or 0,
+            next_retry_at=snapshot.get("nextRetryAt"),
+            version=int(event.sequence or 0),
+        )
 
 
 def make_dunning_consumer(handlers: Callable[[], Invoicing]):

@@ -16,14 +16,37 @@ async def on_payment_event(app: Invoicing, conn: asyncpg.Connection, event: Clou
     if not invoice_id:
         return
     if event.type == "payment.succeeded":
-        await reactions.on_payment_succeeded(app, conn, tenant, invoice_id, payment_id=d["paymentId"],
-                                       amount=int(d["amount"]), method=d.get("method") or d.get("provider") or "other")
+        await reactions.on_payment_succeeded(
+            app,
+            conn,
+            tenant,
+            invoice_id,
+            payment_id=d["paymentId"],
+            amount=int(d["amount"]),
+            method=d.get("method") or d.get("provider") or "other",
+        )
     elif event.type == "payment.failed" and d.get("automatic"):
-        await reactions.on_payment_failed(app, conn, tenant, invoice_id, payment_id=d.get("paymentId"),
-                                    reason_code=d.get("reasonCode"), reason=d.get("reason"), attempt=d.get("attempt"))
+        await reactions.on_payment_failed(
+            app,
+            conn,
+            tenant,
+            invoice_id,
+            payment_id=d.get("paymentId"),
+            reason_code=d.get("reasonCode"),
+            reason=d.get("reason"),
+            attempt=d.get("attempt"),
+        )
     elif event.type == "payment.refunded":
-        await reactions.on_payment_refunded(app, conn, tenant, invoice_id, payment_id=d["paymentId"], refund_id=d["refundId"],
-                                      amount=int(d["amount"]), reason=d.get("reason"))
+        await reactions.on_payment_refunded(
+            app,
+            conn,
+            tenant,
+            invoice_id,
+            payment_id=d["paymentId"],
+            refund_id=d["refundId"],
+            amount=int(d["amount"]),
+            reason=d.get("reason"),
+        )
 
 
 def make_payment_consumer(handlers: Callable[[], Invoicing]):

@@ -51,10 +51,17 @@ def decide_update(state: Customer, changes: ev.CustomerFields) -> list[Fact]:
     return [("customer.updated", ev.CustomerUpdated(changes=names, fields=changes))]
 
 
-def decide_add_credit(state: Customer, amount: int, currency: str, *, invoice_id: str | None, reason: str) -> list[Fact]:
+def decide_add_credit(
+    state: Customer, amount: int, currency: str, *, invoice_id: str | None, reason: str
+) -> list[Fact]:
     if amount <= 0:
         return []
-    return [("customer.credit_added", ev.CreditAdded(amount=amount, currency=currency, invoice_id=invoice_id, reason=reason))]
+    return [
+        (
+            "customer.credit_added",
+            ev.CreditAdded(amount=amount, currency=currency, invoice_id=invoice_id, reason=reason),
+        )
+    ]
 
 
 def decide_apply_credit(state: Customer, amount: int, currency: str, invoice_id: str) -> list[Fact]:

@@ -217,23 +217,35 @@ registry.register("invoice.created", InvoiceCreated, version=2)
 @registry.upcaster("invoice.created", from_version=1)
 def _created_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     """v1 (the walking skeleton) was flat and knew only the customer's id."""
-    return {"fields": {
-        "customer": {"id": data["customerId"], "name": data["customerId"]},
-        "currency": data["currency"], "dueDate": data["dueDate"], "metadata": data.get("metadata", {}),
-        "items": [{k: i[k] for k in ("description", "quantity", "unitAmount")} for i in data["items"]],
-    }}
+    return {
+        "fields": {
+            "customer": {"id": data["customerId"], "name": data["customerId"]},
+            "currency": data["currency"],
+            "dueDate": data["dueDate"],
+            "metadata": data.get("metadata", {}),
+            "items": [{k: i[k] for k in ("description", "quantity", "unitAmount")} for i in data["items"]],
+        }
+    }
 
 
 _models: dict[str, type[BaseModel]] = {
     "invoice.updated": InvoiceUpdated,
-    "invoice.imported": InvoiceImported, "invoice.finalized": InvoiceFinalized,
-    "invoice.sent": InvoiceSent, "invoice.payment_received": PaymentReceived,
-    "invoice.paid": InvoicePaid, "invoice.overdue": InvoiceOverdue,
-    "invoice.payment_failed": PaymentFailed, "invoice.marked_uncollectible": MarkedUncollectible,
-    "invoice.voided": InvoiceVoided, "invoice.written_off": WrittenOff,
-    "invoice.refunded": InvoiceRefunded, "invoice.deleted": InvoiceDeleted,
-    "customer.created": CustomerCreated, "customer.updated": CustomerUpdated,
-    "customer.credit_added": CreditAdded, "customer.credit_applied": CreditApplied,
+    "invoice.imported": InvoiceImported,
+    "invoice.finalized": InvoiceFinalized,
+    "invoice.sent": InvoiceSent,
+    "invoice.payment_received": PaymentReceived,
+    "invoice.paid": InvoicePaid,
+    "invoice.overdue": InvoiceOverdue,
+    "invoice.payment_failed": PaymentFailed,
+    "invoice.marked_uncollectible": MarkedUncollectible,
+    "invoice.voided": InvoiceVoided,
+    "invoice.written_off": WrittenOff,
+    "invoice.refunded": InvoiceRefunded,
+    "invoice.deleted": InvoiceDeleted,
+    "customer.created": CustomerCreated,
+    "customer.updated": CustomerUpdated,
+    "customer.credit_added": CreditAdded,
+    "customer.credit_applied": CreditApplied,
     "tenant.created": TenantCreated,
 }
 for _type, _model in _models.items():

@@ -27,8 +27,9 @@ PAYMENT_METHODS = ("cash", "check", "bank_transfer", "other", "card", "mobile_mo
 
 class InvalidTransition(Conflict):
     def __init__(self, action: str, status: str) -> None:
-        super().__init__(f"invoice_{status.lower()}",
-                         f"Cannot {action} an invoice whose status is {status}.", field="status")
+        super().__init__(
+            f"invoice_{status.lower()}", f"Cannot {action} an invoice whose status is {status}.", field="status"
+        )
 
 
 @dataclass(frozen=True)
@@ -99,11 +100,13 @@ def to_line(data: ev.LineData) -> Line:
 
 def compute_totals(f: ev.DraftFields) -> Totals:
     discount = Discount(f.discount.percent, f.discount.amount) if f.discount else None
-    return price([to_line(i) for i in f.items or []], tax_rate=f.tax_rate,
-                 tax_inclusive=bool(f.tax_inclusive), discount=discount)
+    return price(
+        [to_line(i) for i in f.items or []], tax_rate=f.tax_rate, tax_inclusive=bool(f.tax_inclusive), discount=discount
+    )
 
 
 # -- validation shared by create, update and import -------------------------------------------
+
 
 def check_fields(f: ev.DraftFields) -> None:
     if not f.items:
@@ -151,6 +154,7 @@ def _require(state: Invoice) -> None:
 
 # -- decisions ----------------------------------------------------------------------------------
 
+
 def decide_create(state: Invoice, fields: ev.DraftFields) -> list[Fact]:
     if state.version:
         raise Conflict("invoice_exists", "This invoice already exists.")
@@ -161,7 +165,9 @@ def decide_create(state: Invoice, fields: ev.DraftFields) -> list[Fact]:
 def decide_update(state: Invoice, changes: ev.DraftFields) -> list[Fact]:
     _require(state)
     if state.status != DRAFT:
-        raise Conflict("invoice_not_editable", f"Only drafts can be edited; this invoice is {state.status}.", field="status")
+        raise Conflict(
+            "invoice_not_editable", f"Only drafts can be edited; this invoice is {state.status}.", field="status"
+        )
     changed = sorted(changes.model_fields_set)
     if not changed:
         return []
@@ -199,8 +205,16 @@ def decide_send(state: Invoice, *, number: str | None, credit_available: int) ->
     return [*facts, ("invoice.sent", ev.InvoiceSent())]
 
 
-def decide_payment(state: Invoice, *, payment_id: str, amount: int, method: str,
-                   reference: str | None = None, paid_on: date | None = None, offline: bool = False) -> list[Fact]:
+def decide_payment(
+    state: Invoice,
+    *,
+    payment_id: str,
+    amount: int,
+    method: str,
+    reference: str | None = None,
+    paid_on: date | None = None,
+    offline: bool = False,
+) -> list[Fact]:
     """Money received for this invoice: applied up to the amount due; any excess is the
     customer's credit (the caller records it on the customer)."""
     _require(state)
@@ -215,15 +229,33 @@ def decide_payment(state: Invoice, *, payment_id: str, amount: int, method: str,
         if state.status not in OPEN:
             raise InvalidTransition("record a payment for", state.status)
         if amount < state.amount_due and not state.fields.allow_partial_payments:
-            raise Conflict("partial_payment_not_allowed",
-                           "This invoice does not accept partial payments; pay the amount due.", field="amount")
+            raise Conflict(
+                "partial_payment_not_allowed",
+                "This invoice does not accept partial payments; pay the amount due.",
+                field="amount",
+            )
     due = state.amount_due if state.status in OPEN else 0
     applied = min(amount, due)
     paid_after, due_after = state.amount_paid + applied, due - applied
-    facts: list[Fact] = [("invoice.payment_received", ev.PaymentReceived(
-        payment_id=payment_id, amount=amount, applied=applied, overpayment=amount - applied,
-        method=method, reference=reference, paid_on=paid_on, offline=offline, is_partial=due_after > 0 and applied > 0,
-        is_fully_paid=due > 0 and due_after == 0, amount_paid=paid_after, amount_due=due_after))]
+    facts: list[Fact] = [
+        (
+            "invoice.payment_received",
+            ev.PaymentReceived(
+                payment_id=payment_id,
+                amount=amount,
+                applied=applied,
+                overpayment=amount - applied,
+                method=method,
+                reference=reference,
+                paid_on=paid_on,
+                offline=offline,
+                is_partial=due_after > 0 and applied > 0,
+                is_fully_paid=due > 0 and due_after == 0,
+                amount_paid=paid_after,
+                amount_due=due_after,
+            ),
+        )
+    ]
     if due > 0 and due_after == 0:
         facts.append(("invoice.paid", ev.InvoicePaid()))
     return facts
@@ -234,8 +266,10 @@ def decide_void(state: Invoice, reason: str | None) -> list[Fact]:
     if state.status not in OPEN:
         raise InvalidTransition("void", state.status)
     if state.amount_paid:
-        raise Conflict("invoice_has_payments",
-                       "An invoice with successful payments cannot be voided; write it off or refund instead.")
+        raise Conflict(
+            "invoice_has_payments",
+            "An invoice with successful payments cannot be voided; write it off or refund instead.",
+        )
     return [("invoice.voided", ev.InvoiceVoided(reason=reason, credits_returned=state.credits_applied))]
 
 
@@ -261,12 +295,17 @@ def decide_overdue(state: Invoice, due_date: date) -> list[Fact]:
     return [("invoice.overdue", ev.InvoiceOverdue(due_date=state.fields.due_date or due_date))]
 
 
-def decide_payment_failed(state: Invoice, *, payment_id: str | None, reason_code: str | None,
-                          reason: str | None, attempt: int | None) -> list[Fact]:
+def decide_payment_failed(
+    state: Invoice, *, payment_id: str | None, reason_code: str | None, reason: str | None, attempt: int | None
+) -> list[Fact]:
     if not state.exists or state.status not in OPEN:
         return []
-    return [("invoice.payment_failed", ev.PaymentFailed(
-        payment_id=payment_id, reason_code=reason_code, reason=reason, attempt=attempt))]
+    return [
+        (
+            "invoice.payment_failed",
+            ev.PaymentFailed(payment_id=payment_id, reason_code=reason_code, reason=reason, attempt=attempt),
+        )
+    ]
 
 
 def decide_dunning_exhausted(state: Invoice, final_action: str) -> list[Fact]:
@@ -282,12 +321,19 @@ def decide_dunning_exhausted(state: Invoice, final_action: str) -> list[Fact]:
 def decide_refund(state: Invoice, *, payment_id: str, refund_id: str, amount: int, credit_note_id: str) -> list[Fact]:
     if not state.exists:
         return []
-    return [("invoice.refunded", ev.InvoiceRefunded(
-        payment_id=payment_id, refund_id=refund_id, amount=amount, credit_note_id=credit_note_id))]
+    return [
+        (
+            "invoice.refunded",
+            ev.InvoiceRefunded(
+                payment_id=payment_id, refund_id=refund_id, amount=amount, credit_note_id=credit_note_id
+            ),
+        )
+    ]
 
 
-def decide_import(state: Invoice, *, fields: ev.DraftFields, number: str, issued_on: date,
-                  status: str, amount_paid: int) -> list[Fact]:
+def decide_import(
+    state: Invoice, *, fields: ev.DraftFields, number: str, issued_on: date, status: str, amount_paid: int
+) -> list[Fact]:
     if state.version:
         raise Conflict("invoice_exists", "This invoice already exists.")
     check_fields(fields)
@@ -299,11 +345,18 @@ def decide_import(state: Invoice, *, fields: ev.DraftFields, number: str, issued
         amount_paid = total
     if not 0 <= amount_paid <= total:
         raise Refused("amount_invalid", "amountPaid must be between 0 and the total.", field="amountPaid")
-    return [("invoice.imported", ev.InvoiceImported(
-        fields=fields, number=number, issued_on=issued_on, status=status, amount_paid=amount_paid))]
+    return [
+        (
+            "invoice.imported",
+            ev.InvoiceImported(
+                fields=fields, number=number, issued_on=issued_on, status=status, amount_paid=amount_paid
+            ),
+        )
+    ]
 
 
 # -- evolution ----------------------------------------------------------------------------------
+
 
 def evolve(state: Invoice, event_type: str, fact: ev.Contract, *, subject: str, at: datetime) -> Invoice:
     s = replace(state, id=subject, version=state.version + 1, updated_at=at)
@@ -314,16 +367,28 @@ def evolve(state: Invoice, event_type: str, fact: ev.Contract, *, subject: str, 
             names = ev.field_names(ev.DraftFields, changed)
             return replace(s, fields=s.fields.model_copy(update={k: getattr(f, k) for k in names}))
         case "invoice.imported", ev.InvoiceImported() as f:
-            return replace(s, fields=f.fields, created_at=at, number=f.number, issued_on=f.issued_on,
-                           finalized_at=at, amount_paid=f.amount_paid,
-                           paid_at=at if f.status == PAID else None, voided_at=at if f.status == VOID else None)
+            return replace(
+                s,
+                fields=f.fields,
+                created_at=at,
+                number=f.number,
+                issued_on=f.issued_on,
+                finalized_at=at,
+                amount_paid=f.amount_paid,
+                paid_at=at if f.status == PAID else None,
+                voided_at=at if f.status == VOID else None,
+            )
         case "invoice.finalized", ev.InvoiceFinalized(number=n, credits_applied=c):
             return replace(s, number=n, finalized_at=at, issued_on=at.date(), credits_applied=c)
         case "invoice.sent", _:
             return replace(s, sent_at=s.sent_at or at)
         case "invoice.payment_received", ev.PaymentReceived() as p:
-            return replace(s, amount_paid=s.amount_paid + p.applied, collection_failed=False,
-                           payment_ids=s.payment_ids | {p.payment_id})
+            return replace(
+                s,
+                amount_paid=s.amount_paid + p.applied,
+                collection_failed=False,
+                payment_ids=s.payment_ids | {p.payment_id},
+            )
         case "invoice.paid", _:
             return replace(s, paid_at=at)
         case "invoice.overdue", _:

@@ -46,8 +46,8 @@ class Line:
 @dataclass(frozen=True)
 class PricedLine:
     line: Line
-    amount: int          # gross
-    discount: int        # line discount + its share of the invoice discount
+    amount: int  # gross
+    discount: int  # line discount + its share of the invoice discount
     tax: int
     tax_rate: Decimal | None
 
@@ -61,8 +61,9 @@ class Totals:
     total: int
 
 
-def price(lines: list[Line], *, tax_rate: Decimal | None = None, tax_inclusive: bool = False,
-          discount: Discount | None = None) -> Totals:
+def price(
+    lines: list[Line], *, tax_rate: Decimal | None = None, tax_inclusive: bool = False, discount: Discount | None = None
+) -> Totals:
     gross = [ln.quantity * ln.unit_amount for ln in lines]
     line_discounts = [ln.discount.of(g) if ln.discount else 0 for ln, g in zip(lines, gross, strict=True)]
     nets = [g - d for g, d in zip(gross, line_discounts, strict=True)]

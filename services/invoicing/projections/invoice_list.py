@@ -15,12 +15,24 @@ def _search(*parts: str | None) -> str:
 
 class InvoiceList(Projection):
     name = "invoice_list"
-    event_types = frozenset({
-        "invoice.created", "invoice.updated", "invoice.imported", "invoice.finalized", "invoice.sent",
-        "invoice.payment_received", "invoice.paid", "invoice.overdue", "invoice.payment_failed",
-        "invoice.marked_uncollectible", "invoice.voided", "invoice.written_off", "invoice.refunded",
-        "invoice.deleted",
-    })
+    event_types = frozenset(
+        {
+            "invoice.created",
+            "invoice.updated",
+            "invoice.imported",
+            "invoice.finalized",
+            "invoice.sent",
+            "invoice.payment_received",
+            "invoice.paid",
+            "invoice.overdue",
+            "invoice.payment_failed",
+            "invoice.marked_uncollectible",
+            "invoice.voided",
+            "invoice.written_off",
+            "invoice.refunded",
+            "invoice.deleted",
+        }
+    )
     latest_per_stream = True
 
     async def apply(self, conn: asyncpg.Connection, stored: StoredEvent) -> None:
@@ -42,10 +54,23 @@ class InvoiceList(Projection):
         v = stored.event.data["invoice"]
         customer = v.get("customer") or {}
         return (
-            v["id"], stored.event.tenantid, v.get("number"), v["status"], customer.get("id"), customer.get("name"),
-            customer.get("email"), v.get("reference"), v["currency"], v["total"], v["amountPaid"], v["amountDue"],
-            v.get("dueDate"), datetime.fromisoformat(v["createdAt"]), datetime.fromisoformat(v["updatedAt"]),
-            _search(customer.get("name"), customer.get("email"), v.get("number"), v.get("reference")), v,
+            v["id"],
+            stored.event.tenantid,
+            v.get("number"),
+            v["status"],
+            customer.get("id"),
+            customer.get("name"),
+            customer.get("email"),
+            v.get("reference"),
+            v["currency"],
+            v["total"],
+            v["amountPaid"],
+            v["amountDue"],
+            v.get("dueDate"),
+            datetime.fromisoformat(v["createdAt"]),
+            datetime.fromisoformat(v["updatedAt"]),
+            _search(customer.get("name"), customer.get("email"), v.get("number"), v.get("reference")),
+            v,
         )
 
     async def reset(self, conn: asyncpg.Connection) -> None:
@@ -67,7 +92,9 @@ UPSERT_INVOICE = """INSERT INTO invoice_list (invoice_id, tenant_id, number, sta
 
 class CustomerList(Projection):
     name = "customer_list"
-    event_types = frozenset({"customer.created", "customer.updated", "customer.credit_added", "customer.credit_applied"})
+    event_types = frozenset(
+        {"customer.created", "customer.updated", "customer.credit_added", "customer.credit_applied"}
+    )
 
     async def apply(self, conn: asyncpg.Connection, stored: StoredEvent) -> None:
         v = stored.event.data["customer"]
@@ -76,8 +103,13 @@ class CustomerList(Projection):
                VALUES ($1, $2, $3, $4, $5, $6, $7)
                ON CONFLICT (customer_id) DO UPDATE SET name = EXCLUDED.name, email = EXCLUDED.email,
                  search = EXCLUDED.search, view = EXCLUDED.view""",
-            v["id"], stored.event.tenantid, v["name"], v.get("email"), datetime.fromisoformat(v["createdAt"]),
-            _search(v["name"], v.get("email"), v["id"]), v,
+            v["id"],
+            stored.event.tenantid,
+            v["name"],
+            v.get("email"),
+            datetime.fromisoformat(v["createdAt"]),
+            _search(v["name"], v.get("email"), v["id"]),
+            v,
         )
 
     async def reset(self, conn: asyncpg.Connection) -> None:
@@ -93,7 +125,11 @@ class CreditNotes(Projection):
         await conn.execute(
             """INSERT INTO credit_notes (credit_note_id, tenant_id, invoice_id, created_at, view)
                VALUES ($1, $2, $3, $4, $5) ON CONFLICT (credit_note_id) DO NOTHING""",
-            v["id"], stored.event.tenantid, v["invoiceId"], datetime.fromisoformat(v["createdAt"]), v,
+            v["id"],
+            stored.event.tenantid,
+            v["invoiceId"],
+            datetime.fromisoformat(v["createdAt"]),
+            v,
         )
 
     async def reset(self, conn: asyncpg.Connection) -> None:

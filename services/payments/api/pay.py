@@ -30,8 +30,9 @@ from ..providers.base import Instrument, ProviderError
 from ..providers.sandbox import normalise
 
 log = get_logger(__name__)
-templates = Environment(loader=FileSystemLoader(Path(__file__).parent.parent / "templates"),
-                        autoescape=select_autoescape(["html"]))
+templates = Environment(
+    loader=FileSystemLoader(Path(__file__).parent.parent / "templates"), autoescape=select_autoescape(["html"])
+)
 templates.filters["money"] = lambda amount, currency: format_money(int(amount), currency)
 
 CLOSED = {
@@ -56,11 +57,27 @@ def with_params(url: str, **params: str) -> str:
 async def _load(conn, token: str):
     session = await repo.checkout_session(conn, token)
     if session is None:
-        return None, None, page("message.html", 404, title="Payment link not found",
-                                message="This payment link does not exist. Please ask the business for a new one.")
+        return (
+            None,
+            None,
+            page(
+                "message.html",
+                404,
+                title="Payment link not found",
+                message="This payment link does not exist. Please ask the business for a new one.",
+            ),
+        )
     if session["expires_at"] < datetime.now(UTC):
-        return None, None, page("message.html", 410, title="Payment link expired",
-                                message="This payment link has expired. Please ask the business for a new one.")
+        return (
+            None,
+            None,
+            page(
+                "message.html",
+                410,
+                title="Payment link expired",
+                message="This payment link has expired. Please ask the business for a new one.",
+            ),
+        )
     inv = await repo.find_payable_invoice(conn, session["tenant_id"], session["invoice_id"])
     return session, inv, None
 
@@ -71,12 +88,21 @@ async def _context(payments: Payments, conn, session, inv) -> dict:
     balance = await payments.balance(conn, inv)
     ours = await repo.invoice_payments(conn, inv["invoice_id"])
     return {
-        "token": session["token"], "business": business or "Billstream", "invoice": snap,
-        "invoice_id": inv["invoice_id"], "number": snap.get("number") or inv["invoice_id"],
-        "status": inv["status"], "currency": inv["currency"], "items": snap.get("items") or [],
-        "subtotal": snap.get("subtotal", inv["total"]), "tax_total": snap.get("taxTotal", 0),
-        "discount_total": snap.get("discountTotal", 0), "total": inv["total"], "paid": balance.paid,
-        "remaining": balance.remaining, "due_date": snap.get("dueDate"),
+        "token": session["token"],
+        "business": business or "Billstream",
+        "invoice": snap,
+        "invoice_id": inv["invoice_id"],
+        "number": snap.get("number") or inv["invoice_id"],
+        "status": inv["status"],
+        "currency": inv["currency"],
+        "items": snap.get("items") or [],
+        "subtotal": snap.get("subtotal", inv["total"]),
+        "tax_total": snap.get("taxTotal", 0),
+        "discount_total": snap.get("discountTotal", 0),
+        "total": inv["total"],
+        "paid": balance.paid,
+        "remaining": balance.remaining,
+        "due_date": snap.get("dueDate"),
         "allow_partial": balance.allow_partial,
         "remaining_text": money.to_major_text(balance.remaining, inv["currency"]),
         "in_flight": [p for p in ours if p["status"] in ("PENDING", "PROCESSING")],
@@ -109,18 +135,35 @@ def make_router(root) -> APIRouter:
     async def from_link(invoice_id: str, sig: str = ""):
         """A signed pay link from a customer e-mail (shared/paylinks.py): on to a checkout session."""
         if (problem := paylinks.problem(service.settings.pay_link_secret, invoice_id, sig)) == "expired":
-            return page("message.html", 410, title="Payment link expired",
-                        message="This payment link has expired. Please ask the sender for a new invoice e-mail.")
+            return page(
+                "message.html",
+                410,
+                title="Payment link expired",
+                message="This payment link has expired. Please ask the sender for a new invoice e-mail.",
+            )
         if problem:
-            return page("message.html", 404, title="Payment link not found",
-                        message="This payment link is not valid. Please use the link in your e-mail.")
+            return page(
+                "message.html",
+                404,
+                title="Payment link not found",
+                message="This payment link is not valid. Please use the link in your e-mail.",
+            )
         async with service.pool.acquire() as conn, conn.transaction():
             inv = await repo.invoice_for_link(conn, invoice_id)
             if inv is None:
-                return page("message.html", 404, title="Invoice not available",
-                            message="This invoice is not available yet. Please try again in a moment.")
-            token = await session_for_link(conn, inv["tenant_id"], invoice_id, (inv["snapshot"] or {}).get("returnUrl"),
-                                           timedelta(hours=service.settings.checkout_ttl_hours))
+                return page(
+                    "message.html",
+                    404,
+                    title="Invoice not available",
+                    message="This invoice is not available yet. Please try again in a moment.",
+                )
+            token = await session_for_link(
+                conn,
+                inv["tenant_id"],
+                invoice_id,
+                (inv["snapshot"] or {}).get("returnUrl"),
+                timedelta(hours=service.settings.checkout_ttl_hours),
+            )
         return RedirectResponse(f"/pay/{token}", 303)
 
     @router.get("/pay/{token}", response_class=HTMLResponse)
@@ -133,8 +176,12 @@ def make_router(root) -> APIRouter:
             if problem:
                 return problem
             if inv is None:
-                return page("message.html", 404, title="Invoice not available",
-                            message="This invoice is not available yet. Please try again in a moment.")
+                return page(
+                    "message.html",
+                    404,
+                    title="Invoice not available",
+                    message="This invoice is not available yet. Please try again in a moment.",
+                )
             ctx = await _context(payments, conn, session, inv)
         # While the last of the balance is being processed, refresh until it settles.
         return page("pay.html", 200, error=error, refresh=ctx["remaining"] <= 0 and bool(ctx["in_flight"]), **ctx)
@@ -144,8 +191,12 @@ def make_router(root) -> APIRouter:
         try:
             form = {k: v[0] for k, v in parse_qs((await request.body()).decode(), keep_blank_values=True).items()}
         except UnicodeDecodeError:
-            return page("message.html", 400, title="Form not readable",
-                        message="The form could not be read. Please go back and submit it again.")
+            return page(
+                "message.html",
+                400,
+                title="Form not readable",
+                message="The form could not be read. Please go back and submit it again.",
+            )
         async with service.pool.acquire() as conn:
             session, inv, problem = await _load(conn, token)
             if problem:
@@ -160,11 +211,22 @@ def make_router(root) -> APIRouter:
                 account = await payments.accounts.route(conn, session["tenant_id"], inv["currency"])
                 # The sandbox takes test instruments here; other providers take them on their own page.
                 # A mistyped test number is answered on the page, before any payment exists.
-                method = Method(kind, instrument=normalise(Instrument(kind, number))) if account.provider == "sandbox" \
+                method = (
+                    Method(kind, instrument=normalise(Instrument(kind, number)))
+                    if account.provider == "sandbox"
                     else Method("hosted")
+                )
                 back = f"{service.settings.public_url.rstrip('/')}/pay/{token}/payments/{{payment_id}}"
-                state = await payments.start(conn, session["tenant_id"], inv["invoice_id"], amount=amount,
-                                             account=account, method=method, return_url=back, inline=True)
+                state = await payments.start(
+                    conn,
+                    session["tenant_id"],
+                    inv["invoice_id"],
+                    amount=amount,
+                    account=account,
+                    method=method,
+                    return_url=back,
+                    inline=True,
+                )
         except ProviderError as exc:
             return await _again(token, exc.message)
         except ValueError:

@@ -41,6 +41,7 @@ def _list_dependencies(service) -> list:
 
 # -- payments -------------------------------------------------------------------------------
 
+
 def _payment_routes(router: APIRouter, root) -> None:
     service, payments, refunds = root.service, root.payments, root.refunds
     Tenant = Annotated[str, Depends(service.tenant)]  # the authenticated tenant id
@@ -79,8 +80,10 @@ def _payment_routes(router: APIRouter, root) -> None:
         async with service.pool.acquire() as conn:
             total = await repo.count_payments(conn, sql_where, args)
             rows = await repo.payments_page(conn, sql_where, args, limit, (page - 1) * limit)
-        return {"data": [auth.with_livemode(r["view"], tenant) for r in rows],
-                "meta": {"page": page, "limit": limit, "total": total, "totalPages": -(-total // limit)}}
+        return {
+            "data": [auth.with_livemode(r["view"], tenant) for r in rows],
+            "meta": {"page": page, "limit": limit, "total": total, "totalPages": -(-total // limit)},
+        }
 
     @router.get("/api/payments/{payment_id}")
     async def get_payment(payment_id: str, tenant: Tenant) -> dict:
@@ -99,6 +102,7 @@ def _payment_routes(router: APIRouter, root) -> None:
 
 
 # -- invoices: collect now, hosted checkout ----------------------------------------------------
+
 
 async def wait_for_invoice(pool, tenant: str, invoice_id: str, timeout: float = 3.0) -> None:
     """An invoice created a moment ago may still be on its way from billing.invoices: give it a
@@ -128,11 +132,21 @@ def _invoice_routes(router: APIRouter, root) -> None:
             else:
                 method = await repo.saved_method(conn, tenant, inv["customer_id"])
             if method is None:
-                raise Conflict("payment_method_missing", "The customer has no saved payment method; add one with "
-                               "POST /api/payment-methods or send a checkout link.")
+                raise Conflict(
+                    "payment_method_missing",
+                    "The customer has no saved payment method; add one with "
+                    "POST /api/payment-methods or send a checkout link.",
+                )
             account = await payments.accounts.route(conn, tenant, inv["currency"], provider=method["provider"])
-            state = await payments.start(conn, tenant, invoice_id, amount=body.amount, account=account,
-                                         method=Method(method["type"], method_id=method["method_id"]), inline=True)
+            state = await payments.start(
+                conn,
+                tenant,
+                invoice_id,
+                amount=body.amount,
+                account=account,
+                method=Method(method["type"], method_id=method["method_id"]),
+                inline=True,
+            )
         await payments.run_job(state.snapshot.id, claimed=True)  # at once; the worker retries if this does not finish
         async with service.pool.acquire() as conn:
             state, _ = await payments.read(conn, state.snapshot.id, tenant)
@@ -148,19 +162,36 @@ def _invoice_routes(router: APIRouter, root) -> None:
             balance = await payments.balance(conn, inv)
             return_url = body.return_url or (inv["snapshot"] or {}).get("returnUrl")
             session_id, token, expires = await open_session(
-                conn, tenant, invoice_id, return_url, timedelta(hours=service.settings.checkout_ttl_hours))
-        return {"id": session_id, "object": "checkout_session", "livemode": auth.livemode(tenant),
-                "invoiceId": invoice_id, "checkoutUrl": f"{service.settings.public_url.rstrip('/')}/pay/{token}",
-                "expiresAt": expires.isoformat().replace("+00:00", "Z"), "returnUrl": return_url,
-                "amountDue": balance.remaining, "currency": inv["currency"], "invoiceStatus": inv["status"]}
+                conn, tenant, invoice_id, return_url, timedelta(hours=service.settings.checkout_ttl_hours)
+            )
+        return {
+            "id": session_id,
+            "object": "checkout_session",
+            "livemode": auth.livemode(tenant),
+            "invoiceId": invoice_id,
+            "checkoutUrl": f"{service.settings.public_url.rstrip('/')}/pay/{token}",
+            "expiresAt": expires.isoformat().replace("+00:00", "Z"),
+            "returnUrl": return_url,
+            "amountDue": balance.remaining,
+            "currency": inv["currency"],
+            "invoiceStatus": inv["status"],
+        }
 
 
 # -- saved payment methods ----------------------------------------------------------------------
 
+
 def _method_view(row) -> dict:
-    return {"id": row["method_id"], "object": "payment_method", "livemode": auth.livemode(row["tenant_id"]),
-            "customerId": row["customer_id"], "provider": row["provider"], "type": row["type"],
-            "label": row["label"], "createdAt": row["created_at"].isoformat()}
+    return {
+        "id": row["method_id"],
+        "object": "payment_method",
+        "livemode": auth.livemode(row["tenant_id"]),
+        "customerId": row["customer_id"],
+        "provider": row["provider"],
+        "type": row["type"],
+        "label": row["label"],
+        "createdAt": row["created_at"].isoformat(),
+    }
 
 
 def _method_routes(router: APIRouter, root) -> None:
@@ -182,12 +213,21 @@ def _method_routes(router: APIRouter, root) -> None:
             token, label = saved.token, saved.label
         else:
             if not body.token:
-                raise Refused("parameter_missing", f"token (the {body.provider} method token) is required.",
-                               field="token")
+                raise Refused(
+                    "parameter_missing", f"token (the {body.provider} method token) is required.", field="token"
+                )
             token, label = body.token, body.label or f"{body.provider} {body.type}"
         async with service.pool.acquire() as conn, conn.transaction():
-            row = await repo.insert_method(conn, new_id("pm"), tenant, body.customer_id, body.provider, body.type, label,
-                                           payments.vault.encrypt(token))
+            row = await repo.insert_method(
+                conn,
+                new_id("pm"),
+                tenant,
+                body.customer_id,
+                body.provider,
+                body.type,
+                label,
+                payments.vault.encrypt(token),
+            )
             await mark_committed(conn)  # with the method: a retry of the same Idempotency-Key never attaches a second
         return _method_view(row)
 
@@ -206,6 +246,7 @@ def _method_routes(router: APIRouter, root) -> None:
 
 # -- provider accounts ----------------------------------------------------------------------------
 
+
 def _provider_routes(router: APIRouter, root) -> None:
     service, payments = root.service, root.payments
     Tenant = Annotated[str, Depends(service.tenant)]  # the authenticated tenant id
@@ -214,8 +255,9 @@ def _provider_routes(router: APIRouter, root) -> None:
     @router.post("/api/payment-providers", status_code=201)
     async def add_provider(body: ProviderAccountIn, tenant: Tenant) -> dict:
         async with service.pool.acquire() as conn:
-            return await payments.accounts.create(conn, tenant, body.provider, [c.upper() for c in body.currencies],
-                                                  body.priority, body.credentials)
+            return await payments.accounts.create(
+                conn, tenant, body.provider, [c.upper() for c in body.currencies], body.priority, body.credentials
+            )
 
     @router.get("/api/payment-providers", dependencies=LIST)
     async def list_providers(tenant: Tenant) -> dict:
@@ -224,6 +266,7 @@ def _provider_routes(router: APIRouter, root) -> None:
 
 
 # -- provider webhooks in --------------------------------------------------------------------------
+
 
 def _webhook_routes(router: APIRouter, root) -> None:
     payments = root.payments

@@ -26,8 +26,9 @@ class Accounts:
         return [self.from_row(r) for r in await repo.active_accounts_of(conn, tenant_id)]
 
     def from_row(self, r) -> Account:
-        return Account(r["account_id"], r["provider"], tuple(r["currencies"]), r["priority"],
-                       self.vault.decrypt(r["credentials"]))
+        return Account(
+            r["account_id"], r["provider"], tuple(r["currencies"]), r["priority"], self.vault.decrypt(r["credentials"])
+        )
 
     async def route(self, conn, tenant_id: str, currency: str, provider: str | None = None) -> Account:
         # The sandbox serves test mode only: a live world neither falls back to the installation's
@@ -35,8 +36,9 @@ class Accounts:
         live = auth.livemode(tenant_id)
         accounts = [a for a in await self.all(conn, tenant_id) if not (live and a.provider == "sandbox")]
         try:
-            return choose(accounts, currency, provider=provider,
-                          sandbox_enabled=self.settings.sandbox_enabled and not live)
+            return choose(
+                accounts, currency, provider=provider, sandbox_enabled=self.settings.sandbox_enabled and not live
+            )
         except NoProvider as exc:
             raise Conflict("no_provider", f"{exc}; add one with POST /api/payment-providers.") from exc
 
@@ -51,23 +53,36 @@ class Accounts:
     def adapter(self, account: Account) -> Provider:
         return factory.build(account.provider, account.credentials, self.settings)
 
-    async def create(self, conn: asyncpg.Connection, tenant_id: str, provider: str, currencies: list[str],
-                     priority: int, credentials: dict) -> dict:
+    async def create(
+        self,
+        conn: asyncpg.Connection,
+        tenant_id: str,
+        provider: str,
+        currencies: list[str],
+        priority: int,
+        credentials: dict,
+    ) -> dict:
         if provider not in factory.KNOWN:
             raise Refused("provider_unknown", f"provider must be one of {', '.join(factory.KNOWN)}.", field="provider")
         refuse_sandbox_in_live(tenant_id, provider)
         if provider != "sandbox" and not credentials.get("secretKey"):
             raise Refused("credentials_invalid", "credentials.secretKey is required.", field="credentials.secretKey")
         if provider == "stripe" and not credentials.get("webhookSecret"):
-            raise Refused("credentials_invalid", "credentials.webhookSecret (the endpoint's whsec_… signing secret) "
-                           "is required: without it no Stripe callback can be verified.",
-                           field="credentials.webhookSecret")
+            raise Refused(
+                "credentials_invalid",
+                "credentials.webhookSecret (the endpoint's whsec_… signing secret) "
+                "is required: without it no Stripe callback can be verified.",
+                field="credentials.webhookSecret",
+            )
         if self.settings.credentials_keys == DEV_CREDENTIALS_KEY:
-            log.warning("provider credentials encrypted with the built-in development key; "
-                        "set BILLSTREAM_PAYMENTS_CREDENTIALS_KEYS outside local use")
+            log.warning(
+                "provider credentials encrypted with the built-in development key; "
+                "set BILLSTREAM_PAYMENTS_CREDENTIALS_KEYS outside local use"
+            )
         async with conn.transaction():
-            row = await repo.insert_account(conn, new_id("pacct"), tenant_id, provider, currencies, priority,
-                                            self.vault.encrypt(credentials))
+            row = await repo.insert_account(
+                conn, new_id("pacct"), tenant_id, provider, currencies, priority, self.vault.encrypt(credentials)
+            )
             await mark_committed(conn)  # with the account: a retry of the same Idempotency-Key never adds a second
         return view(row)
 
@@ -75,12 +90,24 @@ class Accounts:
 def refuse_sandbox_in_live(tenant_id: str, provider: str) -> None:
     """The sandbox takes no real money, so it serves test mode only."""
     if provider == "sandbox" and auth.livemode(tenant_id):
-        raise Refused("sandbox_test_mode_only", "The sandbox provider serves test mode only: use a test key "
-                       "(sk_test_...), or a real provider in live mode.", field="provider")
+        raise Refused(
+            "sandbox_test_mode_only",
+            "The sandbox provider serves test mode only: use a test key "
+            "(sk_test_...), or a real provider in live mode.",
+            field="provider",
+        )
 
 
 def view(row) -> dict:
     """Never shows credentials, only that they are set."""
-    return {"id": row["account_id"], "object": "payment_provider", "livemode": auth.livemode(row["tenant_id"]),
-            "provider": row["provider"], "currencies": list(row["currencies"]), "priority": row["priority"],
-            "active": row["active"], "credentials": "encrypted", "createdAt": row["created_at"].isoformat()}
+    return {
+        "id": row["account_id"],
+        "object": "payment_provider",
+        "livemode": auth.livemode(row["tenant_id"]),
+        "provider": row["provider"],
+        "currencies": list(row["currencies"]),
+        "priority": row["priority"],
+        "active": row["active"],
+        "credentials": "encrypted",
+        "createdAt": row["created_at"].isoformat(),
+    }

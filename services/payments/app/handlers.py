@@ -82,21 +82,28 @@ class Payments:
         if first is not None:
             bind_correlation(first["cid"], causation_id=first["event_id"])
 
-    async def _append(self, conn, tenant_id: str, state: Payment, decided: list[tuple[str, object]],
-                      at: datetime) -> Payment:
+    async def _append(
+        self, conn, tenant_id: str, state: Payment, decided: list[tuple[str, object]], at: datetime
+    ) -> Payment:
         if not decided:
             return state
         state_after = Payment(state.version + len(decided), decided[-1][1].payment)
         pid, invoice_id = state_after.snapshot.id, state_after.snapshot.invoice_id
         # Keyed by invoice, so an invoice's payment events stay in order on one partition.
-        await self.aggregates.append(conn, "payment", pid, state.version, decided, tenant_id=tenant_id, at=at,
-                                     key=invoice_id)
+        await self.aggregates.append(
+            conn, "payment", pid, state.version, decided, tenant_id=tenant_id, at=at, key=invoice_id
+        )
         s = state_after.snapshot
         await repo.save_invoice_payment(conn, pid, invoice_id, tenant_id, s.amount, s.status)
         if s.status in FINAL:
             await repo.mark_charge_done(conn, pid)
-        log.info("payment events appended", payment_id=pid, invoice_id=invoice_id,
-                 types=[t for t, _ in decided], status=s.status)
+        log.info(
+            "payment events appended",
+            payment_id=pid,
+            invoice_id=invoice_id,
+            types=[t for t, _ in decided],
+            status=s.status,
+        )
         return state_after
 
     # -- balances --------------------------------------------------------------------------
@@ -109,15 +116,32 @@ class Payments:
 
     async def balance(self, conn, inv: asyncpg.Record) -> Balance:
         unacknowledged = await repo.unacknowledged_amount(conn, inv["invoice_id"])
-        return Balance(status=inv["status"], currency=inv["currency"], total=inv["total"],
-                       amount_due=inv["amount_due"], unacknowledged=int(unacknowledged),
-                       allow_partial=inv["allow_partial_payments"])
+        return Balance(
+            status=inv["status"],
+            currency=inv["currency"],
+            total=inv["total"],
+            amount_due=inv["amount_due"],
+            unacknowledged=int(unacknowledged),
+            allow_partial=inv["allow_partial_payments"],
+        )
 
     # -- starting a payment ----------------------------------------------------------------
 
-    async def start(self, conn, tenant_id: str, invoice_id: str, *, method: Method, account: Account,
-                    amount: int | None = None, automatic: bool = False, attempt: int = 1,
-                    at: datetime | None = None, return_url: str | None = None, inline: bool = False) -> Payment:
+    async def start(
+        self,
+        conn,
+        tenant_id: str,
+        invoice_id: str,
+        *,
+        method: Method,
+        account: Account,
+        amount: int | None = None,
+        automatic: bool = False,
+        attempt: int = 1,
+        at: datetime | None = None,
+        return_url: str | None = None,
+        inline: bool = False,
+    ) -> Payment:
         """payment.created and its charge job, in the caller's transaction. With `inline` the
         caller sends the job itself right after commit (run_job(claimed=True)): the worker leaves
         it alone for one lease, then takes over if the caller died."""
@@ -125,15 +149,31 @@ class Payments:
         inv = await self.invoice(conn, tenant_id, invoice_id, lock=True)  # one start per invoice at a time
         amount = amount_to_collect(await self.balance(conn, inv), amount)
         payment_id = new_id("pay")
-        cmd = StartPayment(payment_id, invoice_id, inv["customer_id"], amount, inv["currency"],
-                           account.provider, method.type, automatic, attempt)
+        cmd = StartPayment(
+            payment_id,
+            invoice_id,
+            inv["customer_id"],
+            amount,
+            inv["currency"],
+            account.provider,
+            method.type,
+            automatic,
+            attempt,
+        )
         state = await self._append(conn, tenant_id, Payment(), decide_start(Payment(), cmd, at), at)
         await repo.insert_charge_job(
-            conn, payment_id, tenant_id, account.account_id, method.method_id,
+            conn,
+            payment_id,
+            tenant_id,
+            account.account_id,
+            method.method_id,
             self.vault.encrypt({"type": method.instrument.type, "number": method.instrument.number})
-            if method.instrument else None,
-            f"billstream_{payment_id}", return_url and return_url.replace("{payment_id}", payment_id),
-            self.lease_s if inline else 0.0)
+            if method.instrument
+            else None,
+            f"billstream_{payment_id}",
+            return_url and return_url.replace("{payment_id}", payment_id),
+            self.lease_s if inline else 0.0,
+        )
         if not inline:
             await repo.notify_charge_job(conn, payment_id)
         return state
@@ -143,21 +183,33 @@ class Payments:
         """How long a claimed job is left alone: longer than any provider call can take."""
         return float(self.settings.provider_timeout_s * 3 + 5)
 
-    async def fail_unchargeable(self, conn, tenant_id: str, inv: asyncpg.Record, code: str, reason: str,
-                                *, attempt: int, at: datetime) -> Payment:
+    async def fail_unchargeable(
+        self, conn, tenant_id: str, inv: asyncpg.Record, code: str, reason: str, *, attempt: int, at: datetime
+    ) -> Payment:
         """An automatic collection that could not even be tried (no saved method): still a
         payment.failed, so invoicing and dunning hear about it."""
         amount = (await self.balance(conn, inv)).remaining  # > 0: the caller checked
-        cmd = StartPayment(new_id("pay"), inv["invoice_id"], inv["customer_id"], amount, inv["currency"],
-                           "none", "none", True, attempt)
+        cmd = StartPayment(
+            new_id("pay"), inv["invoice_id"], inv["customer_id"], amount, inv["currency"], "none", "none", True, attempt
+        )
         state = await self._append(conn, tenant_id, Payment(), decide_start(Payment(), cmd, at), at)
-        return await self._append(conn, tenant_id, state, decide_outcome(
-            state, Outcome(False, code=code, reason=reason), at), at)
+        return await self._append(
+            conn, tenant_id, state, decide_outcome(state, Outcome(False, code=code, reason=reason), at), at
+        )
 
     # -- recording what the provider says --------------------------------------------------
 
-    async def record(self, conn, payment_id: str, status: str, *, reference: str | None = None,
-                     code: str | None = None, reason: str | None = None, at: datetime | None = None) -> Payment:
+    async def record(
+        self,
+        conn,
+        payment_id: str,
+        status: str,
+        *,
+        reference: str | None = None,
+        code: str | None = None,
+        reason: str | None = None,
+        at: datetime | None = None,
+    ) -> Payment:
         at = at or now()
         state, tenant_id = await self.read(conn, payment_id)
         await self.correlate(conn, payment_id)
@@ -172,13 +224,19 @@ class Payments:
     async def record_result(self, payment_id: str, result: ChargeResult) -> Payment:
         async def record(conn) -> Payment:
             await repo.set_provider_reference(conn, payment_id, result.provider_reference)
-            return await self.record(conn, payment_id, result.status, reference=result.provider_reference,
-                                     code=result.failure_code, reason=result.failure_reason)
+            return await self.record(
+                conn,
+                payment_id,
+                result.status,
+                reference=result.provider_reference,
+                code=result.failure_code,
+                reason=result.failure_reason,
+            )
 
         # A callback may append at the same moment: read again and decide again.
         return await retry_on_conflict(
-            self.pool, record, attempts=3,
-            gave_up=lambda: RuntimeError(f"payment {payment_id} kept changing under us"))
+            self.pool, record, attempts=3, gave_up=lambda: RuntimeError(f"payment {payment_id} kept changing under us")
+        )
 
     # -- charge jobs -----------------------------------------------------------------------
 
@@ -205,8 +263,9 @@ class Payments:
         s = state.snapshot
         # A one-off payment (no saved method: the customer is at the hosted page, or sent on to the
         # provider's own form) has until `expires_at` to be paid; a hosted session expires then too.
-        expires_at = None if job["method_id"] else \
-            job["created_at"] + timedelta(seconds=self.settings.hosted_checkout_expiry_s)
+        expires_at = (
+            None if job["method_id"] else job["created_at"] + timedelta(seconds=self.settings.hosted_checkout_expiry_s)
+        )
         overdue = expires_at is not None and now() >= expires_at
         failpoint("payments.before_charge")
         try:
@@ -219,16 +278,27 @@ class Payments:
             else:
                 instrument = self.vault.decrypt(job["instrument"]) if job["instrument"] else None
                 req = ChargeRequest(
-                    idempotency_key=job["idempotency_key"], reference=payment_id, amount=s.amount,
-                    currency=s.currency, callback_url=callback_url(self.settings.own_url, account),
-                    instrument=Instrument(**instrument) if instrument else None, method_token=token,
-                    customer_email=email, return_url=job["return_url"], expires_at=expires_at)
+                    idempotency_key=job["idempotency_key"],
+                    reference=payment_id,
+                    amount=s.amount,
+                    currency=s.currency,
+                    callback_url=callback_url(self.settings.own_url, account),
+                    instrument=Instrument(**instrument) if instrument else None,
+                    method_token=token,
+                    customer_email=email,
+                    return_url=job["return_url"],
+                    expires_at=expires_at,
+                )
                 result = await (provider.charge_saved_method(req) if token else provider.start_payment(req))
         except ProviderUnavailable as exc:  # KeyAlreadyUsed too: a refused retry is never a decline
             if not (overdue and isinstance(exc, KeyAlreadyUsed)):
                 backoff = min(2 ** (job["attempts"] - 1), 60)
-                log.warning("provider unavailable, charge will be retried with the same key",
-                            payment_id=payment_id, error=exc.message, retry_in_s=backoff)
+                log.warning(
+                    "provider unavailable, charge will be retried with the same key",
+                    payment_id=payment_id,
+                    error=exc.message,
+                    retry_in_s=backoff,
+                )
                 await repo.retry_charge_job(self.pool, payment_id, float(backoff), exc.message)
                 return None
             # The provider knows the key but shows no paid charge for it, and the checkout is over.
@@ -241,8 +311,9 @@ class Payments:
             log.info("provider refused the charge", payment_id=payment_id, code=exc.code)
             async with self.pool.acquire() as conn, conn.transaction():
                 await self.record(conn, payment_id, "failed", code=exc.code, reason=exc.message)
-            return ChargeResult(provider_reference="", status="failed", failure_code=exc.code,
-                                failure_reason=exc.message)
+            return ChargeResult(
+                provider_reference="", status="failed", failure_code=exc.code, failure_reason=exc.message
+            )
         if overdue and result.status == REQUIRES_ACTION:  # the customer never finished the provider's form
             result = expired(result.provider_reference)
         failpoint("payments.after_charge")  # the provider has the charge, nothing of it is recorded yet

@@ -37,8 +37,9 @@ class Refunds:
             if not (state.snapshot.provider_reference or await repo.charge_reference(conn, payment_id)):
                 raise Conflict("payment_not_refundable", "This payment has no provider charge to refund.")
             refund_id = new_id("re")
-            await repo.insert_refund_job(conn, refund_id, payment_id, tenant_id, amount, reason,
-                                         self.payments.lease_s)  # claimed: sent below
+            await repo.insert_refund_job(
+                conn, refund_id, payment_id, tenant_id, amount, reason, self.payments.lease_s
+            )  # claimed: sent below
             # The reservation is the request's work: a retry after a crash past this point must
             # not reserve (and refund) a second time (make chaos caught it after a kill -9).
             await mark_committed(conn)
@@ -56,11 +57,16 @@ class Refunds:
         reference = state.snapshot.provider_reference or (charge and charge["provider_reference"])
         try:
             await self.payments.accounts.adapter(account).refund(
-                f"billstream_{refund_id}", reference, job["amount"], state.snapshot.currency)
+                f"billstream_{refund_id}", reference, job["amount"], state.snapshot.currency
+            )
         except ProviderUnavailable as exc:
             backoff = min(2 ** (job["attempts"] - 1), 300)
-            log.warning("provider unavailable, refund will be retried with the same key", refund_id=refund_id,
-                        error=exc.message, retry_in_s=backoff)
+            log.warning(
+                "provider unavailable, refund will be retried with the same key",
+                refund_id=refund_id,
+                error=exc.message,
+                retry_in_s=backoff,
+            )
             await repo.retry_refund_job(self.pool, refund_id, float(backoff), exc.message)
             return self._view(job, state.snapshot, "pending")
         except ProviderError as exc:
@@ -71,14 +77,18 @@ class Refunds:
         async def record(conn):  # on the payment as it is now: another writer may have appended since
             current, _ = await self.payments.read(conn, job["payment_id"])
             at = now()
-            current = await self.payments._append(conn, tenant_id, current, decide_refund(
-                current, refund_id, job["amount"], job["reason"], at), at)
+            current = await self.payments._append(
+                conn, tenant_id, current, decide_refund(current, refund_id, job["amount"], job["reason"], at), at
+            )
             await repo.refund_succeeded(conn, refund_id)
             return current
 
         state = await retry_on_conflict(
-            self.pool, record, attempts=5,
-            gave_up=lambda: RuntimeError(f"payment {job['payment_id']} kept changing under the refund"))
+            self.pool,
+            record,
+            attempts=5,
+            gave_up=lambda: RuntimeError(f"payment {job['payment_id']} kept changing under the refund"),
+        )
         return self._view(job, state.snapshot, "succeeded")
 
     async def due(self, limit: int = 20) -> list[str]:
@@ -86,6 +96,14 @@ class Refunds:
 
     @staticmethod
     def _view(job, payment, status: str) -> dict:
-        return {"id": job["refund_id"], "object": "refund", "livemode": auth.livemode(job["tenant_id"]),
-                "paymentId": job["payment_id"], "amount": job["amount"], "currency": payment.currency,
-                "reason": job["reason"], "status": status, "payment": auth.with_livemode(payment.dump(), job["tenant_id"])}
+        return {
+            "id": job["refund_id"],
+            "object": "refund",
+            "livemode": auth.livemode(job["tenant_id"]),
+            "paymentId": job["payment_id"],
+            "amount": job["amount"],
+            "currency": payment.currency,
+            "reason": job["reason"],
+            "status": status,
+            "payment": auth.with_livemode(payment.dump(), job["tenant_id"]),
+        }

@@ -10,14 +10,17 @@ ACCOUNT_COLUMNS = "account_id, provider, currencies, priority, credentials"  # w
 
 # -- the event store ------------------------------------------------------------------------
 
+
 async def first_event(conn, payment_id: str) -> asyncpg.Record | None:
     """The payment's first event's id and correlation id (`event_id`, `cid`)."""
     return await conn.fetchrow(
         "SELECT event_id, envelope->>'correlationid' AS cid FROM events WHERE stream_id = $1 AND version = 1",
-        payment_id)
+        payment_id,
+    )
 
 
 # -- the payment list (projections/payment_list.py keeps it) ----------------------------------
+
 
 async def count_payments(conn, where: str, args: list) -> int:
     """`where`: the list's filters joined with AND, over `args` as $1, $2, ..."""
@@ -29,34 +32,51 @@ async def payments_page(conn, where: str, args: list, limit: int, offset: int) -
     `offset` are integers the API validated)."""
     return await conn.fetch(
         f"""SELECT view FROM payment_list WHERE {where}
-            ORDER BY created_at DESC, payment_id DESC LIMIT {limit} OFFSET {offset}""", *args)
+            ORDER BY created_at DESC, payment_id DESC LIMIT {limit} OFFSET {offset}""",
+        *args,
+    )
 
 
 # -- invoices and their payments ------------------------------------------------------------
+
 
 async def find_payable_invoice(conn, tenant_id: str, invoice_id: str, *, lock: bool = False) -> asyncpg.Record | None:
     """`lock`: one payment decision per invoice at a time."""
     return await conn.fetchrow(
         f"""SELECT * FROM payable_invoices WHERE invoice_id = $1 AND tenant_id = $2
-            {'FOR UPDATE' if lock else ''}""", invoice_id, tenant_id)
+            {"FOR UPDATE" if lock else ""}""",
+        invoice_id,
+        tenant_id,
+    )
 
 
 async def invoice_arrived(pool, tenant_id: str, invoice_id: str) -> bool | None:
     """True once billing.invoices has brought the tenant's invoice here."""
     return await pool.fetchval(
-        "SELECT true FROM payable_invoices WHERE invoice_id = $1 AND tenant_id = $2", invoice_id, tenant_id)
+        "SELECT true FROM payable_invoices WHERE invoice_id = $1 AND tenant_id = $2", invoice_id, tenant_id
+    )
 
 
 async def invoice_for_link(conn, invoice_id: str) -> asyncpg.Record | None:
     """A signed pay link names only the invoice: its `tenant_id` and `snapshot`."""
-    return await conn.fetchrow("SELECT tenant_id, snapshot FROM payable_invoices WHERE invoice_id = $1",
-                               invoice_id)
+    return await conn.fetchrow("SELECT tenant_id, snapshot FROM payable_invoices WHERE invoice_id = $1", invoice_id)
 
 
-async def upsert_payable_invoice(conn, invoice_id: str, tenant_id: str, customer_id: str, status: str,
-                                 currency: str, total: int, amount_due: int, version: int, updated_at,
-                                 snapshot: dict | None, allow_partial_payments: bool,
-                                 auto_collection: bool) -> None:
+async def upsert_payable_invoice(
+    conn,
+    invoice_id: str,
+    tenant_id: str,
+    customer_id: str,
+    status: str,
+    currency: str,
+    total: int,
+    amount_due: int,
+    version: int,
+    updated_at,
+    snapshot: dict | None,
+    allow_partial_payments: bool,
+    auto_collection: bool,
+) -> None:
     """`version` (the event's sequence) makes older or repeated events lose; an invoice never
     changes tenant."""
     await conn.execute(
@@ -70,15 +90,26 @@ async def upsert_payable_invoice(conn, invoice_id: str, tenant_id: str, customer
              updated_at = EXCLUDED.updated_at, snapshot = EXCLUDED.snapshot,
              allow_partial_payments = EXCLUDED.allow_partial_payments, auto_collection = EXCLUDED.auto_collection
            WHERE payable_invoices.version < EXCLUDED.version AND payable_invoices.tenant_id = EXCLUDED.tenant_id""",
-        invoice_id, tenant_id, customer_id, status, currency, total, amount_due, version, updated_at, snapshot,
-        allow_partial_payments, auto_collection,
+        invoice_id,
+        tenant_id,
+        customer_id,
+        status,
+        currency,
+        total,
+        amount_due,
+        version,
+        updated_at,
+        snapshot,
+        allow_partial_payments,
+        auto_collection,
     )
 
 
 async def acknowledge_payment(conn, invoice_id: str, payment_id: str) -> None:
     """From now on the invoice snapshot's amountDue counts this payment (see unacknowledged_amount)."""
-    await conn.execute("INSERT INTO invoice_payment_acks VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                       invoice_id, payment_id)
+    await conn.execute(
+        "INSERT INTO invoice_payment_acks VALUES ($1, $2) ON CONFLICT DO NOTHING", invoice_id, payment_id
+    )
 
 
 async def invoice_snapshot(conn, invoice_id: str) -> asyncpg.Record | None:
@@ -92,15 +123,22 @@ async def unacknowledged_amount(conn, invoice_id: str) -> int:
            WHERE p.invoice_id = $1 AND p.status <> 'FAILED'
              AND NOT EXISTS (SELECT 1 FROM invoice_payment_acks a
                              WHERE a.invoice_id = p.invoice_id AND a.payment_id = p.payment_id)""",
-        invoice_id)
+        invoice_id,
+    )
 
 
-async def save_invoice_payment(conn, payment_id: str, invoice_id: str, tenant_id: str, amount: int,
-                               status: str) -> None:
+async def save_invoice_payment(
+    conn, payment_id: str, invoice_id: str, tenant_id: str, amount: int, status: str
+) -> None:
     await conn.execute(
         """INSERT INTO invoice_payments (payment_id, invoice_id, tenant_id, amount, status)
            VALUES ($1, $2, $3, $4, $5) ON CONFLICT (payment_id) DO UPDATE SET status = EXCLUDED.status""",
-        payment_id, invoice_id, tenant_id, amount, status)
+        payment_id,
+        invoice_id,
+        tenant_id,
+        amount,
+        status,
+    )
 
 
 async def lock_invoice_payment(conn, payment_id: str) -> None:
@@ -112,10 +150,13 @@ async def invoice_payments(conn, invoice_id: str) -> list[asyncpg.Record]:
     """Our payments of the invoice (`payment_id`, `amount`, `status`), as the hosted page lists them."""
     return await conn.fetch(
         """SELECT payment_id, amount, status FROM invoice_payments WHERE invoice_id = $1
-           ORDER BY payment_id""", invoice_id)
+           ORDER BY payment_id""",
+        invoice_id,
+    )
 
 
 # -- checkout sessions ------------------------------------------------------------------------
+
 
 async def checkout_session(conn, token: str) -> asyncpg.Record | None:
     """The session a hosted-page link's token opens, expired or not."""
@@ -124,12 +165,16 @@ async def checkout_session(conn, token: str) -> asyncpg.Record | None:
 
 # -- saved methods ----------------------------------------------------------------------------
 
+
 async def saved_method(conn, tenant_id: str, customer_id: str) -> asyncpg.Record | None:
     """The customer's newest attached method."""
     return await conn.fetchrow(
         """SELECT method_id, provider, type FROM payment_methods
            WHERE tenant_id = $1 AND customer_id = $2 AND detached_at IS NULL
-           ORDER BY created_at DESC LIMIT 1""", tenant_id, customer_id)
+           ORDER BY created_at DESC LIMIT 1""",
+        tenant_id,
+        customer_id,
+    )
 
 
 async def attached_method(conn, tenant_id: str, method_id: str) -> asyncpg.Record | None:
@@ -137,30 +182,46 @@ async def attached_method(conn, tenant_id: str, method_id: str) -> asyncpg.Recor
     return await conn.fetchrow(
         """SELECT method_id, provider, type FROM payment_methods
            WHERE method_id = $1 AND tenant_id = $2 AND detached_at IS NULL""",
-        method_id, tenant_id)
+        method_id,
+        tenant_id,
+    )
 
 
-async def insert_method(conn, method_id: str, tenant_id: str, customer_id: str, provider: str, method_type: str,
-                        label: str, token: bytes) -> asyncpg.Record:
+async def insert_method(
+    conn, method_id: str, tenant_id: str, customer_id: str, provider: str, method_type: str, label: str, token: bytes
+) -> asyncpg.Record:
     """`token`: the provider's token, encrypted by the vault."""
     return await conn.fetchrow(
         """INSERT INTO payment_methods (method_id, tenant_id, customer_id, provider, type, label, token)
            VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *""",
-        method_id, tenant_id, customer_id, provider, method_type, label, token)
+        method_id,
+        tenant_id,
+        customer_id,
+        provider,
+        method_type,
+        label,
+        token,
+    )
 
 
 async def customer_methods(pool, tenant_id: str, customer_id: str) -> list[asyncpg.Record]:
     """The customer's attached methods, newest first."""
     return await pool.fetch(
         """SELECT * FROM payment_methods WHERE tenant_id = $1 AND customer_id = $2 AND detached_at IS NULL
-           ORDER BY created_at DESC""", tenant_id, customer_id)
+           ORDER BY created_at DESC""",
+        tenant_id,
+        customer_id,
+    )
 
 
 async def detach_method(pool, tenant_id: str, method_id: str) -> asyncpg.Record | None:
     """The method, detached (a second detach keeps the first time); None if not the tenant's."""
     return await pool.fetchrow(
         """UPDATE payment_methods SET detached_at = coalesce(detached_at, now())
-           WHERE method_id = $1 AND tenant_id = $2 RETURNING *""", method_id, tenant_id)
+           WHERE method_id = $1 AND tenant_id = $2 RETURNING *""",
+        method_id,
+        tenant_id,
+    )
 
 
 async def method_token(conn, method_id: str) -> bytes | str | None:
@@ -170,14 +231,32 @@ async def method_token(conn, method_id: str) -> bytes | str | None:
 
 # -- charge jobs ------------------------------------------------------------------------------
 
-async def insert_charge_job(conn, payment_id: str, tenant_id: str, account_id: str, method_id: str | None,
-                            instrument, idempotency_key: str, return_url: str | None, delay_s: float) -> None:
+
+async def insert_charge_job(
+    conn,
+    payment_id: str,
+    tenant_id: str,
+    account_id: str,
+    method_id: str | None,
+    instrument,
+    idempotency_key: str,
+    return_url: str | None,
+    delay_s: float,
+) -> None:
     """`delay_s`: 0 for the worker to take it at once; a lease when the caller sends it itself."""
     await conn.execute(
         """INSERT INTO charge_jobs (payment_id, tenant_id, account_id, method_id, instrument, idempotency_key,
                                     return_url, next_attempt_at)
            VALUES ($1, $2, $3, $4, $5, $6, $7, now() + make_interval(secs => $8))""",
-        payment_id, tenant_id, account_id, method_id, instrument, idempotency_key, return_url, delay_s)
+        payment_id,
+        tenant_id,
+        account_id,
+        method_id,
+        instrument,
+        idempotency_key,
+        return_url,
+        delay_s,
+    )
 
 
 async def notify_charge_job(conn, payment_id: str) -> None:
@@ -192,7 +271,11 @@ async def claim_charge_job(pool, payment_id: str, lease_s: float, claimed: bool)
         """UPDATE charge_jobs SET attempts = attempts + 1,
                   next_attempt_at = now() + make_interval(secs => $2)
            WHERE payment_id = $1 AND NOT done AND ($3 OR next_attempt_at <= now())
-           RETURNING *""", payment_id, lease_s, claimed)
+           RETURNING *""",
+        payment_id,
+        lease_s,
+        claimed,
+    )
 
 
 async def mark_charge_done(conn, payment_id: str) -> None:
@@ -200,27 +283,34 @@ async def mark_charge_done(conn, payment_id: str) -> None:
 
 
 async def set_provider_reference(conn, payment_id: str, reference: str) -> None:
-    await conn.execute(
-        "UPDATE charge_jobs SET provider_reference = $2 WHERE payment_id = $1", payment_id, reference)
+    await conn.execute("UPDATE charge_jobs SET provider_reference = $2 WHERE payment_id = $1", payment_id, reference)
 
 
 async def retry_charge_job(pool, payment_id: str, delay_s: float, error: str) -> None:
     await pool.execute(
         """UPDATE charge_jobs SET next_attempt_at = now() + make_interval(secs => $2), last_error = $3
-           WHERE payment_id = $1""", payment_id, delay_s, error)
+           WHERE payment_id = $1""",
+        payment_id,
+        delay_s,
+        error,
+    )
 
 
 async def look_again(pool, payment_id: str, delay_s: float) -> None:
     """Reconcile an unsettled charge after `delay_s` (its callback may never come)."""
     await pool.execute(
         "UPDATE charge_jobs SET next_attempt_at = now() + make_interval(secs => $2) WHERE payment_id = $1",
-        payment_id, delay_s)
+        payment_id,
+        delay_s,
+    )
 
 
 async def due_charge_jobs(pool, limit: int) -> list[str]:
     rows = await pool.fetch(
         """SELECT payment_id FROM charge_jobs WHERE NOT done AND next_attempt_at <= now()
-           ORDER BY next_attempt_at LIMIT $1""", limit)
+           ORDER BY next_attempt_at LIMIT $1""",
+        limit,
+    )
     return [r["payment_id"] for r in rows]
 
 
@@ -229,32 +319,43 @@ async def charge_reference(conn, payment_id: str) -> str | None:
 
 
 async def charge_account(conn, payment_id: str) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT account_id, provider_reference FROM charge_jobs WHERE payment_id = $1",
-                               payment_id)
+    return await conn.fetchrow(
+        "SELECT account_id, provider_reference FROM charge_jobs WHERE payment_id = $1", payment_id
+    )
 
 
 async def charged_through(conn, payment_id: str, default_account: str) -> asyncpg.Record | None:
     """The charge's account (`default_account` when none is recorded) and tenant."""
     return await conn.fetchrow(
         "SELECT coalesce(account_id, $2) AS account_id, tenant_id FROM charge_jobs WHERE payment_id = $1",
-        payment_id, default_account)
+        payment_id,
+        default_account,
+    )
 
 
 # -- refund jobs ------------------------------------------------------------------------------
 
+
 async def refunds_in_flight(conn, payment_id: str) -> int:
     """The amount of the payment's refunds still pending: reserved against what may be refunded."""
     return await conn.fetchval(
-        "SELECT coalesce(sum(amount), 0) FROM refund_jobs WHERE payment_id = $1 AND state = 'pending'",
-        payment_id)
+        "SELECT coalesce(sum(amount), 0) FROM refund_jobs WHERE payment_id = $1 AND state = 'pending'", payment_id
+    )
 
 
-async def insert_refund_job(conn, refund_id: str, payment_id: str, tenant_id: str, amount: int, reason: str,
-                            delay_s: float) -> None:
+async def insert_refund_job(
+    conn, refund_id: str, payment_id: str, tenant_id: str, amount: int, reason: str, delay_s: float
+) -> None:
     await conn.execute(
         """INSERT INTO refund_jobs (refund_id, payment_id, tenant_id, amount, reason, next_attempt_at)
            VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))""",
-        refund_id, payment_id, tenant_id, amount, reason, delay_s)
+        refund_id,
+        payment_id,
+        tenant_id,
+        amount,
+        reason,
+        delay_s,
+    )
 
 
 async def claim_refund_job(pool, refund_id: str, lease_s: float, claimed: bool) -> asyncpg.Record | None:
@@ -262,18 +363,26 @@ async def claim_refund_job(pool, refund_id: str, lease_s: float, claimed: bool) 
     return await pool.fetchrow(
         """UPDATE refund_jobs SET attempts = attempts + 1, next_attempt_at = now() + make_interval(secs => $2)
            WHERE refund_id = $1 AND state = 'pending' AND ($3 OR next_attempt_at <= now()) RETURNING *""",
-        refund_id, lease_s, claimed)
+        refund_id,
+        lease_s,
+        claimed,
+    )
 
 
 async def retry_refund_job(pool, refund_id: str, delay_s: float, error: str) -> None:
     await pool.execute(
         """UPDATE refund_jobs SET next_attempt_at = now() + make_interval(secs => $2), last_error = $3
-           WHERE refund_id = $1""", refund_id, delay_s, error)
+           WHERE refund_id = $1""",
+        refund_id,
+        delay_s,
+        error,
+    )
 
 
 async def refuse_refund_job(pool, refund_id: str, error: str) -> None:
-    await pool.execute("UPDATE refund_jobs SET state = 'refused', last_error = $2 WHERE refund_id = $1",
-                       refund_id, error)
+    await pool.execute(
+        "UPDATE refund_jobs SET state = 'refused', last_error = $2 WHERE refund_id = $1", refund_id, error
+    )
 
 
 async def refund_succeeded(conn, refund_id: str) -> None:
@@ -283,68 +392,107 @@ async def refund_succeeded(conn, refund_id: str) -> None:
 async def due_refund_jobs(pool, limit: int) -> list[str]:
     rows = await pool.fetch(
         """SELECT refund_id FROM refund_jobs WHERE state = 'pending' AND next_attempt_at <= now()
-           ORDER BY next_attempt_at LIMIT $1""", limit)
+           ORDER BY next_attempt_at LIMIT $1""",
+        limit,
+    )
     return [r["refund_id"] for r in rows]
 
 
 # -- provider callbacks -----------------------------------------------------------------------
 
-async def record_provider_event(conn, provider: str, account_id: str, event_id: str,
-                                payment_id: str | None) -> bool | None:
+
+async def record_provider_event(
+    conn, provider: str, account_id: str, event_id: str, payment_id: str | None
+) -> bool | None:
     """True the first time this provider event is seen; None for a duplicate."""
     return await conn.fetchval(
         """INSERT INTO provider_events (provider, account_id, event_id, payment_id) VALUES ($1, $2, $3, $4)
            ON CONFLICT DO NOTHING RETURNING true""",
-        provider, account_id, event_id, payment_id)
+        provider,
+        account_id,
+        event_id,
+        payment_id,
+    )
 
 
 async def active_account(pool, account_id: str, provider: str) -> asyncpg.Record | None:
     return await pool.fetchrow(
         f"SELECT {ACCOUNT_COLUMNS} FROM provider_accounts WHERE account_id = $1 AND provider = $2 AND active",
-        account_id, provider)
+        account_id,
+        provider,
+    )
 
 
 async def two_active_accounts(pool, provider: str) -> list[asyncpg.Record]:
     """At most two of the provider's active accounts: enough to tell one from several."""
     return await pool.fetch(
-        f"SELECT {ACCOUNT_COLUMNS} FROM provider_accounts WHERE provider = $1 AND active LIMIT 2", provider)
+        f"SELECT {ACCOUNT_COLUMNS} FROM provider_accounts WHERE provider = $1 AND active LIMIT 2", provider
+    )
 
 
 # -- provider accounts ------------------------------------------------------------------------
 
+
 async def tenant_accounts(pool, tenant_id: str) -> list[asyncpg.Record]:
     """All of the tenant's accounts, inactive ones too, oldest first (as the API lists them)."""
-    return await pool.fetch(
-        "SELECT * FROM provider_accounts WHERE tenant_id = $1 ORDER BY created_at", tenant_id)
+    return await pool.fetch("SELECT * FROM provider_accounts WHERE tenant_id = $1 ORDER BY created_at", tenant_id)
 
 
 # -- provider accounts and checkout sessions, for app/accounts.py and app/checkout.py ---------
 
+
 async def active_accounts_of(conn, tenant_id: str) -> list[asyncpg.Record]:
     return await conn.fetch(
         """SELECT account_id, provider, currencies, priority, credentials FROM provider_accounts
-           WHERE tenant_id = $1 AND active ORDER BY created_at""", tenant_id)
+           WHERE tenant_id = $1 AND active ORDER BY created_at""",
+        tenant_id,
+    )
 
 
-async def insert_account(conn, account_id: str, tenant_id: str, provider: str, currencies: list[str], priority: int,
-                         credentials: bytes) -> asyncpg.Record:
+async def insert_account(
+    conn, account_id: str, tenant_id: str, provider: str, currencies: list[str], priority: int, credentials: bytes
+) -> asyncpg.Record:
     """`credentials`: already sealed by the vault."""
     return await conn.fetchrow(
         """INSERT INTO provider_accounts (account_id, tenant_id, provider, currencies, priority, credentials)
            VALUES ($1, $2, $3, $4, $5, $6) RETURNING *""",
-        account_id, tenant_id, provider, currencies, priority, credentials)
+        account_id,
+        tenant_id,
+        provider,
+        currencies,
+        priority,
+        credentials,
+    )
 
 
-async def insert_checkout_session(conn, session_id: str, token: str, tenant_id: str, invoice_id: str,
-                                  return_url: str | None, expires_at, from_link: bool) -> None:
+async def insert_checkout_session(
+    conn,
+    session_id: str,
+    token: str,
+    tenant_id: str,
+    invoice_id: str,
+    return_url: str | None,
+    expires_at,
+    from_link: bool,
+) -> None:
     await conn.execute(
         """INSERT INTO checkout_sessions (session_id, token, tenant_id, invoice_id, return_url, expires_at, from_link)
-           VALUES ($1, $2, $3, $4, $5, $6, $7)""", session_id, token, tenant_id, invoice_id, return_url, expires_at,
-        from_link)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+        session_id,
+        token,
+        tenant_id,
+        invoice_id,
+        return_url,
+        expires_at,
+        from_link,
+    )
 
 
 async def link_session_token(conn, tenant_id: str, invoice_id: str) -> str | None:
     """The newest session a pay link opened for the invoice that is still good for an hour."""
     return await conn.fetchval(
         """SELECT token FROM checkout_sessions WHERE tenant_id = $1 AND invoice_id = $2 AND from_link
-             AND expires_at > now() + interval '1 hour' ORDER BY expires_at DESC LIMIT 1""", tenant_id, invoice_id)
+             AND expires_at > now() + interval '1 hour' ORDER BY expires_at DESC LIMIT 1""",
+        tenant_id,
+        invoice_id,
+    )

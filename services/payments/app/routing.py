@@ -20,11 +20,15 @@ class NoProvider(Exception):
     pass
 
 
-def choose(accounts: list[Account], currency: str, *, provider: str | None = None,
-           sandbox_enabled: bool = True) -> Account:
+def choose(
+    accounts: list[Account], currency: str, *, provider: str | None = None, sandbox_enabled: bool = True
+) -> Account:
     """The account to use for `currency` (and `provider`, when a saved method fixes it)."""
-    candidates = [a for a in accounts if (provider is None or a.provider == provider)
-                  and (not a.currencies or currency in a.currencies)]
+    candidates = [
+        a
+        for a in accounts
+        if (provider is None or a.provider == provider) and (not a.currencies or currency in a.currencies)
+    ]
     if candidates:
         return min(candidates, key=lambda a: (0 if a.currencies else 1, a.priority, a.account_id))
     if sandbox_enabled and provider in (None, "sandbox"):

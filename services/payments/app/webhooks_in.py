@@ -46,9 +46,11 @@ async def _account(payments, provider: str, segment: str | None) -> Account:
     rows = await repo.two_active_accounts(payments.pool, provider)
     if len(rows) + sandbox > 1:
         log.warning("provider callback on the bare path with several accounts", provider=provider)
-        raise Refused("callback_account_required",
-                       f"More than one {provider} account is configured: send callbacks to "
-                       f"/webhooks/{provider}/{{accountId}} (the URL each charge gives the provider).")
+        raise Refused(
+            "callback_account_required",
+            f"More than one {provider} account is configured: send callbacks to "
+            f"/webhooks/{provider}/{{accountId}} (the URL each charge gives the provider).",
+        )
     if sandbox:
         return Account(SANDBOX_DEFAULT, "sandbox")
     if not rows:
@@ -61,12 +63,14 @@ async def _charged_through(conn, payment_id: str, account: Account) -> bool:
     sandbox). Never a live payment through a sandbox, which serves test mode only, not even one
     charged through it before the modes existed."""
     job = await repo.charged_through(conn, payment_id, SANDBOX_DEFAULT)
-    return job is not None and job["account_id"] == account.account_id \
+    return (
+        job is not None
+        and job["account_id"] == account.account_id
         and not (account.provider == "sandbox" and auth.livemode(job["tenant_id"]))
+    )
 
 
-async def receive(payments, provider: str, headers: dict[str, str], body: bytes,
-                  segment: str | None = None) -> dict:
+async def receive(payments, provider: str, headers: dict[str, str], body: bytes, segment: str | None = None) -> dict:
     """`segment`: the account named in the path (None on the bare path)."""
     if provider not in KNOWN:
         raise NotFound("provider", provider, code="provider_unknown", field=None)
@@ -74,33 +78,52 @@ async def receive(payments, provider: str, headers: dict[str, str], body: bytes,
         account = await _account(payments, provider, segment)
         event = payments.accounts.adapter(account).verify_callback(headers, body)
     except SignatureInvalid as exc:
-        log.warning("provider callback refused", provider=provider, account_id=segment, reason=str(exc),
-                    size=len(body))
+        log.warning("provider callback refused", provider=provider, account_id=segment, reason=str(exc), size=len(body))
         raise Refused("signature_invalid", "The callback signature could not be verified.") from exc
 
     async def apply(conn) -> dict:
-        fresh = await repo.record_provider_event(conn, provider, account.account_id, event.event_id,
-                                                 event.payment_id)
+        fresh = await repo.record_provider_event(conn, provider, account.account_id, event.event_id, event.payment_id)
         if not fresh:
-            log.info("duplicate provider callback ignored", provider=provider, account_id=account.account_id,
-                     provider_event_id=event.event_id)
+            log.info(
+                "duplicate provider callback ignored",
+                provider=provider,
+                account_id=account.account_id,
+                provider_event_id=event.event_id,
+            )
             return {"received": True, "duplicate": True}
         if not event.payment_id or not event.status:
             return {"received": True, "ignored": True}
         if not await _charged_through(conn, event.payment_id, account):
-            log.warning("provider callback for a payment not charged through this account ignored",
-                        provider=provider, account_id=account.account_id, payment_id=event.payment_id,
-                        provider_event_id=event.event_id)
+            log.warning(
+                "provider callback for a payment not charged through this account ignored",
+                provider=provider,
+                account_id=account.account_id,
+                payment_id=event.payment_id,
+                provider_event_id=event.event_id,
+            )
             return {"received": True, "ignored": True}
-        state = await payments.record(conn, event.payment_id, event.status,
-                                      reference=event.provider_reference, code=event.failure_code,
-                                      reason=event.failure_reason)
-        log.info("provider callback applied", provider=provider, account_id=account.account_id,
-                 provider_event_id=event.event_id,
-                 payment_id=event.payment_id, status=state.status)
+        state = await payments.record(
+            conn,
+            event.payment_id,
+            event.status,
+            reference=event.provider_reference,
+            code=event.failure_code,
+            reason=event.failure_reason,
+        )
+        log.info(
+            "provider callback applied",
+            provider=provider,
+            account_id=account.account_id,
+            provider_event_id=event.event_id,
+            payment_id=event.payment_id,
+            status=state.status,
+        )
         return {"received": True}
 
     # The charge job may append at the same moment: decide again (the event's row goes with it).
     return await retry_on_conflict(
-        payments.pool, apply, attempts=5,
-        gave_up=lambda: Conflict("conflict", "The payment kept changing; the provider will retry."))
+        payments.pool,
+        apply,
+        attempts=5,
+        gave_up=lambda: Conflict("conflict", "The payment kept changing; the provider will retry."),
+    )

@@ -26,8 +26,9 @@ class ChargeWorker:
                 due = await self.payments.due_jobs()
                 refunds = await self.refunds.due()
                 if due or refunds:
-                    await asyncio.gather(*(self._run_one(pid) for pid in due),
-                                         *(self._refund_one(rid) for rid in refunds))
+                    await asyncio.gather(
+                        *(self._run_one(pid) for pid in due), *(self._refund_one(rid) for rid in refunds)
+                    )
                     continue
                 await self._wakeup.wait()
         finally:

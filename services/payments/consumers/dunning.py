@@ -14,7 +14,6 @@ def make_dunning_consumer(payments: Payments):
         if event.type != "dunning.retry_due":
             return
         d = event.data
-        await collect_automatically(payments, conn, event.tenantid, d["invoiceId"],
-                                    attempt=int(d.get("attempt") or 1))
+        await collect_automatically(payments, conn, event.tenantid, d["invoiceId"], attempt=int(d.get("attempt") or 1))
 
     return on_dunning_event

@@ -22,14 +22,29 @@ def _row(event: CloudEvent) -> dict | None:
     d = event.data
     inv = d.get("invoice")
     if isinstance(inv, dict):
-        return {"invoice_id": inv["id"], "customer_id": inv.get("customerId") or (inv.get("customer") or {}).get("id") or "",
-                "status": inv["status"], "currency": inv["currency"], "total": inv.get("total", 0),
-                "amount_due": inv.get("amountDue", 0), "snapshot": inv,
-                "allow_partial": bool(inv.get("allowPartialPayments")), "auto": bool(inv.get("autoCollection"))}
+        return {
+            "invoice_id": inv["id"],
+            "customer_id": inv.get("customerId") or (inv.get("customer") or {}).get("id") or "",
+            "status": inv["status"],
+            "currency": inv["currency"],
+            "total": inv.get("total", 0),
+            "amount_due": inv.get("amountDue", 0),
+            "snapshot": inv,
+            "allow_partial": bool(inv.get("allowPartialPayments")),
+            "auto": bool(inv.get("autoCollection")),
+        }
     if event.type == "invoice.created" and "invoiceId" in d:  # the skeleton's flat shape
-        return {"invoice_id": d["invoiceId"], "customer_id": d["customerId"], "status": d["status"],
-                "currency": d["currency"], "total": d["total"], "amount_due": d["amountDue"], "snapshot": None,
-                "allow_partial": False, "auto": False}
+        return {
+            "invoice_id": d["invoiceId"],
+            "customer_id": d["customerId"],
+            "status": d["status"],
+            "currency": d["currency"],
+            "total": d["total"],
+            "amount_due": d["amountDue"],
+            "snapshot": None,
+            "allow_partial": False,
+            "auto": False,
+        }
     return None
 
 
@@ -39,8 +54,19 @@ async def record_invoice(conn: asyncpg.Connection, event: CloudEvent) -> dict | 
     if row is None:
         return None
     await repo.upsert_payable_invoice(
-        conn, row["invoice_id"], event.tenantid, row["customer_id"], row["status"], row["currency"], row["total"],
-        row["amount_due"], int(event.sequence or 1), event.time, row["snapshot"], row["allow_partial"], row["auto"],
+        conn,
+        row["invoice_id"],
+        event.tenantid,
+        row["customer_id"],
+        row["status"],
+        row["currency"],
+        row["total"],
+        row["amount_due"],
+        int(event.sequence or 1),
+        event.time,
+        row["snapshot"],
+        row["allow_partial"],
+        row["auto"],
     )
     payment_id = event.data.get("paymentId")
     if event.type == "invoice.payment_received" and payment_id:

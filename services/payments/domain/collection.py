@@ -41,9 +41,9 @@ def amount_to_collect(balance: Balance, requested: int | None) -> int:
     if requested <= 0:
         raise Refused("amount_invalid", "The amount must be a positive integer in minor units.", field="amount")
     if requested > balance.remaining:
-        raise Refused("amount_exceeds_balance",
-                       f"At most {balance.remaining} is left to pay on this invoice.", field="amount")
+        raise Refused(
+            "amount_exceeds_balance", f"At most {balance.remaining} is left to pay on this invoice.", field="amount"
+        )
     if requested < balance.remaining and not balance.allow_partial:
-        raise Refused("partial_payment_not_allowed",
-                       "This invoice must be paid in full.", field="amount")
+        raise Refused("partial_payment_not_allowed", "This invoice must be paid in full.", field="amount")
     return requested

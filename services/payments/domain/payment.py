@@ -80,9 +80,18 @@ def decide_start(state: Payment, cmd: StartPayment, at: datetime) -> list[tuple[
     if cmd.amount <= 0:
         raise Refused("amount_invalid", "The amount must be a positive integer in minor units.", field="amount")
     snap = PaymentSnapshot(
-        id=cmd.payment_id, invoice_id=cmd.invoice_id, customer_id=cmd.customer_id, status=PENDING,
-        amount=cmd.amount, currency=cmd.currency, provider=cmd.provider, method=cmd.method,
-        automatic=cmd.automatic, attempt=cmd.attempt, created_at=_stamp(at), updated_at=_stamp(at),
+        id=cmd.payment_id,
+        invoice_id=cmd.invoice_id,
+        customer_id=cmd.customer_id,
+        status=PENDING,
+        amount=cmd.amount,
+        currency=cmd.currency,
+        provider=cmd.provider,
+        method=cmd.method,
+        automatic=cmd.automatic,
+        attempt=cmd.attempt,
+        created_at=_stamp(at),
+        updated_at=_stamp(at),
     )
     return [("payment.created", PaymentCreated(payment=snap))]
 
@@ -92,9 +101,9 @@ def decide_processing(state: Payment, reference: str | None, at: datetime) -> li
     s = state.snapshot
     if s is None or s.status != PENDING:  # state.status, spelled so that s is known to be there
         return []  # already further along (callbacks can overtake the API answer)
-    snap = s.model_copy(update={
-        "status": PROCESSING, "provider_reference": reference or s.provider_reference,
-        "updated_at": _stamp(at)})
+    snap = s.model_copy(
+        update={"status": PROCESSING, "provider_reference": reference or s.provider_reference, "updated_at": _stamp(at)}
+    )
     return [("payment.processing", PaymentProcessing(payment=snap))]
 
 
@@ -106,20 +115,57 @@ def decide_outcome(state: Payment, outcome: Outcome, at: datetime) -> list[tuple
     if outcome.succeeded:
         if s.status in (SUCCEEDED, REFUNDED, PARTIALLY_REFUNDED):
             return []  # duplicate callback
-        snap = s.model_copy(update={"status": SUCCEEDED, "failure_code": None, "failure_reason": None,
-                                    "provider_reference": reference, "updated_at": _stamp(at)})
-        return [("payment.succeeded", PaymentSucceeded(
-            payment_id=s.id, invoice_id=s.invoice_id, amount=s.amount, currency=s.currency,
-            provider=s.provider, method=s.method, payment=snap))]
+        snap = s.model_copy(
+            update={
+                "status": SUCCEEDED,
+                "failure_code": None,
+                "failure_reason": None,
+                "provider_reference": reference,
+                "updated_at": _stamp(at),
+            }
+        )
+        return [
+            (
+                "payment.succeeded",
+                PaymentSucceeded(
+                    payment_id=s.id,
+                    invoice_id=s.invoice_id,
+                    amount=s.amount,
+                    currency=s.currency,
+                    provider=s.provider,
+                    method=s.method,
+                    payment=snap,
+                ),
+            )
+        ]
     if s.status not in (PENDING, PROCESSING):
         return []  # a failure never undoes a success, and a second failure adds nothing
     code = outcome.code or "payment_failed"
     reason = outcome.reason or "The payment provider declined the payment."
-    snap = s.model_copy(update={"status": FAILED, "failure_code": code, "failure_reason": reason,
-                                "provider_reference": reference, "updated_at": _stamp(at)})
-    return [("payment.failed", PaymentFailed(
-        payment_id=s.id, invoice_id=s.invoice_id, amount=s.amount, reason_code=code, reason=reason,
-        automatic=s.automatic, attempt=s.attempt, payment=snap))]
+    snap = s.model_copy(
+        update={
+            "status": FAILED,
+            "failure_code": code,
+            "failure_reason": reason,
+            "provider_reference": reference,
+            "updated_at": _stamp(at),
+        }
+    )
+    return [
+        (
+            "payment.failed",
+            PaymentFailed(
+                payment_id=s.id,
+                invoice_id=s.invoice_id,
+                amount=s.amount,
+                reason_code=code,
+                reason=reason,
+                automatic=s.automatic,
+                attempt=s.attempt,
+                payment=snap,
+            ),
+        )
+    ]
 
 
 def check_refund(state: Payment, amount: int | None, reserved: int = 0) -> int:
@@ -129,36 +175,52 @@ def check_refund(state: Payment, amount: int | None, reserved: int = 0) -> int:
     if s is None:
         raise ValueError("no such payment")
     if s.status not in REFUNDABLE:
-        raise Conflict("payment_not_refundable",
-                       f"Only succeeded payments can be refunded; this one is {s.status}.")
+        raise Conflict("payment_not_refundable", f"Only succeeded payments can be refunded; this one is {s.status}.")
     left = s.amount - s.amount_refunded - reserved
     if left <= 0 and reserved:
         raise Conflict("refund_in_progress", "The rest of this payment is already being refunded.")
     amount = left if amount is None else amount
     if amount <= 0:
-        raise Refused("amount_invalid", "The refund amount must be a positive integer in minor units.",
-                       field="amount")
+        raise Refused("amount_invalid", "The refund amount must be a positive integer in minor units.", field="amount")
     if amount > left:
-        raise Refused("refund_exceeds_payment",
-                       f"Only {left} ({s.currency} minor units) of this payment can still be refunded.",
-                       field="amount")
+        raise Refused(
+            "refund_exceeds_payment",
+            f"Only {left} ({s.currency} minor units) of this payment can still be refunded.",
+            field="amount",
+        )
     return amount
 
 
-def decide_refund(state: Payment, refund_id: str, amount: int, reason: str, at: datetime
-                  ) -> list[tuple[str, BaseModel]]:
+def decide_refund(
+    state: Payment, refund_id: str, amount: int, reason: str, at: datetime
+) -> list[tuple[str, BaseModel]]:
     """Record a refund the provider has made (check_refund was asked before calling it)."""
     s = state.snapshot
     if s is None:  # what check_refund raises first, raised here so that s is known to be there
         raise ValueError("no such payment")
     amount = check_refund(state, amount)
     total = s.amount_refunded + amount
-    snap = s.model_copy(update={"amount_refunded": total,
-                                "status": REFUNDED if total == s.amount else PARTIALLY_REFUNDED,
-                                "updated_at": _stamp(at)})
-    return [("payment.refunded", PaymentRefunded(
-        payment_id=s.id, invoice_id=s.invoice_id, refund_id=refund_id, amount=amount,
-        amount_refunded=total, reason=reason, payment=snap))]
+    snap = s.model_copy(
+        update={
+            "amount_refunded": total,
+            "status": REFUNDED if total == s.amount else PARTIALLY_REFUNDED,
+            "updated_at": _stamp(at),
+        }
+    )
+    return [
+        (
+            "payment.refunded",
+            PaymentRefunded(
+                payment_id=s.id,
+                invoice_id=s.invoice_id,
+                refund_id=refund_id,
+                amount=amount,
+                amount_refunded=total,
+                reason=reason,
+                payment=snap,
+            ),
+        )
+    ]
 
 
 def evolve(state: Payment, event_type: str, data: object) -> Payment:

@@ -27,8 +27,18 @@ class PaymentList(Projection):
                ON CONFLICT (payment_id) DO UPDATE SET status = EXCLUDED.status, version = EXCLUDED.version,
                  updated_at = EXCLUDED.updated_at, view = EXCLUDED.view
                WHERE payment_list.version < EXCLUDED.version""",
-            p["id"], stored.event.tenantid, p["invoiceId"], p.get("customerId"), p["status"], p["provider"],
-            p["amount"], p["currency"], stored.version, _time(p["createdAt"]), _time(p["updatedAt"]), p,
+            p["id"],
+            stored.event.tenantid,
+            p["invoiceId"],
+            p.get("customerId"),
+            p["status"],
+            p["provider"],
+            p["amount"],
+            p["currency"],
+            stored.version,
+            _time(p["createdAt"]),
+            _time(p["updatedAt"]),
+            p,
         )
 
     async def reset(self, conn: asyncpg.Connection) -> None:

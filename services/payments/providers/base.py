@@ -70,8 +70,12 @@ EXPIRED = "expired"  # the failure code of a hosted checkout the customer left u
 
 
 def expired(provider_reference: str) -> ChargeResult:
-    return ChargeResult(provider_reference, FAILED, failure_code=EXPIRED,
-                        failure_reason="The customer did not pay before the checkout expired.")
+    return ChargeResult(
+        provider_reference,
+        FAILED,
+        failure_code=EXPIRED,
+        failure_reason="The customer did not pay before the checkout expired.",
+    )
 
 
 @dataclass(frozen=True)
@@ -115,7 +119,8 @@ class Provider(Protocol):
     def verify_callback(self, headers: dict[str, str], body: bytes) -> CallbackEvent:
         """Check the callback's signature (raise SignatureInvalid) and parse it."""
 
-    async def refund(self, idempotency_key: str, provider_reference: str, amount: int,
-                     currency: str) -> RefundResult: ...
+    async def refund(
+        self, idempotency_key: str, provider_reference: str, amount: int, currency: str
+    ) -> RefundResult: ...
 
     async def get_status(self, provider_reference: str) -> ChargeResult: ...

@@ -18,11 +18,16 @@ def build(provider: str, credentials: dict, settings) -> Provider:
         from .stripe_adapter import StripeProvider
 
         # No secret, no verified callbacks (the adapter refuses them), never an empty key.
-        return StripeProvider(credentials["secretKey"], credentials.get("webhookSecret"),
-                              api_base=settings.stripe_api_base, timeout=settings.provider_timeout_s)
+        return StripeProvider(
+            credentials["secretKey"],
+            credentials.get("webhookSecret"),
+            api_base=settings.stripe_api_base,
+            timeout=settings.provider_timeout_s,
+        )
     if provider == "paystack":
         from .paystack import PaystackProvider
 
-        return PaystackProvider(credentials["secretKey"], api_base=settings.paystack_api_base,
-                                timeout=settings.provider_timeout_s)
+        return PaystackProvider(
+            credentials["secretKey"], api_base=settings.paystack_api_base, timeout=settings.provider_timeout_s
+        )
     raise ProviderError("provider_unknown", f"Unknown provider '{provider}'.")

@@ -32,20 +32,47 @@ from .base import (
 )
 
 # "abandoned" means the customer has not finished paying yet, not that the payment failed.
-STATUS = {"success": "succeeded", "failed": "failed", "reversed": "failed", "abandoned": "requires_action",
-          "pending": "processing", "ongoing": "processing", "processing": "processing", "queued": "processing",
-          "send_otp": "requires_action", "send_pin": "requires_action"}
+STATUS = {
+    "success": "succeeded",
+    "failed": "failed",
+    "reversed": "failed",
+    "abandoned": "requires_action",
+    "pending": "processing",
+    "ongoing": "processing",
+    "processing": "processing",
+    "queued": "processing",
+    "send_otp": "requires_action",
+    "send_pin": "requires_action",
+}
 
 
 class PaystackProvider:
     name = "paystack"
 
-    def __init__(self, secret_key: str, *, api_base: str = "https://api.paystack.co", timeout: float = 10.0,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self.secret_key, self.api_base, self.timeout, self.transport = secret_key, api_base.rstrip("/"), timeout, transport
+    def __init__(
+        self,
+        secret_key: str,
+        *,
+        api_base: str = "https://api.paystack.co",
+        timeout: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.secret_key, self.api_base, self.timeout, self.transport = (
+            secret_key,
+            api_base.rstrip("/"),
+            timeout,
+            transport,
+        )
 
-    async def _call(self, method: str, path: str, body: dict | None = None, *, params: dict | None = None,
-                    idempotency_key: str | None = None) -> dict:
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        body: dict | None = None,
+        *,
+        params: dict | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict:
         headers = {"Authorization": f"Bearer {self.secret_key}"}
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key  # for our logs and proxies; Paystack keys on reference
@@ -70,32 +97,55 @@ class PaystackProvider:
     def _result(tx: dict) -> ChargeResult:
         status = STATUS.get(tx.get("status", ""), "processing")
         failed = status == "failed"
-        return ChargeResult(provider_reference=tx["reference"], status=status,
-                            failure_code=(tx.get("status") if failed else None),
-                            failure_reason=(tx.get("gateway_response") if failed else None))
+        return ChargeResult(
+            provider_reference=tx["reference"],
+            status=status,
+            failure_code=(tx.get("status") if failed else None),
+            failure_reason=(tx.get("gateway_response") if failed else None),
+        )
 
     async def start_payment(self, req: ChargeRequest) -> ChargeResult:
         if req.instrument is not None:
-            raise ProviderError("instrument_not_supported", "Paystack takes card and mobile-money details on its own page.")
+            raise ProviderError(
+                "instrument_not_supported", "Paystack takes card and mobile-money details on its own page."
+            )
         try:
-            data = await self._call("POST", "/transaction/initialize", {
-                "email": req.customer_email or "customer@example.com", "amount": req.amount, "currency": req.currency,
-                "reference": req.reference, "callback_url": req.return_url, "metadata": {"payment_id": req.reference},
-            }, idempotency_key=req.idempotency_key)
+            data = await self._call(
+                "POST",
+                "/transaction/initialize",
+                {
+                    "email": req.customer_email or "customer@example.com",
+                    "amount": req.amount,
+                    "currency": req.currency,
+                    "reference": req.reference,
+                    "callback_url": req.return_url,
+                    "metadata": {"payment_id": req.reference},
+                },
+                idempotency_key=req.idempotency_key,
+            )
         except ProviderError as exc:
             if exc.code != "duplicate_reference":
                 raise
             return await self._existing(req.reference)  # initialized before: the retry finds it
-        return ChargeResult(provider_reference=data["reference"], status="requires_action",
-                            redirect_url=data["authorization_url"])
+        return ChargeResult(
+            provider_reference=data["reference"], status="requires_action", redirect_url=data["authorization_url"]
+        )
 
     async def charge_saved_method(self, req: ChargeRequest) -> ChargeResult:
         try:
-            data = await self._call("POST", "/transaction/charge_authorization", {
-                "authorization_code": req.method_token, "email": req.customer_email or "customer@example.com",
-                "amount": req.amount, "currency": req.currency, "reference": req.reference,
-                "metadata": {"payment_id": req.reference},
-            }, idempotency_key=req.idempotency_key)
+            data = await self._call(
+                "POST",
+                "/transaction/charge_authorization",
+                {
+                    "authorization_code": req.method_token,
+                    "email": req.customer_email or "customer@example.com",
+                    "amount": req.amount,
+                    "currency": req.currency,
+                    "reference": req.reference,
+                    "metadata": {"payment_id": req.reference},
+                },
+                idempotency_key=req.idempotency_key,
+            )
         except ProviderError as exc:
             if exc.code != "duplicate_reference":
                 raise
@@ -113,7 +163,9 @@ class PaystackProvider:
             raise KeyAlreadyUsed(exc.code, f"Paystack has {reference} but did not show it: {exc.message}") from exc
 
     async def save_method(self, customer_id: str, instrument: Instrument) -> SavedMethod:
-        raise ProviderError("instrument_not_supported", "Paystack methods come from a first payment's authorization_code.")
+        raise ProviderError(
+            "instrument_not_supported", "Paystack methods come from a first payment's authorization_code."
+        )
 
     def verify_callback(self, headers: dict[str, str], body: bytes) -> CallbackEvent:
         if not self.secret_key:  # anyone can sign with an empty key
@@ -126,11 +178,14 @@ class PaystackProvider:
             data = event["data"]
             status = {"charge.success": "succeeded", "charge.failed": "failed"}.get(event["event"])
             # Paystack events carry no id of their own: the transaction id and event name identify one.
-            return CallbackEvent(event_id=f"{event['event']}:{data.get('id')}:{data.get('reference')}",
-                                 payment_id=(data.get("metadata") or {}).get("payment_id") or data.get("reference"),
-                                 provider_reference=data.get("reference"), status=status,
-                                 failure_code="failed" if status == "failed" else None,
-                                 failure_reason=data.get("gateway_response") if status == "failed" else None)
+            return CallbackEvent(
+                event_id=f"{event['event']}:{data.get('id')}:{data.get('reference')}",
+                payment_id=(data.get("metadata") or {}).get("payment_id") or data.get("reference"),
+                provider_reference=data.get("reference"),
+                status=status,
+                failure_code="failed" if status == "failed" else None,
+                failure_reason=data.get("gateway_response") if status == "failed" else None,
+            )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise SignatureInvalid(f"callback body malformed: {exc!r}") from exc
 
@@ -138,10 +193,20 @@ class PaystackProvider:
         existing = await self._call("GET", "/refund", params={"transaction": provider_reference})
         for refund in existing or []:
             if refund.get("merchant_note") == idempotency_key:
-                return RefundResult(str(refund["id"]), "succeeded" if refund.get("status") == "processed" else "processing")
-        data = await self._call("POST", "/refund", {"transaction": provider_reference, "amount": amount,
-                                                     "currency": currency, "merchant_note": idempotency_key},
-                                idempotency_key=idempotency_key)
+                return RefundResult(
+                    str(refund["id"]), "succeeded" if refund.get("status") == "processed" else "processing"
+                )
+        data = await self._call(
+            "POST",
+            "/refund",
+            {
+                "transaction": provider_reference,
+                "amount": amount,
+                "currency": currency,
+                "merchant_note": idempotency_key,
+            },
+            idempotency_key=idempotency_key,
+        )
         return RefundResult(str(data["id"]), "succeeded" if data.get("status") == "processed" else "processing")
 
     async def get_status(self, provider_reference: str) -> ChargeResult:

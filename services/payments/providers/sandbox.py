@@ -53,8 +53,10 @@ def normalise(instrument: Instrument) -> Instrument:
     digits = "".join(ch for ch in instrument.number if ch.isdigit())
     known = CARDS if instrument.type == "card" else MOBILE_MONEY if instrument.type == "mobile_money" else {}
     if digits not in known:
-        raise ProviderError("instrument_invalid",
-                            f"Not a sandbox test {instrument.type.replace('_', ' ')} number; see the documented test instruments.")
+        raise ProviderError(
+            "instrument_invalid",
+            f"Not a sandbox test {instrument.type.replace('_', ' ')} number; see the documented test instruments.",
+        )
     return Instrument(instrument.type, digits)
 
 
@@ -67,13 +69,21 @@ def label(instrument: Instrument) -> str:
 class SandboxProvider:
     name = "sandbox"
 
-    def __init__(self, api_url: str, secret_key: str, webhook_secret: str, *, timeout: float = 2.0,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        api_url: str,
+        secret_key: str,
+        webhook_secret: str,
+        *,
+        timeout: float = 2.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.api_url, self.secret_key, self.webhook_secret = api_url.rstrip("/"), secret_key, webhook_secret
         self.timeout, self.transport = timeout, transport
 
-    async def _call(self, method: str, path: str, *, json_body: dict | None = None,
-                    idempotency_key: str | None = None) -> dict:
+    async def _call(
+        self, method: str, path: str, *, json_body: dict | None = None, idempotency_key: str | None = None
+    ) -> dict:
         headers = {"Authorization": f"Bearer {self.secret_key}"}
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
@@ -92,15 +102,26 @@ class SandboxProvider:
 
     @staticmethod
     def _result(charge: dict) -> ChargeResult:
-        return ChargeResult(provider_reference=charge["id"], status=charge["status"],
-                            failure_code=charge.get("failureCode"), failure_reason=charge.get("failureMessage"))
+        return ChargeResult(
+            provider_reference=charge["id"],
+            status=charge["status"],
+            failure_code=charge.get("failureCode"),
+            failure_reason=charge.get("failureMessage"),
+        )
 
     async def _charge(self, req: ChargeRequest, instrument: Instrument) -> ChargeResult:
-        charge = await self._call("POST", "/charges", idempotency_key=req.idempotency_key, json_body={
-            "amount": req.amount, "currency": req.currency, "reference": req.reference,
-            "instrument": {"type": instrument.type, "number": instrument.number},
-            "callbackUrl": req.callback_url,
-        })
+        charge = await self._call(
+            "POST",
+            "/charges",
+            idempotency_key=req.idempotency_key,
+            json_body={
+                "amount": req.amount,
+                "currency": req.currency,
+                "reference": req.reference,
+                "instrument": {"type": instrument.type, "number": instrument.number},
+                "callbackUrl": req.callback_url,
+            },
+        )
         return self._result(charge)
 
     async def start_payment(self, req: ChargeRequest) -> ChargeResult:
@@ -115,8 +136,9 @@ class SandboxProvider:
 
     async def save_method(self, customer_id: str, instrument: Instrument) -> SavedMethod:
         instrument = normalise(instrument)
-        return SavedMethod(token=f"{instrument.type}:{instrument.number}", type=instrument.type,
-                           label=label(instrument))
+        return SavedMethod(
+            token=f"{instrument.type}:{instrument.number}", type=instrument.type, label=label(instrument)
+        )
 
     def verify_callback(self, headers: dict[str, str], body: bytes) -> CallbackEvent:
         signing.verify(self.webhook_secret, headers.get(SIGNATURE_HEADER), body)
@@ -124,18 +146,27 @@ class SandboxProvider:
             event = json.loads(body)
             charge = event["data"]["charge"]
             return CallbackEvent(
-                event_id=event["id"], payment_id=charge.get("reference"), provider_reference=charge["id"],
-                status={"charge.processing": "processing", "charge.succeeded": "succeeded",
-                        "charge.failed": "failed"}.get(event["type"]),
-                failure_code=charge.get("failureCode"), failure_reason=charge.get("failureMessage"),
+                event_id=event["id"],
+                payment_id=charge.get("reference"),
+                provider_reference=charge["id"],
+                status={
+                    "charge.processing": "processing",
+                    "charge.succeeded": "succeeded",
+                    "charge.failed": "failed",
+                }.get(event["type"]),
+                failure_code=charge.get("failureCode"),
+                failure_reason=charge.get("failureMessage"),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise SignatureInvalid(f"callback body malformed: {exc!r}") from exc
 
-    async def refund(self, idempotency_key: str, provider_reference: str, amount: int,
-                     currency: str) -> RefundResult:
-        refund = await self._call("POST", "/refunds", idempotency_key=idempotency_key,
-                                  json_body={"charge": provider_reference, "amount": amount})
+    async def refund(self, idempotency_key: str, provider_reference: str, amount: int, currency: str) -> RefundResult:
+        refund = await self._call(
+            "POST",
+            "/refunds",
+            idempotency_key=idempotency_key,
+            json_body={"charge": provider_reference, "amount": amount},
+        )
         return RefundResult(provider_reference=refund["id"], status=refund["status"])
 
     async def get_status(self, provider_reference: str) -> ChargeResult:

@@ -38,8 +38,9 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse(error_body("invalid_request_error", code, message), status)
 
 
-def plan(instrument: Instrument, previous_code: str | None, delay: float, slow: float
-         ) -> tuple[str, str | None, float, bool]:
+def plan(
+    instrument: Instrument, previous_code: str | None, delay: float, slow: float
+) -> tuple[str, str | None, float, bool]:
     """(outcome, failure code, seconds until it settles, whether the API call stalls)."""
     behaviour = (CARDS if instrument.type == "card" else MOBILE_MONEY)[instrument.number]
     if behaviour == "succeeds":
@@ -57,8 +58,11 @@ def charge_view(row: asyncpg.Record, now: datetime) -> dict:
     settled = now >= row["settles_at"]
     failed = settled and row["outcome"] == "failed"
     return {
-        "id": row["charge_id"], "object": "charge", "reference": row["reference"],
-        "amount": row["amount"], "currency": row["currency"],
+        "id": row["charge_id"],
+        "object": "charge",
+        "reference": row["reference"],
+        "amount": row["amount"],
+        "currency": row["currency"],
         "instrument": {"type": row["instrument_type"], "last4": row["instrument"][-4:]},
         "status": row["outcome"] if settled else "processing",
         "failureCode": row["failure_code"] if failed else None,
@@ -68,8 +72,7 @@ def charge_view(row: asyncpg.Record, now: datetime) -> dict:
 
 
 def callback_body(event_type: str, charge: dict) -> bytes:
-    return json.dumps({"id": f"evt_{secrets.token_hex(12)}", "type": event_type,
-                       "data": {"charge": charge}}).encode()
+    return json.dumps({"id": f"evt_{secrets.token_hex(12)}", "type": event_type, "data": {"charge": charge}}).encode()
 
 
 def make_router(get_pool, settings) -> APIRouter:
@@ -79,8 +82,9 @@ def make_router(get_pool, settings) -> APIRouter:
         return (authorization or "") == f"Bearer {settings.sandbox_secret_key}"
 
     @router.post("/charges")
-    async def create_charge(request: Request, authorization: str | None = Header(None),
-                            idempotency_key: str | None = Header(None)):
+    async def create_charge(
+        request: Request, authorization: str | None = Header(None), idempotency_key: str | None = Header(None)
+    ):
         if not authorised(authorization):
             return _error(401, "unauthorized", "Invalid sandbox secret key.")
         if not idempotency_key:
@@ -93,7 +97,9 @@ def make_router(get_pool, settings) -> APIRouter:
         except ProviderError as exc:
             return _error(400, exc.code, exc.message)
         except (KeyError, TypeError, ValueError):
-            return _error(400, "parameter_invalid", "amount, currency, reference, instrument and callbackUrl are required.")
+            return _error(
+                400, "parameter_invalid", "amount, currency, reference, instrument and callbackUrl are required."
+            )
         if amount <= 0:
             return _error(400, "amount_invalid", "amount must be a positive integer.")
         pool = get_pool()
@@ -107,21 +113,34 @@ def make_router(get_pool, settings) -> APIRouter:
                 return charge_view(existing, now)
             previous = await conn.fetchval(
                 """SELECT failure_code FROM sandbox_charges WHERE instrument = $1
-                   ORDER BY created_at DESC LIMIT 1""", instrument.number)
+                   ORDER BY created_at DESC LIMIT 1""",
+                instrument.number,
+            )
             outcome, code, after, stalls = plan(instrument, previous, settings.sandbox_delay_s, settings.sandbox_slow_s)
             row = await conn.fetchrow(
                 """INSERT INTO sandbox_charges (charge_id, idempotency_key, reference, amount, currency,
                        instrument_type, instrument, outcome, failure_code, settles_at, callback_url, created_at)
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING *""",
-                f"ch_{secrets.token_hex(12)}", idempotency_key, reference, amount, currency,
-                instrument.type, instrument.number, outcome, code, now + timedelta(seconds=after),
-                callback_url, now,
+                f"ch_{secrets.token_hex(12)}",
+                idempotency_key,
+                reference,
+                amount,
+                currency,
+                instrument.type,
+                instrument.number,
+                outcome,
+                code,
+                now + timedelta(seconds=after),
+                callback_url,
+                now,
             )
             settled = charge_view(row, row["settles_at"])
             await conn.executemany(
                 "INSERT INTO sandbox_callbacks (url, body, due_at) VALUES ($1, $2, $3)",
-                [(callback_url, callback_body("charge.processing", charge_view(row, now)), now),
-                 (callback_url, callback_body(f"charge.{outcome}", settled), row["settles_at"])],
+                [
+                    (callback_url, callback_body("charge.processing", charge_view(row, now)), now),
+                    (callback_url, callback_body(f"charge.{outcome}", settled), row["settles_at"]),
+                ],
             )
         if stalls:  # the charge exists, but this answer comes too late for the caller
             await asyncio.sleep(settings.provider_timeout_s + 1.0)
@@ -137,8 +156,9 @@ def make_router(get_pool, settings) -> APIRouter:
         return charge_view(row, datetime.now(UTC))
 
     @router.post("/refunds")
-    async def create_refund(request: Request, authorization: str | None = Header(None),
-                            idempotency_key: str | None = Header(None)):
+    async def create_refund(
+        request: Request, authorization: str | None = Header(None), idempotency_key: str | None = Header(None)
+    ):
         if not authorised(authorization):
             return _error(401, "unauthorized", "Invalid sandbox secret key.")
         if not idempotency_key:
@@ -147,10 +167,16 @@ def make_router(get_pool, settings) -> APIRouter:
         async with get_pool().acquire() as conn, conn.transaction():
             existing = await conn.fetchrow("SELECT * FROM sandbox_refunds WHERE idempotency_key = $1", idempotency_key)
             if existing is not None:
-                return {"id": existing["refund_id"], "object": "refund", "status": "succeeded",
-                        "amount": existing["amount"], "charge": existing["charge_id"]}
-            charge = await conn.fetchrow("SELECT * FROM sandbox_charges WHERE charge_id = $1 FOR UPDATE",
-                                         str(body.get("charge")))
+                return {
+                    "id": existing["refund_id"],
+                    "object": "refund",
+                    "status": "succeeded",
+                    "amount": existing["amount"],
+                    "charge": existing["charge_id"],
+                }
+            charge = await conn.fetchrow(
+                "SELECT * FROM sandbox_charges WHERE charge_id = $1 FOR UPDATE", str(body.get("charge"))
+            )
             if charge is None:
                 return _error(404, "resource_missing", "No such charge.")
             view = charge_view(charge, datetime.now(UTC))
@@ -162,11 +188,23 @@ def make_router(get_pool, settings) -> APIRouter:
             refund_id = f"re_{secrets.token_hex(12)}"
             await conn.execute(
                 "INSERT INTO sandbox_refunds (refund_id, idempotency_key, charge_id, amount) VALUES ($1, $2, $3, $4)",
-                refund_id, idempotency_key, charge["charge_id"], amount)
-            await conn.execute("UPDATE sandbox_charges SET amount_refunded = amount_refunded + $2 WHERE charge_id = $1",
-                               charge["charge_id"], amount)
-        return {"id": refund_id, "object": "refund", "status": "succeeded", "amount": amount,
-                "charge": charge["charge_id"]}
+                refund_id,
+                idempotency_key,
+                charge["charge_id"],
+                amount,
+            )
+            await conn.execute(
+                "UPDATE sandbox_charges SET amount_refunded = amount_refunded + $2 WHERE charge_id = $1",
+                charge["charge_id"],
+                amount,
+            )
+        return {
+            "id": refund_id,
+            "object": "refund",
+            "status": "succeeded",
+            "amount": amount,
+            "charge": charge["charge_id"],
+        }
 
     return router
 
@@ -189,12 +227,16 @@ class CallbackSender:
             """UPDATE sandbox_callbacks SET due_at = now() + interval '30 seconds', attempts = attempts + 1
                WHERE id IN (SELECT id FROM sandbox_callbacks WHERE delivered_at IS NULL AND due_at <= now()
                             ORDER BY due_at, id LIMIT 20 FOR UPDATE SKIP LOCKED)
-               RETURNING id, url, body, attempts""")
+               RETURNING id, url, body, attempts"""
+        )
         for row in sorted(rows, key=lambda r: r["id"]):
             body = bytes(row["body"])
             try:
-                r = await client.post(row["url"], content=body, headers={
-                    "content-type": "application/json", SIGNATURE_HEADER: signing.sign(self.secret, body)})
+                r = await client.post(
+                    row["url"],
+                    content=body,
+                    headers={"content-type": "application/json", SIGNATURE_HEADER: signing.sign(self.secret, body)},
+                )
                 ok, error = r.status_code < 300, f"HTTP {r.status_code}"
             except httpx.HTTPError as exc:
                 ok, error = False, repr(exc)
@@ -205,5 +247,8 @@ class CallbackSender:
                 log.warning("sandbox callback failed, will retry", error=error, retry_in_s=backoff)
                 await self.pool.execute(
                     "UPDATE sandbox_callbacks SET due_at = now() + make_interval(secs => $2), last_error = $3 WHERE id = $1",
-                    row["id"], float(backoff), error)
+                    row["id"],
+                    float(backoff),
+                    error,
+                )
         return len(rows)

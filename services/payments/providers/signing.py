@@ -16,8 +16,9 @@ def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
     return f"t={t},v1={mac}"
 
 
-def verify(secret: str, header: str | None, body: bytes, *, now: float | None = None,
-           tolerance: int = TOLERANCE_S) -> None:
+def verify(
+    secret: str, header: str | None, body: bytes, *, now: float | None = None, tolerance: int = TOLERANCE_S
+) -> None:
     if not secret:  # anyone can sign with an empty key
         raise SignatureInvalid("no webhook secret is configured")
     if not header:

@@ -21,12 +21,19 @@ from ..app.matching import wants
 def _delivery(r: asyncpg.Record) -> dict:
     pending = r["status"] == "pending"
     return {
-        "id": r["delivery_id"], "object": "webhook_delivery", "livemode": auth.livemode(r["tenant_id"]),
+        "id": r["delivery_id"],
+        "object": "webhook_delivery",
+        "livemode": auth.livemode(r["tenant_id"]),
         "endpointId": r["endpoint_id"],
-        "eventId": r["event_id"], "eventType": r["event_type"], "status": r["status"],
-        "attemptCount": r["attempts"], "lastStatusCode": r["last_status"], "lastError": r["last_error"],
+        "eventId": r["event_id"],
+        "eventType": r["event_type"],
+        "status": r["status"],
+        "attemptCount": r["attempts"],
+        "lastStatusCode": r["last_status"],
+        "lastError": r["last_error"],
         "nextAttemptAt": iso(r["next_attempt_at"]) if pending else None,
-        "createdAt": iso(r["created_at"]), "updatedAt": iso(r["updated_at"]),
+        "createdAt": iso(r["created_at"]),
+        "updatedAt": iso(r["updated_at"]),
         "attempts": r["attempt_log"],
     }
 
@@ -40,9 +47,11 @@ async def _endpoint(conn, tenant: str, endpoint_id: str) -> asyncpg.Record:
 
 def _must_be_enabled(endpoint: asyncpg.Record) -> None:
     if not endpoint["enabled"]:
-        raise Conflict("endpoint_disabled",
-                       f"Webhook endpoint {endpoint['endpoint_id']} is disabled; enable it "
-                       "(PATCH enabled=true) before retrying.", field="endpointId")
+        raise Conflict(
+            "endpoint_disabled",
+            f"Webhook endpoint {endpoint['endpoint_id']} is disabled; enable it (PATCH enabled=true) before retrying.",
+            field="endpointId",
+        )
 
 
 class ResendIn(BaseModel):
@@ -59,15 +68,23 @@ def make_router(webhooks) -> APIRouter:
 
     @router.get("/webhook-endpoints/{endpoint_id}/deliveries")
     async def list_deliveries(
-        endpoint_id: str, tenant: Tenant,
+        endpoint_id: str,
+        tenant: Tenant,
         limit: Annotated[int, Query(ge=1, le=100)] = 20,
         status: Annotated[Literal["pending", "succeeded", "failed"] | None, Query()] = None,
         event_type: Annotated[str | None, Query(alias="eventType")] = None,
         starting_after: Annotated[str | None, Query(alias="startingAfter")] = None,
     ) -> dict:
         await _endpoint(service.pool, tenant, endpoint_id)
-        rows = await repo.endpoint_deliveries(service.pool, tenant, endpoint_id, status=status, event_type=event_type,
-                                              starting_after=starting_after, limit=limit + 1)
+        rows = await repo.endpoint_deliveries(
+            service.pool,
+            tenant,
+            endpoint_id,
+            status=status,
+            event_type=event_type,
+            starting_after=starting_after,
+            limit=limit + 1,
+        )
         return {"data": [_delivery(r) for r in rows[:limit]], "hasMore": len(rows) > limit}
 
     @router.get("/webhook-deliveries/{delivery_id}")
@@ -106,10 +123,19 @@ def make_router(webhooks) -> APIRouter:
                 endpoints = await repo.enabled_endpoints(conn, tenant)
                 targets = [e["endpoint_id"] for e in endpoints if wants(e["enabled_events"], event["event_type"])]
                 if not targets:
-                    raise Conflict("no_endpoint_wants_event",
-                                   f"No enabled webhook endpoint subscribes to {event['event_type']}.")
-            ids = await repo.queue_resend(conn, tenant, event_id, event["event_type"], event["payload"],
-                                          event["correlation_id"], [new_id("whd") for _ in targets], targets)
+                    raise Conflict(
+                        "no_endpoint_wants_event", f"No enabled webhook endpoint subscribes to {event['event_type']}."
+                    )
+            ids = await repo.queue_resend(
+                conn,
+                tenant,
+                event_id,
+                event["event_type"],
+                event["payload"],
+                event["correlation_id"],
+                [new_id("whd") for _ in targets],
+                targets,
+            )
             await repo.notify_deliveries(conn)
         return {"data": [_delivery(r) for r in await repo.deliveries(service.pool, ids)]}
 

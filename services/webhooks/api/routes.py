@@ -63,8 +63,9 @@ def make_router(webhooks) -> APIRouter:
         events = _check_filters(body.enabled_events)
         secret = new_secret()
         async with service.pool.acquire() as conn, conn.transaction():
-            row = await repo.insert_endpoint(conn, new_id("we"), tenant, body.url, vault.encrypt_text(secret), events,
-                                             body.description, body.enabled)
+            row = await repo.insert_endpoint(
+                conn, new_id("we"), tenant, body.url, vault.encrypt_text(secret), events, body.description, body.enabled
+            )
             await mark_committed(conn)  # a retry after a lost answer must not create a second endpoint
         return {**public_view(row), "secret": secret}  # the only time the secret is shown
 
@@ -95,8 +96,13 @@ def make_router(webhooks) -> APIRouter:
         if "enabled_events" in changes:
             changes["enabled_events"] = _check_filters(changes["enabled_events"])
         row = await repo.update_endpoint(
-            service.pool, tenant, endpoint_id, url=changes.get("url"), enabled_events=changes.get("enabled_events"),
-            set_description="description" in changes, description=changes.get("description"),
+            service.pool,
+            tenant,
+            endpoint_id,
+            url=changes.get("url"),
+            enabled_events=changes.get("enabled_events"),
+            set_description="description" in changes,
+            description=changes.get("description"),
             enabled=changes.get("enabled"),
         )
         if row is None:

@@ -93,8 +93,7 @@ _CLAIM = f"""
               e.enabled AND e.deleted_at IS NULL AS active"""
 
 
-def next_delay(attempts: int, retry_after: float | None = None,
-               schedule: list[float] = RETRY_DELAYS) -> float | None:
+def next_delay(attempts: int, retry_after: float | None = None, schedule: list[float] = RETRY_DELAYS) -> float | None:
     """Seconds until the next attempt after `attempts` failed ones; None when exhausted."""
     if attempts > len(schedule):
         return None
@@ -121,12 +120,25 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
 
 
 class DeliveryWorker:
-    def __init__(self, dsn: str, pool: asyncpg.Pool, aggregates: Aggregates, *, timeout: float = 15.0,
-                 concurrency: int = 50, per_endpoint: int = 5, lease_s: float = 60,
-                 poll_interval: float = 1.0, schedule: list[float] = RETRY_DELAYS,
-                 disable_after_s: float = 5 * 24 * 3600, allow_private: bool = False,
-                 resolve: Resolver = system_resolver, vault: Vault | None = None,
-                 failure_threshold: int = FAILURE_THRESHOLD, endpoint_backoff: list[float] = ENDPOINT_BACKOFF) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        pool: asyncpg.Pool,
+        aggregates: Aggregates,
+        *,
+        timeout: float = 15.0,
+        concurrency: int = 50,
+        per_endpoint: int = 5,
+        lease_s: float = 60,
+        poll_interval: float = 1.0,
+        schedule: list[float] = RETRY_DELAYS,
+        disable_after_s: float = 5 * 24 * 3600,
+        allow_private: bool = False,
+        resolve: Resolver = system_resolver,
+        vault: Vault | None = None,
+        failure_threshold: int = FAILURE_THRESHOLD,
+        endpoint_backoff: list[float] = ENDPOINT_BACKOFF,
+    ) -> None:
         self.dsn, self.pool, self.aggregates, self.timeout = dsn, pool, aggregates, timeout  # for endpoints.disable
         # The lease must outlast an attempt, or a slow attempt would be claimed twice.
         self.lease_s = max(lease_s, timeout + 5)
@@ -160,15 +172,15 @@ class DeliveryWorker:
 
     def client(self, limits: httpx.Limits | None = None) -> httpx.AsyncClient:
         """The only client deliveries use: vetted, pinned addresses; no proxies, no redirects."""
-        return delivery_client(allow_private=self.allow_private, timeout=self.timeout, limits=limits,
-                               resolve=self.resolve)
+        return delivery_client(
+            allow_private=self.allow_private, timeout=self.timeout, limits=limits, resolve=self.resolve
+        )
 
     def _start(self, client: httpx.AsyncClient, row: asyncpg.Record, tasks: set) -> asyncio.Task:
         def done(task: asyncio.Task) -> None:
             tasks.discard(task)
             if not task.cancelled() and task.exception():
-                log.error("delivery attempt crashed", delivery_id=row["delivery_id"],
-                          error=repr(task.exception()))
+                log.error("delivery attempt crashed", delivery_id=row["delivery_id"], error=repr(task.exception()))
             self._wakeup.set()
 
         task = asyncio.create_task(self.attempt(client, row))
@@ -183,8 +195,14 @@ class DeliveryWorker:
             lanes = await conn.fetch(_LANES, limit, self.per_endpoint, self.failure_threshold)
             if not lanes:
                 return []
-            return await conn.fetch(_CLAIM, limit, self.per_endpoint, self.failure_threshold,
-                                    [r["endpoint_id"] for r in lanes], float(self.lease_s))
+            return await conn.fetch(
+                _CLAIM,
+                limit,
+                self.per_endpoint,
+                self.failure_threshold,
+                [r["endpoint_id"] for r in lanes],
+                float(self.lease_s),
+            )
 
     async def attempt(self, client: httpx.AsyncClient, d: asyncpg.Record) -> None:
         bind_correlation(d["correlation_id"])
@@ -195,9 +213,12 @@ class DeliveryWorker:
         started = time.perf_counter()
         status, error, retry_after, body = None, None, None, None
         try:
-            headers = {"content-type": "application/json", "user-agent": "Billstream-Webhooks/1",
-                       "accept-encoding": "identity",  # the body cap counts bytes as sent
-                       **sign_headers(d["event_id"], d["payload"], now, self._secrets(d, now))}
+            headers = {
+                "content-type": "application/json",
+                "user-agent": "Billstream-Webhooks/1",
+                "accept-encoding": "identity",  # the body cap counts bytes as sent
+                **sign_headers(d["event_id"], d["payload"], now, self._secrets(d, now)),
+            }
             # httpx's timeout is per read; this bounds the whole exchange, slow-drip bodies too.
             async with asyncio.timeout(self.timeout):
                 parse_endpoint_url(d["url"])  # the addresses are vetted by the client, at connect time
@@ -215,21 +236,43 @@ class DeliveryWorker:
             error = f"{type(exc).__name__}: {exc}"[:500] if str(exc) else type(exc).__name__
         latency = int((time.perf_counter() - started) * 1000)
         attempts = d["attempts"] + 1
-        log_kw = dict(delivery_id=d["delivery_id"], endpoint_id=d["endpoint_id"], event_id=d["event_id"],
-                      event_type=d["event_type"], status=status, latency_ms=latency, attempt=attempts)
+        log_kw = dict(
+            delivery_id=d["delivery_id"],
+            endpoint_id=d["endpoint_id"],
+            event_id=d["event_id"],
+            event_type=d["event_type"],
+            status=status,
+            latency_ms=latency,
+            attempt=attempts,
+        )
         if status is not None and 200 <= status < 300:
             log.info("webhook delivered", **log_kw)
             await self._record(d, "succeeded", status, None, latency, body)
         elif status == 410:  # the receiver says this endpoint is gone for good
             log.warning("webhook endpoint gone, disabling", **log_kw)
-            await self._record(d, "failed", status, "410 Gone: endpoint disabled", latency, body,
-                               disable=("gone", "The endpoint answered 410 Gone."))
+            await self._record(
+                d,
+                "failed",
+                status,
+                "410 Gone: endpoint disabled",
+                latency,
+                body,
+                disable=("gone", "The endpoint answered 410 Gone."),
+            )
         else:
             error = error or f"HTTP {status}"
             delay = next_delay(attempts - d["schedule_start"], retry_after, self.schedule)
             log.warning("webhook attempt failed", error=error, retry_in_s=delay, **log_kw)
-            await self._record(d, "failed" if delay is None else "pending", status, error, latency, body,
-                               delay=delay, retry_after=retry_after)
+            await self._record(
+                d,
+                "failed" if delay is None else "pending",
+                status,
+                error,
+                latency,
+                body,
+                delay=delay,
+                retry_after=retry_after,
+            )
 
     def _secrets(self, d: asyncpg.Record, now: datetime) -> list[str]:
         """The endpoint's signing secrets, decrypted. A secret no configured key opens (its key was
@@ -238,8 +281,11 @@ class DeliveryWorker:
             previous = self.vault.decrypt_text(d["previous_secret"]) if d["previous_secret"] else None
             return active_secrets(self.vault.decrypt_text(d["secret"]), previous, d["previous_secret_expires_at"], now)
         except ValueError as exc:
-            raise Refused("secret_undecryptable", "The endpoint's secret cannot be decrypted with the "
-                           "configured keys (BILLSTREAM_WEBHOOKS_SECRETS_KEYS).") from exc
+            raise Refused(
+                "secret_undecryptable",
+                "The endpoint's secret cannot be decrypted with the "
+                "configured keys (BILLSTREAM_WEBHOOKS_SECRETS_KEYS).",
+            ) from exc
 
     async def encrypt_plaintext_secrets(self) -> int:
         """Endpoints stored before secrets were encrypted: encrypt them in place, once, under a row
@@ -248,11 +294,15 @@ class DeliveryWorker:
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 """SELECT endpoint_id, secret, previous_secret FROM webhook_endpoints
-                    WHERE secret LIKE 'whsec\\_%' OR previous_secret LIKE 'whsec\\_%' FOR UPDATE""")
+                    WHERE secret LIKE 'whsec\\_%' OR previous_secret LIKE 'whsec\\_%' FOR UPDATE"""
+            )
             for r in rows:
                 await conn.execute(
                     "UPDATE webhook_endpoints SET secret = $2, previous_secret = $3 WHERE endpoint_id = $1",
-                    r["endpoint_id"], self._sealed(r["secret"]), self._sealed(r["previous_secret"]))
+                    r["endpoint_id"],
+                    self._sealed(r["secret"]),
+                    self._sealed(r["previous_secret"]),
+                )
                 done += 1
         if done:
             log.info("endpoint secrets encrypted at rest", endpoints=done)
@@ -261,8 +311,19 @@ class DeliveryWorker:
     def _sealed(self, secret: str | None) -> str | None:
         return self.vault.encrypt_text(secret) if secret and secret.startswith("whsec_") else secret
 
-    async def _record(self, d, outcome: str, status, error, latency, body, *, delay: float | None = None,
-                      retry_after: float | None = None, disable: tuple[str, str] | None = None) -> None:
+    async def _record(
+        self,
+        d,
+        outcome: str,
+        status,
+        error,
+        latency,
+        body,
+        *,
+        delay: float | None = None,
+        retry_after: float | None = None,
+        disable: tuple[str, str] | None = None,
+    ) -> None:
         """The endpoint's health, the attempt and the delivery's new state, in one transaction;
         the endpoint row first, in the order a claim locks them (no deadlock)."""
         async with self.pool.acquire() as conn, conn.transaction():
@@ -271,13 +332,19 @@ class DeliveryWorker:
                     """UPDATE webhook_endpoints
                           SET failing_since = NULL, consecutive_failures = 0, next_attempt_at = NULL
                         WHERE endpoint_id = $1 AND (failing_since IS NOT NULL OR consecutive_failures > 0)""",
-                    d["endpoint_id"])
+                    d["endpoint_id"],
+                )
             elif disable is None:
                 disable = await self._failed(conn, d["endpoint_id"], error, retry_after)
             await conn.execute(
                 """INSERT INTO webhook_attempts (delivery_id, attempt, status_code, latency_ms, error, response_body)
                    VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING""",
-                d["delivery_id"], d["attempts"] + 1, status, latency, error, body,
+                d["delivery_id"],
+                d["attempts"] + 1,
+                status,
+                latency,
+                error,
+                body,
             )
             await conn.execute(
                 """UPDATE webhook_deliveries SET status = $2, attempts = attempts + 1, last_status = $3,
@@ -285,26 +352,33 @@ class DeliveryWorker:
                           next_attempt_at = CASE WHEN $2 = 'pending'
                                                  THEN now() + make_interval(secs => $5) ELSE next_attempt_at END
                     WHERE delivery_id = $1""",
-                d["delivery_id"], outcome, status, error, float(delay or 0),
+                d["delivery_id"],
+                outcome,
+                status,
+                error,
+                float(delay or 0),
             )
             if disable:
                 await endpoints.disable(conn, self.aggregates, d["endpoint_id"], reason=disable[0], detail=disable[1])
 
-    async def _failed(self, conn, endpoint_id: str, error: str,
-                      retry_after: float | None) -> tuple[str, str] | None:
+    async def _failed(self, conn, endpoint_id: str, error: str, retry_after: float | None) -> tuple[str, str] | None:
         """Count the failure in the endpoint's streak; past the threshold the endpoint waits. Returns
         why to disable it if it has failed for too long."""
         failing_since, failures = await conn.fetchrow(
             """UPDATE webhook_endpoints
                   SET consecutive_failures = CASE WHEN failing_since IS NULL THEN 1 ELSE consecutive_failures + 1 END,
                       failing_since = coalesce(failing_since, now())
-                WHERE endpoint_id = $1 RETURNING failing_since, consecutive_failures""", endpoint_id)
+                WHERE endpoint_id = $1 RETURNING failing_since, consecutive_failures""",
+            endpoint_id,
+        )
         if failures >= self.failure_threshold:
             past = min(failures - self.failure_threshold + 1, len(self.endpoint_backoff))
             await conn.execute(
                 """UPDATE webhook_endpoints SET next_attempt_at = now() + make_interval(secs => $2)
                     WHERE endpoint_id = $1""",
-                endpoint_id, next_delay(past, retry_after, self.endpoint_backoff))
+                endpoint_id,
+                next_delay(past, retry_after, self.endpoint_backoff),
+            )
         if datetime.now(UTC) - failing_since >= timedelta(seconds=self.disable_after_s):
             return "failing", f"Every attempt has failed since {failing_since.isoformat()}; last error: {error}"
         return None
@@ -314,5 +388,8 @@ class DeliveryWorker:
         delivery as failed (it can be retried once the endpoint is enabled again)."""
         await self.pool.execute(
             """UPDATE webhook_deliveries SET status = 'failed', last_error = $2, updated_at = now(), leased_until = NULL
-                WHERE delivery_id = $1""", d["delivery_id"], reason)
+                WHERE delivery_id = $1""",
+            d["delivery_id"],
+            reason,
+        )
         log.info("webhook delivery skipped", delivery_id=d["delivery_id"], reason=reason)

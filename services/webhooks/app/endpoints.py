@@ -26,18 +26,31 @@ def iso(value: datetime | None) -> str | None:
 def public_view(row: asyncpg.Record) -> dict:
     """The endpoint resource as the API shows it (never the secret)."""
     return {
-        "id": row["endpoint_id"], "object": "webhook_endpoint", "livemode": auth.livemode(row["tenant_id"]),
+        "id": row["endpoint_id"],
+        "object": "webhook_endpoint",
+        "livemode": auth.livemode(row["tenant_id"]),
         "url": row["url"],
-        "enabledEvents": list(row["enabled_events"]), "description": row["description"],
-        "enabled": row["enabled"], "disabledReason": row["disabled_reason"],
-        "disabledAt": iso(row["disabled_at"]), "failingSince": iso(row["failing_since"]),
+        "enabledEvents": list(row["enabled_events"]),
+        "description": row["description"],
+        "enabled": row["enabled"],
+        "disabledReason": row["disabled_reason"],
+        "disabledAt": iso(row["disabled_at"]),
+        "failingSince": iso(row["failing_since"]),
         "previousSecretExpiresAt": iso(row["previous_secret_expires_at"]),
-        "createdAt": iso(row["created_at"]), "updatedAt": iso(row["updated_at"]),
+        "createdAt": iso(row["created_at"]),
+        "updatedAt": iso(row["updated_at"]),
     }
 
 
-async def disable(conn: asyncpg.Connection, aggregates: Aggregates, endpoint_id: str, *,
-                  reason: str, detail: str, now: datetime | None = None) -> bool:
+async def disable(
+    conn: asyncpg.Connection,
+    aggregates: Aggregates,
+    endpoint_id: str,
+    *,
+    reason: str,
+    detail: str,
+    now: datetime | None = None,
+) -> bool:
     """Disable an enabled endpoint and record why; False if it was not enabled (no event).
 
     Must run in the caller's transaction. The conditional UPDATE takes the row lock, so two
@@ -49,9 +62,20 @@ async def disable(conn: asyncpg.Connection, aggregates: Aggregates, endpoint_id:
     if row is None:
         return False
     stream = await aggregates.load(conn, endpoint_id)
-    data = WebhookEndpointDisabled(endpoint_id=endpoint_id, reason=reason, detail=detail,
-                                   endpoint=WebhookEndpointView.model_validate(public_view(row)))
-    await aggregates.append(conn, STREAM_TYPE, endpoint_id, stream.version, [("webhook_endpoint.disabled", data)],
-                            tenant_id=row["tenant_id"], at=now)
+    data = WebhookEndpointDisabled(
+        endpoint_id=endpoint_id,
+        reason=reason,
+        detail=detail,
+        endpoint=WebhookEndpointView.model_validate(public_view(row)),
+    )
+    await aggregates.append(
+        conn,
+        STREAM_TYPE,
+        endpoint_id,
+        stream.version,
+        [("webhook_endpoint.disabled", data)],
+        tenant_id=row["tenant_id"],
+        at=now,
+    )
     log.warning("webhook endpoint disabled", endpoint_id=endpoint_id, reason=reason, detail=detail)
     return True

@@ -31,12 +31,23 @@ class Housekeeping:
             events = await conn.execute(
                 """DELETE FROM webhook_events e WHERE received_at < now() - $1::interval
                       AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d
-                                       WHERE d.event_id = e.event_id AND d.status = 'pending')""", keep)
+                                       WHERE d.event_id = e.event_id AND d.status = 'pending')""",
+                keep,
+            )
             emails = await conn.execute(
                 """DELETE FROM customer_emails WHERE status <> 'pending'
-                      AND created_at < now() - $1::interval""", keep)
-        counts = {name: int(status.split()[-1]) for name, status in
-                  (("attempts", attempts), ("deliveries", deliveries), ("events", events), ("emails", emails))}
+                      AND created_at < now() - $1::interval""",
+                keep,
+            )
+        counts = {
+            name: int(status.split()[-1])
+            for name, status in (
+                ("attempts", attempts),
+                ("deliveries", deliveries),
+                ("events", events),
+                ("emails", emails),
+            )
+        }
         if any(counts.values()):
             log.info("old webhook records purged", **counts)
         return counts

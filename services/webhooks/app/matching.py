@@ -9,15 +9,37 @@ from shared.envelope import CloudEvent
 
 # The public event types (docs/events.md). A filter must match at least one of them, so a typo
 # such as "invoice.payed" is refused instead of silently receiving nothing.
-PUBLIC_EVENT_TYPES = frozenset({
-    "invoice.created", "invoice.updated", "invoice.finalized", "invoice.sent",
-    "invoice.payment_received", "invoice.paid", "invoice.overdue", "invoice.payment_failed",
-    "invoice.marked_uncollectible", "invoice.voided", "invoice.written_off", "invoice.refunded",
-    "invoice.deleted", "credit_note.created",
-    "payment.created", "payment.processing", "payment.succeeded", "payment.failed", "payment.refunded",
-    "dunning.due_date_passed", "dunning.retry_scheduled", "dunning.retry_due", "dunning.retry_unanswered",
-    "dunning.succeeded", "dunning.exhausted", "dunning.stopped", "dunning.reminder_due",
-})
+PUBLIC_EVENT_TYPES = frozenset(
+    {
+        "invoice.created",
+        "invoice.updated",
+        "invoice.finalized",
+        "invoice.sent",
+        "invoice.payment_received",
+        "invoice.paid",
+        "invoice.overdue",
+        "invoice.payment_failed",
+        "invoice.marked_uncollectible",
+        "invoice.voided",
+        "invoice.written_off",
+        "invoice.refunded",
+        "invoice.deleted",
+        "credit_note.created",
+        "payment.created",
+        "payment.processing",
+        "payment.succeeded",
+        "payment.failed",
+        "payment.refunded",
+        "dunning.due_date_passed",
+        "dunning.retry_scheduled",
+        "dunning.retry_due",
+        "dunning.retry_unanswered",
+        "dunning.succeeded",
+        "dunning.exhausted",
+        "dunning.stopped",
+        "dunning.reminder_due",
+    }
+)
 _PATTERN = re.compile(r"^(\*|[a-z][a-z_]*(\.[a-z][a-z_]*)*(\.\*)?)$")
 
 
@@ -40,7 +62,12 @@ def payload_for(event: CloudEvent) -> str:
     events, so a subscriber can tell a test event from a live one."""
     created_at = event.model_dump(mode="json", include={"time"})["time"]  # same text as the envelope
     return json.dumps(
-        {"id": event.id, "type": event.type, "livemode": auth.livemode(event.tenantid), "createdAt": created_at,
-         "data": event.data},
+        {
+            "id": event.id,
+            "type": event.type,
+            "livemode": auth.livemode(event.tenantid),
+            "createdAt": created_at,
+            "data": event.data,
+        },
         separators=(",", ":"),
     )

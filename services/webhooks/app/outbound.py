@@ -27,12 +27,12 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
         self.allow_private, self.resolve = allow_private, resolve
         self._inner = httpcore.AnyIOBackend()
 
-    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
-                          local_address: str | None = None, socket_options=None) -> httpcore.AsyncNetworkStream:
+    async def connect_tcp(
+        self, host: str, port: int, timeout: float | None = None, local_address: str | None = None, socket_options=None
+    ) -> httpcore.AsyncNetworkStream:
         try:
             async with asyncio.timeout(timeout):  # a name server that never answers counts as connecting
-                addresses = await vetted_addresses(host, port, allow_private=self.allow_private,
-                                                   resolve=self.resolve)
+                addresses = await vetted_addresses(host, port, allow_private=self.allow_private, resolve=self.resolve)
         except TimeoutError:
             raise httpcore.ConnectTimeout(f"Cannot resolve {host} within {timeout:g}s.") from None
         for ip in addresses:  # the next vetted address if one does not answer
@@ -51,8 +51,12 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
 
 
 # httpcore's errors as httpx's (most specific first), so callers catch httpx.HTTPError as usual.
-_ERRORS = [(httpcore.TimeoutException, httpx.TimeoutException), (httpcore.ConnectError, httpx.ConnectError),
-           (httpcore.NetworkError, httpx.NetworkError), (httpcore.ProtocolError, httpx.ProtocolError)]
+_ERRORS = [
+    (httpcore.TimeoutException, httpx.TimeoutException),
+    (httpcore.ConnectError, httpx.ConnectError),
+    (httpcore.NetworkError, httpx.NetworkError),
+    (httpcore.ProtocolError, httpx.ProtocolError),
+]
 
 
 @contextlib.contextmanager
@@ -83,32 +87,47 @@ class PinnedTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, backend: PinnedBackend, limits: httpx.Limits, ssl_context: ssl.SSLContext | None = None) -> None:
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context or httpx.create_ssl_context(trust_env=False), network_backend=backend,
-            max_connections=limits.max_connections, max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry)
+            ssl_context=ssl_context or httpx.create_ssl_context(trust_env=False),
+            network_backend=backend,
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+        )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        url = httpcore.URL(scheme=request.url.raw_scheme, host=request.url.raw_host,
-                           port=request.url.port, target=request.url.raw_path)
-        req = httpcore.Request(request.method, url, headers=request.headers.raw, content=request.stream,
-                               extensions=request.extensions)
+        url = httpcore.URL(
+            scheme=request.url.raw_scheme, host=request.url.raw_host, port=request.url.port, target=request.url.raw_path
+        )
+        req = httpcore.Request(
+            request.method, url, headers=request.headers.raw, content=request.stream, extensions=request.extensions
+        )
         with _as_httpx_errors():
             resp = await self._pool.handle_async_request(req)
-        return httpx.Response(resp.status, headers=resp.headers, stream=_Body(resp.stream),
-                              extensions=resp.extensions)
+        return httpx.Response(resp.status, headers=resp.headers, stream=_Body(resp.stream), extensions=resp.extensions)
 
     async def aclose(self) -> None:
         await self._pool.aclose()
 
 
-def delivery_client(*, allow_private: bool, timeout: float, limits: httpx.Limits | None = None,
-                    resolve: Resolver = system_resolver, ssl_context: ssl.SSLContext | None = None,
-                    connect_timeout: float = CONNECT_TIMEOUT_S) -> httpx.AsyncClient:
+def delivery_client(
+    *,
+    allow_private: bool,
+    timeout: float,
+    limits: httpx.Limits | None = None,
+    resolve: Resolver = system_resolver,
+    ssl_context: ssl.SSLContext | None = None,
+    connect_timeout: float = CONNECT_TIMEOUT_S,
+) -> httpx.AsyncClient:
     """`ssl_context` defaults to httpx's (certifi's CAs); tests pass one trusting their own CA."""
-    transport = PinnedTransport(PinnedBackend(allow_private=allow_private, resolve=resolve),
-                                limits or httpx.Limits(), ssl_context)
-    return httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(timeout, connect=min(connect_timeout, timeout)),
-                             follow_redirects=False, trust_env=False)
+    transport = PinnedTransport(
+        PinnedBackend(allow_private=allow_private, resolve=resolve), limits or httpx.Limits(), ssl_context
+    )
+    return httpx.AsyncClient(
+        transport=transport,
+        timeout=httpx.Timeout(timeout, connect=min(connect_timeout, timeout)),
+        follow_redirects=False,
+        trust_env=False,
+    )
 
 
 async def read_capped(response: httpx.Response, cap: int = MAX_RESPONSE_BYTES) -> bytes:

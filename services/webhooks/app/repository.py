@@ -25,21 +25,38 @@ _WITH_ATTEMPTS = """
 
 # -- endpoints --------------------------------------------------------------------------------
 
+
 async def endpoint(conn, tenant_id: str, endpoint_id: str) -> asyncpg.Record | None:
     """The tenant's endpoint, unless deleted."""
     return await conn.fetchrow(
         "SELECT * FROM webhook_endpoints WHERE endpoint_id = $1 AND tenant_id = $2 AND deleted_at IS NULL",
-        endpoint_id, tenant_id)
+        endpoint_id,
+        tenant_id,
+    )
 
 
-async def insert_endpoint(conn, endpoint_id: str, tenant_id: str, url: str, secret: str, enabled_events: list[str],
-                          description: str | None, enabled: bool) -> asyncpg.Record:
+async def insert_endpoint(
+    conn,
+    endpoint_id: str,
+    tenant_id: str,
+    url: str,
+    secret: str,
+    enabled_events: list[str],
+    description: str | None,
+    enabled: bool,
+) -> asyncpg.Record:
     """`secret`: encrypted by the vault."""
     return await conn.fetchrow(
         """INSERT INTO webhook_endpoints
                   (endpoint_id, tenant_id, url, secret, enabled_events, description, enabled)
            VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *""",
-        endpoint_id, tenant_id, url, secret, enabled_events, description, enabled,
+        endpoint_id,
+        tenant_id,
+        url,
+        secret,
+        enabled_events,
+        description,
+        enabled,
     )
 
 
@@ -48,12 +65,23 @@ async def endpoints_page(pool, tenant_id: str, starting_after: str | None, limit
     return await pool.fetch(
         """SELECT * FROM webhook_endpoints WHERE tenant_id = $1 AND deleted_at IS NULL
               AND ($2::text IS NULL OR endpoint_id < $2) ORDER BY endpoint_id DESC LIMIT $3""",
-        tenant_id, starting_after, limit)
+        tenant_id,
+        starting_after,
+        limit,
+    )
 
 
-async def update_endpoint(pool, tenant_id: str, endpoint_id: str, *, url: str | None,
-                          enabled_events: list[str] | None, set_description: bool, description: str | None,
-                          enabled: bool | None) -> asyncpg.Record | None:
+async def update_endpoint(
+    pool,
+    tenant_id: str,
+    endpoint_id: str,
+    *,
+    url: str | None,
+    enabled_events: list[str] | None,
+    set_description: bool,
+    description: str | None,
+    enabled: bool | None,
+) -> asyncpg.Record | None:
     """None leaves a column as it is; `set_description` sets the description even to None.
     Enabling clears the failure streak and the disabled reason; disabling records 'manual'."""
     return await pool.fetchrow(
@@ -69,7 +97,13 @@ async def update_endpoint(pool, tenant_id: str, endpoint_id: str, *, url: str | 
                                          ELSE disabled_reason END,
                   updated_at = now()
             WHERE endpoint_id = $1 AND tenant_id = $2 AND deleted_at IS NULL RETURNING *""",
-        endpoint_id, tenant_id, url, enabled_events, set_description, description, enabled,
+        endpoint_id,
+        tenant_id,
+        url,
+        enabled_events,
+        set_description,
+        description,
+        enabled,
     )
 
 
@@ -78,17 +112,24 @@ async def delete_endpoint(pool, tenant_id: str, endpoint_id: str) -> bool | None
     return await pool.fetchval(
         """UPDATE webhook_endpoints SET deleted_at = now(), enabled = false, updated_at = now()
             WHERE endpoint_id = $1 AND tenant_id = $2 AND deleted_at IS NULL RETURNING true""",
-        endpoint_id, tenant_id)
+        endpoint_id,
+        tenant_id,
+    )
 
 
-async def rotate_secret(pool, tenant_id: str, endpoint_id: str, secret: str,
-                        previous_expires_at: datetime) -> asyncpg.Record | None:
+async def rotate_secret(
+    pool, tenant_id: str, endpoint_id: str, secret: str, previous_expires_at: datetime
+) -> asyncpg.Record | None:
     """`secret` (encrypted) signs from now on; the one it replaces also signs until `previous_expires_at`."""
     return await pool.fetchrow(
         """UPDATE webhook_endpoints SET previous_secret = secret, previous_secret_expires_at = $3,
                   secret = $4, updated_at = now()
             WHERE endpoint_id = $1 AND tenant_id = $2 AND deleted_at IS NULL RETURNING *""",
-        endpoint_id, tenant_id, previous_expires_at, secret)
+        endpoint_id,
+        tenant_id,
+        previous_expires_at,
+        secret,
+    )
 
 
 async def enabled_endpoints(conn, tenant_id: str) -> list[asyncpg.Record]:
@@ -102,19 +143,33 @@ async def enabled_endpoints(conn, tenant_id: str) -> list[asyncpg.Record]:
 
 # -- kept events and invoice snapshots --------------------------------------------------------
 
-async def keep_event(conn, event_id: str, tenant_id: str, event_type: str, payload: str,
-                     correlation_id: str | None, occurred_at: datetime | None) -> None:
+
+async def keep_event(
+    conn,
+    event_id: str,
+    tenant_id: str,
+    event_type: str,
+    payload: str,
+    correlation_id: str | None,
+    occurred_at: datetime | None,
+) -> None:
     """The event as subscribers get it (`payload`), for resends; the first copy wins."""
     await conn.execute(
         """INSERT INTO webhook_events (event_id, tenant_id, event_type, payload, correlation_id, occurred_at)
            VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING""",
-        event_id, tenant_id, event_type, payload, correlation_id, occurred_at,
+        event_id,
+        tenant_id,
+        event_type,
+        payload,
+        correlation_id,
+        occurred_at,
     )
 
 
 async def kept_event(conn, tenant_id: str, event_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow(
-        "SELECT * FROM webhook_events WHERE event_id = $1 AND tenant_id = $2", event_id, tenant_id)
+        "SELECT * FROM webhook_events WHERE event_id = $1 AND tenant_id = $2", event_id, tenant_id
+    )
 
 
 async def save_invoice_snapshot(conn, invoice_id: str, tenant_id: str, version: int, snapshot: dict) -> None:
@@ -125,34 +180,55 @@ async def save_invoice_snapshot(conn, invoice_id: str, tenant_id: str, version: 
            ON CONFLICT (invoice_id) DO UPDATE SET version = EXCLUDED.version, snapshot = EXCLUDED.snapshot,
                   updated_at = now()
             WHERE invoice_snapshots.version < EXCLUDED.version AND invoice_snapshots.tenant_id = EXCLUDED.tenant_id""",
-        invoice_id, tenant_id, version, snapshot,
+        invoice_id,
+        tenant_id,
+        version,
+        snapshot,
     )
 
 
 async def invoice_snapshot(conn, tenant_id: str, invoice_id: str | None) -> dict | None:
     """The latest snapshot seen of the tenant's invoice (a reminder carries only its id)."""
     return await conn.fetchval(
-        "SELECT snapshot FROM invoice_snapshots WHERE invoice_id = $1 AND tenant_id = $2",
-        invoice_id, tenant_id)
+        "SELECT snapshot FROM invoice_snapshots WHERE invoice_id = $1 AND tenant_id = $2", invoice_id, tenant_id
+    )
 
 
 # -- deliveries -------------------------------------------------------------------------------
 
-async def insert_deliveries(conn, tenant_id: str, event_id: str, event_type: str, payload: str,
-                            correlation_id: str | None, targets: list[tuple[str, str]]) -> None:
+
+async def insert_deliveries(
+    conn,
+    tenant_id: str,
+    event_id: str,
+    event_type: str,
+    payload: str,
+    correlation_id: str | None,
+    targets: list[tuple[str, str]],
+) -> None:
     """One pending delivery of the event per (delivery id, endpoint id) in `targets`; an endpoint
     that already has one for the event keeps it."""
     await conn.executemany(
         """INSERT INTO webhook_deliveries (delivery_id, tenant_id, endpoint_id, event_id, event_type,
                                            payload, correlation_id)
            VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (endpoint_id, event_id) DO NOTHING""",
-        [(delivery_id, tenant_id, endpoint_id, event_id, event_type, payload, correlation_id)
-         for delivery_id, endpoint_id in targets],
+        [
+            (delivery_id, tenant_id, endpoint_id, event_id, event_type, payload, correlation_id)
+            for delivery_id, endpoint_id in targets
+        ],
     )
 
 
-async def queue_resend(conn, tenant_id: str, event_id: str, event_type: str, payload: str,
-                       correlation_id: str | None, delivery_ids: list[str], endpoint_ids: list[str]) -> list[str]:
+async def queue_resend(
+    conn,
+    tenant_id: str,
+    event_id: str,
+    event_type: str,
+    payload: str,
+    correlation_id: str | None,
+    delivery_ids: list[str],
+    endpoint_ids: list[str],
+) -> list[str]:
     """The kept event due now to each of `endpoint_ids` (a new delivery with the matching id of
     `delivery_ids`, or the endpoint's existing one made pending again, its retry schedule afresh);
     the delivery ids."""
@@ -165,22 +241,31 @@ async def queue_resend(conn, tenant_id: str, event_id: str, event_type: str, pay
               SET status = 'pending', next_attempt_at = now(), schedule_start = d.attempts,
                   updated_at = now()
            RETURNING d.delivery_id""",
-        tenant_id, event_id, event_type, payload, correlation_id, delivery_ids, endpoint_ids)
+        tenant_id,
+        event_id,
+        event_type,
+        payload,
+        correlation_id,
+        delivery_ids,
+        endpoint_ids,
+    )
     return [r["delivery_id"] for r in rows]
 
 
 async def lock_delivery(conn, tenant_id: str, delivery_id: str) -> asyncpg.Record | None:
     """The tenant's delivery, locked for this transaction."""
     return await conn.fetchrow(
-        "SELECT * FROM webhook_deliveries WHERE delivery_id = $1 AND tenant_id = $2 FOR UPDATE",
-        delivery_id, tenant_id)
+        "SELECT * FROM webhook_deliveries WHERE delivery_id = $1 AND tenant_id = $2 FOR UPDATE", delivery_id, tenant_id
+    )
 
 
 async def retry_now(conn, delivery_id: str) -> None:
     """Due now, whatever its state; its retry schedule starts again from here."""
     await conn.execute(
         """UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = now(),
-                  schedule_start = attempts, updated_at = now() WHERE delivery_id = $1""", delivery_id)
+                  schedule_start = attempts, updated_at = now() WHERE delivery_id = $1""",
+        delivery_id,
+    )
 
 
 async def notify_deliveries(conn) -> None:
@@ -189,8 +274,7 @@ async def notify_deliveries(conn) -> None:
 
 
 async def _with_attempts(pool, where: str, *args) -> list[asyncpg.Record]:
-    return await pool.fetch(
-        f"{_WITH_ATTEMPTS} WHERE {where} GROUP BY d.delivery_id ORDER BY d.delivery_id DESC", *args)
+    return await pool.fetch(f"{_WITH_ATTEMPTS} WHERE {where} GROUP BY d.delivery_id ORDER BY d.delivery_id DESC", *args)
 
 
 async def tenant_delivery(pool, tenant_id: str, delivery_id: str) -> asyncpg.Record | None:
@@ -209,9 +293,16 @@ async def deliveries(pool, delivery_ids: list[str]) -> list[asyncpg.Record]:
     return await _with_attempts(pool, "d.delivery_id = ANY($1::text[])", delivery_ids)
 
 
-async def endpoint_deliveries(pool, tenant_id: str, endpoint_id: str, *, status: str | None,
-                              event_type: str | None, starting_after: str | None,
-                              limit: int) -> list[asyncpg.Record]:
+async def endpoint_deliveries(
+    pool,
+    tenant_id: str,
+    endpoint_id: str,
+    *,
+    status: str | None,
+    event_type: str | None,
+    starting_after: str | None,
+    limit: int,
+) -> list[asyncpg.Record]:
     """Up to `limit` of the endpoint's deliveries with their attempt logs, newest first, after
     `starting_after` if given; `status` and `event_type` filter when given."""
     return await pool.fetch(
@@ -222,15 +313,34 @@ async def endpoint_deliveries(pool, tenant_id: str, endpoint_id: str, *, status:
                    AND ($4::text IS NULL OR event_type = $4) AND ($5::text IS NULL OR delivery_id < $5)
                  ORDER BY delivery_id DESC LIMIT $6)
             GROUP BY d.delivery_id ORDER BY d.delivery_id DESC""",
-        endpoint_id, tenant_id, status, event_type, starting_after, limit)
+        endpoint_id,
+        tenant_id,
+        status,
+        event_type,
+        starting_after,
+        limit,
+    )
 
 
 # -- customer e-mails -------------------------------------------------------------------------
 
-async def insert_email(conn, email_id: str, tenant_id: str, event_id: str, kind: str, invoice_id: str | None,
-                       recipient: str, sender: str, subject: str, text_body: str, html_body: str,
-                       attachment_url: str | None, attachment_name: str | None,
-                       correlation_id: str | None) -> None:
+
+async def insert_email(
+    conn,
+    email_id: str,
+    tenant_id: str,
+    event_id: str,
+    kind: str,
+    invoice_id: str | None,
+    recipient: str,
+    sender: str,
+    subject: str,
+    text_body: str,
+    html_body: str,
+    attachment_url: str | None,
+    attachment_name: str | None,
+    correlation_id: str | None,
+) -> None:
     """One e-mail of each kind per event: a redelivered event queues no second."""
     await conn.execute(
         """INSERT INTO customer_emails (email_id, tenant_id, event_id, kind, invoice_id, recipient, sender,
@@ -238,8 +348,19 @@ async def insert_email(conn, email_id: str, tenant_id: str, event_id: str, kind:
                                         correlation_id)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
            ON CONFLICT (event_id, kind) DO NOTHING""",
-        email_id, tenant_id, event_id, kind, invoice_id, recipient, sender, subject, text_body, html_body,
-        attachment_url, attachment_name, correlation_id,
+        email_id,
+        tenant_id,
+        event_id,
+        kind,
+        invoice_id,
+        recipient,
+        sender,
+        subject,
+        text_body,
+        html_body,
+        attachment_url,
+        attachment_name,
+        correlation_id,
     )
 
 
@@ -254,5 +375,7 @@ async def disable_endpoint(conn, endpoint_id: str, now: datetime, reason: str) -
         """UPDATE webhook_endpoints SET enabled = false, disabled_at = $2, disabled_reason = $3,
                   updated_at = $2
             WHERE endpoint_id = $1 AND enabled AND deleted_at IS NULL RETURNING *""",
-        endpoint_id, now, reason,
+        endpoint_id,
+        now,
+        reason,
     )

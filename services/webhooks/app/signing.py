@@ -24,8 +24,7 @@ def sign_headers(event_id: str, payload: str, now: datetime, secrets_in_use: lis
     }
 
 
-def active_secrets(secret: str, previous: str | None, previous_expires_at: datetime | None,
-                   now: datetime) -> list[str]:
+def active_secrets(secret: str, previous: str | None, previous_expires_at: datetime | None, now: datetime) -> list[str]:
     if previous and previous_expires_at and previous_expires_at > now:
         return [secret, previous]
     return [secret]

@@ -76,8 +76,9 @@ def parse_endpoint_url(url: str) -> tuple[str, int]:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:  # a port out of range or not a number, a malformed [IPv6]
-        raise Refused("url_invalid", "url must be an absolute http(s) URL with a valid host and port.",
-                       field="url") from exc
+        raise Refused(
+            "url_invalid", "url must be an absolute http(s) URL with a valid host and port.", field="url"
+        ) from exc
     host = parts.hostname
     if parts.scheme not in ("http", "https") or not host:
         raise Refused("url_invalid", "url must be an absolute http(s) URL.", field="url")
@@ -88,8 +89,9 @@ def parse_endpoint_url(url: str) -> tuple[str, int]:
     return host, port or (443 if parts.scheme == "https" else 80)
 
 
-async def vetted_addresses(host: str, port: int, *, allow_private: bool,
-                           resolve: Resolver = system_resolver) -> list[str]:
+async def vetted_addresses(
+    host: str, port: int, *, allow_private: bool, resolve: Resolver = system_resolver
+) -> list[str]:
     """Every address `host` resolves to, if all are allowed; else Refused (naming none of them)."""
     host = host.strip("[]")
     literal = _is_literal(host)
@@ -103,8 +105,7 @@ async def vetted_addresses(host: str, port: int, *, allow_private: bool,
         if not addresses:
             raise Refused("url_unresolvable", f"Cannot resolve {host}.", field="url")
     # All must pass: a name with one public and one internal address is refused.
-    if not all(address_allowed(ipaddress.ip_address(a.split("%")[0]), allow_private=allow_private)
-               for a in addresses):
+    if not all(address_allowed(ipaddress.ip_address(a.split("%")[0]), allow_private=allow_private) for a in addresses):
         what = "is not a publicly routable address" if literal else "resolves to a non-public address"
         raise Refused("url_not_public", f"{host} {what}.", field="url")
     return addresses

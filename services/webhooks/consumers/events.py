@@ -38,14 +38,22 @@ async def queue_deliveries(conn: asyncpg.Connection, event: CloudEvent, body: st
     chosen = [e["endpoint_id"] for e in endpoints if wants(e["enabled_events"], event.type)]
     if not chosen:
         return 0
-    await repo.insert_deliveries(conn, event.tenantid, event.id, event.type, body, event.correlationid,
-                                 [(new_id("whd"), ep) for ep in chosen])
+    await repo.insert_deliveries(
+        conn, event.tenantid, event.id, event.type, body, event.correlationid, [(new_id("whd"), ep) for ep in chosen]
+    )
     await repo.notify_deliveries(conn)
     return len(chosen)
 
 
-async def queue_email(conn: asyncpg.Connection, event: CloudEvent, *, public_url: str, pay_link_secret: str,
-                      default_locale: str, from_address: str) -> None:
+async def queue_email(
+    conn: asyncpg.Connection,
+    event: CloudEvent,
+    *,
+    public_url: str,
+    pay_link_secret: str,
+    default_locale: str,
+    from_address: str,
+) -> None:
     if event.type not in EMAIL_EVENTS:
         return
     invoice = event.data.get("invoice")
@@ -57,31 +65,55 @@ async def queue_email(conn: asyncpg.Connection, event: CloudEvent, *, public_url
             return
     business = await auth.tenant_name(conn, event.tenantid) or "Billstream"
     try:
-        draft = compose(event.type, event.data, invoice if isinstance(invoice, dict) else None,
-                        business=business, public_url=public_url, default_locale=default_locale,
-                        pay_link_secret=pay_link_secret)
+        draft = compose(
+            event.type,
+            event.data,
+            invoice if isinstance(invoice, dict) else None,
+            business=business,
+            public_url=public_url,
+            default_locale=default_locale,
+            pay_link_secret=pay_link_secret,
+        )
     except Exception:  # a bad snapshot must not hold up this event's webhooks
         log.exception("customer e-mail not composed", invoice_id=(invoice or {}).get("id"))
         return
     if draft is None:
         return
     await repo.insert_email(
-        conn, new_id("eml"), event.tenantid, event.id, draft.kind, draft.invoice_id, draft.recipient,
-        sender_address(business, from_address), draft.subject, draft.text, draft.html,
-        draft.attachment_url, draft.attachment_name, event.correlationid,
+        conn,
+        new_id("eml"),
+        event.tenantid,
+        event.id,
+        draft.kind,
+        draft.invoice_id,
+        draft.recipient,
+        sender_address(business, from_address),
+        draft.subject,
+        draft.text,
+        draft.html,
+        draft.attachment_url,
+        draft.attachment_name,
+        event.correlationid,
     )
     await repo.notify_emails(conn)
     log.info("customer e-mail queued", kind=draft.kind, invoice_id=draft.invoice_id)
 
 
-def public_event_handler(*, emails: bool, public_url: str, pay_link_secret: str, default_locale: str,
-                         from_address: str) -> Callable[[asyncpg.Connection, CloudEvent], Awaitable[None]]:
+def public_event_handler(
+    *, emails: bool, public_url: str, pay_link_secret: str, default_locale: str, from_address: str
+) -> Callable[[asyncpg.Connection, CloudEvent], Awaitable[None]]:
     async def on_public_event(conn: asyncpg.Connection, event: CloudEvent) -> None:
         body = await record_event(conn, event)
         await keep_invoice_snapshot(conn, event)
         await queue_deliveries(conn, event, body)
         if emails:
-            await queue_email(conn, event, public_url=public_url, pay_link_secret=pay_link_secret,
-                              default_locale=default_locale, from_address=from_address)
+            await queue_email(
+                conn,
+                event,
+                public_url=public_url,
+                pay_link_secret=pay_link_secret,
+                default_locale=default_locale,
+                from_address=from_address,
+            )
 
     return on_public_event

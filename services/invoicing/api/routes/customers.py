@@ -30,9 +30,16 @@ def make_router(invoicing) -> APIRouter:
     @router.get("/customers")
     async def list_customers(request: Request, tenant: Tenant) -> dict:
         async with service.pool.acquire() as conn:
-            return await run_list(conn, table="customer_list", id_col="customer_id", tenant=tenant,
-                                  params=request.query_params, filters={"email": Column("email", str.lower)},
-                                  sortable={**CREATED, "name": Column("name", str)}, default_sort="-createdAt")
+            return await run_list(
+                conn,
+                table="customer_list",
+                id_col="customer_id",
+                tenant=tenant,
+                params=request.query_params,
+                filters={"email": Column("email", str.lower)},
+                sortable={**CREATED, "name": Column("name", str)},
+                default_sort="-createdAt",
+            )
 
     @router.get("/customers/{customer_id}")
     async def get_customer(customer_id: str, tenant: Tenant, app: App) -> dict:
@@ -45,9 +52,17 @@ def make_router(invoicing) -> APIRouter:
     @router.get("/credit-notes")
     async def list_credit_notes(request: Request, tenant: Tenant) -> dict:
         async with service.pool.acquire() as conn:
-            return await run_list(conn, table="credit_notes", id_col="credit_note_id", tenant=tenant,
-                                  params=request.query_params, filters={"invoiceId": Column("invoice_id", str)},
-                                  sortable=CREATED, default_sort="-createdAt", search_col=None)
+            return await run_list(
+                conn,
+                table="credit_notes",
+                id_col="credit_note_id",
+                tenant=tenant,
+                params=request.query_params,
+                filters={"invoiceId": Column("invoice_id", str)},
+                sortable=CREATED,
+                default_sort="-createdAt",
+                search_col=None,
+            )
 
     @router.get("/credit-notes/{credit_note_id}")
     async def get_credit_note(credit_note_id: str, tenant: Tenant) -> dict:

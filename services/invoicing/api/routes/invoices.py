@@ -45,15 +45,29 @@ def make_router(invoicing) -> APIRouter:
     @router.post("/import", status_code=201)
     async def import_invoice(body: ImportInvoiceIn, tenant: Tenant, app: App) -> dict:
         """A historical invoice, with its own number and outcome (Chargebee's import_invoice)."""
-        return await app.import_invoice(tenant, body.customer_id, body.draft_fields(), number=body.number,
-                                        issued_on=body.issued_on, status=body.status, amount_paid=body.amount_paid)
+        return await app.import_invoice(
+            tenant,
+            body.customer_id,
+            body.draft_fields(),
+            number=body.number,
+            issued_on=body.issued_on,
+            status=body.status,
+            amount_paid=body.amount_paid,
+        )
 
     @router.get("")
     async def list_invoices(request: Request, tenant: Tenant) -> dict:
         async with service.pool.acquire() as conn:
-            page = await run_list(conn, table="invoice_list", id_col="invoice_id", tenant=tenant,
-                                  params=_list_params(request.query_params), filters=INVOICE_FILTERS,
-                                  sortable=INVOICE_SORTS, default_sort="-createdAt")
+            page = await run_list(
+                conn,
+                table="invoice_list",
+                id_col="invoice_id",
+                tenant=tenant,
+                params=_list_params(request.query_params),
+                filters=INVOICE_FILTERS,
+                sortable=INVOICE_SORTS,
+                default_sort="-createdAt",
+            )
             ids = [v["id"] for v in page["data"]]
             dunning = await repository.dunning_of(conn, ids)
         for v in page["data"]:
@@ -61,8 +75,9 @@ def make_router(invoicing) -> APIRouter:
         return page
 
     @router.get("/{invoice_id}")
-    async def get_invoice(invoice_id: str, tenant: Tenant, app: App,
-                          as_of: Annotated[datetime | None, Query(alias="asOf")] = None) -> dict:
+    async def get_invoice(
+        invoice_id: str, tenant: Tenant, app: App, as_of: Annotated[datetime | None, Query(alias="asOf")] = None
+    ) -> dict:
         return await app.get(tenant, invoice_id, as_of)
 
     @router.patch("/{invoice_id}")
@@ -100,14 +115,16 @@ def make_router(invoicing) -> APIRouter:
     async def mark_paid(invoice_id: str, tenant: Tenant, app: App, body: RecordPaymentIn | None = None) -> dict:
         """Record an offline payment: the amount due by default, or part of it."""
         body = body or RecordPaymentIn()
-        return await app.record_offline_payment(tenant, invoice_id, amount=body.amount, method=body.method,
-                                                reference=body.reference, paid_on=body.date)
+        return await app.record_offline_payment(
+            tenant, invoice_id, amount=body.amount, method=body.method, reference=body.reference, paid_on=body.date
+        )
 
     @router.post("/{invoice_id}/record-payment")
     async def record_payment(invoice_id: str, body: RecordPaymentIn, tenant: Tenant, app: App) -> dict:
         """Chargebee's record_payment: the same as mark-paid."""
-        return await app.record_offline_payment(tenant, invoice_id, amount=body.amount, method=body.method,
-                                                reference=body.reference, paid_on=body.date)
+        return await app.record_offline_payment(
+            tenant, invoice_id, amount=body.amount, method=body.method, reference=body.reference, paid_on=body.date
+        )
 
     @router.post("/{invoice_id}/void")
     async def void(invoice_id: str, tenant: Tenant, app: App, body: ReasonIn | None = None) -> dict:
@@ -133,7 +150,8 @@ def make_router(invoicing) -> APIRouter:
         # RFC 6266: an ASCII fallback, and the real name (any script) percent-encoded beside it.
         fallback = name.encode("ascii", "replace").decode().replace('"', "_")
         disposition = f"inline; filename=\"{fallback}.pdf\"; filename*=UTF-8''{quote(name, safe='')}.pdf"
-        return Response(body, media_type="application/pdf",
-                        headers={"Content-Disposition": disposition, "Cache-Control": "private"})
+        return Response(
+            body, media_type="application/pdf", headers={"Content-Disposition": disposition, "Cache-Control": "private"}
+        )
 
     return router

@@ -34,8 +34,9 @@ class EmailDraft:
     attachment_name: str | None = None
 
 
-def pay_url(data: dict[str, Any], invoice: dict[str, Any], public_url: str,
-            pay_link_secret: str = paylinks.DEV_SECRET) -> str:
+def pay_url(
+    data: dict[str, Any], invoice: dict[str, Any], public_url: str, pay_link_secret: str = paylinks.DEV_SECRET
+) -> str:
     """The payments service's link if an event carries one, else a signed link to its hosted page
     for the invoice (shared/paylinks.py)."""
     for source in (data, invoice):
@@ -66,9 +67,16 @@ def kind_for(event_type: str, data: dict[str, Any]) -> str | None:
     return None
 
 
-def compose(event_type: str, data: dict[str, Any], invoice: dict[str, Any] | None, *,
-            business: str, public_url: str, default_locale: str,
-            pay_link_secret: str = paylinks.DEV_SECRET) -> EmailDraft | None:
+def compose(
+    event_type: str,
+    data: dict[str, Any],
+    invoice: dict[str, Any] | None,
+    *,
+    business: str,
+    public_url: str,
+    default_locale: str,
+    pay_link_secret: str = paylinks.DEV_SECRET,
+) -> EmailDraft | None:
     """The e-mail this event sends, or None (not an e-mail event, no customer address, settled)."""
     kind = kind_for(event_type, data)
     if kind is None or not invoice:
@@ -87,29 +95,47 @@ def compose(event_type: str, data: dict[str, Any], invoice: dict[str, Any] | Non
     link = pay_url(data, invoice, public_url, pay_link_secret)
     pdf = data.get("pdfUrl") or invoice.get("pdfUrl")
     context = {
-        "kind": kind, "business": business, "customer_name": customer.get("name") or "",
-        "number": invoice.get("number") or invoice["id"], "currency": currency,
-        "total": fmt(invoice.get("total")), "amount_due": fmt(invoice.get("amountDue")),
+        "kind": kind,
+        "business": business,
+        "customer_name": customer.get("name") or "",
+        "number": invoice.get("number") or invoice["id"],
+        "currency": currency,
+        "total": fmt(invoice.get("total")),
+        "amount_due": fmt(invoice.get("amountDue")),
         # Shown only when non-zero, so the lines on the page add up to the total and the amount due.
-        "before_total": _lines(invoice, fmt, [("Subtotal", "subtotal", ""), ("Discount", "discountTotal", "-"),
-                                              ("Tax", "taxTotal", "")]) if _adjusted(invoice) else [],
-        "after_total": _lines(invoice, fmt, [("Credits applied", "creditsApplied", "-"),
-                                             ("Already paid", "amountPaid", "-")]),
+        "before_total": _lines(
+            invoice, fmt, [("Subtotal", "subtotal", ""), ("Discount", "discountTotal", "-"), ("Tax", "taxTotal", "")]
+        )
+        if _adjusted(invoice)
+        else [],
+        "after_total": _lines(
+            invoice, fmt, [("Credits applied", "creditsApplied", "-"), ("Already paid", "amountPaid", "-")]
+        ),
         "amount_paid_total": fmt(invoice.get("amountPaid")),
         "due_date": long_date(invoice.get("dueDate"), locale),
-        "pay_url": link, "receipt_url": link,
-        "items": [{"description": i.get("description", ""), "quantity": i.get("quantity", 1),
-                   "amount": fmt(i.get("amount"))} for i in invoice.get("items") or []],
-        "payment_amount": fmt(data.get("amount")), "balance": fmt(data.get("amountDue", invoice.get("amountDue"))),
+        "pay_url": link,
+        "receipt_url": link,
+        "items": [
+            {"description": i.get("description", ""), "quantity": i.get("quantity", 1), "amount": fmt(i.get("amount"))}
+            for i in invoice.get("items") or []
+        ],
+        "payment_amount": fmt(data.get("amount")),
+        "balance": fmt(data.get("amountDue", invoice.get("amountDue"))),
         "paid_date": long_date(data.get("paidAt") or invoice.get("paidAt"), locale),
-        "reminder_kind": data.get("kind"), "days": data.get("days"),
+        "reminder_kind": data.get("kind"),
+        "days": data.get("days"),
         "has_pdf": bool(pdf),
     }
     subject, text, html = render(kind, context)
     attachment = pdf if kind == "invoice_paid" else None
     return EmailDraft(
-        kind=kind, invoice_id=invoice["id"], recipient=customer["email"],
-        recipient_name=customer.get("name"), subject=subject, text=text, html=html,
+        kind=kind,
+        invoice_id=invoice["id"],
+        recipient=customer["email"],
+        recipient_name=customer.get("name"),
+        subject=subject,
+        text=text,
+        html=html,
         attachment_url=attachment,
         attachment_name=f"{context['number']}.pdf" if attachment else None,
     )

@@ -25,8 +25,17 @@ MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
 
 
 class SmtpConfig:
-    def __init__(self, host: str, port: int, *, username: str | None = None, password: str | None = None,
-                 starttls: bool = False, use_ssl: bool = False, timeout: float = 20.0) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        starttls: bool = False,
+        use_ssl: bool = False,
+        timeout: float = 20.0,
+    ) -> None:
         self.host, self.port, self.username, self.password = host, port, username, password
         self.starttls, self.use_ssl, self.timeout = starttls, use_ssl, timeout
 
@@ -60,8 +69,9 @@ def build_message(row: asyncpg.Record | dict, attachment: bytes | None) -> Email
     message.set_content(row["text_body"])
     message.add_alternative(row["html_body"], subtype="html")
     if attachment is not None:
-        message.add_attachment(attachment, maintype="application", subtype="pdf",
-                               filename=row["attachment_name"] or "invoice.pdf")
+        message.add_attachment(
+            attachment, maintype="application", subtype="pdf", filename=row["attachment_name"] or "invoice.pdf"
+        )
     return message
 
 
@@ -70,8 +80,17 @@ def sender_address(business: str, address: str) -> str:
 
 
 class EmailWorker:
-    def __init__(self, dsn: str, pool: asyncpg.Pool, smtp: SmtpConfig, *, lease_s: float = 120,
-                 poll_interval: float = 1.0, concurrency: int = 5, schedule: list[float] = RETRY_DELAYS) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        pool: asyncpg.Pool,
+        smtp: SmtpConfig,
+        *,
+        lease_s: float = 120,
+        poll_interval: float = 1.0,
+        concurrency: int = 5,
+        schedule: list[float] = RETRY_DELAYS,
+    ) -> None:
         self.dsn, self.pool, self.smtp, self.schedule = dsn, pool, smtp, schedule
         self.lease_s, self.poll_interval, self.concurrency = lease_s, poll_interval, concurrency
         self._wakeup = Wakeup(poll_interval)
@@ -96,7 +115,8 @@ class EmailWorker:
                         WHERE status = 'pending' AND next_attempt_at <= now()
                         ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED) due
                 WHERE e.email_id = due.email_id RETURNING e.*""",
-            limit, float(self.lease_s),
+            limit,
+            float(self.lease_s),
         )
 
     async def send(self, client: httpx.AsyncClient, row: asyncpg.Record) -> None:
@@ -116,12 +136,16 @@ class EmailWorker:
                           status = CASE WHEN $3::float8 IS NULL THEN 'failed' ELSE 'pending' END,
                           next_attempt_at = now() + make_interval(secs => coalesce($3::float8, 0))
                     WHERE email_id = $1""",
-                row["email_id"], error, delay,
+                row["email_id"],
+                error,
+                delay,
             )
             return
         await self.pool.execute(
             """UPDATE customer_emails SET status = 'sent', attempts = attempts + 1, sent_at = now(),
-                      last_error = NULL WHERE email_id = $1""", row["email_id"])
+                      last_error = NULL WHERE email_id = $1""",
+            row["email_id"],
+        )
         log.info("customer e-mail sent", attached_pdf=attachment is not None, **log_kw)
 
     async def _attachment(self, client: httpx.AsyncClient, row: asyncpg.Record) -> bytes | None:
@@ -138,4 +162,3 @@ class EmailWorker:
             log.warning("invoice PDF not attached: not a PDF or too large", email_id=row["email_id"])
             return None
         return body
-
