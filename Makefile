@@ -25,8 +25,9 @@ demo:             ## run the demo against a running stack
 down:             ## stop everything
 	@$(LOCAL)/down.sh
 
-lint: setup       ## ruff check (lint), then mypy (types); both are configured in pyproject.toml
+lint: setup       ## ruff check (lint), ruff format --check (layout), then mypy (types); configured in pyproject.toml
 	@$(PY) -m ruff check .
+	@$(PY) -m ruff format --check .
 	@$(PY) -m mypy
 
 test: up          ## the whole suite against real PostgreSQL, Kafka and the running stack
