@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from shared.envelope import CloudEvent
 from shared.eventstore import ConcurrencyError, StoredEvent
+from shared.projections import Projection, apply_inline
 from shared.registry import EventRegistry
 
 T = TypeVar("T")
@@ -78,11 +79,13 @@ class EventStoreLike(Protocol):
 
 @dataclass(frozen=True)
 class Aggregates:
-    """A service's streams: its store, its event registry and its source (`/billstream/<name>`)."""
+    """A service's streams: its store, its event registry, its source (`/billstream/<name>`) and
+    its read models, updated in the appending transaction."""
 
     store: EventStoreLike
     registry: EventRegistry
     source: str
+    projections: tuple[Projection, ...] = ()
 
     async def load(self, conn: Any, stream_id: str, *, as_of: datetime | None = None) -> Stream:
         """The stream's events (those that happened by `as_of`, if given); an empty stream if none."""
@@ -110,9 +113,14 @@ class Aggregates:
         key: str | None = None,
     ) -> int:
         """Record the decided facts as the next events of the stream, which must still be at
-        `version` (else ConcurrencyError); returns its new version. In the caller's transaction."""
+        `version` (else ConcurrencyError), and apply them to the read models; returns the
+        stream's new version. In the caller's transaction."""
         events = self.events(decided, subject=stream_id, tenant_id=tenant_id, at=at)
-        return await self.store.append(conn, stream_type, stream_id, version, events, key=key)
+        new_version = await self.store.append(conn, stream_type, stream_id, version, events, key=key)
+        if self.projections:  # not yet in the reading order: no transaction id or position
+            appended = [StoredEvent(0, 0, stream_id, stream_type, version + i + 1, e) for i, e in enumerate(events)]
+            await apply_inline(conn, self.projections, appended)
+        return new_version
 
 
 class Pool(Protocol):

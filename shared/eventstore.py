@@ -73,6 +73,7 @@ class EventHead:
     checkpoint: Checkpoint
     stream_id: str
     event_type: str
+    version: int
 
 
 @dataclass(frozen=True)
@@ -187,13 +188,14 @@ class EventStore:
     ) -> list[EventHead]:
         """Like read_all, without the envelopes."""
         rows = await conn.fetch(
-            f"""SELECT transaction_id, position, stream_id, event_type FROM events WHERE {AFTER} AND {READABLE}
-                ORDER BY transaction_id, position LIMIT $3""",
+            f"""SELECT transaction_id, position, stream_id, event_type, version FROM events
+                WHERE {AFTER} AND {READABLE} ORDER BY transaction_id, position LIMIT $3""",
             *after,
             limit,
         )
         return [
-            EventHead(Checkpoint(r["transaction_id"], r["position"]), r["stream_id"], r["event_type"]) for r in rows
+            EventHead(Checkpoint(r["transaction_id"], r["position"]), r["stream_id"], r["event_type"], r["version"])
+            for r in rows
         ]
 
     async def read_positions(self, conn: asyncpg.Connection, positions: list[int]) -> list[StoredEvent]:

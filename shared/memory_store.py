@@ -196,7 +196,7 @@ class MemoryEventStore:
         self, conn: MemoryConnection, *, after: Checkpoint = Checkpoint(), limit: int = 1000
     ) -> list[EventHead]:
         return [
-            EventHead(e.checkpoint, e.stream_id, e.event.type)
+            EventHead(e.checkpoint, e.stream_id, e.event.type, e.version)
             for e in await self.read_all(conn, after=after, limit=limit)
         ]
 

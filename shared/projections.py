@@ -5,7 +5,7 @@ the projection's checkpoint. Any projection can be dropped and rebuilt from the 
 import asyncio
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 
@@ -87,8 +87,7 @@ async def _catch_up(
         heads: list[EventHead] | list[StoredEvent]
         if projection.latest_per_stream:
             heads = await store.read_heads(conn, after=after, limit=batch_size)
-            latest = {h.stream_id: h.checkpoint.position for h in heads if h.event_type in projection.event_types}
-            await apply(conn, projection, await store.read_positions(conn, sorted(latest.values())))
+            await apply(conn, projection, await store.read_positions(conn, _latest_positions(projection, heads)))
         else:
             heads = await store.read_all(conn, after=after, limit=batch_size)
             await apply(conn, projection, [s for s in heads if s.event.type in projection.event_types])
@@ -100,6 +99,42 @@ async def _catch_up(
                 *heads[-1].checkpoint,
             )
         return len(heads)
+
+
+def _latest_positions(projection: Projection, heads: list[EventHead]) -> list[int]:
+    """Where each stream's highest version among the projection's events is. By version, not
+    reading order: a transaction that took its id early can commit a stream's later version."""
+    latest: dict[str, EventHead] = {}
+    for h in heads:
+        if h.event_type in projection.event_types and h.version > getattr(latest.get(h.stream_id), "version", 0):
+            latest[h.stream_id] = h
+    return sorted(h.checkpoint.position for h in latest.values())
+
+
+async def apply_inline(
+    conn: asyncpg.Connection, projections: Sequence[Projection], appended: list[StoredEvent]
+) -> None:
+    """Apply just-appended events to the service's read models in the appending transaction, so
+    a read after the command answered sees what it wrote (DESIGN.md, read-your-writes).
+
+    The runner applies the same events again later, in commit order; projections are idempotent
+    and guarded by stream version, so the second write changes nothing. A projection that fails
+    deterministically here is skipped under its savepoint: the command still commits and the
+    runner meets the same failure and parks that event.
+    """
+    for projection in projections:
+        batch = [s for s in appended if s.event.type in projection.event_types]
+        if projection.latest_per_stream:
+            batch = batch[-1:]
+        if not batch:
+            continue
+        try:
+            async with conn.transaction():  # a savepoint
+                await projection.apply_batch(conn, batch)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            log.warning("inline projection failed, left to the runner", projection=projection.name, error=repr(exc))
 
 
 async def _apply_all(conn: asyncpg.Connection, projection: Projection, batch: list[StoredEvent]) -> None:

@@ -62,7 +62,7 @@ class Service(Generic[SettingsT]):
         self.migrations = migrations
         self.projections = projections or []
         self.registry = registry or EventRegistry()
-        self.aggregates = Aggregates(self.store, self.registry, self.source)  # the service's streams
+        self.aggregates = Aggregates(self.store, self.registry, self.source, tuple(self.projections))
         self.consumed_topics: list[str] = []
         self.broker = KafkaBroker(settings.kafka_bootstrap, logger=None)
         self.consumers: dict[str, InboxConsumer] = {}

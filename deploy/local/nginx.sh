@@ -64,9 +64,10 @@ http {
     proxy_read_timeout 60s;
     default_type application/json;
 
-    # Paths under /api/invoices that other services own.
+    # Paths under /api/invoices and /api/customers that other services own.
     location ~ ^/api/invoices/[^/]+/(checkout|collect)\$ { proxy_pass http://payments; }
     location ~ ^/api/invoices/[^/]+/(dunning|stop-dunning)\$ { proxy_pass http://dunning; }
+    location ~ ^/api/customers/[^/]+/payments\$ { proxy_pass http://payments; }
 
     location /api/invoices      { proxy_pass http://invoicing; }
     location /api/customers     { proxy_pass http://invoicing; }

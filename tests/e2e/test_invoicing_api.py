@@ -87,6 +87,59 @@ def test_customers_create_get_update_list_and_search(api):
     error(api.get("/api/customers/cust_nope"), 404, "resource_missing")
 
 
+def test_customer_external_id_country_phone_and_novabillings_list_parameters(api):
+    ext = f"user_{uuid.uuid4().hex[:8]}"
+    c = new_customer(api, externalId=ext, country="ng", phone="+234 801 234 5678", currency="NGN")
+    assert (c["externalId"], c["country"], c["phone"]) == (ext, "NG", "+234 801 234 5678")
+    err = error(api.post("/api/customers", json={"name": "Twin", "externalId": ext}), 409, "external_id_taken")
+    assert err["field"] == "externalId"
+    for bad in ({"country": "Nigeria"}, {"phone": "call me"}, {"externalId": ""}):
+        assert error(api.post("/api/customers", json={"name": "Bad", **bad}), 400, "parameter_invalid")[
+            "field"
+        ] == next(iter(bad))
+    assert [x["id"] for x in ok(api.get("/api/customers", params={"externalId": ext}))["data"]] == [c["id"]]
+    assert [x["id"] for x in ok(api.get("/api/customers", params={"search": ext}))["data"]] == [c["id"]]
+    in_ng = ok(api.get("/api/customers", params={"country": "ng", "currency": "ngn", "limit": 100}))["data"]
+    assert c["id"] in [x["id"] for x in in_ng] and {(x["country"], x["currency"]) for x in in_ng} == {("NG", "NGN")}
+    names = [
+        x["name"]
+        for x in ok(api.get("/api/customers", params={"sortBy": "name", "sortOrder": "asc", "limit": 100}))["data"]
+    ]
+    assert names == sorted(names)
+    error(api.get("/api/customers", params={"sortBy": "name", "sortOrder": "sideways"}), 400, "parameter_invalid")
+    # A new externalId frees the old one for another customer.
+    renamed = ok(api.patch(f"/api/customers/{c['id']}", json={"externalId": f"{ext}-b"}))
+    assert renamed["externalId"] == f"{ext}-b" and renamed["country"] == "NG"
+    assert new_customer(api, externalId=ext)["externalId"] == ext
+
+
+def test_a_customer_with_drafts_or_unpaid_invoices_cannot_be_deleted_and_one_without_goes(api):
+    c = new_customer(api, externalId=f"gone_{uuid.uuid4().hex[:8]}")
+    other = new_customer(api)
+    draft = new_invoice(api, c, 1000)
+    paid = new_invoice(api, c, 2000)
+    ok(api.post(f"/api/invoices/{paid['id']}/mark-paid"))
+    new_invoice(api, other, 3000)
+    mine = ok(api.get(f"/api/customers/{c['id']}/invoices", params={"sort": "total"}))
+    assert [i["id"] for i in mine["data"]] == [draft["id"], paid["id"]] and mine["meta"]["total"] == 2
+    assert [i["id"] for i in ok(api.get(f"/api/customers/{c['id']}/invoices", params={"status": "PAID"}))["data"]] == [
+        paid["id"]
+    ]
+    err = error(api.delete(f"/api/customers/{c['id']}"), 409, "customer_has_open_invoices")
+    assert "1 draft or unpaid" in err["message"]
+    assert api.delete(f"/api/invoices/{draft['id']}").status_code == 204
+    assert api.delete(f"/api/customers/{c['id']}").status_code == 204
+    error(api.get(f"/api/customers/{c['id']}"), 404, "resource_missing")
+    error(api.get(f"/api/customers/{c['id']}/invoices"), 404, "resource_missing")
+    error(api.delete(f"/api/customers/{c['id']}"), 404, "resource_missing")
+    assert c["id"] not in [x["id"] for x in ok(api.get("/api/customers", params={"limit": 100}))["data"]]
+    body = {"customerId": c["id"], "items": [{"description": "x", "unitAmount": 1}]}
+    assert error(api.post("/api/invoices", json=body), 400, "customer_not_found")["field"] == "customerId"
+    assert new_customer(api, externalId=c["externalId"])["externalId"] == c["externalId"]  # freed
+    # The paid invoice stays, with the customer as it was on it.
+    assert ok(api.get(f"/api/invoices/{paid['id']}"))["customer"]["id"] == c["id"]
+
+
 def test_create_draft_with_taxes_and_discounts_and_defaults_from_the_customer(api):
     c = new_customer(api, netTermDays=14, autoCollection=True)  # currency UGX: see new_customer
     inv = ok(
@@ -213,7 +266,9 @@ def test_lifecycle_send_partial_payment_full_payment(api):
         )
     )
     assert (part["status"], part["amountPaid"], part["amountDue"]) == ("PARTIALLY_PAID", 30000, 70000)
-    paid = ok(api.post(f"/api/invoices/{inv['id']}/record-payment", json={"method": "cash"}))
+    paid = ok(
+        api.post(f"/api/invoices/{inv['id']}/record-payment", json={"paymentMethod": "cash"})
+    )  # NovaBilling's name
     assert (paid["status"], paid["amountDue"], paid["paidAt"] is not None) == ("PAID", 0, True)
     for action in ("void", "write-off", "finalize"):
         error(api.post(f"/api/invoices/{inv['id']}/{action}"), 409, "invoice_paid")
@@ -231,6 +286,7 @@ def test_lifecycle_send_partial_payment_full_payment(api):
     received = events[3]["data"]
     assert (received["isPartial"], received["isFullyPaid"]) == (True, False)
     assert events[4]["data"]["isFullyPaid"] is True
+    assert [events[3]["data"]["method"], events[4]["data"]["method"]] == ["bank_transfer", "cash"]
 
 
 def test_as_of_shows_the_invoice_as_it_was(api):
@@ -371,6 +427,35 @@ def test_list_filters_operators_search_sort_and_cursor(api):
     error(api.get("/api/invoices", params={"sort": "color"}), 400, "parameter_invalid")
     error(api.get("/api/invoices", params={"total[gte]": "lots"}), 400, "parameter_invalid")
     error(api.get("/api/invoices", params={"cursor": "garbage"}), 400, "cursor_invalid")
+
+
+def test_list_takes_chargebees_operators_snake_case_names_and_novabillings_status_names(api):
+    c = new_customer(api, name=f"Operator Person {uuid.uuid4().hex[:6]}")
+    made = [
+        new_invoice(api, c, amount, reference=f"OPS-{uuid.uuid4().hex[:6]}-{amount}") for amount in (1000, 5000, 9000)
+    ]
+    issued = ok(api.post(f"/api/invoices/{made[2]['id']}/finalize"))
+
+    def q(**p) -> list[int]:
+        page = ok(api.get("/api/invoices", params={"customerId": c["id"], "sort": "total", **p}))
+        return [i["total"] for i in page["data"]]
+
+    assert q(**{"status[is]": "DRAFT"}) == [1000, 5000]
+    assert q(**{"status[is_not]": "DRAFT"}) == [9000]
+    assert q(**{"total[not_in]": "1000,9000"}) == [5000]
+    assert q(**{"total[in]": "[1000, 9000]"}) == [1000, 9000]  # Chargebee's JSON array
+    assert q(**{"total[between]": "[1000,5000]"}) == [1000, 5000]  # inclusive, like Chargebee's
+    assert q(**{"reference[starts_with]": made[1]["reference"][:10]}) == [5000]
+    assert q(**{"reference[starts_with]": "OPS-%"}) == []  # a wildcard is a character like any other
+    assert q(**{"number[is_present]": "true"}) == [9000]
+    assert q(**{"number[is_present]": "false"}) == [1000, 5000]
+    assert q(status="FINALIZED") == [9000]  # the guide's name for an issued invoice
+    assert q(**{"customer_id": c["id"], "amount_due[gte]": 5000}) == [5000, 9000]  # snake_case names
+    assert issued["status"] == "PENDING"
+    ok(api.post(f"/api/invoices/{made[1]['id']}/finalize"))
+    ok(api.post(f"/api/invoices/{made[1]['id']}/void"))
+    assert q(status="CANCELED") == [5000]  # the product's name for a voided invoice
+    assert q(**{"status[in]": "FINALIZED,CANCELED"}) == [5000, 9000]
 
 
 def test_pdf_link_is_signed_expiring_and_renders_the_invoice(api, tenant):
@@ -619,7 +704,12 @@ def test_offline_payment_amount_and_date_are_bounded(api):
         ({"dateTo": "9999-12-31"}, "parameter_invalid", "createdAt[lt]"),
         ({"page": str(10**20)}, "parameter_invalid", "page"),
         ({"colour": "red"}, "parameter_unknown", "colour"),
-        ({"status": "FINALIZED"}, "parameter_invalid", "status"),
+        ({"status": "FINISHED"}, "parameter_invalid", "status"),
+        ({"total[between]": "1,2,3"}, "parameter_invalid", "total[between]"),
+        ({"total[starts_with]": "1"}, "parameter_invalid", "total[starts_with]"),
+        ({"number[is_present]": "maybe"}, "parameter_invalid", "number[is_present]"),
+        ({"status[in]": '["PENDING"'}, "parameter_invalid", "status[in]"),
+        ({"total[near]": "5"}, "parameter_invalid", "total[near]"),
     ],
 )
 def test_list_parameters_out_of_bounds_or_unknown_get_a_400_not_a_500(api, params, code, field):

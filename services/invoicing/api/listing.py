@@ -1,6 +1,8 @@
 """List queries over the read models: NovaBilling's page/limit, operator filters such as
-`total[gte]=1000`, `status[in]=PENDING,OVERDUE`, `dueDate[before]=2026-12-01`, search, sort and
-cursor pagination. Every filter becomes a bound parameter; column names come from allow-lists."""
+`total[gte]=1000`, `status[in]=PENDING,OVERDUE`, `dueDate[before]=2026-12-01`, Chargebee's
+operators (`is`, `is_not`, `starts_with`, `in`/`not_in` and `between` with `a,b` or `["a","b"]`,
+`is_present=true|false`) and snake_case names (`customer_id`), search, sort and cursor
+pagination. Every filter becomes a bound parameter; column names come from allow-lists."""
 
 import base64
 import json
@@ -21,7 +23,19 @@ from ..domain.invoice import STATUSES
 # Counting is exact up to this many rows; past it the planner's estimate stands in, so a page of a
 # huge list costs the same as a page of a small one (meta.totalExact tells which it is).
 COUNT_CAP = 10_000
-OPERATORS = {"eq": "=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "before": "<", "after": ">", "on": "="}
+# One value compared with the column; `is_not` and `not_in` keep rows where the field is unset.
+OPERATORS = {
+    "eq": "=",
+    "is": "=",
+    "is_not": "IS DISTINCT FROM",
+    "gt": ">",
+    "gte": ">=",
+    "lt": "<",
+    "lte": "<=",
+    "before": "<",
+    "after": ">",
+    "on": "=",
+}
 
 
 @dataclass
@@ -32,7 +46,7 @@ class Column:
 
 
 # Query names every list understands besides its filters.
-PAGING = ("sort", "limit", "page", "cursor")
+PAGING = ("sort", "sortBy", "sortOrder", "limit", "page", "cursor")
 
 
 def parse_time(v: str) -> datetime:
@@ -42,15 +56,36 @@ def parse_time(v: str) -> datetime:
     return at
 
 
-def one_of(values: tuple[str, ...]):
-    """A parser for a closed set of upper-case values that names them when refusing one."""
+def one_of(values: tuple[str, ...], aliases: dict[str, str] | None = None):
+    """A parser for a closed set of upper-case values (and other names clients send for some of
+    them) that names the values when refusing one."""
+    aliases = aliases or {}
 
     def parse(v: str) -> str:
-        if v.upper() not in values:
+        value = aliases.get(v.upper(), v.upper())
+        if value not in values:
             raise ValueError(f"'{v}' is not one of {', '.join(values)}")
-        return v.upper()
+        return value
 
     return parse
+
+
+def values_of(raw: str) -> list[str]:
+    """`a,b` or Chargebee's `["a","b"]`."""
+    if raw.startswith("["):
+        try:
+            parsed = json.loads(raw)
+        except ValueError as exc:
+            raise ValueError("is not a JSON array of values") from exc
+        if not isinstance(parsed, list):
+            raise ValueError("is not a JSON array of values")
+        return [str(v) for v in parsed]
+    return raw.split(",")
+
+
+def camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
 
 
 @dataclass
@@ -108,6 +143,32 @@ async def _search_page(conn, select: str, page_sql: str, args: list[Any], offset
     return rows, total
 
 
+def _filter(q: Query, col: Column, op: str, raw: str) -> None:
+    """One `name[op]=raw` as a condition; ValueError for a bad value, LookupError for an unknown op."""
+    if op == "in" or (not op and "," in raw):
+        q.add(f"{col.sql} = ANY({{}})", [col.parse(v) for v in values_of(raw)])
+    elif op == "not_in":
+        q.add(f"NOT coalesce({col.sql} = ANY({{}}), false)", [col.parse(v) for v in values_of(raw)])
+    elif op == "between":
+        bounds = values_of(raw)
+        if len(bounds) != 2:
+            raise ValueError("between takes two values, low and high")
+        q.add(f"{col.sql} BETWEEN {{}} AND {{}}", *(col.parse(v) for v in bounds))
+    elif op == "starts_with":
+        prefix = col.parse(raw)
+        if not isinstance(prefix, str):
+            raise ValueError("starts_with applies to text fields only")
+        q.add(f"{col.sql} LIKE {{}}", prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+    elif op == "is_present":
+        if raw.lower() not in ("true", "false"):
+            raise ValueError("is_present is true or false")
+        q.where.append(f"{col.sql} IS {'NOT ' if raw.lower() == 'true' else ''}NULL")
+    elif not op or op in OPERATORS:
+        q.add(f"{col.sql} {OPERATORS.get(op, '=')} {{}}", col.parse(raw))
+    else:
+        raise LookupError(op)
+
+
 async def run_list(
     conn,
     *,
@@ -128,23 +189,26 @@ async def run_list(
         op = op.rstrip("]")
         if base in known and not op:
             continue
+        if base not in filters and camel(base) in filters:
+            base = camel(base)
         refuse_unknown([base], {*filters, *known})
-        col = filters[base]
         try:
-            if op == "in" or (not op and "," in raw):
-                q.add(f"{col.sql} = ANY({{}})", [col.parse(v) for v in raw.split(",")])
-            elif op in OPERATORS or not op:
-                q.add(f"{col.sql} {OPERATORS.get(op, '=')} {{}}", col.parse(raw))
-            else:
-                raise Refused("parameter_invalid", f"Unknown operator '{op}' for {base}.", field=name)
+            _filter(q, filters[base], op, raw)
         except ValueError as exc:
             raise Refused("parameter_invalid", f"{name}: {exc}", field=name) from exc
+        except LookupError:
+            raise Refused("parameter_invalid", f"Unknown operator '{op}' for {base}.", field=name) from None
     searching = bool(params.get("search") and search_col)
     if searching:
         search = params["search"]
         q.add(f"{search_col} LIKE {{}}", f"%{search.lower().replace('%', '').replace('_', '')}%")
 
     sort = params.get("sort", default_sort)
+    if by := params.get("sortBy"):  # NovaBilling's sortBy=createdAt&sortOrder=desc (desc unless told)
+        order = params.get("sortOrder", "desc").lower()
+        if order not in ("asc", "desc"):
+            raise Refused("parameter_invalid", "sortOrder is asc or desc.", field="sortOrder")
+        sort = by if order == "asc" else f"-{by}"
     desc = sort.startswith("-")
     if sort.lstrip("-") not in sortable:
         raise Refused("parameter_invalid", f"Cannot sort by '{sort}'. Use one of {sorted(sortable)}.", field="sort")
@@ -192,7 +256,8 @@ async def run_list(
 
 
 INVOICE_FILTERS = {
-    "status": Column("status", one_of(STATUSES)),
+    # NovaBilling's guide says FINALIZED for an issued invoice; its product says CANCELED for void.
+    "status": Column("status", one_of(STATUSES, {"FINALIZED": "PENDING", "CANCELED": "VOID"})),
     "customerId": Column("customer_id", str),
     "customerEmail": Column("customer_email", lambda v: v.lower()),
     "number": Column("number", str),

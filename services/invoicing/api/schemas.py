@@ -6,7 +6,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 from shared.errors import Refused
@@ -90,7 +90,11 @@ class ImportInvoiceIn(CreateInvoiceIn):
 
 class RecordPaymentIn(Body):
     amount: int | None = Field(default=None, gt=0, description="defaults to the amount due")
-    method: Literal[PAYMENT_METHODS] = "other"  # type: ignore[valid-type]
+    method: Literal[PAYMENT_METHODS] = Field(  # type: ignore[valid-type]
+        default="other",
+        validation_alias=AliasChoices("method", "paymentMethod"),
+        description="how the money came; `paymentMethod` (NovaBilling's name) is accepted too",
+    )
     reference: str | None = Field(default=None, max_length=200)
     date: dt.date | None = Field(default=None, description="when the money was received")
 
@@ -111,6 +115,9 @@ class AddressIn(Body):
 class CustomerFieldsIn(Body):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     email: str | None = Field(default=None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    external_id: str | None = Field(default=None, min_length=1, max_length=200, description="your id for them; unique")
+    country: str | None = Field(default=None, pattern=r"^[A-Za-z]{2}$", description="ISO 3166-1 alpha-2, e.g. NG")
+    phone: str | None = Field(default=None, max_length=40, pattern=r"^\+?[0-9][0-9 ().-]{3,39}$")
     currency: str | None = Field(default=None, min_length=3, max_length=3)
     billing_address: AddressIn | None = None
     tax_id: str | None = Field(default=None, max_length=50)
@@ -122,6 +129,11 @@ class CustomerFieldsIn(Body):
     @classmethod
     def _lower(cls, v: str | None) -> str | None:
         return v.lower() if v else v
+
+    @field_validator("country")
+    @classmethod
+    def _upper(cls, v: str | None) -> str | None:
+        return v.upper() if v else v
 
     def customer_fields(self) -> ev.CustomerFields:
         sent = self.model_dump(exclude_unset=True, by_alias=False)

@@ -63,11 +63,12 @@ class Invoicing:
 
     async def load_customer(self, conn, tenant: str, customer_id: str, *, field: str | None = None) -> cust.Customer:
         stream = await self.aggregates.load(conn, customer_id)
-        if not stream.is_a("customer", tenant):
+        state = cust.fold(stream.history, customer_id) if stream.is_a("customer", tenant) else None
+        if state is None or state.deleted:
             if field:
                 raise Refused("customer_not_found", f"No such customer: '{customer_id}'", field=field)
             raise NotFound("customer", customer_id)
-        return cust.fold(stream.history, customer_id)
+        return state
 
     # -- recording ----------------------------------------------------------------------------
 
@@ -131,21 +132,31 @@ class Invoicing:
     async def create_customer(self, tenant: str, fields: ev.CustomerFields) -> dict:
         async def run(conn):
             state = cust.Customer(id=new_id("cust"))
-            return customer_view(
-                await self.record_customer(conn, tenant, state, cust.decide_create(state, fields), self.clock()), tenant
-            )
+            facts = cust.decide_create(state, fields)
+            await repo.claim_external_id(conn, tenant, fields.external_id, state.id)
+            return customer_view(await self.record_customer(conn, tenant, state, facts, self.clock()), tenant)
 
         return await self.transact(run)
 
     async def update_customer(self, tenant: str, customer_id: str, changes: ev.CustomerFields) -> dict:
         async def run(conn):
             state = await self.load_customer(conn, tenant, customer_id)
-            return customer_view(
-                await self.record_customer(conn, tenant, state, cust.decide_update(state, changes), self.clock()),
-                tenant,
-            )
+            facts = cust.decide_update(state, changes)
+            if "external_id" in changes.model_fields_set and changes.external_id != state.fields.external_id:
+                await repo.release_external_id(conn, tenant, customer_id)
+                await repo.claim_external_id(conn, tenant, changes.external_id, customer_id)
+            return customer_view(await self.record_customer(conn, tenant, state, facts, self.clock()), tenant)
 
         return await self.transact(run)
+
+    async def delete_customer(self, tenant: str, customer_id: str) -> None:
+        async def run(conn):
+            state = await self.load_customer(conn, tenant, customer_id)
+            facts = cust.decide_delete(state, await repo.unsettled_invoices(conn, tenant, customer_id))
+            await repo.release_external_id(conn, tenant, customer_id)
+            await self.record_customer(conn, tenant, state, facts, self.clock())
+
+        await self.transact(run)
 
     async def get_customer(self, tenant: str, customer_id: str) -> dict:
         async with self.pool.acquire() as conn:

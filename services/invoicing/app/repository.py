@@ -1,10 +1,12 @@
-"""Invoicing's SQL beside its event streams: document numbers, invoice references, what dunning
-said of each invoice, and credit notes by id. Each function runs on the caller's connection (and
+"""Invoicing's SQL beside its event streams: document numbers, invoice references, customers'
+external ids, what dunning said of each invoice, and credit notes by id. Each function runs on the caller's connection (and
 so in its transaction)."""
 
 import asyncpg
 
 from shared.errors import Conflict
+
+from ..domain import invoice as inv
 
 
 async def next_number(conn: asyncpg.Connection, tenant: str, kind: str, year: int) -> str:
@@ -66,6 +68,42 @@ async def claim_reference(conn: asyncpg.Connection, tenant: str, reference: str 
         raise Conflict(
             "reference_taken", f"Another invoice already has reference '{reference}'.", field="reference"
         ) from exc
+
+
+async def release_external_id(conn: asyncpg.Connection, tenant: str, customer_id: str) -> None:
+    await conn.execute(
+        "DELETE FROM customer_external_ids WHERE tenant_id = $1 AND customer_id = $2", tenant, customer_id
+    )
+
+
+async def claim_external_id(conn: asyncpg.Connection, tenant: str, external_id: str | None, customer_id: str) -> None:
+    if not external_id:
+        return
+    try:
+        async with conn.transaction():
+            await conn.execute(
+                "INSERT INTO customer_external_ids (tenant_id, external_id, customer_id) VALUES ($1, $2, $3)",
+                tenant,
+                external_id,
+                customer_id,
+            )
+    except asyncpg.UniqueViolationError as exc:
+        raise Conflict(
+            "external_id_taken", f"Another customer already has externalId '{external_id}'.", field="externalId"
+        ) from exc
+
+
+async def unsettled_invoices(conn: asyncpg.Connection, tenant: str, customer_id: str) -> int:
+    """The customer's invoices in draft or with money due, from the list (written with each command)."""
+    return int(
+        await conn.fetchval(
+            """SELECT count(*) FROM invoice_list WHERE tenant_id = $1 AND customer_id = $2
+               AND status = ANY($3::text[])""",
+            tenant,
+            customer_id,
+            [inv.DRAFT, *inv.OPEN],
+        )
+    )
 
 
 async def dunning_of(conn: asyncpg.Connection, invoice_ids: list[str]) -> dict[str, tuple]:

@@ -20,6 +20,7 @@ class Customer:
     credit: dict[str, int] = field(default_factory=dict)  # currency -> balance in minor units
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    deleted: bool = False
 
     @property
     def exists(self) -> bool:
@@ -49,6 +50,17 @@ def decide_update(state: Customer, changes: ev.CustomerFields) -> list[Fact]:
     _check(changes)
     names = [ev.CustomerFields.model_fields[k].alias or k for k in changed]
     return [("customer.updated", ev.CustomerUpdated(changes=names, fields=changes))]
+
+
+def decide_delete(state: Customer, unsettled: int) -> list[Fact]:
+    """`unsettled`: the customer's invoices still in draft or with money due. A customer with any
+    cannot go: its invoices would name someone who no longer exists."""
+    if unsettled:
+        raise Conflict(
+            "customer_has_open_invoices",
+            f"This customer has {unsettled} draft or unpaid invoice(s); void, delete or settle them first.",
+        )
+    return [("customer.deleted", ev.CustomerDeleted())]
 
 
 def decide_add_credit(
@@ -84,6 +96,8 @@ def evolve(state: Customer, event_type: str, fact: ev.Contract, *, subject: str,
             return replace(s, credit={**s.credit, c: s.credit.get(c, 0) + a})
         case "customer.credit_applied", ev.CreditApplied(amount=a, currency=c):
             return replace(s, credit={**s.credit, c: s.credit.get(c, 0) - a})
+        case "customer.deleted", _:
+            return replace(s, deleted=True)
     return s
 
 

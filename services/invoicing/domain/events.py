@@ -161,6 +161,9 @@ class CreditNoteCreated(Contract):
 class CustomerFields(Contract):
     name: str | None = None
     email: str | None = None
+    external_id: str | None = None  # the tenant's own id for the customer, unique per tenant
+    country: str | None = None  # ISO 3166-1 alpha-2
+    phone: str | None = None
     currency: str | None = None
     billing_address: dict[str, str] | None = None
     tax_id: str | None = None
@@ -193,6 +196,10 @@ class CreditApplied(CustomerEvent):
     amount: int
     currency: str
     invoice_id: str
+
+
+class CustomerDeleted(CustomerEvent):
+    pass
 
 
 class TenantCreated(Contract):
@@ -246,6 +253,7 @@ _models: dict[str, type[BaseModel]] = {
     "customer.updated": CustomerUpdated,
     "customer.credit_added": CreditAdded,
     "customer.credit_applied": CreditApplied,
+    "customer.deleted": CustomerDeleted,
     "tenant.created": TenantCreated,
 }
 for _type, _model in _models.items():

@@ -1,5 +1,9 @@
 """invoice_list, customer_list and credit_notes: read models from the snapshots each event
-carries, so applying an event is one upsert (and a rebuild never re-folds streams)."""
+carries, so applying an event is one upsert (and a rebuild never re-folds streams).
+
+Each row is written in the command's transaction and again by the runner (shared/projections.py),
+so every write is guarded: a row only moves to a later stream version, and a deleted invoice's
+or customer's row is never written again."""
 
 from datetime import datetime
 
@@ -71,49 +75,71 @@ class InvoiceList(Projection):
             datetime.fromisoformat(v["updatedAt"]),
             _search(customer.get("name"), customer.get("email"), v.get("number"), v.get("reference")),
             v,
+            stored.version,
         )
 
     async def reset(self, conn: asyncpg.Connection) -> None:
         await conn.execute("TRUNCATE invoice_list")
 
 
+# A deletion is an invoice's last event: once it is in the store, an older snapshot applied
+# late (by the runner, or the other writer) must not bring the row back.
 UPSERT_INVOICE = """INSERT INTO invoice_list (invoice_id, tenant_id, number, status, customer_id, customer_name,
                                          customer_email, reference, currency, total, amount_paid, amount_due,
-                                         due_date, created_at, updated_at, search, view)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::text::date, $14, $15, $16, $17)
+                                         due_date, created_at, updated_at, search, view, version)
+               SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::text, $7::text, $8::text, $9::text,
+                      $10::bigint, $11::bigint, $12::bigint, $13::text::date, $14::timestamptz, $15::timestamptz,
+                      $16::text, $17::jsonb, $18::integer
+               WHERE NOT EXISTS (SELECT 1 FROM events WHERE stream_id = $1 AND event_type = 'invoice.deleted')
                ON CONFLICT (invoice_id) DO UPDATE SET
                  number = EXCLUDED.number, status = EXCLUDED.status, customer_id = EXCLUDED.customer_id,
                  customer_name = EXCLUDED.customer_name, customer_email = EXCLUDED.customer_email,
                  reference = EXCLUDED.reference, currency = EXCLUDED.currency, total = EXCLUDED.total,
                  amount_paid = EXCLUDED.amount_paid, amount_due = EXCLUDED.amount_due,
                  due_date = EXCLUDED.due_date, updated_at = EXCLUDED.updated_at,
-                 search = EXCLUDED.search, view = EXCLUDED.view"""
+                 search = EXCLUDED.search, view = EXCLUDED.view, version = EXCLUDED.version
+               WHERE invoice_list.version < EXCLUDED.version"""
 
 
 class CustomerList(Projection):
     name = "customer_list"
     event_types = frozenset(
-        {"customer.created", "customer.updated", "customer.credit_added", "customer.credit_applied"}
+        {"customer.created", "customer.updated", "customer.credit_added", "customer.credit_applied", "customer.deleted"}
     )
 
     async def apply(self, conn: asyncpg.Connection, stored: StoredEvent) -> None:
+        if stored.event.type == "customer.deleted":
+            await conn.execute("DELETE FROM customer_list WHERE customer_id = $1", stored.stream_id)
+            return
         v = stored.event.data["customer"]
         await conn.execute(
-            """INSERT INTO customer_list (customer_id, tenant_id, name, email, created_at, search, view)
-               VALUES ($1, $2, $3, $4, $5, $6, $7)
-               ON CONFLICT (customer_id) DO UPDATE SET name = EXCLUDED.name, email = EXCLUDED.email,
-                 search = EXCLUDED.search, view = EXCLUDED.view""",
+            UPSERT_CUSTOMER,
             v["id"],
             stored.event.tenantid,
             v["name"],
             v.get("email"),
             datetime.fromisoformat(v["createdAt"]),
-            _search(v["name"], v.get("email"), v["id"]),
+            _search(v["name"], v.get("email"), v["id"], v.get("externalId")),
             v,
+            stored.version,
+            v.get("externalId"),
+            v.get("country"),
+            v.get("currency"),
         )
 
     async def reset(self, conn: asyncpg.Connection) -> None:
         await conn.execute("TRUNCATE customer_list")
+
+
+UPSERT_CUSTOMER = """INSERT INTO customer_list (customer_id, tenant_id, name, email, created_at, search, view, version,
+                                          external_id, country, currency)
+               SELECT $1::text, $2::text, $3::text, $4::text, $5::timestamptz, $6::text, $7::jsonb, $8::integer,
+                      $9::text, $10::text, $11::text
+               WHERE NOT EXISTS (SELECT 1 FROM events WHERE stream_id = $1 AND event_type = 'customer.deleted')
+               ON CONFLICT (customer_id) DO UPDATE SET name = EXCLUDED.name, email = EXCLUDED.email,
+                 search = EXCLUDED.search, view = EXCLUDED.view, version = EXCLUDED.version,
+                 external_id = EXCLUDED.external_id, country = EXCLUDED.country, currency = EXCLUDED.currency
+               WHERE customer_list.version < EXCLUDED.version"""
 
 
 class CreditNotes(Projection):

@@ -22,7 +22,7 @@ from ..app.handlers import Method
 from ..app.webhooks_in import receive
 from ..domain.events import STATUSES
 from ..providers.base import Instrument, ProviderError
-from .schemas import CheckoutIn, CollectIn, PaymentMethodIn, ProviderAccountIn, RefundIn
+from .schemas import REFUND_REASON, CheckoutIn, CollectIn, PaymentMethodIn, ProviderAccountIn, RefundIn
 
 
 def make_router(root) -> APIRouter:
@@ -47,12 +47,25 @@ def _payment_routes(router: APIRouter, root) -> None:
     Tenant = Annotated[str, Depends(service.tenant)]  # the authenticated tenant id
     LIST = _list_dependencies(service)
 
+    @router.get("/api/customers/{customer_id}/payments", dependencies=LIST)
+    async def list_customer_payments(
+        customer_id: str,
+        tenant: Tenant,
+        status: str | None = None,
+        page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
+        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    ) -> dict:
+        """GET /api/payments?customerId=…. Payments knows a customer only by its payments: one it
+        never charged has an empty list, not a 404 (NovaBilling's 404 would need invoicing's word)."""
+        return await list_payments(tenant, status, customer_id=customer_id, page=page, limit=limit)
+
     @router.get("/api/payments", dependencies=LIST)
     async def list_payments(
         tenant: Tenant,
         status: str | None = None,
         provider: str | None = None,
         invoice_id: Annotated[str | None, Query(alias="invoiceId")] = None,
+        customer_id: Annotated[str | None, Query(alias="customerId")] = None,
         date_from: Annotated[date | None, Query(alias="dateFrom", ge=MIN_DATE, le=MAX_DATE)] = None,
         date_to: Annotated[date | None, Query(alias="dateTo", ge=MIN_DATE, le=MAX_DATE)] = None,
         page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
@@ -72,6 +85,8 @@ def _payment_routes(router: APIRouter, root) -> None:
             add("provider = {}", provider)
         if invoice_id:
             add("invoice_id = {}", invoice_id)
+        if customer_id:
+            add("customer_id = {}", customer_id)
         if date_from:
             add("created_at >= {}", datetime.combine(date_from, time.min, UTC))
         if date_to:  # inclusive: the whole of that day
@@ -95,7 +110,7 @@ def _payment_routes(router: APIRouter, root) -> None:
     async def refund_payment(payment_id: str, body: RefundIn, tenant: Tenant, response: Response) -> dict:
         """201 with the refund once the provider made it; 202 `pending` when the provider did not
         answer in time (the refund is retried and payment.refunded follows)."""
-        refund = await refunds.request(tenant, payment_id, body.amount, body.reason)
+        refund = await refunds.request(tenant, payment_id, body.amount, body.reason or REFUND_REASON)
         if refund["status"] == "pending":
             response.status_code = 202
         return refund

@@ -8,9 +8,12 @@ class Body(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
 
+REFUND_REASON = "requested by the merchant"  # when the request names none (NovaBilling's reason is optional)
+
+
 class RefundIn(Body):
     amount: int | None = Field(default=None, gt=0, le=10**15, description="minor units; all that is left if omitted")
-    reason: str = Field(min_length=1, max_length=500)
+    reason: str | None = Field(default=None, min_length=1, max_length=500)
 
 
 class CheckoutIn(Body):

@@ -3,7 +3,8 @@ over one InvoicingService, which service.py passes in."""
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
+from starlette.datastructures import QueryParams
 
 from shared import auth
 from shared.errors import NotFound
@@ -12,6 +13,7 @@ from ...app import repository
 from ...app.invoices import Invoicing
 from ..listing import Column, parse_time, run_list
 from ..schemas import CreateCustomerIn, CustomerFieldsIn
+from .invoices import invoice_page
 
 CREATED = {"createdAt": Column("created_at", parse_time)}
 
@@ -36,7 +38,12 @@ def make_router(invoicing) -> APIRouter:
                 id_col="customer_id",
                 tenant=tenant,
                 params=request.query_params,
-                filters={"email": Column("email", str.lower)},
+                filters={
+                    "email": Column("email", str.lower),
+                    "externalId": Column("external_id", str),
+                    "country": Column("country", str.upper),
+                    "currency": Column("currency", str.upper),
+                },
                 sortable={**CREATED, "name": Column("name", str)},
                 default_sort="-createdAt",
             )
@@ -48,6 +55,19 @@ def make_router(invoicing) -> APIRouter:
     @router.patch("/customers/{customer_id}")
     async def update_customer(customer_id: str, body: CustomerFieldsIn, tenant: Tenant, app: App) -> dict:
         return await app.update_customer(tenant, customer_id, body.customer_fields())
+
+    @router.delete("/customers/{customer_id}", status_code=204)
+    async def delete_customer(customer_id: str, tenant: Tenant, app: App) -> Response:
+        """Refused (409 customer_has_open_invoices) while any of its invoices is a draft or unpaid."""
+        await app.delete_customer(tenant, customer_id)
+        return Response(status_code=204)
+
+    @router.get("/customers/{customer_id}/invoices")
+    async def list_customer_invoices(customer_id: str, request: Request, tenant: Tenant, app: App) -> dict:
+        """GET /api/invoices?customerId=…, with its filters, for a customer that exists."""
+        await app.get_customer(tenant, customer_id)  # 404 otherwise
+        params = [(k, v) for k, v in request.query_params.multi_items() if k not in ("customerId", "customer_id")]
+        return await invoice_page(service.pool, tenant, QueryParams([*params, ("customerId", customer_id)]))
 
     @router.get("/credit-notes")
     async def list_credit_notes(request: Request, tenant: Tenant) -> dict:

@@ -31,6 +31,25 @@ def _list_params(params: QueryParams) -> QueryParams:
     return QueryParams(items)
 
 
+async def invoice_page(pool, tenant: str, params: QueryParams) -> dict:
+    """A page of GET /api/invoices (also GET /api/customers/{id}/invoices), with what dunning said."""
+    async with pool.acquire() as conn:
+        page = await run_list(
+            conn,
+            table="invoice_list",
+            id_col="invoice_id",
+            tenant=tenant,
+            params=_list_params(params),
+            filters=INVOICE_FILTERS,
+            sortable=INVOICE_SORTS,
+            default_sort="-createdAt",
+        )
+        dunning = await repository.dunning_of(conn, [v["id"] for v in page["data"]])
+    for v in page["data"]:
+        repository.show_dunning(v, dunning)
+    return page
+
+
 def make_router(invoicing) -> APIRouter:
     """The routes over `invoicing` (the service's InvoicingService): its service and its handlers."""
     service = invoicing.service
@@ -57,22 +76,7 @@ def make_router(invoicing) -> APIRouter:
 
     @router.get("")
     async def list_invoices(request: Request, tenant: Tenant) -> dict:
-        async with service.pool.acquire() as conn:
-            page = await run_list(
-                conn,
-                table="invoice_list",
-                id_col="invoice_id",
-                tenant=tenant,
-                params=_list_params(request.query_params),
-                filters=INVOICE_FILTERS,
-                sortable=INVOICE_SORTS,
-                default_sort="-createdAt",
-            )
-            ids = [v["id"] for v in page["data"]]
-            dunning = await repository.dunning_of(conn, ids)
-        for v in page["data"]:
-            repository.show_dunning(v, dunning)
-        return page
+        return await invoice_page(service.pool, tenant, request.query_params)
 
     @router.get("/{invoice_id}")
     async def get_invoice(

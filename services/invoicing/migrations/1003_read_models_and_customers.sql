@@ -1,0 +1,17 @@
+-- Read models are written twice: in the command's transaction (read-your-writes) and again by
+-- the projection runner, in commit order. Each row keeps the stream version it shows, so
+-- whichever write comes second cannot take a row back to an older state.
+ALTER TABLE invoice_list ADD COLUMN version integer NOT NULL DEFAULT 0;
+ALTER TABLE customer_list ADD COLUMN version integer NOT NULL DEFAULT 0;
+
+-- Customers: the tenant's own id (unique per tenant, like an invoice's reference), country and
+-- phone; the list filters on externalId, country and currency.
+CREATE TABLE customer_external_ids (
+    tenant_id   text NOT NULL,
+    external_id text NOT NULL,
+    customer_id text NOT NULL UNIQUE,
+    PRIMARY KEY (tenant_id, external_id)
+);
+ALTER TABLE customer_list ADD COLUMN external_id text, ADD COLUMN country text, ADD COLUMN currency text;
+UPDATE customer_list SET currency = view->>'currency';
+CREATE INDEX customer_list_external_idx ON customer_list (tenant_id, external_id);
