@@ -65,7 +65,7 @@ http {
     default_type application/json;
 
     # Paths under /api/invoices and /api/customers that other services own.
-    location ~ ^/api/invoices/[^/]+/(checkout|collect)\$ { proxy_pass http://payments; }
+    location ~ ^/api/invoices/[^/]+/(checkout|collect|refund)\$ { proxy_pass http://payments; }
     location ~ ^/api/invoices/[^/]+/(dunning|stop-dunning)\$ { proxy_pass http://dunning; }
     location ~ ^/api/customers/[^/]+/payments\$ { proxy_pass http://payments; }
 

@@ -27,7 +27,12 @@ class InvoicingService:
 
     def handlers(self) -> Invoicing:
         """Made per request and per event: the pool exists only once the service has started."""
-        return Invoicing(self.service.pool, self.service.aggregates, pdf_link=self.receipt_pdf_link)
+        return Invoicing(
+            self.service.pool,
+            self.service.aggregates,
+            pdf_link=self.receipt_pdf_link,
+            offline_payment_wait_s=self.service.settings.offline_payment_wait_s,
+        )
 
     def receipt_pdf_link(self, tenant: str, invoice_id: str) -> str:
         settings = self.service.settings

@@ -13,3 +13,6 @@ class Settings(ServiceSettings, service="invoicing", port=8001):
     pdf_url_ttl_s: int = 3600
     # The link invoice.paid carries for the receipt e-mail, which may be retried for hours.
     receipt_pdf_url_ttl_s: int = 7 * 24 * 3600
+    # How long mark-paid waits for payments to record the offline payment's `manual` payment
+    # (so GET /api/payments lists it once the call answers) before answering anyway.
+    offline_payment_wait_s: float = 5.0

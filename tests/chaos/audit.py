@@ -136,6 +136,8 @@ def tally(ops: list[Op], obs: Observed) -> Tally:
                 invoice_id=iid,
                 reference=r["reference"],
             )
+            manual = [p for p in obs.payments_listed.get(iid, []) if p.get("providerReference") == r["reference"]]
+            once(len(manual), op.happened, "manual payment in GET /api/payments?invoiceId", op, invoice_id=iid)
         elif op.kind == "hosted_pay" and op.acked:
             pid = r["payment_id"]
             found = obs.payment_found.get(pid)
@@ -325,7 +327,7 @@ def collect(client, ops: list[Op], webhooks: list[dict], endpoint_id: str, mail_
         obs.invoice_found[iid] = _get(client, f"/api/invoices/{iid}")
         if obs.invoice_found[iid] is not None:
             obs.invoice_events[iid] = (_get(client, f"/api/invoices/{iid}/events") or {"data": []})["data"]
-    for iid in sorted({op.result["invoice_id"] for op in ops if op.kind == "hosted_pay"}):
+    for iid in sorted({op.result["invoice_id"] for op in ops if op.kind in ("hosted_pay", "mark_paid")}):
         obs.payments_listed[iid] = _pages(client, "/api/payments", invoiceId=iid)
     for pid in sorted({op.result["payment_id"] for op in ops if op.result.get("payment_id")}):
         obs.payment_found[pid] = _get(client, f"/api/payments/{pid}")

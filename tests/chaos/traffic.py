@@ -159,13 +159,15 @@ class Traffic:
         op = self._op("mark_paid")
         reference = f"chaos-{self.run}-{op.id}"
         op.result.update(invoice_id=iid, amount=amount, reference=reference)
-        await self.call(
+        r = await self.call(
             client,
             op,
             "POST",
             f"/api/invoices/{iid}/mark-paid",
             json={"amount": amount, "method": "bank_transfer", "reference": reference},
         )
+        if r is not None and op.acked:
+            op.result.update(payment_id=r.json()["paymentId"])
         return op.acked
 
     async def hosted(self, client, iid: str, total: int) -> None:

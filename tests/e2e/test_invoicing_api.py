@@ -118,6 +118,7 @@ def test_a_customer_with_drafts_or_unpaid_invoices_cannot_be_deleted_and_one_wit
     other = new_customer(api)
     draft = new_invoice(api, c, 1000)
     paid = new_invoice(api, c, 2000)
+    ok(api.post(f"/api/invoices/{paid['id']}/finalize"))
     ok(api.post(f"/api/invoices/{paid['id']}/mark-paid"))
     new_invoice(api, other, 3000)
     mine = ok(api.get(f"/api/customers/{c['id']}/invoices", params={"sort": "total"}))

@@ -139,23 +139,42 @@ async def test_declined_card_is_explained_and_the_customer_can_try_again(payment
 
 
 async def test_draft_and_void_invoices_show_a_clear_status(payments_server, browser):
+    """A draft gets a link whose page says so (payments may not have heard of a finalize a moment
+    old); a link made before the invoice was voided says it was voided; a void invoice gets no new
+    link (409 invoice_not_payable)."""
+    from tests.conftest import eventually
+
     server = payments_server
     tenant, client = await server.tenant("Draft & Void Ltd")
     page = await browser.new_page()
-    for status, words, name in (("DRAFT", "still a draft", "5-draft"), ("VOID", "voided", "6-void")):
-        inv = invoice(status=status)
-        await server.publish_invoice(tenant, "invoice.created" if status == "DRAFT" else "invoice.voided", inv)
-        from tests.conftest import eventually
+    draft = invoice(status="DRAFT")
+    await server.publish_invoice(tenant, "invoice.created", draft)
 
-        async def there(inv_id=inv["id"]):
-            return await server.fetch("SELECT 1 FROM payable_invoices WHERE invoice_id = $1", inv_id)
+    async def there():
+        return await server.fetch("SELECT 1 FROM payable_invoices WHERE invoice_id = $1", draft["id"])
 
-        await eventually(there)
-        checkout = (await client.post(f"/api/invoices/{inv['id']}/checkout", json={})).json()
-        await page.goto(checkout["checkoutUrl"])
+    await eventually(there)
+    voided = await finalized(server, tenant)
+    links = {}
+    for inv in (draft, voided):
+        r = await client.post(f"/api/invoices/{inv['id']}/checkout", json={})
+        assert r.status_code == 201, r.text
+        links[inv["id"]] = r.json()["checkoutUrl"]
+    await server.publish_invoice(tenant, "invoice.voided", {**voided, "status": "VOID", "amountDue": 0})
+
+    async def void_heard():
+        return await server.fetch(
+            "SELECT 1 FROM payable_invoices WHERE invoice_id = $1 AND status = 'VOID'", voided["id"]
+        )
+
+    await eventually(void_heard)
+    for inv, words, name in ((draft, "still a draft", "5-draft"), (voided, "voided", "6-void")):
+        await page.goto(links[inv["id"]])
         assert words in await page.text_content("#status-message")
         assert await page.locator("#pay-form").count() == 0
         await shot(page, name)
+    again = await client.post(f"/api/invoices/{voided['id']}/checkout", json={})
+    assert again.status_code == 409 and again.json()["error"]["code"] == "invoice_not_payable", again.text
     response = await page.goto(server.url + "/pay/not-a-real-token")
     assert response.status == 404 and "does not exist" in await page.text_content("#message")
 

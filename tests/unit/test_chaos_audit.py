@@ -47,6 +47,13 @@ def world():
         event("e7", "invoice.refunded", refundId="re_1", paymentId="pay_1"),
     ]
     payment = {"id": "pay_1", "status": "PARTIALLY_REFUNDED", "amount": 600, "amountRefunded": 150}
+    manual = {
+        "id": "pay_off",
+        "status": "SUCCEEDED",
+        "amount": 400,
+        "provider": "manual",
+        "providerReference": "ref-op4",
+    }
     hooks = [{"id": e["id"], "type": e["type"], "verified": True, "data": e["data"]} for e in events]
     hooks += [
         {"id": "p1", "type": "payment.succeeded", "verified": True, "data": {"paymentId": "pay_1"}},
@@ -58,7 +65,7 @@ def world():
         invoices=[{"id": "inv_1", "metadata": {"chaosOp": "op2"}}],
         invoice_found={"inv_1": {"id": "inv_1", "number": "INV-1"}},
         invoice_events={"inv_1": events},
-        payments_listed={"inv_1": [payment]},
+        payments_listed={"inv_1": [payment, manual]},
         payment_found={"pay_1": payment},
         webhooks=hooks,
         emails=[{"message_id": f"<m{e}@billstream>", "event_id": e} for e in ("e3", "e4", "e6")],
@@ -76,7 +83,7 @@ ZERO = {"lost": 0, "duplicated": 0, "stuck": 0, "unverified": 0, "gave_up": 0}
 def test_everything_there_once_counts_nothing_and_checks_every_fact():
     t = tally(*world())
     assert counts(t) == ZERO and not t.failed and t.findings == []
-    assert t.checked >= 17  # 7 ops' facts, 7 webhooks, 3 e-mails
+    assert t.checked >= 18  # 8 facts of 7 ops, 7 webhooks, 3 e-mails
 
 
 def test_an_acknowledged_customer_missing_from_the_list_is_lost():
@@ -107,6 +114,17 @@ def test_an_offline_payment_applied_twice_is_duplicated():
     assert (t.duplicated, t.lost) == (1, 0) and t.findings[0]["reference"] == "ref-op4"
 
 
+def test_an_offline_payment_needs_its_manual_payment_once():
+    ops, obs = world()
+    obs.payments_listed["inv_1"] = [p for p in obs.payments_listed["inv_1"] if p["id"] != "pay_off"]
+    t = tally(ops, obs)
+    assert counts(t) == {**ZERO, "lost": 1} and "manual payment" in t.findings[0]["detail"]
+    ops, obs = world()
+    obs.payments_listed["inv_1"].append({**obs.payments_listed["inv_1"][1], "id": "pay_off2"})
+    t = tally(ops, obs)
+    assert t.duplicated >= 1 and any("manual payment" in f["detail"] for f in t.findings)
+
+
 def test_a_payment_left_processing_is_stuck_and_a_balance_charged_twice_is_duplicated():
     ops, obs = world()
     obs.payment_found["pay_1"] = {**obs.payment_found["pay_1"], "status": "PROCESSING"}
@@ -114,7 +132,7 @@ def test_a_payment_left_processing_is_stuck_and_a_balance_charged_twice_is_dupli
     ops, obs = world()
     obs.payments_listed["inv_1"].append({"id": "pay_2", "status": "SUCCEEDED", "amount": 600})
     t = tally(ops, obs)
-    assert t.duplicated == 1 and t.findings[0]["payment_ids"] == ["pay_1", "pay_2"]
+    assert t.duplicated == 1 and t.findings[0]["payment_ids"] == ["pay_1", "pay_off", "pay_2"]
 
 
 def test_refunds_must_add_up():

@@ -4,13 +4,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from services.payments.app.refunds import allocate
 from services.payments.domain.collection import Balance, amount_to_collect
 from services.payments.domain.events import registry
 from services.payments.domain.payment import (
+    ManualPayment,
     Outcome,
     Payment,
     StartPayment,
     check_refund,
+    decide_manual,
     decide_outcome,
     decide_processing,
     decide_refund,
@@ -192,3 +195,36 @@ def test_refunds_in_flight_are_reserved():
     with pytest.raises(Refused) as err:
         check_refund(state, None, reserved=10000)
     assert err.value.code == "refund_in_progress"
+
+
+MANUAL = ManualPayment("pay_m", "inv_1", "cust_1", 5000, "UGX", "cash", "TX-1", "2026-11-30")
+
+
+def test_a_manual_payment_is_recorded_succeeded_once_and_refunds_without_a_provider():
+    decided = decide_manual(Payment(), MANUAL, T0)
+    assert [t for t, _ in decided] == ["payment.succeeded"]
+    state = run(Payment(), decided)
+    s = state.snapshot
+    assert (s.status, s.provider, s.method, s.provider_reference, s.paid_on) == (
+        "SUCCEEDED",
+        "manual",
+        "cash",
+        "TX-1",
+        "2026-11-30",
+    )
+    assert decide_manual(state, MANUAL, T0) == []  # a redelivered invoice.payment_received
+    refunded = run(state, decide_refund(state, "re_1", 2000, "returned", T0))
+    assert (refunded.snapshot.status, refunded.snapshot.amount_refunded) == ("PARTIALLY_REFUNDED", 2000)
+
+
+def test_an_invoice_refund_takes_from_the_newest_payment_first():
+    payments = [("pay_new", 7000), ("pay_spent", 0), ("pay_old", 3000)]
+    assert allocate(payments, 8000) == [("pay_new", 7000), ("pay_old", 1000)]
+    assert allocate(payments, 7000) == [("pay_new", 7000)]
+    assert allocate(payments, None) == [("pay_new", 7000), ("pay_old", 3000)]
+    with pytest.raises(Refused) as too_much:
+        allocate(payments, 10001)
+    assert too_much.value.code == "refund_exceeds_payments"
+    with pytest.raises(Conflict) as nothing:
+        allocate([("pay_spent", 0)], None)
+    assert nothing.value.code == "invoice_not_refundable"

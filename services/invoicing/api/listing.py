@@ -83,6 +83,11 @@ def values_of(raw: str) -> list[str]:
     return raw.split(",")
 
 
+def like_literal(text: str) -> str:
+    """`text` matched as itself in a LIKE pattern: `%`, `_` and the escape character are plain."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part.capitalize() for part in rest)
@@ -158,7 +163,7 @@ def _filter(q: Query, col: Column, op: str, raw: str) -> None:
         prefix = col.parse(raw)
         if not isinstance(prefix, str):
             raise ValueError("starts_with applies to text fields only")
-        q.add(f"{col.sql} LIKE {{}}", prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+        q.add(f"{col.sql} LIKE {{}}", like_literal(prefix) + "%")
     elif op == "is_present":
         if raw.lower() not in ("true", "false"):
             raise ValueError("is_present is true or false")
@@ -201,7 +206,7 @@ async def run_list(
     searching = bool(params.get("search") and search_col)
     if searching:
         search = params["search"]
-        q.add(f"{search_col} LIKE {{}}", f"%{search.lower().replace('%', '').replace('_', '')}%")
+        q.add(f"{search_col} LIKE {{}}", f"%{like_literal(search.lower())}%")
 
     sort = params.get("sort", default_sort)
     if by := params.get("sortBy"):  # NovaBilling's sortBy=createdAt&sortOrder=desc (desc unless told)

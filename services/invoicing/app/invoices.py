@@ -5,6 +5,7 @@ resource as it is after it (app/views.py) and append, plus the bookkeeping rows
 in app/reactions.py, tenants and keys in app/tenants.py.
 """
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import TypeVar
@@ -14,6 +15,7 @@ import asyncpg
 from shared.aggregate import Aggregates, retry_on_conflict
 from shared.errors import Conflict, NotFound, Refused
 from shared.ids import new_id
+from shared.logs import get_logger
 
 from ..domain import customer as cust
 from ..domain import events as ev
@@ -21,6 +23,7 @@ from ..domain import invoice as inv
 from . import repository as repo
 from .views import credit_note_view, customer_view, invoice_view
 
+log = get_logger(__name__)
 T = TypeVar("T")
 Clock = Callable[[], datetime]
 
@@ -36,9 +39,12 @@ class Invoicing:
         aggregates: Aggregates,
         clock: Clock = utcnow,
         pdf_link: Callable[[str, str], str] | None = None,
+        offline_payment_wait_s: float = 0.0,
     ) -> None:
-        """`pdf_link(tenant, invoice_id)` signs the PDF link that invoice.paid carries."""
+        """`pdf_link(tenant, invoice_id)` signs the PDF link that invoice.paid carries;
+        `offline_payment_wait_s`: how long mark-paid waits for payments to record its payment."""
         self.pool, self.aggregates, self.clock, self.pdf_link = pool, aggregates, clock, pdf_link
+        self.offline_payment_wait_s = offline_payment_wait_s
 
     async def transact(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Run fn in a transaction; on a concurrent write to the same stream, reload and retry."""
@@ -280,11 +286,11 @@ class Invoicing:
         paid_on: date | None,
     ) -> dict:
         async def run(conn):
-            at = self.clock()
+            at, payment_id = self.clock(), new_id("pay")
             state = await self.load_invoice(conn, tenant, invoice_id)
             facts = inv.decide_payment(
                 state,
-                payment_id=new_id("pay"),
+                payment_id=payment_id,
                 amount=amount or state.amount_due,
                 method=method,
                 reference=reference,
@@ -292,9 +298,30 @@ class Invoicing:
                 offline=True,
             )
             await self.apply_overpayment(conn, tenant, state, facts, at)
-            return invoice_view(await self.record_invoice(conn, tenant, state, facts, at), tenant)
+            await repo.insert_offline_payment(conn, payment_id, tenant, invoice_id)
+            return {
+                **invoice_view(await self.record_invoice(conn, tenant, state, facts, at), tenant),
+                "paymentId": payment_id,
+            }
 
-        return await self.transact(run)
+        view = await self.transact(run)
+        await self._wait_until_recorded(view["paymentId"])
+        return view
+
+    async def _wait_until_recorded(self, payment_id: str) -> None:
+        """Payments records the `manual` payment when it hears invoice.payment_received; wait,
+        bounded, for its payment.succeeded to come back, so GET /api/payments shows the payment
+        once this call answers. Past the bound (payments or Kafka away) the answer goes anyway:
+        the payment follows when they are back."""
+        deadline = asyncio.get_running_loop().time() + self.offline_payment_wait_s
+        delay = 0.005
+        while asyncio.get_running_loop().time() < deadline:
+            if await repo.is_offline_payment_recorded(self.pool, payment_id):
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.1)
+        if self.offline_payment_wait_s:
+            log.warning("payments has not recorded the offline payment yet", payment_id=payment_id)
 
     async def void(self, tenant: str, invoice_id: str, reason: str | None) -> dict:
         async def run(conn):

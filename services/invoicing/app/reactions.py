@@ -8,6 +8,7 @@ from shared.errors import NotFound
 from shared.ids import new_id
 
 from ..domain import invoice as inv
+from . import repository as repo
 from .invoices import Invoicing
 
 
@@ -21,6 +22,8 @@ async def _invoice_for_event(app: Invoicing, conn, tenant: str, invoice_id: str)
 async def on_payment_succeeded(
     app: Invoicing, conn, tenant: str, invoice_id: str, *, payment_id: str, amount: int, method: str
 ) -> None:
+    # An offline payment's own payment coming back from payments: the mark-paid call waits for it.
+    await repo.offline_payment_recorded(conn, payment_id)
     state = await _invoice_for_event(app, conn, tenant, invoice_id)
     if state is None:
         return

@@ -106,6 +106,28 @@ async def unsettled_invoices(conn: asyncpg.Connection, tenant: str, customer_id:
     )
 
 
+async def insert_offline_payment(conn: asyncpg.Connection, payment_id: str, tenant: str, invoice_id: str) -> None:
+    await conn.execute(
+        "INSERT INTO offline_payments (payment_id, tenant_id, invoice_id) VALUES ($1, $2, $3)",
+        payment_id,
+        tenant,
+        invoice_id,
+    )
+
+
+async def offline_payment_recorded(conn: asyncpg.Connection, payment_id: str) -> None:
+    """Payments recorded it (its payment.succeeded came back)."""
+    await conn.execute(
+        "UPDATE offline_payments SET recorded_at = now() WHERE payment_id = $1 AND recorded_at IS NULL", payment_id
+    )
+
+
+async def is_offline_payment_recorded(pool: asyncpg.Pool, payment_id: str) -> bool:
+    return bool(
+        await pool.fetchval("SELECT recorded_at IS NOT NULL FROM offline_payments WHERE payment_id = $1", payment_id)
+    )
+
+
 async def dunning_of(conn: asyncpg.Connection, invoice_ids: list[str]) -> dict[str, tuple]:
     """invoice id → (dunning status, next retry), for the invoices dunning has spoken of."""
     rows = await conn.fetch(

@@ -15,3 +15,14 @@ CREATE TABLE customer_external_ids (
 ALTER TABLE customer_list ADD COLUMN external_id text, ADD COLUMN country text, ADD COLUMN currency text;
 UPDATE customer_list SET currency = view->>'currency';
 CREATE INDEX customer_list_external_idx ON customer_list (tenant_id, external_id);
+
+-- Offline payments (mark-paid, record-payment) and whether payments has recorded the `manual`
+-- payment behind each (payment.succeeded came back): the call answers once it has, so the
+-- payment list shows it right after.
+CREATE TABLE offline_payments (
+    payment_id  text PRIMARY KEY,
+    tenant_id   text        NOT NULL,
+    invoice_id  text        NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    recorded_at timestamptz
+);

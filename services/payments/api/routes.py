@@ -119,14 +119,23 @@ def _payment_routes(router: APIRouter, root) -> None:
 # -- invoices: collect now, hosted checkout ----------------------------------------------------
 
 
-async def wait_for_invoice(pool, tenant: str, invoice_id: str, timeout: float = 3.0) -> None:
+CLOSED = ("PAID", "VOID", "WRITTEN_OFF")  # nothing can be paid on these, ever
+
+
+async def wait_for_invoice(
+    pool, tenant: str, invoice_id: str, *, finalized: bool = False, timeout: float = 3.0
+) -> None:
     """An invoice created a moment ago may still be on its way from billing.invoices: give it a
-    few seconds before answering 404 (a client that creates, finalizes, then checks out at once)."""
+    few seconds before answering 404 (a client that creates, finalizes, then checks out at once).
+    With `finalized`, wait the same way while it is still a draft here (its finalize may be on
+    the way); a real draft is then refused by the caller."""
     deadline = asyncio.get_running_loop().time() + timeout
-    while not await repo.invoice_arrived(pool, tenant, invoice_id):
+    while (status := await repo.invoice_status(pool, tenant, invoice_id)) is None or (finalized and status == "DRAFT"):
         if asyncio.get_running_loop().time() > deadline:
-            raise NotFound("invoice", invoice_id)
-        await asyncio.sleep(0.1)
+            if status is None:
+                raise NotFound("invoice", invoice_id)
+            return
+        await asyncio.sleep(0.05)
 
 
 def _invoice_routes(router: APIRouter, root) -> None:
@@ -137,7 +146,7 @@ def _invoice_routes(router: APIRouter, root) -> None:
     async def collect(invoice_id: str, tenant: Tenant, body: CollectIn | None = None) -> dict:
         """Charge the customer's saved method now."""
         body = body or CollectIn()
-        await wait_for_invoice(service.pool, tenant, invoice_id)
+        await wait_for_invoice(service.pool, tenant, invoice_id, finalized=True)
         async with service.pool.acquire() as conn, conn.transaction():
             inv = await payments.invoice(conn, tenant, invoice_id)
             if body.payment_method_id:
@@ -167,14 +176,36 @@ def _invoice_routes(router: APIRouter, root) -> None:
             state, _ = await payments.read(conn, state.snapshot.id, tenant)
         return auth.with_livemode(state.snapshot.dump(), tenant)
 
+    @router.post("/api/invoices/{invoice_id}/refund", status_code=201)
+    async def refund_invoice(invoice_id: str, tenant: Tenant, response: Response, body: RefundIn | None = None) -> dict:
+        """Refund `amount` (all that is left if omitted) across the invoice's payments, newest
+        first: one refund per payment it takes money from. 202 if any is still pending."""
+        body = body or RefundIn()
+        await wait_for_invoice(service.pool, tenant, invoice_id)
+        refunds = await root.refunds.refund_invoice(tenant, invoice_id, body.amount, body.reason or REFUND_REASON)
+        if any(r["status"] == "pending" for r in refunds):
+            response.status_code = 202
+        return {
+            "object": "invoice_refund",
+            "livemode": auth.livemode(tenant),
+            "invoiceId": invoice_id,
+            "amount": sum(r["amount"] for r in refunds),
+            "currency": refunds[0]["currency"],
+            "refunds": refunds,
+        }
+
     @router.post("/api/invoices/{invoice_id}/checkout", status_code=201)
     async def checkout(invoice_id: str, tenant: Tenant, body: CheckoutIn | None = None) -> dict:
         body = body or CheckoutIn()
         await wait_for_invoice(service.pool, tenant, invoice_id)
         async with service.pool.acquire() as conn, conn.transaction():
             inv = await payments.invoice(conn, tenant, invoice_id)
-            await payments.accounts.route(conn, tenant, inv["currency"])  # 409 no_provider: a link nobody can pay
+            account = await payments.accounts.route(
+                conn, tenant, inv["currency"]
+            )  # 409 no_provider: a link nobody can pay
             balance = await payments.balance(conn, inv)
+            if inv["status"] in CLOSED:  # a draft gets its link: the page says so until it is finalized
+                raise Conflict("invoice_not_payable", f"An invoice in status {inv['status']} cannot be paid.")
             return_url = body.return_url or (inv["snapshot"] or {}).get("returnUrl")
             session_id, token, expires = await open_session(
                 conn, tenant, invoice_id, return_url, timedelta(hours=service.settings.checkout_ttl_hours)
@@ -190,6 +221,7 @@ def _invoice_routes(router: APIRouter, root) -> None:
             "amountDue": balance.remaining,
             "currency": inv["currency"],
             "invoiceStatus": inv["status"],
+            "provider": account.provider,  # the account the page routes to now (NovaBilling's field)
         }
 
 

@@ -1,6 +1,6 @@
 """Request bodies of the payments API (camelCase on the wire)."""
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 
@@ -17,7 +17,13 @@ class RefundIn(Body):
 
 
 class CheckoutIn(Body):
-    return_url: str | None = Field(default=None, max_length=2000, pattern=r"^https?://")
+    return_url: str | None = Field(
+        default=None,
+        max_length=2000,
+        pattern=r"^https?://",
+        validation_alias=AliasChoices("returnUrl", "callbackUrl"),
+        description="where the page sends the customer after paying; `callbackUrl` (NovaBilling's name) too",
+    )
 
 
 class CollectIn(Body):

@@ -23,7 +23,17 @@ from shared.logs import bind_correlation, get_logger
 from shared.vault import Vault
 
 from ..domain.collection import Balance, amount_to_collect
-from ..domain.payment import Outcome, Payment, StartPayment, decide_outcome, decide_processing, decide_start, fold
+from ..domain.payment import (
+    ManualPayment,
+    Outcome,
+    Payment,
+    StartPayment,
+    decide_manual,
+    decide_outcome,
+    decide_processing,
+    decide_start,
+    fold,
+)
 from ..providers.base import (
     REQUIRES_ACTION,
     ChargeRequest,
@@ -220,6 +230,14 @@ class Payments:
         else:
             return state
         return await self._append(conn, tenant_id, state, decided, at)
+
+    async def record_manual(self, conn, tenant_id: str, cmd: ManualPayment) -> Payment:
+        """The payment behind an offline payment invoicing recorded, in the transaction of the
+        consumer that heard of it; a redelivery finds it recorded and adds nothing."""
+        stream = await self.aggregates.load(conn, cmd.payment_id)
+        state = fold(stream.history, cmd.payment_id)
+        at = now()
+        return await self._append(conn, tenant_id, state, decide_manual(state, cmd, at), at)
 
     async def record_result(self, payment_id: str, result: ChargeResult) -> Payment:
         async def record(conn) -> Payment:

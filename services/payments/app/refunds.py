@@ -1,21 +1,49 @@
 """Refunds, in two steps like charges: a refund_jobs row commits first (reserving the amount),
 then the provider is called with the key `billstream_<refundId>` and payment.refunded appended.
 A timeout or crash in between leaves the job for the worker, which repeats the call with the same
-key, so a refund is never lost and never made twice."""
+key, so a refund is never lost and never made twice.
+
+A `manual` payment's refund is money the merchant returned outside Billstream (Chargebee's
+record_refund): there is no provider to call, so payment.refunded is appended at once."""
 
 from shared import auth
 from shared.aggregate import retry_on_conflict
-from shared.errors import Conflict, Declined
+from shared.errors import Conflict, Declined, Refused
 from shared.idempotency import mark_committed
 from shared.ids import new_id
 from shared.logs import get_logger
 
+from ..domain.events import MANUAL
 from ..domain.payment import check_refund, decide_refund
 from ..providers.base import ProviderError, ProviderUnavailable
 from . import repository as repo
 from .handlers import Payments, now
 
 log = get_logger(__name__)
+
+
+def allocate(payments: list[tuple[str, int]], amount: int | None) -> list[tuple[str, int]]:
+    """(payment id, amount) to refund from each of `payments` (newest first, with what is left
+    of each), so that together they make `amount`; all that is left when None."""
+    available = sum(left for _, left in payments if left > 0)
+    if available <= 0:
+        raise Conflict("invoice_not_refundable", "No payment of this invoice has money left to refund.")
+    want = available if amount is None else amount
+    if want > available:
+        raise Refused(
+            "refund_exceeds_payments",
+            f"Only {available} (minor units) of this invoice's payments can still be refunded.",
+            field="amount",
+        )
+    plan = []
+    for payment_id, left in payments:
+        if want <= 0:
+            break
+        if left > 0:
+            part = min(left, want)
+            plan.append((payment_id, part))
+            want -= part
+    return plan
 
 
 class Refunds:
@@ -34,6 +62,8 @@ class Refunds:
             state, _ = await self.payments.read(conn, payment_id, tenant_id)
             in_flight = await repo.refunds_in_flight(conn, payment_id)
             amount = check_refund(state, amount, reserved=int(in_flight))
+            if state.snapshot.provider == MANUAL:
+                return await self._record_manual(conn, tenant_id, state, amount, reason)
             if not (state.snapshot.provider_reference or await repo.charge_reference(conn, payment_id)):
                 raise Conflict("payment_not_refundable", "This payment has no provider charge to refund.")
             refund_id = new_id("re")
@@ -44,6 +74,29 @@ class Refunds:
             # not reserve (and refund) a second time (make chaos caught it after a kill -9).
             await mark_committed(conn)
         return await self.send(refund_id, claimed=True)
+
+    async def refund_invoice(self, tenant_id: str, invoice_id: str, amount: int | None, reason: str) -> list[dict]:
+        """Chargebee's invoice-level refund: `amount` (all that can be given back if None) taken
+        from the invoice's payments newest first, one refund per payment it touches."""
+        async with self.pool.acquire() as conn:
+            await self.payments.invoice(conn, tenant_id, invoice_id)  # 404 for one payments never heard of
+            plan = allocate(
+                [
+                    (r["payment_id"], int(r["left"]))
+                    for r in await repo.refundable_payments(conn, tenant_id, invoice_id)
+                ],
+                amount,
+            )
+        return [await self.request(tenant_id, payment_id, part, reason) for payment_id, part in plan]
+
+    async def _record_manual(self, conn, tenant_id: str, state, amount: int, reason: str) -> dict:
+        refund_id, at = new_id("re"), now()
+        after = await self.payments._append(
+            conn, tenant_id, state, decide_refund(state, refund_id, amount, reason, at), at
+        )
+        await mark_committed(conn)
+        job = {"refund_id": refund_id, "tenant_id": tenant_id, "payment_id": state.snapshot.id}
+        return self._view({**job, "amount": amount, "reason": reason}, after.snapshot, "succeeded")
 
     async def send(self, refund_id: str, *, claimed: bool = False) -> dict | None:
         job = await repo.claim_refund_job(self.pool, refund_id, self.payments.lease_s, claimed)

@@ -50,10 +50,10 @@ async def find_payable_invoice(conn, tenant_id: str, invoice_id: str, *, lock: b
     )
 
 
-async def invoice_arrived(pool, tenant_id: str, invoice_id: str) -> bool | None:
-    """True once billing.invoices has brought the tenant's invoice here."""
+async def invoice_status(pool, tenant_id: str, invoice_id: str) -> str | None:
+    """The status billing.invoices last brought for the tenant's invoice; None before it came."""
     return await pool.fetchval(
-        "SELECT true FROM payable_invoices WHERE invoice_id = $1 AND tenant_id = $2", invoice_id, tenant_id
+        "SELECT status FROM payable_invoices WHERE invoice_id = $1 AND tenant_id = $2", invoice_id, tenant_id
     )
 
 
@@ -334,6 +334,21 @@ async def charged_through(conn, payment_id: str, default_account: str) -> asyncp
 
 
 # -- refund jobs ------------------------------------------------------------------------------
+
+
+async def refundable_payments(conn, tenant_id: str, invoice_id: str) -> list[asyncpg.Record]:
+    """The invoice's payments that can still give money back, newest first, with what is left of
+    each once refunds still in flight are counted."""
+    return await conn.fetch(
+        """SELECT p.payment_id, p.amount - (p.view->>'amountRefunded')::bigint
+                    - coalesce((SELECT sum(r.amount) FROM refund_jobs r
+                                WHERE r.payment_id = p.payment_id AND r.state = 'pending'), 0) AS left
+           FROM payment_list p
+           WHERE p.tenant_id = $1 AND p.invoice_id = $2 AND p.status IN ('SUCCEEDED', 'PARTIALLY_REFUNDED')
+           ORDER BY p.created_at DESC, p.payment_id DESC""",
+        tenant_id,
+        invoice_id,
+    )
 
 
 async def refunds_in_flight(conn, payment_id: str) -> int:

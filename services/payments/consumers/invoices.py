@@ -1,5 +1,6 @@
 """billing.invoices → payable_invoices (the invoice snapshot collection and checkout work from),
-and automatic collection when an invoice is finalized for a customer with autoCollection.
+automatic collection when an invoice is finalized for a customer with autoCollection, and the
+`manual` payment behind each offline payment (mark-paid, record-payment).
 
 Events carry the invoice snapshot in data["invoice"] (docs/events.md); `sequence` makes older or
 repeated events lose. The flat invoice.created shape of the first skeleton is still read.
@@ -14,6 +15,7 @@ from shared.logs import get_logger
 from ..app import repository as repo
 from ..app.collect import collect_automatically
 from ..app.handlers import Payments
+from ..domain.payment import ManualPayment
 
 log = get_logger(__name__)
 
@@ -75,10 +77,31 @@ async def record_invoice(conn: asyncpg.Connection, event: CloudEvent) -> dict | 
     return row
 
 
+def manual_payment(event: CloudEvent, row: dict) -> ManualPayment | None:
+    """The offline payment an invoice.payment_received records, if it is one."""
+    d = event.data
+    if event.type != "invoice.payment_received" or not d.get("offline"):
+        return None
+    return ManualPayment(
+        payment_id=d["paymentId"],
+        invoice_id=row["invoice_id"],
+        customer_id=row["customer_id"] or None,
+        amount=int(d["amount"]),
+        currency=row["currency"],
+        method=d.get("method") or "other",
+        reference=d.get("reference"),
+        paid_on=d.get("paidOn"),
+    )
+
+
 def make_invoice_consumer(payments: Payments):
     async def on_invoice_event(conn: asyncpg.Connection, event: CloudEvent) -> None:
         row = await record_invoice(conn, event)
-        if row is not None and event.type == "invoice.finalized" and row["auto"] and row["amount_due"] > 0:
+        if row is None:
+            return
+        if event.type == "invoice.finalized" and row["auto"] and row["amount_due"] > 0:
             await collect_automatically(payments, conn, event.tenantid, row["invoice_id"], attempt=1)
+        elif manual := manual_payment(event, row):
+            await payments.record_manual(conn, event.tenantid, manual)
 
     return on_invoice_event

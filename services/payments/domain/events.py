@@ -13,6 +13,7 @@ STREAM_TOPICS = {"payment": topics.PAYMENTS}
 
 PENDING, PROCESSING, SUCCEEDED, FAILED = "PENDING", "PROCESSING", "SUCCEEDED", "FAILED"
 REFUNDED, PARTIALLY_REFUNDED = "REFUNDED", "PARTIALLY_REFUNDED"
+MANUAL = "manual"  # the provider of money received outside Billstream (mark-paid, record-payment)
 STATUSES = (PENDING, PROCESSING, SUCCEEDED, FAILED, REFUNDED, PARTIALLY_REFUNDED)
 
 
@@ -41,6 +42,7 @@ class PaymentSnapshot(Contract):
     automatic: bool = False
     attempt: int = 1
     provider_reference: str | None = None
+    paid_on: str | None = None  # the day a manual payment's money came, as recorded
     created_at: str
     updated_at: str
 

@@ -16,6 +16,7 @@ from shared.errors import Conflict, Refused
 
 from .events import (
     FAILED,
+    MANUAL,
     PARTIALLY_REFUNDED,
     PENDING,
     PROCESSING,
@@ -61,6 +62,20 @@ class StartPayment:
 
 
 @dataclass(frozen=True)
+class ManualPayment:
+    """Money the merchant received outside Billstream and recorded on the invoice."""
+
+    payment_id: str  # the id invoicing gave it (invoice.payment_received)
+    invoice_id: str
+    customer_id: str | None
+    amount: int
+    currency: str
+    method: str  # cash, check, bank_transfer, ...
+    reference: str | None
+    paid_on: str | None
+
+
+@dataclass(frozen=True)
 class Outcome:
     """What the provider says happened to the charge."""
 
@@ -94,6 +109,36 @@ def decide_start(state: Payment, cmd: StartPayment, at: datetime) -> list[tuple[
         updated_at=_stamp(at),
     )
     return [("payment.created", PaymentCreated(payment=snap))]
+
+
+def decide_manual(state: Payment, cmd: ManualPayment, at: datetime) -> list[tuple[str, BaseModel]]:
+    """A payment recorded as it already is: SUCCEEDED, provider `manual`. Recorded once."""
+    if state.version:
+        return []
+    snap = PaymentSnapshot(
+        id=cmd.payment_id,
+        invoice_id=cmd.invoice_id,
+        customer_id=cmd.customer_id,
+        status=SUCCEEDED,
+        amount=cmd.amount,
+        currency=cmd.currency,
+        provider=MANUAL,
+        method=cmd.method,
+        provider_reference=cmd.reference,
+        paid_on=cmd.paid_on,
+        created_at=_stamp(at),
+        updated_at=_stamp(at),
+    )
+    succeeded = PaymentSucceeded(
+        payment_id=cmd.payment_id,
+        invoice_id=cmd.invoice_id,
+        amount=cmd.amount,
+        currency=cmd.currency,
+        provider=MANUAL,
+        method=cmd.method,
+        payment=snap,
+    )
+    return [("payment.succeeded", succeeded)]
 
 
 def decide_processing(state: Payment, reference: str | None, at: datetime) -> list[tuple[str, BaseModel]]:
