@@ -43,7 +43,7 @@ def charge(reference: str, token: str, amount: int = 5000, currency: str = "USD"
 async def test_stripe_adapter_charges_once_per_key_declines_refunds_and_checks_signatures():
     fake = FakeStripe()
     async with LocalServer(fake.app) as server:
-        stripe_ = StripeProvider(fake.secret_key, WHSEC, api_base=server.url, timeout=1.0)
+        stripe_ = StripeProvider(fake.secret_key, WHSEC, api_base=server.url, timeout=3.0)
         result = await stripe_.charge_saved_method(charge("pay_1", "cus_1:pm_card_visa"))
         assert result.status == "succeeded" and result.provider_reference.startswith("pi_")
         again = await stripe_.charge_saved_method(charge("pay_1", "cus_1:pm_card_visa"))
@@ -56,7 +56,7 @@ async def test_stripe_adapter_charges_once_per_key_declines_refunds_and_checks_s
             await stripe_.charge_saved_method(charge("pay_slow", "pm_card_slow"))
         with pytest.raises(ProviderUnavailable, match="in-progress"):
             await stripe_.charge_saved_method(charge("pay_slow", "pm_card_slow"))
-        await asyncio.sleep(1.2)
+        await asyncio.sleep(3.5)  # the slow answer (6 s) has come and gone
         retried = await stripe_.charge_saved_method(charge("pay_slow", "pm_card_slow"))
         assert retried.status == "succeeded"
         assert sum(i["payment_method"] == "pm_card_slow" for i in fake.intents.values()) == 1
@@ -103,7 +103,7 @@ async def test_stripe_retry_refused_for_its_key_is_looked_up_and_never_a_decline
     the worker retries, never the ProviderError it would record as a decline."""
     fake = FakeStripe()
     async with LocalServer(fake.app) as server:
-        stripe_ = StripeProvider(fake.secret_key, WHSEC, api_base=server.url, timeout=1.0)
+        stripe_ = StripeProvider(fake.secret_key, WHSEC, api_base=server.url, timeout=3.0)
         first = await stripe_.charge_saved_method(charge("pay_1", "pm_card_visa"))
         changed = await stripe_.charge_saved_method(charge("pay_1", "pm_card_visa", amount=5100))
         assert (changed.status, changed.provider_reference) == ("succeeded", first.provider_reference)
@@ -133,7 +133,7 @@ async def test_stripe_retry_refused_for_its_key_is_looked_up_and_never_a_decline
 async def test_stripe_checkout_is_looked_up_through_its_session_and_expires():
     fake = FakeStripe()
     async with LocalServer(fake.app) as server:
-        stripe_ = StripeProvider(fake.secret_key, WHSEC, api_base=server.url, timeout=1.0)
+        stripe_ = StripeProvider(fake.secret_key, WHSEC, api_base=server.url, timeout=3.0)
         soon = ChargeRequest(
             "k_1",
             "pay_1",
@@ -166,7 +166,7 @@ async def test_stripe_checkout_is_looked_up_through_its_session_and_expires():
 async def test_paystack_adapter_dedupes_by_reference_and_checks_signatures():
     fake = FakePaystack()
     async with LocalServer(fake.app) as server:
-        paystack = PaystackProvider(fake.secret_key, api_base=server.url, timeout=1.0)
+        paystack = PaystackProvider(fake.secret_key, api_base=server.url, timeout=3.0)
         ok = await paystack.charge_saved_method(charge("pay_1", "AUTH_ok", currency="NGN"))
         assert (ok.status, ok.provider_reference) == ("succeeded", "pay_1")
         # Paystack keys on the reference: a second try finds the first charge instead of charging again.

@@ -145,7 +145,7 @@ class FakeStripe:
             if method == "pm_card_slow" and not any(
                 i["payment_method"] == "pm_card_slow" for i in self.intents.values()
             ):
-                delay = 2.0  # the intent exists, but the answer comes after the client gave up
+                delay = 6.0  # the intent exists, but the answer comes after the client (3 s) gave up
             self.intents[pid] = intent
             return 200, intent, delay
 
@@ -377,7 +377,7 @@ class FakePaystack:
             return self._no("Duplicate Transaction Reference")
         if auth == "AUTH_slow" and sum(t["metadata"].get("slow", 0) for t in self.transactions.values()) == 0:
             tx["metadata"]["slow"] = 1
-            await asyncio.sleep(2.0)
+            await asyncio.sleep(6.0)  # past the client's 3 s
         return self._ok(tx, "Charge attempted")
 
     async def verify(self, request: Request) -> JSONResponse:
