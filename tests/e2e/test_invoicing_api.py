@@ -711,6 +711,7 @@ def test_offline_payment_amount_and_date_are_bounded(api):
         ({"number[is_present]": "maybe"}, "parameter_invalid", "number[is_present]"),
         ({"status[in]": '["PENDING"'}, "parameter_invalid", "status[in]"),
         ({"total[near]": "5"}, "parameter_invalid", "total[near]"),
+        ({"status[in]": "[" * 1500}, "parameter_invalid", "status[in]"),  # nested past the JSON parser
     ],
 )
 def test_list_parameters_out_of_bounds_or_unknown_get_a_400_not_a_500(api, params, code, field):

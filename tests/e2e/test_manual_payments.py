@@ -11,6 +11,7 @@ import pytest
 
 from deploy.local.demo import create_tenant, wait_until_key_active
 from tests.conftest import days_from_today, eventually
+from tests.e2e.conftest import PatientTransport
 
 ROUNDS = 10
 
@@ -18,7 +19,8 @@ ROUNDS = 10
 @pytest.fixture(scope="module")
 def api(gateway):
     t = create_tenant(f"Manual Payments {uuid.uuid4().hex[:6]}")
-    with httpx.Client(base_url=gateway, headers={"Authorization": f"Bearer {t['apiKey']}"}, timeout=30) as c:
+    headers = {"Authorization": f"Bearer {t['apiKey']}"}
+    with httpx.Client(base_url=gateway, headers=headers, timeout=30, transport=PatientTransport()) as c:
         wait_until_key_active(c)
         yield c
 
@@ -139,3 +141,17 @@ def test_checkout_takes_a_callback_url_names_the_provider_and_refuses_a_paid_or_
         return r if r.status_code == 409 else None
 
     assert asyncio.run(eventually(refused)).json()["error"]["code"] == "invoice_not_payable"
+
+
+def test_an_overpayment_is_credit_not_payment_and_keeps_the_customer(api):
+    inv = open_invoice(api, 10000)
+    paid = ok(api.post(f"/api/invoices/{inv['id']}/mark-paid", json={"amount": 15000, "method": "cash"}))
+    assert paid["status"] == "PAID"
+    # The 5,000 beyond the amount due is the customer's credit; the payment is what paid the invoice.
+    assert payments_of(api, inv["id"])[paid["paymentId"]]["amount"] == 10000
+    customer = ok(api.get(f"/api/customers/{inv['customer']['id']}"))
+    assert customer["creditBalance"] == 5000
+    too_much = api.post(f"/api/payments/{paid['paymentId']}/refund", json={"amount": 10001})
+    assert too_much.status_code == 400 and too_much.json()["error"]["code"] == "refund_exceeds_payment"
+    held = api.delete(f"/api/customers/{customer['id']}")
+    assert held.status_code == 409 and held.json()["error"]["code"] == "customer_has_credit", held.text

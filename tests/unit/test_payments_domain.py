@@ -200,7 +200,7 @@ def test_refunds_in_flight_are_reserved():
 MANUAL = ManualPayment("pay_m", "inv_1", "cust_1", 5000, "UGX", "cash", "TX-1", "2026-11-30")
 
 
-def test_a_manual_payment_is_recorded_succeeded_once_and_refunds_without_a_provider():
+def test_a_manual_payment_is_recorded_succeeded_once_and_can_be_refunded():
     decided = decide_manual(Payment(), MANUAL, T0)
     assert [t for t, _ in decided] == ["payment.succeeded"]
     state = run(Payment(), decided)

@@ -75,9 +75,9 @@ def values_of(raw: str) -> list[str]:
     if raw.startswith("["):
         try:
             parsed = json.loads(raw)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: `[[[[…` nested past the parser's depth
             raise ValueError("is not a JSON array of values") from exc
-        if not isinstance(parsed, list):
+        if not isinstance(parsed, list) or any(isinstance(v, list | dict) for v in parsed):
             raise ValueError("is not a JSON array of values")
         return [str(v) for v in parsed]
     return raw.split(",")
@@ -185,9 +185,13 @@ async def run_list(
     sortable: dict[str, Column],
     default_sort: str,
     search_col: str | None = "search",
+    tombstones: bool = False,
 ) -> dict:
+    """`tombstones`: the table keeps deleted rows (`deleted`), which no list shows."""
     q = Query()
     q.add("tenant_id = {}", tenant)
+    if tombstones:
+        q.where.append("NOT deleted")
     known = (*PAGING, "search") if search_col else PAGING
     for name, raw in params.multi_items():
         base, _, op = name.partition("[")
@@ -209,7 +213,7 @@ async def run_list(
         q.add(f"{search_col} LIKE {{}}", f"%{like_literal(search.lower())}%")
 
     sort = params.get("sort", default_sort)
-    if by := params.get("sortBy"):  # NovaBilling's sortBy=createdAt&sortOrder=desc (desc unless told)
+    if (by := params.get("sortBy")) and "sort" not in params:  # NovaBilling's sortBy=…&sortOrder=asc|desc
         order = params.get("sortOrder", "desc").lower()
         if order not in ("asc", "desc"):
             raise Refused("parameter_invalid", "sortOrder is asc or desc.", field="sortOrder")

@@ -316,7 +316,7 @@ class Invoicing:
         deadline = asyncio.get_running_loop().time() + self.offline_payment_wait_s
         delay = 0.005
         while asyncio.get_running_loop().time() < deadline:
-            if await repo.is_offline_payment_recorded(self.pool, payment_id):
+            if await repo.forget_recorded_offline_payment(self.pool, payment_id):
                 return
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.1)

@@ -98,7 +98,7 @@ async def unsettled_invoices(conn: asyncpg.Connection, tenant: str, customer_id:
     return int(
         await conn.fetchval(
             """SELECT count(*) FROM invoice_list WHERE tenant_id = $1 AND customer_id = $2
-               AND status = ANY($3::text[])""",
+               AND status = ANY($3::text[]) AND NOT deleted""",
             tenant,
             customer_id,
             [inv.DRAFT, *inv.OPEN],
@@ -122,9 +122,12 @@ async def offline_payment_recorded(conn: asyncpg.Connection, payment_id: str) ->
     )
 
 
-async def is_offline_payment_recorded(pool: asyncpg.Pool, payment_id: str) -> bool:
+async def forget_recorded_offline_payment(pool: asyncpg.Pool, payment_id: str) -> bool:
+    """True (and the row gone: its waiter is answered) once payments has recorded it."""
     return bool(
-        await pool.fetchval("SELECT recorded_at IS NOT NULL FROM offline_payments WHERE payment_id = $1", payment_id)
+        await pool.fetchval(
+            "DELETE FROM offline_payments WHERE payment_id = $1 AND recorded_at IS NOT NULL RETURNING true", payment_id
+        )
     )
 
 

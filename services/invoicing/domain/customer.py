@@ -54,12 +54,16 @@ def decide_update(state: Customer, changes: ev.CustomerFields) -> list[Fact]:
 
 def decide_delete(state: Customer, unsettled: int) -> list[Fact]:
     """`unsettled`: the customer's invoices still in draft or with money due. A customer with any
-    cannot go: its invoices would name someone who no longer exists."""
+    cannot go (its invoices would name someone who no longer exists), nor one with credit: the
+    money is the customer's and would vanish with them."""
     if unsettled:
         raise Conflict(
             "customer_has_open_invoices",
             f"This customer has {unsettled} draft or unpaid invoice(s); void, delete or settle them first.",
         )
+    if credit := {c: a for c, a in state.credit.items() if a}:
+        held = ", ".join(f"{a} {c}" for c, a in sorted(credit.items()))
+        raise Conflict("customer_has_credit", f"This customer holds credit ({held}, minor units); use it first.")
     return [("customer.deleted", ev.CustomerDeleted())]
 
 

@@ -1,8 +1,11 @@
 -- Read models are written twice: in the command's transaction (read-your-writes) and again by
 -- the projection runner, in commit order. Each row keeps the stream version it shows, so
--- whichever write comes second cannot take a row back to an older state.
-ALTER TABLE invoice_list ADD COLUMN version integer NOT NULL DEFAULT 0;
-ALTER TABLE customer_list ADD COLUMN version integer NOT NULL DEFAULT 0;
+-- whichever write comes second cannot take a row back to an older state; a deletion keeps its
+-- row as a tombstone (`deleted`, hidden from the lists) for the same reason.
+ALTER TABLE invoice_list ADD COLUMN version integer NOT NULL DEFAULT 0,
+                         ADD COLUMN deleted boolean NOT NULL DEFAULT false;
+ALTER TABLE customer_list ADD COLUMN version integer NOT NULL DEFAULT 0,
+                          ADD COLUMN deleted boolean NOT NULL DEFAULT false;
 
 -- Customers: the tenant's own id (unique per tenant, like an invoice's reference), country and
 -- phone; the list filters on externalId, country and currency.
@@ -18,7 +21,8 @@ CREATE INDEX customer_list_external_idx ON customer_list (tenant_id, external_id
 
 -- Offline payments (mark-paid, record-payment) and whether payments has recorded the `manual`
 -- payment behind each (payment.succeeded came back): the call answers once it has, so the
--- payment list shows it right after.
+-- payment list shows it right after, and deletes the row. A row left behind is a call that gave
+-- up waiting (payments or Kafka away): tenant, invoice and time say which, for an operator.
 CREATE TABLE offline_payments (
     payment_id  text PRIMARY KEY,
     tenant_id   text        NOT NULL,

@@ -2,8 +2,10 @@
 carries, so applying an event is one upsert (and a rebuild never re-folds streams).
 
 Each row is written in the command's transaction and again by the runner (shared/projections.py),
-so every write is guarded: a row only moves to a later stream version, and a deleted invoice's
-or customer's row is never written again."""
+so every write is guarded: a row only moves to a later stream version. A deletion leaves the row
+as a tombstone (`deleted`, at the deletion's version, hidden from every list) rather than removing
+it, so an older snapshot applied late (the runner, meeting the row while the deleting transaction
+commits) finds a newer row and changes nothing."""
 
 from datetime import datetime
 
@@ -45,13 +47,20 @@ class InvoiceList(Projection):
     async def apply_batch(self, conn: asyncpg.Connection, batch: list[StoredEvent]) -> None:
         """Catch-up hands over only each invoice's latest event of a batch (`latest_per_stream`:
         every invoice event carries the whole invoice), so this is one statement per kind."""
-        # events from before snapshots (v1) carry none: they leave the row as it is
-        deleted = [s.stream_id for s in batch if s.event.type == "invoice.deleted"]
-        upserts = [self._row(s) for s in batch if s.event.type != "invoice.deleted" and s.event.data.get("invoice")]
-        if deleted:
-            await conn.execute("DELETE FROM invoice_list WHERE invoice_id = ANY($1)", deleted)
+        # Events from before snapshots (v1) carry none: they leave the row as it is, and such a
+        # deletion marks the row it finds.
+        upserts = [self._row(s) for s in batch if s.event.data.get("invoice")]
+        bare = [
+            (s.stream_id, s.version)
+            for s in batch
+            if s.event.type == "invoice.deleted" and not s.event.data.get("invoice")
+        ]
         if upserts:
             await conn.executemany(UPSERT_INVOICE, upserts)
+        if bare:
+            await conn.executemany(
+                "UPDATE invoice_list SET deleted = true, version = $2 WHERE invoice_id = $1 AND version < $2", bare
+            )
 
     @staticmethod
     def _row(stored: StoredEvent) -> tuple:
@@ -76,28 +85,25 @@ class InvoiceList(Projection):
             _search(customer.get("name"), customer.get("email"), v.get("number"), v.get("reference")),
             v,
             stored.version,
+            stored.event.type == "invoice.deleted",
         )
 
     async def reset(self, conn: asyncpg.Connection) -> None:
         await conn.execute("TRUNCATE invoice_list")
 
 
-# A deletion is an invoice's last event: once it is in the store, an older snapshot applied
-# late (by the runner, or the other writer) must not bring the row back.
 UPSERT_INVOICE = """INSERT INTO invoice_list (invoice_id, tenant_id, number, status, customer_id, customer_name,
                                          customer_email, reference, currency, total, amount_paid, amount_due,
-                                         due_date, created_at, updated_at, search, view, version)
-               SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::text, $7::text, $8::text, $9::text,
-                      $10::bigint, $11::bigint, $12::bigint, $13::text::date, $14::timestamptz, $15::timestamptz,
-                      $16::text, $17::jsonb, $18::integer
-               WHERE NOT EXISTS (SELECT 1 FROM events WHERE stream_id = $1 AND event_type = 'invoice.deleted')
+                                         due_date, created_at, updated_at, search, view, version, deleted)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::text::date, $14, $15, $16, $17, $18, $19)
                ON CONFLICT (invoice_id) DO UPDATE SET
                  number = EXCLUDED.number, status = EXCLUDED.status, customer_id = EXCLUDED.customer_id,
                  customer_name = EXCLUDED.customer_name, customer_email = EXCLUDED.customer_email,
                  reference = EXCLUDED.reference, currency = EXCLUDED.currency, total = EXCLUDED.total,
                  amount_paid = EXCLUDED.amount_paid, amount_due = EXCLUDED.amount_due,
                  due_date = EXCLUDED.due_date, updated_at = EXCLUDED.updated_at,
-                 search = EXCLUDED.search, view = EXCLUDED.view, version = EXCLUDED.version
+                 search = EXCLUDED.search, view = EXCLUDED.view, version = EXCLUDED.version,
+                 deleted = EXCLUDED.deleted
                WHERE invoice_list.version < EXCLUDED.version"""
 
 
@@ -108,9 +114,6 @@ class CustomerList(Projection):
     )
 
     async def apply(self, conn: asyncpg.Connection, stored: StoredEvent) -> None:
-        if stored.event.type == "customer.deleted":
-            await conn.execute("DELETE FROM customer_list WHERE customer_id = $1", stored.stream_id)
-            return
         v = stored.event.data["customer"]
         await conn.execute(
             UPSERT_CUSTOMER,
@@ -125,6 +128,7 @@ class CustomerList(Projection):
             v.get("externalId"),
             v.get("country"),
             v.get("currency"),
+            stored.event.type == "customer.deleted",
         )
 
     async def reset(self, conn: asyncpg.Connection) -> None:
@@ -132,13 +136,12 @@ class CustomerList(Projection):
 
 
 UPSERT_CUSTOMER = """INSERT INTO customer_list (customer_id, tenant_id, name, email, created_at, search, view, version,
-                                          external_id, country, currency)
-               SELECT $1::text, $2::text, $3::text, $4::text, $5::timestamptz, $6::text, $7::jsonb, $8::integer,
-                      $9::text, $10::text, $11::text
-               WHERE NOT EXISTS (SELECT 1 FROM events WHERE stream_id = $1 AND event_type = 'customer.deleted')
+                                          external_id, country, currency, deleted)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
                ON CONFLICT (customer_id) DO UPDATE SET name = EXCLUDED.name, email = EXCLUDED.email,
                  search = EXCLUDED.search, view = EXCLUDED.view, version = EXCLUDED.version,
-                 external_id = EXCLUDED.external_id, country = EXCLUDED.country, currency = EXCLUDED.currency
+                 external_id = EXCLUDED.external_id, country = EXCLUDED.country, currency = EXCLUDED.currency,
+                 deleted = EXCLUDED.deleted
                WHERE customer_list.version < EXCLUDED.version"""
 
 

@@ -189,7 +189,7 @@ def _invoice_routes(router: APIRouter, root) -> None:
             "object": "invoice_refund",
             "livemode": auth.livemode(tenant),
             "invoiceId": invoice_id,
-            "amount": sum(r["amount"] for r in refunds),
+            "amount": sum(r["amount"] for r in refunds if r["status"] != "failed"),  # refunded or on its way
             "currency": refunds[0]["currency"],
             "refunds": refunds,
         }

@@ -46,6 +46,18 @@ def allocate(payments: list[tuple[str, int]], amount: int | None) -> list[tuple[
     return plan
 
 
+def _part(tenant_id: str, sent: dict, reason: str, status: str, **more) -> dict:
+    """An invoice refund's part that send() did not hand back a view of."""
+    return {
+        "object": "refund",
+        "livemode": auth.livemode(tenant_id),
+        **sent,
+        "reason": reason,
+        "status": status,
+        **more,
+    }
+
+
 class Refunds:
     def __init__(self, payments: Payments) -> None:
         self.payments = payments
@@ -56,47 +68,56 @@ class Refunds:
 
     async def request(self, tenant_id: str, payment_id: str, amount: int | None, reason: str) -> dict:
         async with self.pool.acquire() as conn, conn.transaction():
-            # One refund decision per payment at a time, counting refunds still in flight. Lock
-            # first, then read: a refund recorded while we waited must count against the limit.
-            await repo.lock_invoice_payment(conn, payment_id)
-            state, _ = await self.payments.read(conn, payment_id, tenant_id)
-            in_flight = await repo.refunds_in_flight(conn, payment_id)
-            amount = check_refund(state, amount, reserved=int(in_flight))
-            if state.snapshot.provider == MANUAL:
-                return await self._record_manual(conn, tenant_id, state, amount, reason)
-            if not (state.snapshot.provider_reference or await repo.charge_reference(conn, payment_id)):
-                raise Conflict("payment_not_refundable", "This payment has no provider charge to refund.")
-            refund_id = new_id("re")
-            await repo.insert_refund_job(
-                conn, refund_id, payment_id, tenant_id, amount, reason, self.payments.lease_s
-            )  # claimed: sent below
-            # The reservation is the request's work: a retry after a crash past this point must
-            # not reserve (and refund) a second time (make chaos caught it after a kill -9).
-            await mark_committed(conn)
-        return await self.send(refund_id, claimed=True)
+            reserved = await self._reserve(conn, tenant_id, payment_id, amount, reason)
+        return reserved if isinstance(reserved, dict) else await self.send(reserved, claimed=True)
 
     async def refund_invoice(self, tenant_id: str, invoice_id: str, amount: int | None, reason: str) -> list[dict]:
         """Chargebee's invoice-level refund: `amount` (all that can be given back if None) taken
-        from the invoice's payments newest first, one refund per payment it touches."""
-        async with self.pool.acquire() as conn:
-            await self.payments.invoice(conn, tenant_id, invoice_id)  # 404 for one payments never heard of
-            plan = allocate(
-                [
-                    (r["payment_id"], int(r["left"]))
-                    for r in await repo.refundable_payments(conn, tenant_id, invoice_id)
-                ],
-                amount,
-            )
-        return [await self.request(tenant_id, payment_id, part, reason) for payment_id, part in plan]
+        from the invoice's payments newest first, one refund per payment it touches. Every part
+        is checked and reserved in one transaction (all or none), then the provider refunds are
+        sent; a part the provider refuses is reported `failed` beside the others."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            inv = await self.payments.invoice(conn, tenant_id, invoice_id)  # 404 for one payments never heard of
+            payments = await repo.refundable_payments(conn, tenant_id, invoice_id)
+            plan = allocate([(r["payment_id"], int(r["left"])) for r in payments], amount)
+            reserved = [(pid, part, await self._reserve(conn, tenant_id, pid, part, reason)) for pid, part in plan]
+        done: list[dict] = []
+        for payment_id, part, refund in reserved:
+            if isinstance(refund, dict):  # a manual payment's, recorded already
+                done.append(refund)
+                continue
+            sent = {"id": refund, "paymentId": payment_id, "amount": part, "currency": inv["currency"]}
+            try:
+                # None: the worker took the job meanwhile and finishes it, so it is on its way
+                done.append(await self.send(refund, claimed=True) or _part(tenant_id, sent, reason, "pending"))
+            except Declined as exc:
+                done.append(_part(tenant_id, sent, reason, "failed", failureCode=exc.code, failureMessage=exc.message))
+        return done
 
-    async def _record_manual(self, conn, tenant_id: str, state, amount: int, reason: str) -> dict:
-        refund_id, at = new_id("re"), now()
-        after = await self.payments._append(
-            conn, tenant_id, state, decide_refund(state, refund_id, amount, reason, at), at
-        )
+    async def _reserve(self, conn, tenant_id: str, payment_id: str, amount: int | None, reason: str) -> str | dict:
+        """In the caller's transaction: check the refund and reserve it (a refund_jobs row, sent
+        by the caller: its id is returned), or record a manual payment's refund at once (its view)."""
+        # One refund decision per payment at a time, counting refunds still in flight. Lock
+        # first, then read: a refund recorded while we waited must count against the limit.
+        await repo.lock_invoice_payment(conn, payment_id)
+        state, _ = await self.payments.read(conn, payment_id, tenant_id)
+        in_flight = await repo.refunds_in_flight(conn, payment_id)
+        amount = check_refund(state, amount, reserved=int(in_flight))
+        # The reservation is the request's work: a retry after a crash past this point must not
+        # reserve (and refund) a second time (make chaos caught it after a kill -9).
         await mark_committed(conn)
-        job = {"refund_id": refund_id, "tenant_id": tenant_id, "payment_id": state.snapshot.id}
-        return self._view({**job, "amount": amount, "reason": reason}, after.snapshot, "succeeded")
+        refund_id = new_id("re")
+        if state.snapshot.provider == MANUAL:  # money given back outside Billstream: nothing to send
+            at = now()
+            after = await self.payments._append(
+                conn, tenant_id, state, decide_refund(state, refund_id, amount, reason, at), at
+            )
+            job = {"refund_id": refund_id, "tenant_id": tenant_id, "payment_id": payment_id}
+            return self._view({**job, "amount": amount, "reason": reason}, after.snapshot, "succeeded")
+        if not (state.snapshot.provider_reference or await repo.charge_reference(conn, payment_id)):
+            raise Conflict("payment_not_refundable", "This payment has no provider charge to refund.")
+        await repo.insert_refund_job(conn, refund_id, payment_id, tenant_id, amount, reason, self.payments.lease_s)
+        return refund_id
 
     async def send(self, refund_id: str, *, claimed: bool = False) -> dict | None:
         job = await repo.claim_refund_job(self.pool, refund_id, self.payments.lease_s, claimed)

@@ -78,7 +78,9 @@ async def record_invoice(conn: asyncpg.Connection, event: CloudEvent) -> dict | 
 
 
 def manual_payment(event: CloudEvent, row: dict) -> ManualPayment | None:
-    """The offline payment an invoice.payment_received records, if it is one."""
+    """The offline payment an invoice.payment_received records, if it is one: the part applied
+    to the invoice. Money beyond the amount due is already the customer's credit (invoicing
+    recorded it), so it is no part of this payment and cannot be refunded through it."""
     d = event.data
     if event.type != "invoice.payment_received" or not d.get("offline"):
         return None
@@ -86,7 +88,7 @@ def manual_payment(event: CloudEvent, row: dict) -> ManualPayment | None:
         payment_id=d["paymentId"],
         invoice_id=row["invoice_id"],
         customer_id=row["customer_id"] or None,
-        amount=int(d["amount"]),
+        amount=int(d.get("applied", d["amount"])),
         currency=row["currency"],
         method=d.get("method") or "other",
         reference=d.get("reference"),

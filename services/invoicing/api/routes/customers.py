@@ -46,6 +46,7 @@ def make_router(invoicing) -> APIRouter:
                 },
                 sortable={**CREATED, "name": Column("name", str)},
                 default_sort="-createdAt",
+                tombstones=True,
             )
 
     @router.get("/customers/{customer_id}")

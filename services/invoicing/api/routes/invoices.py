@@ -43,6 +43,7 @@ async def invoice_page(pool, tenant: str, params: QueryParams) -> dict:
             filters=INVOICE_FILTERS,
             sortable=INVOICE_SORTS,
             default_sort="-createdAt",
+            tombstones=True,
         )
         dunning = await repository.dunning_of(conn, [v["id"] for v in page["data"]])
     for v in page["data"]:
