@@ -1,8 +1,13 @@
+import contextlib
 import os
 import time
+import uuid
+from collections.abc import Iterator
 
 import httpx
 import pytest
+
+from deploy.local.demo import create_tenant, wait_until_key_active
 
 GATEWAY = os.environ.get("BILLSTREAM_GATEWAY_URL", "http://localhost:3000")
 PG = os.environ.get("BILLSTREAM_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:55432/postgres")
@@ -41,3 +46,18 @@ class PatientTransport(httpx.HTTPTransport):
             response.close()
             time.sleep(float(response.headers.get("retry-after") or 1))
         return response
+
+
+@contextlib.contextmanager
+def tenant_client(gateway: str, name: str) -> Iterator[httpx.Client]:
+    """A client of a new tenant (its test key, active in every service) that waits out 429s."""
+    t = create_tenant(f"{name} {uuid.uuid4().hex[:6]}")
+    headers = {"Authorization": f"Bearer {t['apiKey']}"}
+    with httpx.Client(base_url=gateway, headers=headers, timeout=30, transport=PatientTransport()) as client:
+        wait_until_key_active(client)
+        yield client
+
+
+def ok(response: httpx.Response, status: int = 200) -> dict:
+    assert response.status_code == status, response.text
+    return response.json()

@@ -6,28 +6,18 @@ invoice-level refund takes the amount from the invoice's payments, newest first.
 import asyncio
 import uuid
 
-import httpx
 import pytest
 
-from deploy.local.demo import create_tenant, wait_until_key_active
 from tests.conftest import days_from_today, eventually
-from tests.e2e.conftest import PatientTransport
+from tests.e2e.conftest import ok, tenant_client
 
 ROUNDS = 10
 
 
 @pytest.fixture(scope="module")
 def api(gateway):
-    t = create_tenant(f"Manual Payments {uuid.uuid4().hex[:6]}")
-    headers = {"Authorization": f"Bearer {t['apiKey']}"}
-    with httpx.Client(base_url=gateway, headers=headers, timeout=30, transport=PatientTransport()) as c:
-        wait_until_key_active(c)
-        yield c
-
-
-def ok(response: httpx.Response, status: int = 200) -> dict:
-    assert response.status_code == status, response.text
-    return response.json()
+    with tenant_client(gateway, "Manual Payments") as client:
+        yield client
 
 
 def open_invoice(api, *amounts: int, partial: bool = False) -> dict:

@@ -6,12 +6,10 @@ invoice in 36 of 40 tries."""
 import asyncio
 import uuid
 
-import httpx
 import pytest
 
-from deploy.local.demo import create_tenant, wait_until_key_active
 from tests.conftest import days_from_today, eventually
-from tests.e2e.conftest import PatientTransport
+from tests.e2e.conftest import ok, tenant_client
 
 ROUNDS = 30
 SUCCEEDS = "4242424242424242"  # the sandbox's test card that succeeds
@@ -19,16 +17,8 @@ SUCCEEDS = "4242424242424242"  # the sandbox's test card that succeeds
 
 @pytest.fixture(scope="module")
 def api(gateway):
-    t = create_tenant(f"Read Your Writes {uuid.uuid4().hex[:6]}")
-    headers = {"Authorization": f"Bearer {t['apiKey']}"}
-    with httpx.Client(base_url=gateway, headers=headers, timeout=30, transport=PatientTransport()) as c:
-        wait_until_key_active(c)
-        yield c
-
-
-def ok(response: httpx.Response, status: int = 200) -> dict:
-    assert response.status_code == status, response.text
-    return response.json()
+    with tenant_client(gateway, "Read Your Writes") as client:
+        yield client
 
 
 def listed(api, path: str, **params) -> dict[str, dict]:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from pydantic.alias_generators import to_camel
 from starlette.datastructures import QueryParams
 
 from shared import auth
@@ -86,11 +87,6 @@ def values_of(raw: str) -> list[str]:
 def like_literal(text: str) -> str:
     """`text` matched as itself in a LIKE pattern: `%`, `_` and the escape character are plain."""
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.capitalize() for part in rest)
 
 
 @dataclass
@@ -198,8 +194,8 @@ async def run_list(
         op = op.rstrip("]")
         if base in known and not op:
             continue
-        if base not in filters and camel(base) in filters:
-            base = camel(base)
+        if base not in filters and to_camel(base) in filters:
+            base = to_camel(base)
         refuse_unknown([base], {*filters, *known})
         try:
             _filter(q, filters[base], op, raw)

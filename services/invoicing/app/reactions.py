@@ -20,10 +20,18 @@ async def _invoice_for_event(app: Invoicing, conn, tenant: str, invoice_id: str)
 
 
 async def on_payment_succeeded(
-    app: Invoicing, conn, tenant: str, invoice_id: str, *, payment_id: str, amount: int, method: str
+    app: Invoicing,
+    conn,
+    tenant: str,
+    invoice_id: str,
+    *,
+    payment_id: str,
+    amount: int,
+    method: str,
+    manual: bool = False,
 ) -> None:
-    # An offline payment's own payment coming back from payments: the mark-paid call waits for it.
-    await repo.offline_payment_recorded(conn, payment_id)
+    if manual:  # an offline payment's own payment, back from payments: its mark-paid call waits for it
+        await repo.offline_payment_recorded(conn, payment_id)
     state = await _invoice_for_event(app, conn, tenant, invoice_id)
     if state is None:
         return

@@ -40,12 +40,18 @@ async def next_number(conn: asyncpg.Connection, tenant: str, kind: str, year: in
     return await claim_number(conn, tenant, f"{kind}-{year}-{value:06d}")
 
 
-async def claim_number(conn: asyncpg.Connection, tenant: str, number: str) -> str:
+async def _claim(conn: asyncpg.Connection, taken: Conflict, statement: str, *args: object) -> None:
+    """Insert a row a unique key guards, under a savepoint: `taken` if another holds the key."""
     try:
         async with conn.transaction():
-            await conn.execute("INSERT INTO document_numbers (tenant_id, number) VALUES ($1, $2)", tenant, number)
+            await conn.execute(statement, *args)
     except asyncpg.UniqueViolationError as exc:
-        raise Conflict("number_taken", f"Number {number} is already used.", field="number") from exc
+        raise taken from exc
+
+
+async def claim_number(conn: asyncpg.Connection, tenant: str, number: str) -> str:
+    taken = Conflict("number_taken", f"Number {number} is already used.", field="number")
+    await _claim(conn, taken, "INSERT INTO document_numbers (tenant_id, number) VALUES ($1, $2)", tenant, number)
     return number
 
 
@@ -54,20 +60,10 @@ async def release_reference(conn: asyncpg.Connection, tenant: str, invoice_id: s
 
 
 async def claim_reference(conn: asyncpg.Connection, tenant: str, reference: str | None, invoice_id: str) -> None:
-    if not reference:
-        return
-    try:
-        async with conn.transaction():
-            await conn.execute(
-                "INSERT INTO invoice_references (tenant_id, reference, invoice_id) VALUES ($1, $2, $3)",
-                tenant,
-                reference,
-                invoice_id,
-            )
-    except asyncpg.UniqueViolationError as exc:
-        raise Conflict(
-            "reference_taken", f"Another invoice already has reference '{reference}'.", field="reference"
-        ) from exc
+    if reference:
+        taken = Conflict("reference_taken", f"Another invoice already has reference '{reference}'.", field="reference")
+        sql = "INSERT INTO invoice_references (tenant_id, reference, invoice_id) VALUES ($1, $2, $3)"
+        await _claim(conn, taken, sql, tenant, reference, invoice_id)
 
 
 async def release_external_id(conn: asyncpg.Connection, tenant: str, customer_id: str) -> None:
@@ -77,20 +73,12 @@ async def release_external_id(conn: asyncpg.Connection, tenant: str, customer_id
 
 
 async def claim_external_id(conn: asyncpg.Connection, tenant: str, external_id: str | None, customer_id: str) -> None:
-    if not external_id:
-        return
-    try:
-        async with conn.transaction():
-            await conn.execute(
-                "INSERT INTO customer_external_ids (tenant_id, external_id, customer_id) VALUES ($1, $2, $3)",
-                tenant,
-                external_id,
-                customer_id,
-            )
-    except asyncpg.UniqueViolationError as exc:
-        raise Conflict(
+    if external_id:
+        taken = Conflict(
             "external_id_taken", f"Another customer already has externalId '{external_id}'.", field="externalId"
-        ) from exc
+        )
+        sql = "INSERT INTO customer_external_ids (tenant_id, external_id, customer_id) VALUES ($1, $2, $3)"
+        await _claim(conn, taken, sql, tenant, external_id, customer_id)
 
 
 async def unsettled_invoices(conn: asyncpg.Connection, tenant: str, customer_id: str) -> int:

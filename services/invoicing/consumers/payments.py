@@ -24,6 +24,7 @@ async def on_payment_event(app: Invoicing, conn: asyncpg.Connection, event: Clou
             payment_id=d["paymentId"],
             amount=int(d["amount"]),
             method=d.get("method") or d.get("provider") or "other",
+            manual=d.get("provider") == "manual",
         )
     elif event.type == "payment.failed" and d.get("automatic"):
         await reactions.on_payment_failed(

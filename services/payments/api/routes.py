@@ -20,6 +20,7 @@ from ..app import repository as repo
 from ..app.checkout import open_session
 from ..app.handlers import Method
 from ..app.webhooks_in import receive
+from ..domain.collection import CLOSED
 from ..domain.events import STATUSES
 from ..providers.base import Instrument, ProviderError
 from .schemas import REFUND_REASON, CheckoutIn, CollectIn, PaymentMethodIn, ProviderAccountIn, RefundIn
@@ -117,9 +118,6 @@ def _payment_routes(router: APIRouter, root) -> None:
 
 
 # -- invoices: collect now, hosted checkout ----------------------------------------------------
-
-
-CLOSED = ("PAID", "VOID", "WRITTEN_OFF")  # nothing can be paid on these, ever
 
 
 async def wait_for_invoice(

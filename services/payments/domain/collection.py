@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from shared.errors import Conflict, Refused
 
 COLLECTABLE = ("PENDING", "PARTIALLY_PAID", "OVERDUE", "FAILED")
+CLOSED = ("PAID", "VOID", "WRITTEN_OFF")  # nothing can be paid on these, ever (checkout refuses them)
 
 
 @dataclass(frozen=True)
