@@ -22,7 +22,7 @@ from fastapi import Request
 from shared.envelope import CloudEvent
 from shared.errors import AuthenticationError
 
-TENANT_EVENTS = ("tenant.created", "api_key.created", "api_key.revoked")
+TENANT_EVENTS = ("tenant.created", "tenant.updated", "api_key.created", "api_key.revoked")
 
 
 def generate_key(mode: str = "test") -> str:
@@ -104,6 +104,8 @@ async def project_tenant_event(conn: asyncpg.Connection, event: CloudEvent) -> N
             data["name"],
             event.time,
         )
+    elif event.type == "tenant.updated":  # after its tenant.created: one stream, one partition
+        await conn.execute("UPDATE tenants SET name = $2 WHERE tenant_id = $1", event.tenantid, data["name"])
     elif event.type == "api_key.created":
         await conn.execute(
             """INSERT INTO api_keys (key_id, tenant_id, key_hash, prefix, mode, created_at)

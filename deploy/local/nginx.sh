@@ -72,6 +72,7 @@ http {
     location /api/invoices      { proxy_pass http://invoicing; }
     location /api/customers     { proxy_pass http://invoicing; }
     location /api/credit-notes  { proxy_pass http://invoicing; }
+    location /api/tenants       { proxy_pass http://invoicing; }
     location /api/payments      { proxy_pass http://payments; }
     location /api/payment-methods   { proxy_pass http://payments; }
     location /api/payment-providers { proxy_pass http://payments; }

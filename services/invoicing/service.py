@@ -10,7 +10,7 @@ from shared import topics
 from shared.service import Service
 
 from .api.pdf import signed_url
-from .api.routes import customers, invoices
+from .api.routes import customers, invoices, tenants
 from .app.invoices import Invoicing
 from .consumers.dunning import make_dunning_consumer
 from .consumers.payments import make_payment_consumer
@@ -39,7 +39,7 @@ class InvoicingService:
         return signed_url(tenant, invoice_id, settings, ttl_s=settings.receipt_pdf_url_ttl_s)["url"]
 
     def app(self) -> FastAPI:
-        return self.service.app(invoices.make_router(self), customers.make_router(self))
+        return self.service.app(invoices.make_router(self), customers.make_router(self), tenants.make_router(self))
 
 
 def build(settings: Settings | None = None) -> InvoicingService:

@@ -44,6 +44,8 @@ class Settings(ServiceSettings, service="payments", port=8002):
     provider_timeout_s: float = 2.0  # per provider HTTP call; a timeout is retried with the same key
     stripe_api_base: str | None = None  # tests point the stripe library at a local server
     paystack_api_base: str = "https://api.paystack.co"
+    flutterwave_api_base: str = "https://api.flutterwave.com/v3"
+    mpesa_api_base: str = "https://api.safaricom.co.ke"  # Daraja's sandbox: https://sandbox.safaricom.co.ke
 
     def insecure_secrets(self) -> list[str]:
         found = super().insecure_secrets()

@@ -331,15 +331,14 @@ def collect(client, ops: list[Op], webhooks: list[dict], endpoint_id: str, mail_
         obs.payments_listed[iid] = _pages(client, "/api/payments", invoiceId=iid)
     for pid in sorted({op.result["payment_id"] for op in ops if op.result.get("payment_id")}):
         obs.payment_found[pid] = _get(client, f"/api/payments/{pid}")
-    after = None
+    cursor = None
     while True:  # deliveries not yet succeeded: a missing webhook with one of these is stuck, not lost
         body = _get(
             client,
             f"/api/webhook-endpoints/{endpoint_id}/deliveries",
-            {"status": "pending", "limit": 100, **({"startingAfter": after} if after else {})},
+            {"status": "pending", "limit": 100, **({"cursor": cursor} if cursor else {})},
         )
         obs.undelivered |= {d["eventId"] for d in body["data"]}
-        if not body.get("hasMore") or not body["data"]:
+        if not (cursor := body["meta"]["nextCursor"]):
             break
-        after = body["data"][-1]["id"]
     return obs

@@ -358,7 +358,14 @@ async def test_list_filters_pages_and_tenant_isolation(payments_server):
 
     await eventually(all_listed)
     page = await listed(limit=2, page=2)
-    assert page["meta"] == {"page": 2, "limit": 2, "total": 3, "totalPages": 2} and len(page["data"]) == 1
+    assert len(page["data"]) == 1 and page["meta"] == {
+        "page": 2,
+        "limit": 2,
+        "total": 3,
+        "totalPages": 2,
+        "hasMore": False,
+        "nextCursor": None,
+    }
     assert (await listed(provider="stripe"))["meta"]["total"] == 0
     assert (await listed(dateFrom="2020-01-01", dateTo="2020-01-02"))["meta"]["total"] == 0
     assert (await listed(dateFrom="2020-01-01"))["meta"]["total"] == 3

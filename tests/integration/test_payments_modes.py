@@ -7,6 +7,7 @@ import httpx
 
 from services.payments.app.routing import SANDBOX_DEFAULT, Account
 from services.payments.app.webhooks_in import _charged_through
+from services.payments.providers.base import CallbackEvent
 from services.payments.settings import DEV_CREDENTIALS_KEY
 from shared import paylinks
 from shared.auth import tenant_of, world
@@ -160,7 +161,8 @@ async def test_the_installation_sandbox_never_settles_a_live_payment(database):
         await conn.execute("""INSERT INTO charge_jobs (payment_id, tenant_id, account_id, idempotency_key) VALUES
                               ('pay_live', 'ten_1', NULL, 'k_l'), ('pay_test', 'ten_1_test', NULL, 'k_t')""")
         sandbox = Account(SANDBOX_DEFAULT, "sandbox")
-        assert await _charged_through(conn, "pay_test", sandbox) is True
-        assert await _charged_through(conn, "pay_live", sandbox) is False
+        for payment_id, settles in (("pay_test", True), ("pay_live", False)):
+            event = CallbackEvent("evt_1", payment_id, "ch_1", "succeeded")
+            assert await _charged_through(conn, event, sandbox) is settles
     finally:
         await conn.close()

@@ -133,14 +133,21 @@ async def test_endpoints_crud_validation_isolation_and_signed_delivery(start_web
             assert one["id"] == deliveries[0]["id"]
             assert (await other.get(f"/api/webhook-deliveries/{deliveries[0]['id']}")).status_code == 404
             page = (await api.get(f"/api/webhook-endpoints/{endpoint_id}/deliveries", params={"limit": 1})).json()
-            assert page["hasMore"] is True and len(page["data"]) == 1
+            assert page["meta"]["hasMore"] is True and page["meta"]["total"] == 2 and len(page["data"]) == 1
+            by_cursor = (
+                await api.get(
+                    f"/api/webhook-endpoints/{endpoint_id}/deliveries",
+                    params={"limit": 1, "cursor": page["meta"]["nextCursor"]},
+                )
+            ).json()
             rest = (
                 await api.get(
                     f"/api/webhook-endpoints/{endpoint_id}/deliveries",
                     params={"limit": 1, "startingAfter": page["data"][0]["id"]},
                 )
             ).json()
-            assert rest["hasMore"] is False and rest["data"][0]["id"] != page["data"][0]["id"]
+            assert rest["meta"]["hasMore"] is False and rest["data"][0]["id"] != page["data"][0]["id"]
+            assert by_cursor["data"] == rest["data"]  # startingAfter=<id> is the cursor it stands for
 
             r = await api.patch(
                 f"/api/webhook-endpoints/{endpoint_id}",

@@ -1,8 +1,12 @@
-"""Local HTTP servers that speak enough of Stripe's and Paystack's APIs for the adapters' tests:
+"""Local HTTP servers that speak enough of Stripe's, Paystack's, Flutterwave's and Daraja's (M-Pesa)
+APIs for the adapters' tests:
 real HTTP on 127.0.0.1, idempotency the way each provider does it, and counters to prove that a
 retried call did not charge twice."""
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import itertools
 import json
 import re
@@ -10,6 +14,7 @@ import secrets
 import time
 from urllib.parse import parse_qsl
 
+import httpx
 import pytest
 import uvicorn
 from starlette.applications import Starlette
@@ -63,6 +68,7 @@ class FakeStripe:
                 Route("/v1/refunds", self.create_refund, methods=["POST"]),
                 Route("/v1/checkout/sessions", self.create_session, methods=["POST"]),
                 Route("/v1/checkout/sessions/{sid}", self.get_session, methods=["GET"]),
+                Route("/v1/balance", self.balance, methods=["GET"]),
             ]
         )
 
@@ -72,6 +78,11 @@ class FakeStripe:
         if request.headers.get("authorization") != f"Bearer {self.secret_key}":
             return JSONResponse({"error": {"type": "invalid_request_error", "message": "Invalid API Key"}}, 401)
         return None
+
+    async def balance(self, request: Request) -> JSONResponse:
+        if (denied := self._auth(request)) is not None:
+            return denied
+        return JSONResponse({"object": "balance", "available": [], "pending": [], "livemode": False})
 
     async def _idempotent(self, request: Request, make) -> JSONResponse:
         if (denied := self._auth(request)) is not None:
@@ -317,6 +328,7 @@ class FakePaystack:
                 Route("/transaction/charge_authorization", self.charge_authorization, methods=["POST"]),
                 Route("/transaction/verify/{reference}", self.verify, methods=["GET"]),
                 Route("/refund", self.refund, methods=["GET", "POST"]),
+                Route("/balance", self.balance, methods=["GET"]),
             ]
         )
 
@@ -348,6 +360,11 @@ class FakePaystack:
         }
         self.transactions[tx["reference"]] = tx
         return tx
+
+    async def balance(self, request: Request) -> JSONResponse:
+        if (denied := self._denied(request)) is not None:
+            return denied
+        return self._ok([{"currency": "NGN", "balance": 0}], "Balances retrieved")
 
     async def initialize(self, request: Request) -> JSONResponse:
         if (denied := self._denied(request)) is not None:
@@ -411,6 +428,250 @@ class FakePaystack:
         return self._ok(refund, "Refund has been queued for processing")
 
 
+class FakeFlutterwave:
+    """Flutterwave v3: /payments (Standard: a link; `pay(tx_ref)` is the customer paying there),
+    /tokenized-charges (token flw-t-ok succeeds, flw-t-nofunds fails; a tx_ref is taken once),
+    /transactions/verify_by_reference, /transactions/{id}/refund, /refunds (from, to, page: two a
+    page, so the adapter pages), /balances. Amounts in major units, as Flutterwave's are."""
+
+    def __init__(self, secret_key: str = "FLWSECK_TEST-fake") -> None:
+        self.secret_key = secret_key
+        self.transactions: dict[str, dict] = {}  # tx_ref -> transaction
+        self.links: dict[str, dict] = {}  # tx_ref -> the Standard request
+        self.refunds: list[dict] = []
+        self._ids = itertools.count(5000)
+        self.app = Starlette(
+            routes=[
+                Route("/v3/payments", self.standard, methods=["POST"]),
+                Route("/v3/tokenized-charges", self.tokenized, methods=["POST"]),
+                Route("/v3/transactions/verify_by_reference", self.verify, methods=["GET"]),
+                Route("/v3/transactions/{id:int}/refund", self.refund, methods=["POST"]),
+                Route("/v3/refunds", self.list_refunds, methods=["GET"]),
+                Route("/v3/balances", self.balances, methods=["GET"]),
+            ]
+        )
+
+    @staticmethod
+    def _ok(data, message="success", **more) -> JSONResponse:
+        return JSONResponse({"status": "success", "message": message, "data": data, **more})
+
+    @staticmethod
+    def _no(message: str, status: int = 400) -> JSONResponse:
+        return JSONResponse({"status": "error", "message": message, "data": None}, status)
+
+    def _denied(self, request: Request) -> JSONResponse | None:
+        if request.headers.get("authorization") != f"Bearer {self.secret_key}":
+            return self._no("Invalid authorization key", 401)
+        return None
+
+    def _new(self, tx_ref: str, amount, currency: str, status: str, response: str) -> dict:
+        tx = {
+            "id": next(self._ids),
+            "tx_ref": tx_ref,
+            "flw_ref": f"FLW-MOCK-{secrets.token_hex(4)}",
+            "amount": float(amount),
+            "currency": currency,
+            "status": status,
+            "processor_response": response,
+            "refunded": 0.0,
+        }
+        self.transactions[tx_ref] = tx
+        return tx
+
+    async def standard(self, request: Request) -> JSONResponse:
+        if (denied := self._denied(request)) is not None:
+            return denied
+        body = await request.json()
+        self.links[body["tx_ref"]] = body
+        return self._ok({"link": f"https://checkout.flutterwave.test/pay/{body['tx_ref']}"}, "Hosted Link")
+
+    def pay(self, tx_ref: str) -> dict:
+        link = self.links[tx_ref]
+        return self._new(tx_ref, link["amount"], link["currency"], "successful", "Approved")
+
+    async def tokenized(self, request: Request) -> JSONResponse:
+        if (denied := self._denied(request)) is not None:
+            return denied
+        body = await request.json()
+        if body["tx_ref"] in self.transactions:
+            return self._no("Duplicate transaction reference")
+        ok = body["token"] == "flw-t-ok"
+        tx = self._new(
+            body["tx_ref"],
+            body["amount"],
+            body["currency"],
+            "successful" if ok else "failed",
+            "Approved" if ok else "Insufficient funds",
+        )
+        return self._ok(tx, "Charge successful")
+
+    async def verify(self, request: Request) -> JSONResponse:
+        if (denied := self._denied(request)) is not None:
+            return denied
+        tx = self.transactions.get(request.query_params.get("tx_ref", ""))
+        return (
+            self._ok(tx, "Transaction fetched successfully")
+            if tx
+            else self._no("No transaction was found for this id", 404)
+        )
+
+    async def refund(self, request: Request) -> JSONResponse:
+        if (denied := self._denied(request)) is not None:
+            return denied
+        body = await request.json()
+        tx = next((t for t in self.transactions.values() if t["id"] == request.path_params["id"]), None)
+        if tx is None or tx["status"] != "successful":
+            return self._no("Transaction not found or not refundable")
+        amount = float(body.get("amount") or tx["amount"] - tx["refunded"])
+        if amount > tx["amount"] - tx["refunded"] + 1e-9:
+            return self._no("Refund amount cannot be more than the transaction amount")
+        tx["refunded"] += amount
+        refund = {
+            "id": next(self._ids),
+            "tx_id": tx["id"],
+            "amount_refunded": amount,
+            "status": "completed",
+            "comments": body.get("comments"),
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+        }
+        self.refunds.append(refund)
+        return self._ok(refund, "Transaction refund initiated")
+
+    async def list_refunds(self, request: Request) -> JSONResponse:
+        if (denied := self._denied(request)) is not None:
+            return denied
+        day_from, day_to = request.query_params["from"], request.query_params["to"]
+        found = [r for r in self.refunds if day_from <= r["created_at"][:10] <= day_to]
+        page = int(request.query_params.get("page", 1))
+        pages = max(1, -(-len(found) // 2))
+        return self._ok(
+            found[(page - 1) * 2 : page * 2],
+            "Refunds fetched",
+            meta={"page_info": {"total": len(found), "current_page": page, "total_pages": pages}},
+        )
+
+    async def balances(self, request: Request) -> JSONResponse:
+        if (denied := self._denied(request)) is not None:
+            return denied
+        return self._ok([{"currency": "UGX", "available_balance": 0, "ledger_balance": 0}], "Wallet balances fetched")
+
+
+class FakeDaraja:
+    """Safaricom Daraja: /oauth/v1/generate (Basic consumer key and secret), the STK push and its
+    query. A push waits for the customer: `answer(checkout_id, result_code)` decides it and posts
+    Daraja's callback to the push's CallBackURL, as Safaricom does (result 0 paid, 1032 cancelled).
+    Phone 254700000009 makes the push answer late once (past the client's timeout)."""
+
+    def __init__(self, consumer_key: str = "ck_fake", consumer_secret: str = "cs_fake") -> None:
+        self.consumer_key, self.consumer_secret = consumer_key, consumer_secret
+        self.shortcode, self.passkey = "174379", "passkey_fake"
+        self.tokens: set[str] = set()
+        self.pushes: dict[str, dict] = {}  # CheckoutRequestID -> the push and its result
+        self.slow_once = True
+        self.app = Starlette(
+            routes=[
+                Route("/oauth/v1/generate", self.oauth, methods=["GET"]),
+                Route("/mpesa/stkpush/v1/processrequest", self.push, methods=["POST"]),
+                Route("/mpesa/stkpushquery/v1/query", self.query, methods=["POST"]),
+            ]
+        )
+
+    @property
+    def credentials(self) -> dict:
+        return {
+            "consumerKey": self.consumer_key,
+            "consumerSecret": self.consumer_secret,
+            "shortcode": self.shortcode,
+            "passkey": self.passkey,
+        }
+
+    async def oauth(self, request: Request) -> JSONResponse:
+        expected = base64.b64encode(f"{self.consumer_key}:{self.consumer_secret}".encode()).decode()
+        if request.headers.get("authorization") != f"Basic {expected}":
+            return JSONResponse({"errorCode": "400.008.01", "errorMessage": "Invalid Authentication passed"}, 400)
+        token = secrets.token_hex(8)
+        self.tokens.add(token)
+        return JSONResponse({"access_token": token, "expires_in": "3599"})
+
+    def _denied(self, request: Request) -> JSONResponse | None:
+        if request.headers.get("authorization", "").removeprefix("Bearer ") not in self.tokens:
+            return JSONResponse({"errorCode": "404.001.03", "errorMessage": "Invalid Access Token"}, 401)
+        return None
+
+    def _password_ok(self, body: dict) -> bool:
+        expected = base64.b64encode(f"{self.shortcode}{self.passkey}{body['Timestamp']}".encode()).decode()
+        return body["BusinessShortCode"] == self.shortcode and body["Password"] == expected
+
+    async def push(self, request: Request) -> JSONResponse:
+        if (denied := self._denied(request)) is not None:
+            return denied
+        body = await request.json()
+        if not self._password_ok(body):
+            return JSONResponse({"errorCode": "400.002.02", "errorMessage": "Bad Request - Invalid Password"}, 400)
+        if not isinstance(body["Amount"], int) or body["Amount"] < 1:
+            return JSONResponse({"errorCode": "400.002.02", "errorMessage": "Bad Request - Invalid Amount"}, 400)
+        checkout_id = f"ws_CO_{secrets.token_hex(6)}"
+        self.pushes[checkout_id] = {**body, "result": None}
+        if body["PhoneNumber"] == "254700000009" and self.slow_once:
+            self.slow_once = False
+            await asyncio.sleep(6.0)  # past the client's 3 s: the prompt went out, the answer is lost
+        return JSONResponse(
+            {
+                "MerchantRequestID": secrets.token_hex(4),
+                "CheckoutRequestID": checkout_id,
+                "ResponseCode": "0",
+                "ResponseDescription": "Success. Request accepted for processing",
+                "CustomerMessage": "Success. Request accepted for processing",
+            }
+        )
+
+    async def query(self, request: Request) -> JSONResponse:
+        if (denied := self._denied(request)) is not None:
+            return denied
+        body = await request.json()
+        push = self.pushes.get(body["CheckoutRequestID"])
+        if push is None:
+            return JSONResponse({"errorCode": "400.002.02", "errorMessage": "Invalid CheckoutRequestID"}, 400)
+        if push["result"] is None:
+            return JSONResponse(
+                {"errorCode": "500.001.1001", "errorMessage": "The transaction is being processed"}, 500
+            )
+        return JSONResponse(
+            {
+                "ResponseCode": "0",
+                "CheckoutRequestID": body["CheckoutRequestID"],
+                "ResultCode": str(push["result"]),
+                "ResultDesc": "The service request is processed successfully."
+                if push["result"] == 0
+                else "Request cancelled by user",
+            }
+        )
+
+    @staticmethod
+    def callback_body(checkout_id: str, result_code: int, amount: int = 0) -> bytes:
+        callback = {"MerchantRequestID": "m1", "CheckoutRequestID": checkout_id, "ResultCode": result_code}
+        if result_code == 0:
+            callback["ResultDesc"] = "The service request is processed successfully."
+            callback["CallbackMetadata"] = {
+                "Item": [{"Name": "Amount", "Value": amount}, {"Name": "MpesaReceiptNumber", "Value": "NLJ7RT61SV"}]
+            }
+        else:
+            callback["ResultDesc"] = "Request cancelled by user"
+        return json.dumps({"Body": {"stkCallback": callback}}).encode()
+
+    async def answer(self, checkout_id: str, result_code: int) -> httpx.Response:
+        push = self.pushes[checkout_id]
+        push["result"] = result_code
+        async with httpx.AsyncClient() as client:
+            return await client.post(
+                push["CallBackURL"], content=self.callback_body(checkout_id, result_code, push["Amount"])
+            )
+
+
+def flutterwave_signature(secret_hash: str, body: bytes) -> str:
+    return base64.b64encode(hmac.new(secret_hash.encode(), body, hashlib.sha256).digest()).decode()
+
+
 class LocalServer:
     """Serve an ASGI app on 127.0.0.1 inside the test's event loop."""
 
@@ -434,9 +695,6 @@ class LocalServer:
 
 
 def paystack_signature(secret_key: str, body: bytes) -> str:
-    import hashlib
-    import hmac
-
     return hmac.new(secret_key.encode(), body, hashlib.sha512).hexdigest()
 
 

@@ -122,7 +122,8 @@ async def test_a_command_that_keeps_losing_answers_concurrent_update_and_writes_
 
 
 async def test_tenants_keys_are_created_and_revoked_once(store):
-    tenants = TenantHandlers(store.pool(), Aggregates(store, registry, "/billstream/invoicing"))
+    # The memory store has no api_keys table to write inline (tests/e2e/test_tenants_api.py does).
+    tenants = TenantHandlers(store.pool(), Aggregates(store, registry, "/billstream/invoicing"), project=None)
     tenant_id, first_key_id, key = await tenants.create("Acme")
     assert key.startswith("sk_test_")
     _, live_key = await tenants.create_key(tenant_id, "live")
@@ -133,6 +134,11 @@ async def test_tenants_keys_are_created_and_revoked_once(store):
         await tenants.revoke_key(tenant_id, "key_unknown")
     with pytest.raises(ValueError):
         await tenants.create_key("ten_nobody", "test")
+    await tenants.rename(tenant_id, " Acme Ltd ")
+    await tenants.rename(tenant_id, "Acme Ltd")  # the same name: no second event
+    state, _ = await tenants.state(tenant_id)
+    assert state.name == "Acme Ltd" and state.keys[first_key_id].revoked_at is not None
+    assert [k.mode for k in state.keys.values() if k.revoked_at is None] == ["live"]
     types = [e.event.type for e in store.events if e.stream_id == tenant_id]
-    assert types == ["tenant.created", "api_key.created", "api_key.created", "api_key.revoked"]
+    assert types == ["tenant.created", "api_key.created", "api_key.created", "api_key.revoked", "tenant.updated"]
     assert {r.topic for r in store.outbox} == {"billing.tenants"}

@@ -4,7 +4,6 @@ operators (`is`, `is_not`, `starts_with`, `in`/`not_in` and `between` with `a,b`
 `is_present=true|false`) and snake_case names (`customer_id`), search, sort and cursor
 pagination. Every filter becomes a bound parameter; column names come from allow-lists."""
 
-import base64
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -13,7 +12,7 @@ from typing import Any
 from pydantic.alias_generators import to_camel
 from starlette.datastructures import QueryParams
 
-from shared import auth
+from shared import auth, pages
 from shared.errors import Refused
 from shared.limits import MAX_DATE, MAX_PAGE, MIN_DATE, bounded_date, bounded_int
 from shared.money import check_currency
@@ -106,15 +105,10 @@ class Query:
         return " AND ".join(self.where)
 
 
-def encode_cursor(sort_value: Any, row_id: str) -> str:
-    raw = json.dumps([sort_value.isoformat() if hasattr(sort_value, "isoformat") else sort_value, row_id])
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str, column: Column) -> tuple[Any, str]:
+def _cursor_position(cursor: str, column: Column) -> tuple[Any, str]:
+    value, row_id = pages.decode_cursor(cursor)
     try:
-        value, row_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return (column.parse(value) if value is not None else None), str(row_id)
+        return (column.parse(value) if value is not None else None), row_id
     except (ValueError, TypeError) as exc:
         raise Refused("cursor_invalid", "cursor is not one this API returned.", field="cursor") from exc
 
@@ -231,7 +225,7 @@ async def run_list(
     cursor = params.get("cursor")
     count_sql, count_args = q.sql, list(q.args)
     if cursor:
-        value, row_id = decode_cursor(cursor, sort_col)
+        value, row_id = _cursor_position(cursor, sort_col)
         cmp = "<" if desc else ">"
         q.add(f"({sort_col.sql}, {id_col}) {cmp} ({{}}, {{}})", value, row_id)
     direction = "DESC" if desc else "ASC"
@@ -240,23 +234,27 @@ async def run_list(
     page_sql = f"ORDER BY sort_value {order}, row_id {direction} LIMIT {limit + 1} OFFSET {offset}"
     select = f"SELECT view, {sort_col.sql} AS sort_value, {id_col} AS row_id FROM {table} WHERE {q.sql}"
     if searching and not cursor:
-        rows, total = await _search_page(conn, select, page_sql, q.args, offset)
+        rows, total_found = await _search_page(conn, select, page_sql, q.args, offset)
     else:
-        rows, total = await conn.fetch(f"{select} {page_sql}", *q.args), None
+        rows, total_found = await conn.fetch(f"{select} {page_sql}", *q.args), None
     has_more = len(rows) > limit
     rows = rows[:limit]
-    meta: dict[str, Any] = {
-        "limit": limit,
-        "hasMore": has_more,
-        "nextCursor": encode_cursor(rows[-1]["sort_value"], rows[-1]["row_id"]) if has_more else None,
-    }
+    total, exact = None, None
     if not cursor:
-        if total is None and rows and not has_more:  # the last page: its rows say how many there are
-            total = offset + len(rows)
-        exact = True
-        if total is None:
+        if rows and not has_more:  # the last page: its rows say how many there are
+            total, exact = offset + len(rows), True
+        elif total_found is not None:
+            total, exact = total_found, True
+        else:
             total, exact = await count_rows(conn, table, count_sql, count_args)
-        meta.update(page=page, total=total, totalExact=exact, totalPages=-(-total // limit))
+    meta = pages.meta(
+        limit=limit,
+        has_more=has_more,
+        next_cursor=pages.encode_cursor(rows[-1]["sort_value"], rows[-1]["row_id"]) if has_more else None,
+        page=None if cursor else page,
+        total=total,
+    )
+    meta["totalExact"] = exact  # past COUNT_CAP rows the total is the planner's estimate
     return {"data": [auth.with_livemode(r["view"], tenant) for r in rows], "meta": meta}
 
 

@@ -206,6 +206,10 @@ class TenantCreated(Contract):
     name: str
 
 
+class TenantUpdated(Contract):
+    name: str
+
+
 class ApiKeyCreated(Contract):
     key_id: str
     key_hash: str
@@ -255,6 +259,7 @@ _models: dict[str, type[BaseModel]] = {
     "customer.credit_applied": CreditApplied,
     "customer.deleted": CustomerDeleted,
     "tenant.created": TenantCreated,
+    "tenant.updated": TenantUpdated,
 }
 for _type, _model in _models.items():
     registry.register(_type, _model)

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from .events import ApiKeyCreated, ApiKeyRevoked, TenantCreated
+from .events import ApiKeyCreated, ApiKeyRevoked, TenantCreated, TenantUpdated
 
 
 @dataclass(frozen=True)
@@ -38,3 +38,11 @@ def decide_revoke_key(known_keys: set[str], revoked: set[str], key_id: str) -> l
     if key_id in revoked:
         return []  # revoking twice changes nothing
     return [("api_key.revoked", ApiKeyRevoked(key_id=key_id))]
+
+
+def decide_rename(tenant_exists: bool, current: str, name: str) -> list[tuple[str, BaseModel]]:
+    if not tenant_exists:
+        raise ValueError("no such tenant")
+    if not name.strip():
+        raise ValueError("a tenant needs a name")
+    return [] if name.strip() == current else [("tenant.updated", TenantUpdated(name=name.strip()))]

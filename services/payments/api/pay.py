@@ -27,6 +27,7 @@ from ..app.checkout import session_for_link
 from ..app.handlers import Method, Payments
 from ..domain import money
 from ..providers.base import Instrument, ProviderError
+from ..providers.factory import ON_OUR_PAGE
 from ..providers.sandbox import normalise
 
 log = get_logger(__name__)
@@ -209,13 +210,15 @@ def make_router(root) -> APIRouter:
             amount = money.to_minor(form["amount"], inv["currency"]) if form.get("amount") else None
             async with service.pool.acquire() as conn, conn.transaction():
                 account = await payments.accounts.route(conn, session["tenant_id"], inv["currency"])
-                # The sandbox takes test instruments here; other providers take them on their own page.
-                # A mistyped test number is answered on the page, before any payment exists.
-                method = (
-                    Method(kind, instrument=normalise(Instrument(kind, number)))
-                    if account.provider == "sandbox"
-                    else Method("hosted")
-                )
+                # The sandbox (test instruments) and M-Pesa (a phone number) take their instruments
+                # here; the other providers on their own page. A mistyped test number is answered on
+                # the page, before any payment exists.
+                if account.provider == "sandbox":
+                    method = Method(kind, instrument=normalise(Instrument(kind, number)))
+                elif account.provider in ON_OUR_PAGE:
+                    method = Method(kind, instrument=Instrument(kind, number))
+                else:
+                    method = Method("hosted")
                 back = f"{service.settings.public_url.rstrip('/')}/pay/{token}/payments/{{payment_id}}"
                 state = await payments.start(
                     conn,

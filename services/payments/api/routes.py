@@ -7,12 +7,14 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic.alias_generators import to_camel
 
 from shared import auth
 from shared.errors import Conflict, NotFound, Refused
 from shared.idempotency import mark_committed
 from shared.ids import new_id
-from shared.limits import MAX_DATE, MAX_PAGE, MIN_DATE
+from shared.limits import MAX_DATE, MIN_DATE
+from shared.pages import Keyset, PageParams, fetch_page, page_params
 from shared.query_params import declared_only
 
 from ..app import accounts as accounts_mod
@@ -23,7 +25,19 @@ from ..app.webhooks_in import receive
 from ..domain.collection import CLOSED
 from ..domain.events import STATUSES
 from ..providers.base import Instrument, ProviderError
-from .schemas import REFUND_REASON, CheckoutIn, CollectIn, PaymentMethodIn, ProviderAccountIn, RefundIn
+from .schemas import (
+    REFUND_REASON,
+    CheckoutIn,
+    CollectIn,
+    PaymentMethodIn,
+    ProviderAccountIn,
+    ProviderAccountPatch,
+    RefundIn,
+)
+
+PAYMENT_ORDER = Keyset("payment_list", sort="created_at", id="payment_id")
+METHOD_ORDER = Keyset("payment_methods", sort="created_at", id="method_id")
+ACCOUNT_ORDER = Keyset("provider_accounts", sort="created_at", id="account_id", desc=False)
 
 
 def make_router(root) -> APIRouter:
@@ -52,25 +66,23 @@ def _payment_routes(router: APIRouter, root) -> None:
     async def list_customer_payments(
         customer_id: str,
         tenant: Tenant,
+        paging: Annotated[PageParams, Depends(page_params)],
         status: str | None = None,
-        page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
-        limit: Annotated[int, Query(ge=1, le=100)] = 20,
     ) -> dict:
         """GET /api/payments?customerId=…. Payments knows a customer only by its payments: one it
         never charged has an empty list, not a 404 (NovaBilling's 404 would need invoicing's word)."""
-        return await list_payments(tenant, status, customer_id=customer_id, page=page, limit=limit)
+        return await list_payments(tenant, paging, status, customer_id=customer_id)
 
     @router.get("/api/payments", dependencies=LIST)
     async def list_payments(
         tenant: Tenant,
+        paging: Annotated[PageParams, Depends(page_params)],
         status: str | None = None,
         provider: str | None = None,
         invoice_id: Annotated[str | None, Query(alias="invoiceId")] = None,
         customer_id: Annotated[str | None, Query(alias="customerId")] = None,
         date_from: Annotated[date | None, Query(alias="dateFrom", ge=MIN_DATE, le=MAX_DATE)] = None,
         date_to: Annotated[date | None, Query(alias="dateTo", ge=MIN_DATE, le=MAX_DATE)] = None,
-        page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
-        limit: Annotated[int, Query(ge=1, le=100)] = 20,
     ) -> dict:
         where, args = ["tenant_id = $1"], [tenant]
 
@@ -92,14 +104,9 @@ def _payment_routes(router: APIRouter, root) -> None:
             add("created_at >= {}", datetime.combine(date_from, time.min, UTC))
         if date_to:  # inclusive: the whole of that day
             add("created_at < {}", datetime.combine(date_to + timedelta(days=1), time.min, UTC))
-        sql_where = " AND ".join(where)
         async with service.pool.acquire() as conn:
-            total = await repo.count_payments(conn, sql_where, args)
-            rows = await repo.payments_page(conn, sql_where, args, limit, (page - 1) * limit)
-        return {
-            "data": [auth.with_livemode(r["view"], tenant) for r in rows],
-            "meta": {"page": page, "limit": limit, "total": total, "totalPages": -(-total // limit)},
-        }
+            rows, meta = await fetch_page(conn, PAYMENT_ORDER, " AND ".join(where), args, paging)
+        return {"data": [auth.with_livemode(r["view"], tenant) for r in rows], "meta": meta}
 
     @router.get("/api/payments/{payment_id}")
     async def get_payment(payment_id: str, tenant: Tenant) -> dict:
@@ -277,9 +284,18 @@ def _method_routes(router: APIRouter, root) -> None:
         return _method_view(row)
 
     @router.get("/api/payment-methods", dependencies=LIST)
-    async def list_methods(tenant: Tenant, customer_id: Annotated[str, Query(alias="customerId")]) -> dict:
-        rows = await repo.customer_methods(service.pool, tenant, customer_id)
-        return {"data": [_method_view(r) for r in rows]}
+    async def list_methods(
+        tenant: Tenant,
+        paging: Annotated[PageParams, Depends(page_params)],
+        customer_id: Annotated[str | None, Query(alias="customerId")] = None,
+    ) -> dict:
+        """The attached methods, newest first: all the tenant's, or one customer's."""
+        where, args = "tenant_id = $1 AND detached_at IS NULL", [tenant]
+        if customer_id:
+            where, args = f"{where} AND customer_id = $2", [tenant, customer_id]
+        async with service.pool.acquire() as conn:
+            rows, meta = await fetch_page(conn, METHOD_ORDER, where, args, paging)
+        return {"data": [_method_view(r) for r in rows], "meta": meta}
 
     @router.delete("/api/payment-methods/{method_id}")
     async def detach_method(method_id: str, tenant: Tenant) -> dict:
@@ -301,13 +317,56 @@ def _provider_routes(router: APIRouter, root) -> None:
     async def add_provider(body: ProviderAccountIn, tenant: Tenant) -> dict:
         async with service.pool.acquire() as conn:
             return await payments.accounts.create(
-                conn, tenant, body.provider, [c.upper() for c in body.currencies], body.priority, body.credentials
+                conn,
+                tenant,
+                body.provider,
+                [c.upper() for c in body.currencies],
+                body.priority,
+                body.credentials,
+                active=body.is_active,
             )
 
     @router.get("/api/payment-providers", dependencies=LIST)
-    async def list_providers(tenant: Tenant) -> dict:
-        rows = await repo.tenant_accounts(service.pool, tenant)
-        return {"data": [accounts_mod.view(r) for r in rows]}
+    async def list_providers(tenant: Tenant, paging: Annotated[PageParams, Depends(page_params)]) -> dict:
+        """The tenant's accounts, active or not, oldest first (routing's tie-break order)."""
+        async with service.pool.acquire() as conn:
+            rows, meta = await fetch_page(
+                conn, ACCOUNT_ORDER, "tenant_id = $1 AND deleted_at IS NULL", [tenant], paging
+            )
+        return {"data": [accounts_mod.view(r) for r in rows], "meta": meta}
+
+    @router.get("/api/payment-providers/{account_id}")
+    async def get_provider(account_id: str, tenant: Tenant) -> dict:
+        async with service.pool.acquire() as conn:
+            return await payments.accounts.view_of(conn, tenant, account_id)
+
+    @router.patch("/api/payment-providers/{account_id}")
+    async def update_provider(account_id: str, body: ProviderAccountPatch, tenant: Tenant) -> dict:
+        """An inactive account takes no new payments; the ones made through it still settle and refund."""
+        changes = body.model_dump(exclude_unset=True)
+        if not changes:
+            raise Refused("parameter_missing", "Send at least one of currencies, priority, isActive, credentials.")
+        if (null := next((name for name, value in changes.items() if value is None), None)) is not None:
+            raise Refused("parameter_invalid", f"{to_camel(null)} cannot be null.", field=to_camel(null))
+        if "currencies" in changes:
+            changes["currencies"] = [c.upper() for c in changes["currencies"]]
+        if "is_active" in changes:
+            changes["active"] = changes.pop("is_active")
+        async with service.pool.acquire() as conn:
+            return await payments.accounts.update(conn, tenant, account_id, changes)
+
+    @router.delete("/api/payment-providers/{account_id}")
+    async def delete_provider(account_id: str, tenant: Tenant) -> dict:
+        """Gone from routing and the API for good; its payments can still be refunded."""
+        async with service.pool.acquire() as conn:
+            return await payments.accounts.delete(conn, tenant, account_id)
+
+    @router.post("/api/payment-providers/{account_id}/test")
+    async def test_provider(account_id: str, tenant: Tenant) -> dict:
+        """Checks the credentials against the provider (one authenticated read); `ok` says whether
+        the provider took them, `error` what it said if not."""
+        async with service.pool.acquire() as conn:
+            return await payments.accounts.test(conn, tenant, account_id)
 
 
 # -- provider webhooks in --------------------------------------------------------------------------
@@ -327,5 +386,5 @@ def _webhook_routes(router: APIRouter, root) -> None:
         return await receive(payments, provider, *await _callback(request), segment=account_id)
 
 
-async def _callback(request: Request) -> tuple[dict[str, str], bytes]:
-    return {k.lower(): v for k, v in request.headers.items()}, await request.body()
+async def _callback(request: Request) -> tuple[dict[str, str], bytes, dict[str, str]]:
+    return {k.lower(): v for k, v in request.headers.items()}, await request.body(), dict(request.query_params)

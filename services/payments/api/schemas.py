@@ -41,7 +41,17 @@ class PaymentMethodIn(Body):
 
 
 class ProviderAccountIn(Body):
-    provider: str
+    provider: str = Field(validation_alias=AliasChoices("provider", "providerName"))
+    is_active: bool = True
     currencies: list[str] = Field(default_factory=list, max_length=50)
     priority: int = Field(default=100, ge=0, le=10_000)
     credentials: dict[str, str] = Field(default_factory=dict)
+
+
+class ProviderAccountPatch(Body):
+    """What PATCH changes; `credentials` replaces all of them (they are never shown back)."""
+
+    currencies: list[str] | None = Field(default=None, max_length=50)
+    priority: int | None = Field(default=None, ge=0, le=10_000)
+    is_active: bool | None = None
+    credentials: dict[str, str] | None = None

@@ -1,5 +1,7 @@
 """Provider accounts per tenant (credentials encrypted at rest) and routing to one of them."""
 
+from datetime import UTC, datetime
+
 import asyncpg
 
 from shared import auth
@@ -10,7 +12,7 @@ from shared.logs import get_logger
 from shared.vault import Vault
 
 from ..providers import factory
-from ..providers.base import Provider
+from ..providers.base import Provider, ProviderError
 from ..settings import DEV_CREDENTIALS_KEY
 from . import repository as repo
 from .routing import SANDBOX_DEFAULT, Account, NoProvider, choose
@@ -43,12 +45,14 @@ class Accounts:
             raise Conflict("no_provider", f"{exc}; add one with POST /api/payment-providers.") from exc
 
     async def get(self, conn, tenant_id: str, account_id: str | None) -> Account:
+        """The account a payment was charged through, inactive or deleted too: its job, refunds
+        and late callbacks still need its credentials."""
         if account_id in (None, SANDBOX_DEFAULT):
             return Account(SANDBOX_DEFAULT, "sandbox")
-        for account in await self.all(conn, tenant_id):
-            if account.account_id == account_id:
-                return account
-        raise NotFound("payment provider", account_id)
+        row = await repo.account_of(conn, tenant_id, account_id, deleted=True)
+        if row is None:
+            raise NotFound("payment provider", account_id)
+        return self.from_row(row)
 
     def adapter(self, account: Account) -> Provider:
         return factory.build(account.provider, account.credentials, self.settings)
@@ -61,30 +65,93 @@ class Accounts:
         currencies: list[str],
         priority: int,
         credentials: dict,
+        *,
+        active: bool = True,
     ) -> dict:
         if provider not in factory.KNOWN:
             raise Refused("provider_unknown", f"provider must be one of {', '.join(factory.KNOWN)}.", field="provider")
         refuse_sandbox_in_live(tenant_id, provider)
-        if provider != "sandbox" and not credentials.get("secretKey"):
-            raise Refused("credentials_invalid", "credentials.secretKey is required.", field="credentials.secretKey")
-        if provider == "stripe" and not credentials.get("webhookSecret"):
-            raise Refused(
-                "credentials_invalid",
-                "credentials.webhookSecret (the endpoint's whsec_… signing secret) "
-                "is required: without it no Stripe callback can be verified.",
-                field="credentials.webhookSecret",
+        check_credentials(provider, credentials)
+        self._warn_dev_key()
+        async with conn.transaction():
+            row = await repo.insert_account(
+                conn,
+                new_id("pacct"),
+                tenant_id,
+                provider,
+                currencies,
+                priority,
+                self.vault.encrypt(credentials),
+                active,
             )
+            await mark_committed(conn)  # with the account: a retry of the same Idempotency-Key never adds a second
+        return view(row)
+
+    async def update(self, conn, tenant_id: str, account_id: str, changes: dict) -> dict:
+        """`changes`: any of currencies, priority, active, credentials (replacing all of them)."""
+        row = await self._row(conn, tenant_id, account_id)
+        if "credentials" in changes:
+            check_credentials(row["provider"], changes["credentials"])
+            self._warn_dev_key()
+            changes["credentials"] = self.vault.encrypt(changes["credentials"])
+        async with conn.transaction():
+            row = await repo.update_account(conn, tenant_id, account_id, changes)
+            if row is None:  # deleted meanwhile
+                raise NotFound("payment provider", account_id)
+            await mark_committed(conn)
+        return view(row)
+
+    async def delete(self, conn, tenant_id: str, account_id: str) -> dict:
+        async with conn.transaction():
+            row = await repo.delete_account(conn, tenant_id, account_id)
+            if row is None:
+                raise NotFound("payment provider", account_id)
+            await mark_committed(conn)
+        return {**view(row), "deleted": True}
+
+    async def test(self, conn, tenant_id: str, account_id: str) -> dict:
+        """Whether the provider takes the account's credentials: one authenticated read."""
+        row = await self._row(conn, tenant_id, account_id)
+        try:
+            await self.adapter(self.from_row(row)).check_credentials()
+            error = None
+        except ProviderError as exc:
+            error = {"code": exc.code, "message": exc.message}
+        return {
+            "object": "payment_provider_test",
+            "livemode": auth.livemode(tenant_id),
+            "providerId": account_id,
+            "provider": row["provider"],
+            "ok": error is None,
+            "error": error,
+            "checkedAt": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        }
+
+    async def view_of(self, conn, tenant_id: str, account_id: str) -> dict:
+        return view(await self._row(conn, tenant_id, account_id))
+
+    @staticmethod
+    async def _row(conn, tenant_id: str, account_id: str):
+        row = await repo.account_of(conn, tenant_id, account_id)
+        if row is None:
+            raise NotFound("payment provider", account_id)
+        return row
+
+    def _warn_dev_key(self) -> None:
         if self.settings.credentials_keys == DEV_CREDENTIALS_KEY:
             log.warning(
                 "provider credentials encrypted with the built-in development key; "
                 "set BILLSTREAM_PAYMENTS_CREDENTIALS_KEYS outside local use"
             )
-        async with conn.transaction():
-            row = await repo.insert_account(
-                conn, new_id("pacct"), tenant_id, provider, currencies, priority, self.vault.encrypt(credentials)
+
+
+def check_credentials(provider: str, credentials: dict) -> None:
+    """Each credential the provider's adapter needs is there (REQUIRED in providers/factory.py)."""
+    for name in factory.REQUIRED[provider]:
+        if not credentials.get(name):
+            raise Refused(
+                "credentials_invalid", f"credentials.{name} is required for {provider}.", field=f"credentials.{name}"
             )
-            await mark_committed(conn)  # with the account: a retry of the same Idempotency-Key never adds a second
-        return view(row)
 
 
 def refuse_sandbox_in_live(tenant_id: str, provider: str) -> None:
@@ -107,7 +174,8 @@ def view(row) -> dict:
         "provider": row["provider"],
         "currencies": list(row["currencies"]),
         "priority": row["priority"],
-        "active": row["active"],
+        "isActive": row["active"],  # NovaBilling's name; an inactive account takes no new payments
         "credentials": "encrypted",
         "createdAt": row["created_at"].isoformat(),
+        "updatedAt": row["updated_at"].isoformat() if row["updated_at"] else None,
     }

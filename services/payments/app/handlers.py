@@ -287,7 +287,9 @@ class Payments:
         overdue = expires_at is not None and now() >= expires_at
         failpoint("payments.before_charge")
         try:
-            if job["provider_reference"]:  # already taken: only ask how it went (lost callback)
+            # Already taken (a lost M-Pesa push answer leaves "": taken, reference unknown): only
+            # ask how it went, never send it again.
+            if job["provider_reference"] is not None:
                 result = await provider.get_status(job["provider_reference"])
             elif overdue and not job["instrument"]:
                 # No form was ever shown (we never heard back from creating it): opening one now
@@ -322,7 +324,7 @@ class Payments:
             # The provider knows the key but shows no paid charge for it, and the checkout is over.
             result = expired(job["provider_reference"] or "")
         except ProviderError as exc:
-            if job["provider_reference"]:  # only a look-up failed: the charge itself stands
+            if job["provider_reference"] is not None:  # only a look-up failed: the charge itself stands
                 log.warning("charge status look-up refused", payment_id=payment_id, error=exc.message)
                 await repo.retry_charge_job(self.pool, payment_id, float(RECONCILE_AFTER_S * 10), exc.message)
                 return None

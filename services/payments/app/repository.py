@@ -19,24 +19,6 @@ async def first_event(conn, payment_id: str) -> asyncpg.Record | None:
     )
 
 
-# -- the payment list (projections/payment_list.py keeps it) ----------------------------------
-
-
-async def count_payments(conn, where: str, args: list) -> int:
-    """`where`: the list's filters joined with AND, over `args` as $1, $2, ..."""
-    return await conn.fetchval(f"SELECT count(*) FROM payment_list WHERE {where}", *args)
-
-
-async def payments_page(conn, where: str, args: list, limit: int, offset: int) -> list[asyncpg.Record]:
-    """The payments' views, newest first (`where` and `args` as for count_payments; `limit` and
-    `offset` are integers the API validated)."""
-    return await conn.fetch(
-        f"""SELECT view FROM payment_list WHERE {where}
-            ORDER BY created_at DESC, payment_id DESC LIMIT {limit} OFFSET {offset}""",
-        *args,
-    )
-
-
 # -- invoices and their payments ------------------------------------------------------------
 
 
@@ -204,16 +186,6 @@ async def insert_method(
     )
 
 
-async def customer_methods(pool, tenant_id: str, customer_id: str) -> list[asyncpg.Record]:
-    """The customer's attached methods, newest first."""
-    return await pool.fetch(
-        """SELECT * FROM payment_methods WHERE tenant_id = $1 AND customer_id = $2 AND detached_at IS NULL
-           ORDER BY created_at DESC""",
-        tenant_id,
-        customer_id,
-    )
-
-
 async def detach_method(pool, tenant_id: str, method_id: str) -> asyncpg.Record | None:
     """The method, detached (a second detach keeps the first time); None if not the tenant's."""
     return await pool.fetchrow(
@@ -325,9 +297,10 @@ async def charge_account(conn, payment_id: str) -> asyncpg.Record | None:
 
 
 async def charged_through(conn, payment_id: str, default_account: str) -> asyncpg.Record | None:
-    """The charge's account (`default_account` when none is recorded) and tenant."""
+    """The charge's account (`default_account` when none is recorded), tenant and provider reference."""
     return await conn.fetchrow(
-        "SELECT coalesce(account_id, $2) AS account_id, tenant_id FROM charge_jobs WHERE payment_id = $1",
+        """SELECT coalesce(account_id, $2) AS account_id, tenant_id, provider_reference
+             FROM charge_jobs WHERE payment_id = $1""",
         payment_id,
         default_account,
     )
@@ -430,9 +403,11 @@ async def record_provider_event(
     )
 
 
-async def active_account(pool, account_id: str, provider: str) -> asyncpg.Record | None:
+async def callback_account(pool, account_id: str, provider: str) -> asyncpg.Record | None:
+    """The account a callback path names, inactive or deleted too: the payments charged through
+    it before still settle."""
     return await pool.fetchrow(
-        f"SELECT {ACCOUNT_COLUMNS} FROM provider_accounts WHERE account_id = $1 AND provider = $2 AND active",
+        f"SELECT {ACCOUNT_COLUMNS} FROM provider_accounts WHERE account_id = $1 AND provider = $2",
         account_id,
         provider,
     )
@@ -441,16 +416,12 @@ async def active_account(pool, account_id: str, provider: str) -> asyncpg.Record
 async def two_active_accounts(pool, provider: str) -> list[asyncpg.Record]:
     """At most two of the provider's active accounts: enough to tell one from several."""
     return await pool.fetch(
-        f"SELECT {ACCOUNT_COLUMNS} FROM provider_accounts WHERE provider = $1 AND active LIMIT 2", provider
+        f"SELECT {ACCOUNT_COLUMNS} FROM provider_accounts WHERE provider = $1 AND active AND deleted_at IS NULL LIMIT 2",
+        provider,
     )
 
 
 # -- provider accounts ------------------------------------------------------------------------
-
-
-async def tenant_accounts(pool, tenant_id: str) -> list[asyncpg.Record]:
-    """All of the tenant's accounts, inactive ones too, oldest first (as the API lists them)."""
-    return await pool.fetch("SELECT * FROM provider_accounts WHERE tenant_id = $1 ORDER BY created_at", tenant_id)
 
 
 # -- provider accounts and checkout sessions, for app/accounts.py and app/checkout.py ---------
@@ -459,24 +430,63 @@ async def tenant_accounts(pool, tenant_id: str) -> list[asyncpg.Record]:
 async def active_accounts_of(conn, tenant_id: str) -> list[asyncpg.Record]:
     return await conn.fetch(
         """SELECT account_id, provider, currencies, priority, credentials FROM provider_accounts
-           WHERE tenant_id = $1 AND active ORDER BY created_at""",
+           WHERE tenant_id = $1 AND active AND deleted_at IS NULL ORDER BY created_at""",
+        tenant_id,
+    )
+
+
+async def account_of(conn, tenant_id: str, account_id: str, *, deleted: bool = False) -> asyncpg.Record | None:
+    """The tenant's account; a deleted one only with `deleted` (its payments' refunds need it)."""
+    return await conn.fetchrow(
+        f"""SELECT * FROM provider_accounts WHERE account_id = $1 AND tenant_id = $2
+            {"" if deleted else "AND deleted_at IS NULL"}""",
+        account_id,
+        tenant_id,
+    )
+
+
+async def update_account(conn, tenant_id: str, account_id: str, changes: dict) -> asyncpg.Record | None:
+    """`changes`: column → value, column names from code (currencies, priority, active, credentials)."""
+    sets = ", ".join(f"{column} = ${n}" for n, column in enumerate(changes, start=3))
+    return await conn.fetchrow(
+        f"""UPDATE provider_accounts SET {sets}, updated_at = now()
+            WHERE account_id = $1 AND tenant_id = $2 AND deleted_at IS NULL RETURNING *""",
+        account_id,
+        tenant_id,
+        *changes.values(),
+    )
+
+
+async def delete_account(conn, tenant_id: str, account_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        """UPDATE provider_accounts SET active = false, deleted_at = now()
+           WHERE account_id = $1 AND tenant_id = $2 AND deleted_at IS NULL RETURNING *""",
+        account_id,
         tenant_id,
     )
 
 
 async def insert_account(
-    conn, account_id: str, tenant_id: str, provider: str, currencies: list[str], priority: int, credentials: bytes
+    conn,
+    account_id: str,
+    tenant_id: str,
+    provider: str,
+    currencies: list[str],
+    priority: int,
+    credentials: bytes,
+    active: bool = True,
 ) -> asyncpg.Record:
     """`credentials`: already sealed by the vault."""
     return await conn.fetchrow(
-        """INSERT INTO provider_accounts (account_id, tenant_id, provider, currencies, priority, credentials)
-           VALUES ($1, $2, $3, $4, $5, $6) RETURNING *""",
+        """INSERT INTO provider_accounts (account_id, tenant_id, provider, currencies, priority, credentials, active)
+           VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *""",
         account_id,
         tenant_id,
         provider,
         currencies,
         priority,
         credentials,
+        active,
     )
 
 

@@ -8,12 +8,14 @@ payment whose charge was made through the very account that verified it; anythin
 and answered 2xx `ignored`, so the provider stops retrying. Duplicates are dropped by provider,
 account and the provider's event id."""
 
+from dataclasses import replace
+
 from shared import auth
 from shared.aggregate import retry_on_conflict
 from shared.errors import Conflict, NotFound, Refused
 from shared.logs import get_logger
 
-from ..providers.base import SignatureInvalid
+from ..providers.base import CallbackEvent, ProviderError, SignatureInvalid
 from ..providers.factory import KNOWN
 from . import repository as repo
 from .routing import SANDBOX_DEFAULT, Account
@@ -39,9 +41,9 @@ async def _account(payments, provider: str, segment: str | None) -> Account:
             raise SignatureInvalid(f"no default {provider} account")
         return Account(SANDBOX_DEFAULT, "sandbox")
     if segment is not None:
-        row = await repo.active_account(payments.pool, segment, provider)
+        row = await repo.callback_account(payments.pool, segment, provider)
         if row is None:
-            raise SignatureInvalid(f"no active {provider} account {segment}")
+            raise SignatureInvalid(f"no {provider} account {segment}")
         return payments.accounts.from_row(row)
     rows = await repo.two_active_accounts(payments.pool, provider)
     if len(rows) + sandbox > 1:
@@ -58,28 +60,50 @@ async def _account(payments, provider: str, segment: str | None) -> Account:
     return payments.accounts.from_row(rows[0])
 
 
-async def _charged_through(conn, payment_id: str, account: Account) -> bool:
+async def _charged_through(conn, event: CallbackEvent, account: Account) -> bool:
     """Whether the payment's charge was made through `account` (none recorded: the installation's
     sandbox). Never a live payment through a sandbox, which serves test mode only, not even one
-    charged through it before the modes existed."""
-    job = await repo.charged_through(conn, payment_id, SANDBOX_DEFAULT)
+    charged through it before the modes existed. A confirmed event must name the payment's own
+    charge too (when it is known), or the answer confirmed could be another payment's."""
+    job = await repo.charged_through(conn, event.payment_id, SANDBOX_DEFAULT)
     return (
         job is not None
         and job["account_id"] == account.account_id
         and not (account.provider == "sandbox" and auth.livemode(job["tenant_id"]))
+        and not (event.confirm and job["provider_reference"] not in (None, "", event.provider_reference))
     )
 
 
-async def receive(payments, provider: str, headers: dict[str, str], body: bytes, segment: str | None = None) -> dict:
-    """`segment`: the account named in the path (None on the bare path)."""
+async def _confirmed(adapter, event: CallbackEvent) -> CallbackEvent:
+    """The event with the status the provider gives when asked (None while still undecided)."""
+    try:
+        result = await adapter.get_status(event.provider_reference)
+    except ProviderError as exc:
+        raise Conflict("provider_unavailable", f"The provider could not confirm the callback: {exc.message}") from exc
+    settled = result.status in ("succeeded", "failed")
+    return replace(
+        event,
+        status=result.status if settled else None,
+        failure_code=result.failure_code,
+        failure_reason=result.failure_reason,
+    )
+
+
+async def receive(
+    payments, provider: str, headers: dict[str, str], body: bytes, query: dict[str, str], segment: str | None = None
+) -> dict:
+    """`segment`: the account named in the path (None on the bare path); `query`: the URL's parameters."""
     if provider not in KNOWN:
         raise NotFound("provider", provider, code="provider_unknown", field=None)
     try:
         account = await _account(payments, provider, segment)
-        event = payments.accounts.adapter(account).verify_callback(headers, body)
+        adapter = payments.accounts.adapter(account)
+        event = adapter.verify_callback(headers, body, query)
     except SignatureInvalid as exc:
         log.warning("provider callback refused", provider=provider, account_id=segment, reason=str(exc), size=len(body))
         raise Refused("signature_invalid", "The callback signature could not be verified.") from exc
+    if event.confirm and event.status and event.payment_id:
+        event = await _confirmed(adapter, event)
 
     async def apply(conn) -> dict:
         fresh = await repo.record_provider_event(conn, provider, account.account_id, event.event_id, event.payment_id)
@@ -93,7 +117,7 @@ async def receive(payments, provider: str, headers: dict[str, str], body: bytes,
             return {"received": True, "duplicate": True}
         if not event.payment_id or not event.status:
             return {"received": True, "ignored": True}
-        if not await _charged_through(conn, event.payment_id, account):
+        if not await _charged_through(conn, event, account):
             log.warning(
                 "provider callback for a payment not charged through this account ignored",
                 provider=provider,

@@ -94,6 +94,10 @@ class CallbackEvent:
     status: str | None  # processing | succeeded | failed, or None for events we do not act on
     failure_code: str | None = None
     failure_reason: str | None = None
+    # The status is only a hint: payments asks the provider (get_status) before acting on it, for
+    # providers whose callbacks carry no signature over what they say (Daraja) or whose docs
+    # say to verify first (Flutterwave).
+    confirm: bool = False
 
 
 @dataclass(frozen=True)
@@ -116,11 +120,17 @@ class Provider(Protocol):
     async def save_method(self, customer_id: str, instrument: Instrument) -> SavedMethod:
         """Turn an instrument into a reusable token."""
 
-    def verify_callback(self, headers: dict[str, str], body: bytes) -> CallbackEvent:
-        """Check the callback's signature (raise SignatureInvalid) and parse it."""
+    def verify_callback(
+        self, headers: dict[str, str], body: bytes, query: dict[str, str] | None = None
+    ) -> CallbackEvent:
+        """Check the callback's signature (raise SignatureInvalid) and parse it; `query`: the
+        callback URL's parameters (where a provider that signs nothing carries our token)."""
 
     async def refund(
         self, idempotency_key: str, provider_reference: str, amount: int, currency: str
     ) -> RefundResult: ...
 
     async def get_status(self, provider_reference: str) -> ChargeResult: ...
+
+    async def check_credentials(self) -> None:
+        """One authenticated read; ProviderError if the provider refuses the credentials."""

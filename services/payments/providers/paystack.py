@@ -18,6 +18,7 @@ import json
 
 import httpx
 
+from . import http
 from .base import (
     CallbackEvent,
     ChargeRequest,
@@ -76,19 +77,18 @@ class PaystackProvider:
         headers = {"Authorization": f"Bearer {self.secret_key}"}
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key  # for our logs and proxies; Paystack keys on reference
-        try:
-            async with httpx.AsyncClient(timeout=self.timeout, transport=self.transport) as client:
-                r = await client.request(method, self.api_base + path, json=body, params=params, headers=headers)
-        except httpx.HTTPError as exc:
-            raise ProviderUnavailable("provider_unavailable", f"Paystack did not answer: {exc!r}") from exc
-        if r.status_code >= 500 or r.status_code == 429:
-            raise ProviderUnavailable("provider_unavailable", f"Paystack answered {r.status_code}")
-        try:
-            payload = r.json()
-        except ValueError as exc:
-            raise ProviderUnavailable("provider_unavailable", "Paystack answered without JSON") from exc
-        if r.status_code >= 400 or not payload.get("status"):
-            message = payload.get("message") or r.text
+        status_code, payload = await http.call(
+            "Paystack",
+            method,
+            self.api_base + path,
+            timeout=self.timeout,
+            transport=self.transport,
+            json=body,
+            params=params,
+            headers=headers,
+        )
+        if status_code >= 400 or not payload.get("status"):
+            message = payload.get("message") or f"Paystack answered {status_code}"
             code = "duplicate_reference" if "duplicate" in message.lower() else "provider_error"
             raise ProviderError(code, message)
         return payload["data"]
@@ -167,7 +167,9 @@ class PaystackProvider:
             "instrument_not_supported", "Paystack methods come from a first payment's authorization_code."
         )
 
-    def verify_callback(self, headers: dict[str, str], body: bytes) -> CallbackEvent:
+    def verify_callback(
+        self, headers: dict[str, str], body: bytes, query: dict[str, str] | None = None
+    ) -> CallbackEvent:
         if not self.secret_key:  # anyone can sign with an empty key
             raise SignatureInvalid("no secret key is configured")
         expected = hmac.new(self.secret_key.encode(), body, hashlib.sha512).hexdigest()
@@ -211,3 +213,6 @@ class PaystackProvider:
 
     async def get_status(self, provider_reference: str) -> ChargeResult:
         return self._result(await self._call("GET", f"/transaction/verify/{provider_reference}"))
+
+    async def check_credentials(self) -> None:
+        await self._call("GET", "/balance")

@@ -140,7 +140,9 @@ class SandboxProvider:
             token=f"{instrument.type}:{instrument.number}", type=instrument.type, label=label(instrument)
         )
 
-    def verify_callback(self, headers: dict[str, str], body: bytes) -> CallbackEvent:
+    def verify_callback(
+        self, headers: dict[str, str], body: bytes, query: dict[str, str] | None = None
+    ) -> CallbackEvent:
         signing.verify(self.webhook_secret, headers.get(SIGNATURE_HEADER), body)
         try:
             event = json.loads(body)
@@ -171,3 +173,6 @@ class SandboxProvider:
 
     async def get_status(self, provider_reference: str) -> ChargeResult:
         return self._result(await self._call("GET", f"/charges/{provider_reference}"))
+
+    async def check_credentials(self) -> None:
+        await self._call("GET", "/balance")

@@ -146,6 +146,13 @@ def make_router(get_pool, settings) -> APIRouter:
             await asyncio.sleep(settings.provider_timeout_s + 1.0)
         return charge_view(row, now)
 
+    @router.get("/balance")
+    async def balance(authorization: str | None = Header(None)):
+        """What a credentials check reads: nothing but whether the key is right."""
+        if not authorised(authorization):
+            return _error(401, "unauthorized", "Invalid sandbox secret key.")
+        return {"object": "balance", "available": []}
+
     @router.get("/charges/{charge_id}")
     async def get_charge(charge_id: str, authorization: str | None = Header(None)):
         if not authorised(authorization):

@@ -180,7 +180,9 @@ class StripeProvider:
     async def save_method(self, customer_id: str, instrument: Instrument) -> SavedMethod:
         raise ProviderError("instrument_not_supported", "Save Stripe methods with Stripe.js and send the pm_ token.")
 
-    def verify_callback(self, headers: dict[str, str], body: bytes) -> CallbackEvent:
+    def verify_callback(
+        self, headers: dict[str, str], body: bytes, query: dict[str, str] | None = None
+    ) -> CallbackEvent:
         if not self.webhook_secret:  # anyone can sign with an empty key
             raise SignatureInvalid("no webhook secret is configured")
         try:
@@ -245,6 +247,9 @@ class StripeProvider:
                 )
             )
         return self._result(await self._call(self.client.v1.payment_intents.retrieve_async, provider_reference))
+
+    async def check_credentials(self) -> None:
+        await self._call(self.client.v1.balance.retrieve_async)
 
     @classmethod
     def _session_result(cls, session: dict) -> ChargeResult:

@@ -12,10 +12,14 @@ from pydantic.alias_generators import to_camel
 from shared import auth
 from shared.errors import Conflict, NotFound
 from shared.ids import new_id
+from shared.pages import Keyset, PageParams, after, fetch_page, page_params
+from shared.query_params import declared_only
 
 from ..app import repository as repo
 from ..app.endpoints import iso
 from ..app.matching import wants
+
+DELIVERY_ORDER = Keyset("webhook_deliveries", sort="delivery_id", id="delivery_id", sort_type="text")  # ULIDs: by time
 
 
 def _delivery(r: asyncpg.Record) -> dict:
@@ -66,26 +70,26 @@ def make_router(webhooks) -> APIRouter:
     router = APIRouter(prefix="/api", tags=["webhook deliveries"])
     Tenant = Annotated[str, Depends(service.tenant)]
 
-    @router.get("/webhook-endpoints/{endpoint_id}/deliveries")
+    @router.get("/webhook-endpoints/{endpoint_id}/deliveries", dependencies=[Depends(declared_only)])
     async def list_deliveries(
         endpoint_id: str,
         tenant: Tenant,
-        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+        paging: Annotated[PageParams, Depends(page_params)],
         status: Annotated[Literal["pending", "succeeded", "failed"] | None, Query()] = None,
         event_type: Annotated[str | None, Query(alias="eventType")] = None,
         starting_after: Annotated[str | None, Query(alias="startingAfter")] = None,
     ) -> dict:
+        """Newest first, with their attempt logs. `startingAfter` (a delivery id) works like a cursor."""
         await _endpoint(service.pool, tenant, endpoint_id)
-        rows = await repo.endpoint_deliveries(
-            service.pool,
-            tenant,
-            endpoint_id,
-            status=status,
-            event_type=event_type,
-            starting_after=starting_after,
-            limit=limit + 1,
-        )
-        return {"data": [_delivery(r) for r in rows[:limit]], "hasMore": len(rows) > limit}
+        where, args = "endpoint_id = $1 AND tenant_id = $2", [endpoint_id, tenant]
+        for column, value in (("status", status), ("event_type", event_type)):
+            if value is not None:
+                args.append(value)
+                where += f" AND {column} = ${len(args)}"
+        async with service.pool.acquire() as conn:
+            page, meta = await fetch_page(conn, DELIVERY_ORDER, where, args, after(paging, starting_after))
+        rows = await repo.deliveries(service.pool, [r["delivery_id"] for r in page])
+        return {"data": [_delivery(r) for r in rows], "meta": meta}
 
     @router.get("/webhook-deliveries/{delivery_id}")
     async def get_delivery(delivery_id: str, tenant: Tenant) -> dict:

@@ -11,12 +11,16 @@ from pydantic.alias_generators import to_camel
 from shared.errors import NotFound, Refused
 from shared.idempotency import mark_committed
 from shared.ids import new_id
+from shared.pages import Keyset, PageParams, after, fetch_page, page_params
+from shared.query_params import declared_only
 
 from ..app import repository as repo
 from ..app.endpoints import public_view
 from ..app.matching import invalid_filter
 from ..app.signing import new_secret
 from ..app.urls import check_endpoint_url
+
+ENDPOINT_ORDER = Keyset("webhook_endpoints", sort="endpoint_id", id="endpoint_id", sort_type="text")  # ULIDs: by time
 
 
 class _Body(BaseModel):
@@ -69,14 +73,18 @@ def make_router(webhooks) -> APIRouter:
             await mark_committed(conn)  # a retry after a lost answer must not create a second endpoint
         return {**public_view(row), "secret": secret}  # the only time the secret is shown
 
-    @router.get("/webhook-endpoints")
+    @router.get("/webhook-endpoints", dependencies=[Depends(declared_only)])
     async def list_endpoints(
         tenant: Tenant,
-        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+        paging: Annotated[PageParams, Depends(page_params)],
         starting_after: Annotated[str | None, Query(alias="startingAfter")] = None,
     ) -> dict:
-        rows = await repo.endpoints_page(service.pool, tenant, starting_after, limit + 1)
-        return {"data": [public_view(r) for r in rows[:limit]], "hasMore": len(rows) > limit}
+        """Newest first. `startingAfter` (an endpoint id, Stripe's style) works like a cursor."""
+        async with service.pool.acquire() as conn:
+            rows, meta = await fetch_page(
+                conn, ENDPOINT_ORDER, "tenant_id = $1 AND deleted_at IS NULL", [tenant], after(paging, starting_after)
+            )
+        return {"data": [public_view(r) for r in rows], "meta": meta}
 
     @router.get("/webhook-endpoints/{endpoint_id}")
     async def get_endpoint(endpoint_id: str, tenant: Tenant) -> dict:

@@ -60,17 +60,6 @@ async def insert_endpoint(
     )
 
 
-async def endpoints_page(pool, tenant_id: str, starting_after: str | None, limit: int) -> list[asyncpg.Record]:
-    """Up to `limit` of the tenant's endpoints, newest first, after `starting_after` if given."""
-    return await pool.fetch(
-        """SELECT * FROM webhook_endpoints WHERE tenant_id = $1 AND deleted_at IS NULL
-              AND ($2::text IS NULL OR endpoint_id < $2) ORDER BY endpoint_id DESC LIMIT $3""",
-        tenant_id,
-        starting_after,
-        limit,
-    )
-
-
 async def update_endpoint(
     pool,
     tenant_id: str,
@@ -291,35 +280,6 @@ async def delivery(pool, delivery_id: str) -> asyncpg.Record:
 async def deliveries(pool, delivery_ids: list[str]) -> list[asyncpg.Record]:
     """These deliveries with their attempt logs, newest first."""
     return await _with_attempts(pool, "d.delivery_id = ANY($1::text[])", delivery_ids)
-
-
-async def endpoint_deliveries(
-    pool,
-    tenant_id: str,
-    endpoint_id: str,
-    *,
-    status: str | None,
-    event_type: str | None,
-    starting_after: str | None,
-    limit: int,
-) -> list[asyncpg.Record]:
-    """Up to `limit` of the endpoint's deliveries with their attempt logs, newest first, after
-    `starting_after` if given; `status` and `event_type` filter when given."""
-    return await pool.fetch(
-        f"""{_WITH_ATTEMPTS}
-            WHERE d.delivery_id IN (
-                SELECT delivery_id FROM webhook_deliveries
-                 WHERE endpoint_id = $1 AND tenant_id = $2 AND ($3::text IS NULL OR status = $3)
-                   AND ($4::text IS NULL OR event_type = $4) AND ($5::text IS NULL OR delivery_id < $5)
-                 ORDER BY delivery_id DESC LIMIT $6)
-            GROUP BY d.delivery_id ORDER BY d.delivery_id DESC""",
-        endpoint_id,
-        tenant_id,
-        status,
-        event_type,
-        starting_after,
-        limit,
-    )
 
 
 # -- customer e-mails -------------------------------------------------------------------------
