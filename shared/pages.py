@@ -10,6 +10,7 @@ lists page through `fetch_page`."""
 import base64
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any
 
 import asyncpg
@@ -69,6 +70,14 @@ def meta(*, limit: int, has_more: bool, next_cursor: str | None, page: int | Non
     }
 
 
+def _is_time(value: str) -> bool:
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class Keyset:
     """How a table's list is ordered: by `sort` (of SQL type `sort_type`), ties broken by the
@@ -90,7 +99,9 @@ async def fetch_page(
     clause = where
     if paging.cursor:
         value, row_id = decode_cursor(paging.cursor)
-        args += [None if value is None else str(value), row_id]
+        if not isinstance(value, str) or (keyset.sort_type == "timestamptz" and not _is_time(value)):
+            raise Refused("cursor_invalid", "cursor is not one this list returned.", field="cursor")
+        args += [value, row_id]
         n = len(args)
         clause = f"({where}) AND ({keyset.sort}, {keyset.id}) {cmp} (${n - 1}::text::{keyset.sort_type}, ${n})"
     offset = 0 if paging.cursor else (paging.page - 1) * paging.limit

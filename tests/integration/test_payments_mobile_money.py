@@ -11,6 +11,7 @@ import pytest
 from services.payments.providers.base import ChargeRequest, Instrument, ProviderError, SignatureInvalid
 from services.payments.providers.flutterwave import FlutterwaveProvider
 from services.payments.providers.mpesa import MpesaProvider, callback_token, msisdn
+from shared.pages import encode_cursor
 from tests.conftest import eventually
 from tests.support.payments_fakes import FakeDaraja, FakeFlutterwave, LocalServer, flutterwave_signature
 from tests.support.payments_server import invoice, payments_server, start_payments_server, stop_payments_server  # noqa: F401
@@ -80,6 +81,9 @@ async def test_flutterwave_adapter_charges_once_per_reference_refunds_once_per_k
                 flw.verify_callback(forged, body)
         with pytest.raises(SignatureInvalid):
             FlutterwaveProvider(fake.secret_key, None).verify_callback({"verif-hash": ""}, body)
+        with pytest.raises(SignatureInvalid):  # not a crash on characters HMAC digests never have
+            flw.verify_callback({"flutterwave-signature": "é"}, body)
+        assert (await flw.get_status("pay_usd")).charged == (1250, "USD")
 
 
 async def test_mpesa_adapter_pushes_once_confirms_by_query_and_refuses_what_daraja_cannot_do():
@@ -130,7 +134,7 @@ async def test_mpesa_adapter_pushes_once_confirms_by_query_and_refuses_what_dara
             "succeeded",
             True,
         )
-        for forged in ({**good, "token": "0" * 64}, {**good, "payment": "pay_other"}, {}):
+        for forged in ({**good, "token": "0" * 64}, {**good, "payment": "pay_other"}, {**good, "token": "é"}, {}):
             with pytest.raises(SignatureInvalid):
                 mpesa.verify_callback({}, body, forged)
 
@@ -210,6 +214,29 @@ async def test_accounts_over_the_api_and_mobile_money_through_the_service(databa
                 r = await raw.post(f"/webhooks/flutterwave/{flw['id']}", content=body, headers={"verif-hash": "guess"})
                 assert r.status_code == 400 and r.json()["error"]["code"] == "signature_invalid"
             assert (await client.get(f"/api/payments/{paid['id']}")).json()["status"] == "SUCCEEDED"
+
+            # Someone pays the hosted link's tx_ref less than the payment is for: not a success.
+            ugx_hosted = invoice(customer_id="cust_ug", currency="UGX", total=90000)
+            await _finalized(server, tenant, ugx_hosted)
+            link = (await client.post(f"/api/invoices/{ugx_hosted['id']}/checkout")).json()["checkoutUrl"]
+            async with httpx.AsyncClient() as browser:
+                r = await browser.post(link, data={"amount": "90000"})
+            assert r.status_code == 303 and r.headers["location"].startswith("https://checkout.flutterwave.test/")
+            tx_ref = r.headers["location"].rsplit("/", 1)[1]
+            flw_fake.links[tx_ref]["amount"] = "100"
+            flw_fake.pay(tx_ref)
+            body = json.dumps(
+                {"event": "charge.completed", "data": {"id": 2, "tx_ref": tx_ref, "status": "successful"}}
+            ).encode()
+            async with httpx.AsyncClient(base_url=server.url) as raw:
+                r = await raw.post(
+                    f"/webhooks/flutterwave/{flw['id']}",
+                    content=body,
+                    headers={"flutterwave-signature": flutterwave_signature(SECRET_HASH, body)},
+                )
+                assert r.status_code == 200
+            short = (await client.get(f"/api/payments/{tx_ref}")).json()
+            assert (short["status"], short["failureCode"]) == ("FAILED", "amount_mismatch")
 
             # Deactivated: no new payments route to it (the test-mode sandbox takes UGX instead).
             r = await client.patch(f"/api/payment-providers/{flw['id']}", json={"isActive": False})
@@ -297,6 +324,8 @@ async def test_accounts_over_the_api_and_mobile_money_through_the_service(databa
             # Its callback still settles it: the URL names the payment.
             assert (await daraja.answer(slow_id, 0)).json() == {"received": True}
             assert (await client.get(f"/api/payments/{lost['id']}")).json()["status"] == "SUCCEEDED"
+            [job] = await server.fetch("SELECT provider_reference FROM charge_jobs WHERE payment_id = $1", lost["id"])
+            assert job["provider_reference"] == slow_id  # learnt from the callback
             assert slow_push["Amount"] == 100
         finally:
             await stop_payments_server(server)
@@ -328,8 +357,9 @@ async def test_every_list_answers_one_shape_and_pages_by_cursor(payments_server)
     assert len(seen) == len(set(seen)) == 5 and seen == sorted(seen, reverse=True)  # newest first, none twice
     by_page = (await client.get("/api/payment-methods", params={"limit": 2, "page": 3})).json()
     assert [m["id"] for m in by_page["data"]] == seen[4:] and by_page["meta"]["hasMore"] is False
-    r = await client.get("/api/payment-methods", params={"cursor": "not-ours"})
-    assert r.status_code == 400 and r.json()["error"]["code"] == "cursor_invalid"
+    for cursor in ("not-ours", encode_cursor("not a time", "pm_1"), encode_cursor(5, "pm_1")):
+        r = await client.get("/api/payment-methods", params={"cursor": cursor})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "cursor_invalid", cursor
     for path in ("/api/payments", "/api/payment-providers"):
         listed = (await client.get(path)).json()
         assert set(listed["meta"]) == {"page", "limit", "total", "totalPages", "hasMore", "nextCursor"}, path

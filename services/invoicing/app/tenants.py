@@ -85,8 +85,16 @@ class TenantHandlers:
         await self._append(tenant_id, version, events)
         return key_id, key
 
-    async def revoke_key(self, tenant_id: str, key_id: str) -> bool:
+    async def revoke_key(self, tenant_id: str, key_id: str, *, mode: str | None = None) -> bool:
+        """`mode`: only a key of that mode (else LookupError), and never its last active one
+        (ValueError). Decided on the version read, so two revokes at once cannot both pass."""
         state, version = await self.state(tenant_id)
+        if mode is not None:
+            key = state.keys.get(key_id)
+            if key is None or key.mode != mode:
+                raise LookupError(key_id)
+            if [k.key_id for k in state.keys.values() if k.mode == mode and not k.revoked_at] == [key_id]:
+                raise ValueError(f"This is the last active {mode} key: create another before revoking it.")
         revoked = {k.key_id for k in state.keys.values() if k.revoked_at}
         events = decide_revoke_key(set(state.keys), revoked, key_id)
         await self._append(tenant_id, version, events)

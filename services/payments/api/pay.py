@@ -28,6 +28,7 @@ from ..app.handlers import Method, Payments
 from ..domain import money
 from ..providers.base import Instrument, ProviderError
 from ..providers.factory import ON_OUR_PAGE
+from ..providers.mpesa import msisdn
 from ..providers.sandbox import normalise
 
 log = get_logger(__name__)
@@ -211,12 +212,14 @@ def make_router(root) -> APIRouter:
             async with service.pool.acquire() as conn, conn.transaction():
                 account = await payments.accounts.route(conn, session["tenant_id"], inv["currency"])
                 # The sandbox (test instruments) and M-Pesa (a phone number) take their instruments
-                # here; the other providers on their own page. A mistyped test number is answered on
+                # here; the other providers on their own page. A mistyped number is answered on
                 # the page, before any payment exists.
                 if account.provider == "sandbox":
                     method = Method(kind, instrument=normalise(Instrument(kind, number)))
                 elif account.provider in ON_OUR_PAGE:
-                    method = Method(kind, instrument=Instrument(kind, number))
+                    if kind not in ON_OUR_PAGE[account.provider]:
+                        raise Refused("method_not_supported", f"Pay by {' or '.join(ON_OUR_PAGE[account.provider])}.")
+                    method = Method(kind, instrument=Instrument(kind, msisdn(number)))
                 else:
                     method = Method("hosted")
                 back = f"{service.settings.public_url.rstrip('/')}/pay/{token}/payments/{{payment_id}}"

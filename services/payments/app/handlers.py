@@ -219,10 +219,19 @@ class Payments:
         code: str | None = None,
         reason: str | None = None,
         at: datetime | None = None,
+        charged: tuple[int, str] | None = None,
     ) -> Payment:
+        """`charged`: what the provider says was paid, if it says; a success for another amount
+        or currency is recorded as failed `amount_mismatch` (anyone who knows a provider's
+        reference for the payment may have paid it something else)."""
         at = at or now()
         state, tenant_id = await self.read(conn, payment_id)
         await self.correlate(conn, payment_id)
+        expected = (state.snapshot.amount, state.snapshot.currency)
+        if status == "succeeded" and charged is not None and charged != expected:
+            log.warning("provider charged another amount", payment_id=payment_id, charged=charged, expected=expected)
+            status, code = "failed", "amount_mismatch"
+            reason = f"The provider took {charged[0]} {charged[1]} for a payment of {expected[0]} {expected[1]}."
         if status == "processing" or status == "requires_action":
             decided = decide_processing(state, reference, at)
         elif status in ("succeeded", "failed"):
@@ -249,6 +258,7 @@ class Payments:
                 reference=result.provider_reference,
                 code=result.failure_code,
                 reason=result.failure_reason,
+                charged=result.charged,
             )
 
         # A callback may append at the same moment: read again and decide again.

@@ -254,6 +254,18 @@ async def mark_charge_done(conn, payment_id: str) -> None:
     await conn.execute("UPDATE charge_jobs SET done = true WHERE payment_id = $1", payment_id)
 
 
+async def reference_taken(conn, reference: str | None, payment_id: str) -> bool:
+    """Whether another payment's charge has this provider reference."""
+    return bool(
+        reference
+        and await conn.fetchval(
+            "SELECT 1 FROM charge_jobs WHERE provider_reference = $1 AND payment_id <> $2 LIMIT 1",
+            reference,
+            payment_id,
+        )
+    )
+
+
 async def set_provider_reference(conn, payment_id: str, reference: str) -> None:
     await conn.execute("UPDATE charge_jobs SET provider_reference = $2 WHERE payment_id = $1", payment_id, reference)
 

@@ -64,13 +64,15 @@ async def _charged_through(conn, event: CallbackEvent, account: Account) -> bool
     """Whether the payment's charge was made through `account` (none recorded: the installation's
     sandbox). Never a live payment through a sandbox, which serves test mode only, not even one
     charged through it before the modes existed. A confirmed event must name the payment's own
-    charge too (when it is known), or the answer confirmed could be another payment's."""
+    charge too (when it is known) and no other payment's, or the answer confirmed could be
+    another payment's."""
     job = await repo.charged_through(conn, event.payment_id, SANDBOX_DEFAULT)
     return (
         job is not None
         and job["account_id"] == account.account_id
         and not (account.provider == "sandbox" and auth.livemode(job["tenant_id"]))
         and not (event.confirm and job["provider_reference"] not in (None, "", event.provider_reference))
+        and not (event.confirm and await repo.reference_taken(conn, event.provider_reference, event.payment_id))
     )
 
 
@@ -86,6 +88,7 @@ async def _confirmed(adapter, event: CallbackEvent) -> CallbackEvent:
         status=result.status if settled else None,
         failure_code=result.failure_code,
         failure_reason=result.failure_reason,
+        charged=result.charged,
     )
 
 
@@ -104,6 +107,8 @@ async def receive(
         raise Refused("signature_invalid", "The callback signature could not be verified.") from exc
     if event.confirm and event.status and event.payment_id:
         event = await _confirmed(adapter, event)
+        if event.status is None:  # not decided yet: not recorded, so the next callback still counts
+            return {"received": True, "ignored": True}
 
     async def apply(conn) -> dict:
         fresh = await repo.record_provider_event(conn, provider, account.account_id, event.event_id, event.payment_id)
@@ -126,6 +131,9 @@ async def receive(
                 provider_event_id=event.event_id,
             )
             return {"received": True, "ignored": True}
+        if event.confirm and event.provider_reference:
+            # A push whose answer was lost learns its reference here, so the job can look it up.
+            await repo.set_provider_reference(conn, event.payment_id, event.provider_reference)
         state = await payments.record(
             conn,
             event.payment_id,
@@ -133,6 +141,7 @@ async def receive(
             reference=event.provider_reference,
             code=event.failure_code,
             reason=event.failure_reason,
+            charged=event.charged,
         )
         log.info(
             "provider callback applied",

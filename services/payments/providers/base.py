@@ -64,6 +64,9 @@ class ChargeResult:
     redirect_url: str | None = None
     failure_code: str | None = None
     failure_reason: str | None = None
+    # (amount in minor units, currency) the provider says was paid, when it says: a succeeded
+    # charge for anything else is recorded as failed `amount_mismatch`.
+    charged: tuple[int, str] | None = None
 
 
 EXPIRED = "expired"  # the failure code of a hosted checkout the customer left unpaid
@@ -98,6 +101,7 @@ class CallbackEvent:
     # providers whose callbacks carry no signature over what they say (Daraja) or whose docs
     # say to verify first (Flutterwave).
     confirm: bool = False
+    charged: tuple[int, str] | None = None  # as ChargeResult's, once confirmed
 
 
 @dataclass(frozen=True)

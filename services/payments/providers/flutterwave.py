@@ -10,7 +10,7 @@
   Flutterwave (`confirm`), as its docs say to verify a transaction before giving value
 - idempotency: Flutterwave takes a tx_ref once, so a retried charge it refuses as a duplicate is
   looked up instead; a refund carries our key in `comments`, and a retry first looks for a
-  refund made under it (GET /refunds over the last two days) before asking for another
+  refund made under it (GET /refunds over the last week) before asking for another
 Amounts go in major units (12.50), converted exactly from our minor units, never through a float.
 """
 
@@ -19,10 +19,11 @@ import hashlib
 import hmac
 import json
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import httpx
 
-from shared.money import to_decimal
+from shared.money import exponent, to_decimal
 
 from . import http
 from .base import (
@@ -83,6 +84,8 @@ class FlutterwaveProvider:
             status=status,
             failure_code=tx.get("status") if failed else None,
             failure_reason=tx.get("processor_response") if failed else None,
+            # What was paid: anyone who knows a tx_ref can pay it, so payments checks it.
+            charged=(int(Decimal(str(tx["amount"])).scaleb(exponent(tx["currency"]))), tx["currency"]),
         )
 
     async def start_payment(self, req: ChargeRequest) -> ChargeResult:
@@ -139,9 +142,9 @@ class FlutterwaveProvider:
         signature, legacy = headers.get("flutterwave-signature"), headers.get("verif-hash")
         if signature is not None:
             expected = base64.b64encode(hmac.new(self.secret_hash.encode(), body, hashlib.sha256).digest()).decode()
-            if not hmac.compare_digest(expected, signature):
+            if not hmac.compare_digest(expected.encode(), signature.encode()):
                 raise SignatureInvalid("flutterwave-signature does not match")
-        elif legacy is None or not hmac.compare_digest(self.secret_hash, legacy):
+        elif legacy is None or not hmac.compare_digest(self.secret_hash.encode(), legacy.encode()):
             raise SignatureInvalid("neither flutterwave-signature nor verif-hash matches")
         try:
             event = json.loads(body)
@@ -170,7 +173,8 @@ class FlutterwaveProvider:
 
     async def _refund_made(self, idempotency_key: str, tx_id: int) -> RefundResult | None:
         today = datetime.now(UTC).date()
-        window = {"from": str(today - timedelta(days=1)), "to": str(today + timedelta(days=1))}
+        # A retry comes within minutes (the worker backs off to 5 min); a week covers a long outage.
+        window = {"from": str(today - timedelta(days=7)), "to": str(today + timedelta(days=1))}
         page = 1
         while True:
             refunds, meta = await self._call("GET", "/refunds", params={**window, "page": page})

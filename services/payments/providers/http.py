@@ -1,6 +1,6 @@
 """The HTTP call the JSON-over-HTTPS adapters share (Paystack, Flutterwave, M-Pesa): a provider
-that does not answer, answers 5xx or 429, or answers without JSON is unavailable (retried with
-the same key); anything else is handed back with its status for the adapter to read."""
+that does not answer, answers 5xx or 429, or answers anything but JSON is unavailable (retried
+with the same key); anything else is handed back with its status for the adapter to read."""
 
 import httpx
 
@@ -44,6 +44,6 @@ async def call(
         payload = {"data": payload}
     if r.status_code >= 500:
         raise ServerError("provider_unavailable", f"{provider} answered {r.status_code}", payload)
-    if r.status_code == 429:
-        raise ProviderUnavailable("provider_unavailable", f"{provider} answered 429")
+    if r.status_code == 429:  # refused before doing anything
+        raise NotSent("provider_unavailable", f"{provider} answered 429")
     return r.status_code, payload

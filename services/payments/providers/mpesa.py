@@ -12,8 +12,9 @@
   HMAC of it keyed with the consumer secret (`?payment=…&token=…`); a callback without the right
   token is refused, and even a right one is only a hint: payments asks Daraja (`confirm`)
 - idempotency: Daraja has none, and a second push would ask the customer to pay twice, so a push
-  is repeated only when it never reached Daraja (no connection); a push whose answer is lost
-  waits, processing, for its callback (which names the payment) or the checkout deadline
+  is repeated only when it never reached Daraja (no connection, or a 429); a push whose answer
+  is lost stays processing until its callback (which names the payment) tells payments the
+  CheckoutRequestID, and is then looked up like any other
 - refunds: Daraja's reversal API answers by callback to an initiator's result URL; Billstream does
   not drive it yet, so a refund is refused with `refund_not_supported`
 Amounts go in whole shillings: an amount with cents is refused before any push.
@@ -45,7 +46,7 @@ from .base import (
 )
 
 PENDING_CODE = "500.001.1001"  # stkpushquery: the customer has not answered yet
-_tokens: dict[tuple[str, str], tuple[str, float]] = {}  # (api base, consumer key) → (token, expiry)
+_tokens: dict[tuple[str, str, str], tuple[str, float]] = {}  # (api base, key, secret hash) → (token, expiry)
 
 
 def msisdn(number: str) -> str:
@@ -80,8 +81,12 @@ class MpesaProvider:
         self.shortcode, self.passkey = credentials.get("shortcode", ""), credentials.get("passkey", "")
         self.api_base, self.timeout, self.transport = api_base.rstrip("/"), timeout, transport
 
+    def _cache_key(self) -> tuple[str, str, str]:
+        # The secret is part of the key: a tenant naming another's consumer key never gets its token.
+        return self.api_base, self.consumer_key, hashlib.sha256(self.consumer_secret.encode()).hexdigest()
+
     async def _token(self) -> str:
-        key = (self.api_base, self.consumer_key)
+        key = self._cache_key()
         token, expires = _tokens.get(key, ("", 0.0))
         if time.monotonic() < expires:
             return token
@@ -102,7 +107,8 @@ class MpesaProvider:
         _tokens[key] = (payload["access_token"], time.monotonic() + int(payload.get("expires_in", 3599)) - 60)
         return payload["access_token"]
 
-    async def _post(self, path: str, body: dict) -> dict:
+    async def _post(self, path: str, body: dict, token: str | None = None) -> dict:
+        token = token or await self._token()
         status_code, payload = await http.call(
             "M-Pesa",
             "POST",
@@ -110,7 +116,7 @@ class MpesaProvider:
             timeout=self.timeout,
             transport=self.transport,
             json=body,
-            headers={"Authorization": f"Bearer {await self._token()}"},
+            headers={"Authorization": f"Bearer {token}"},
         )
         if status_code >= 400:
             raise ProviderError(
@@ -131,6 +137,7 @@ class MpesaProvider:
             raise ProviderError("amount_invalid", "M-Pesa takes whole shillings: the amount has cents.")
         password, stamp = self._password()
         query = urlencode({"payment": req.reference, "token": callback_token(self.consumer_secret, req.reference)})
+        token = await self._token()  # outside the try: no token, no push sent
         try:
             answer = await self._post(
                 "/mpesa/stkpush/v1/processrequest",
@@ -147,6 +154,7 @@ class MpesaProvider:
                     "AccountReference": req.reference[-12:],  # Daraja takes 12 characters
                     "TransactionDesc": "Invoice payment",
                 },
+                token,
             )
         except http.NotSent:
             raise  # retried: Daraja never saw it
@@ -176,7 +184,7 @@ class MpesaProvider:
         payment_id, token = query.get("payment", ""), query.get("token", "")
         if not self.consumer_secret or not payment_id:
             raise SignatureInvalid("no consumer secret, or no payment in the callback URL")
-        if not hmac.compare_digest(callback_token(self.consumer_secret, payment_id), token):
+        if not hmac.compare_digest(callback_token(self.consumer_secret, payment_id).encode(), token.encode()):
             raise SignatureInvalid("the callback URL's token does not match")
         try:
             callback = json.loads(body)["Body"]["stkCallback"]
@@ -216,7 +224,9 @@ class MpesaProvider:
             if str(exc.payload.get("errorCode")) == PENDING_CODE:
                 return ChargeResult(provider_reference, "processing")
             raise
-        code = str(answer.get("ResultCode"))
+        if answer.get("ResultCode") in (None, "", "4999"):  # no decision yet (4999: still under processing)
+            return ChargeResult(provider_reference, "processing")
+        code = str(answer["ResultCode"])
         if code == "0":
             return ChargeResult(provider_reference, "succeeded")
         return ChargeResult(
@@ -224,5 +234,5 @@ class MpesaProvider:
         )
 
     async def check_credentials(self) -> None:
-        _tokens.pop((self.api_base, self.consumer_key), None)  # ask Daraja, not the cache
+        _tokens.pop(self._cache_key(), None)  # ask Daraja, not the cache
         await self._token()

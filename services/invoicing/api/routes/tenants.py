@@ -105,7 +105,7 @@ def make_router(invoicing) -> APIRouter:
             "invoices": {"total": counts["invoices"], "createdThisPeriod": counts["created"]},
             "customers": {"total": counts["customers"]},
             "apiKeys": {"active": sum(k.mode == mode_of(world) and not k.revoked_at for k in state.keys.values())},
-            # Finalized this month's invoices (not drafts or voids), by currency, in minor units.
+            # The invoices created this month that were issued (not drafts or voids), by currency.
             "amounts": [
                 {"currency": r["currency"], "invoiced": int(r["invoiced"]), "paid": int(r["paid"])} for r in amounts
             ],
@@ -116,7 +116,8 @@ def make_router(invoicing) -> APIRouter:
         """The keys of the caller's mode, newest first, revoked ones too."""
         state, _ = await handlers().state(auth.tenant_of(world))
         keys = [_key_view(k) for k in reversed(state.keys.values()) if k.mode == mode_of(world)]
-        return {"data": keys, "meta": meta(limit=len(keys), has_more=False, next_cursor=None, page=1, total=len(keys))}
+        page = meta(limit=max(len(keys), 1), has_more=False, next_cursor=None, page=1, total=len(keys))
+        return {"data": keys, "meta": page}
 
     @router.post("/api-keys", status_code=201)
     async def create_key(world: World, body: ApiKeyIn | None = None) -> dict:
@@ -130,15 +131,13 @@ def make_router(invoicing) -> APIRouter:
     async def revoke_key(key_id: str, world: World) -> dict:
         """Revoked at once here, within moments in every service. The mode's last active key
         cannot be revoked (409 last_api_key): make its successor first."""
-        tenant, mode = auth.tenant_of(world), mode_of(world)
-        state, _ = await handlers().state(tenant)
-        key = state.keys.get(key_id)
-        if key is None or key.mode != mode:
-            raise NotFound("API key", key_id)
-        active = [k for k in state.keys.values() if k.mode == mode and not k.revoked_at]
-        if active == [key]:
-            raise Conflict("last_api_key", f"This is the last active {mode} key: create another before revoking it.")
-        await handlers().revoke_key(tenant, key_id)
+        tenant = auth.tenant_of(world)
+        try:
+            await handlers().revoke_key(tenant, key_id, mode=mode_of(world))
+        except LookupError:
+            raise NotFound("API key", key_id) from None
+        except ValueError as exc:
+            raise Conflict("last_api_key", str(exc)) from exc
         state, _ = await handlers().state(tenant)
         return _key_view(state.keys[key_id])
 
