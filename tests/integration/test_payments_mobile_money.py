@@ -8,28 +8,25 @@ import json
 import httpx
 import pytest
 
-from services.payments.providers.base import ChargeRequest, Instrument, ProviderError, SignatureInvalid
+from services.payments.providers.base import Instrument, ProviderError, SignatureInvalid
 from services.payments.providers.flutterwave import FlutterwaveProvider
 from services.payments.providers.mpesa import MpesaProvider, callback_token, msisdn
 from shared.pages import encode_cursor
 from tests.conftest import eventually
-from tests.support.payments_fakes import FakeDaraja, FakeFlutterwave, LocalServer, flutterwave_signature
+from tests.support.payments_fakes import (
+    FakeDaraja,
+    FakeFlutterwave,
+    LocalServer,
+    charge_request,
+    flutterwave_signature,
+)
 from tests.support.payments_server import invoice, payments_server, start_payments_server, stop_payments_server  # noqa: F401
 
 SECRET_HASH = "flw_secret_hash_test"
 
 
-def charge(reference: str, token: str | None = None, amount: int = 50000, currency: str = "UGX", **more):
-    return ChargeRequest(
-        idempotency_key=f"billstream_{reference}",
-        reference=reference,
-        amount=amount,
-        currency=currency,
-        callback_url="http://127.0.0.1:9/webhooks/x/acct",
-        method_token=token,
-        customer_email="grace@example.com",
-        **more,
-    )
+def charge(reference: str, token: str | None = None, *, amount: int = 50000, currency: str = "UGX", **more):
+    return charge_request(reference, token, amount, currency, **more)
 
 
 async def test_flutterwave_adapter_charges_once_per_reference_refunds_once_per_key_and_checks_signatures():
@@ -108,6 +105,8 @@ async def test_mpesa_adapter_pushes_once_confirms_by_query_and_refuses_what_dara
         assert (
             await mpesa.get_status(pushed.provider_reference)
         ).status == "processing"  # the customer has not answered
+        fake.pushes[pushed.provider_reference]["result"] = 4999  # Daraja: still under processing
+        assert (await mpesa.get_status(pushed.provider_reference)).status == "processing"
         fake.pushes[pushed.provider_reference]["result"] = 1032
         cancelled = await mpesa.get_status(pushed.provider_reference)
         assert (cancelled.status, cancelled.failure_code) == ("failed", "mpesa_1032")
@@ -286,14 +285,18 @@ async def test_accounts_over_the_api_and_mobile_money_through_the_service(databa
             settled = (await client.get(f"/api/payments/{payment_id}")).json()
             assert (settled["status"], settled["amount"], settled["provider"]) == ("SUCCEEDED", 250000, "mpesa")
 
+            async def collect_by_phone(customer_id: str, phone: str) -> dict:
+                """A saved phone number's KES invoice, collected."""
+                await client.post(
+                    "/api/payment-methods",
+                    json={"customerId": customer_id, "provider": "mpesa", "type": "mobile_money", "token": phone},
+                )
+                kes = invoice(customer_id=customer_id, currency="KES", total=10000)
+                await _finalized(server, tenant, kes)
+                return (await client.post(f"/api/invoices/{kes['id']}/collect")).json()
+
             # A saved phone number, collected: processing until the customer declines on the phone.
-            await client.post(
-                "/api/payment-methods",
-                json={"customerId": "cust_ke", "provider": "mpesa", "type": "mobile_money", "token": "254712345678"},
-            )
-            kes2 = invoice(customer_id="cust_ke", currency="KES", total=10000)
-            await _finalized(server, tenant, kes2)
-            pending = (await client.post(f"/api/invoices/{kes2['id']}/collect")).json()
+            pending = await collect_by_phone("cust_ke", "254712345678")
             assert pending["status"] == "PROCESSING"
             assert (await daraja.answer(pending["providerReference"], 1032)).json() == {"received": True}
             failed = (await client.get(f"/api/payments/{pending['id']}")).json()
@@ -301,13 +304,7 @@ async def test_accounts_over_the_api_and_mobile_money_through_the_service(databa
 
             # The push's answer is lost after the prompt went out: when the worker runs the job
             # again it only looks, and never prompts the customer a second time.
-            await client.post(
-                "/api/payment-methods",
-                json={"customerId": "cust_slow", "provider": "mpesa", "type": "mobile_money", "token": "254700000009"},
-            )
-            kes3 = invoice(customer_id="cust_slow", currency="KES", total=10000)
-            await _finalized(server, tenant, kes3)
-            lost = (await client.post(f"/api/invoices/{kes3['id']}/collect")).json()
+            lost = await collect_by_phone("cust_slow", "254700000009")
             assert lost["status"] == "PROCESSING"
             [(slow_id, slow_push)] = [
                 (k, p) for k, p in daraja.pushes.items() if p.get("PhoneNumber") == "254700000009"

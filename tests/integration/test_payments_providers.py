@@ -22,46 +22,41 @@ from services.payments.providers.base import (
 from services.payments.providers.paystack import PaystackProvider
 from services.payments.providers.stripe_adapter import StripeProvider
 from tests.conftest import eventually
-from tests.support.payments_fakes import FakePaystack, FakeStripe, LocalServer, paystack_signature, stripe_event
+from tests.support.payments_fakes import (
+    FakePaystack,
+    FakeStripe,
+    LocalServer,
+    charge_request,
+    paystack_signature,
+    stripe_event,
+)
 from tests.support.payments_server import invoice, start_payments_server, stop_payments_server
 
 WHSEC = "whsec_test_stripe"
-
-
-def charge(reference: str, token: str, amount: int = 5000, currency: str = "USD") -> ChargeRequest:
-    return ChargeRequest(
-        idempotency_key=f"billstream_{reference}",
-        reference=reference,
-        amount=amount,
-        currency=currency,
-        callback_url="http://127.0.0.1/webhooks/x",
-        method_token=token,
-        customer_email="grace@example.com",
-    )
 
 
 async def test_stripe_adapter_charges_once_per_key_declines_refunds_and_checks_signatures():
     fake = FakeStripe()
     async with LocalServer(fake.app) as server:
         stripe_ = StripeProvider(fake.secret_key, WHSEC, api_base=server.url, timeout=3.0)
-        result = await stripe_.charge_saved_method(charge("pay_1", "cus_1:pm_card_visa"))
+        result = await stripe_.charge_saved_method(charge_request("pay_1", "cus_1:pm_card_visa"))
         assert result.status == "succeeded" and result.provider_reference.startswith("pi_")
-        again = await stripe_.charge_saved_method(charge("pay_1", "cus_1:pm_card_visa"))
+        again = await stripe_.charge_saved_method(charge_request("pay_1", "cus_1:pm_card_visa"))
         assert again.provider_reference == result.provider_reference and len(fake.intents) == 1
         assert all(key == "billstream_pay_1" for _, path, key in fake.requests if path == "/v1/payment_intents")
 
         # A timeout; a retry while Stripe still works on the first request is 409 (unavailable, retried,
         # never a decline); once it is done the same key hands back the same intent.
         with pytest.raises(ProviderUnavailable):
-            await stripe_.charge_saved_method(charge("pay_slow", "pm_card_slow"))
+            await stripe_.charge_saved_method(charge_request("pay_slow", "pm_card_slow"))
         with pytest.raises(ProviderUnavailable, match="in-progress"):
-            await stripe_.charge_saved_method(charge("pay_slow", "pm_card_slow"))
+            await stripe_.charge_saved_method(charge_request("pay_slow", "pm_card_slow"))
         await asyncio.sleep(3.5)  # the slow answer (6 s) has come and gone
-        retried = await stripe_.charge_saved_method(charge("pay_slow", "pm_card_slow"))
+        retried = await stripe_.charge_saved_method(charge_request("pay_slow", "pm_card_slow"))
         assert retried.status == "succeeded"
         assert sum(i["payment_method"] == "pm_card_slow" for i in fake.intents.values()) == 1
 
-        declined = await stripe_.charge_saved_method(charge("pay_2", "pm_card_chargeDeclined"))
+        declined = await stripe_.charge_saved_method(charge_request("pay_2", "pm_card_chargeDeclined"))
         assert (declined.status, declined.failure_code) == ("failed", "generic_decline")
 
         refund = await stripe_.refund("rf_1", result.provider_reference, 2000, "USD")
@@ -93,7 +88,7 @@ async def test_stripe_adapter_charges_once_per_key_declines_refunds_and_checks_s
 
         bad_key = StripeProvider("sk_test_wrong", WHSEC, api_base=server.url)
         with pytest.raises(ProviderError):
-            await bad_key.charge_saved_method(charge("pay_9", "pm_card_visa"))
+            await bad_key.charge_saved_method(charge_request("pay_9", "pm_card_visa"))
 
 
 async def test_stripe_retry_refused_for_its_key_is_looked_up_and_never_a_decline():
@@ -104,11 +99,11 @@ async def test_stripe_retry_refused_for_its_key_is_looked_up_and_never_a_decline
     fake = FakeStripe()
     async with LocalServer(fake.app) as server:
         stripe_ = StripeProvider(fake.secret_key, WHSEC, api_base=server.url, timeout=3.0)
-        first = await stripe_.charge_saved_method(charge("pay_1", "pm_card_visa"))
-        changed = await stripe_.charge_saved_method(charge("pay_1", "pm_card_visa", amount=5100))
+        first = await stripe_.charge_saved_method(charge_request("pay_1", "pm_card_visa"))
+        changed = await stripe_.charge_saved_method(charge_request("pay_1", "pm_card_visa", amount=5100))
         assert (changed.status, changed.provider_reference) == ("succeeded", first.provider_reference)
-        await stripe_.charge_saved_method(charge("pay_2", "pm_card_chargeDeclined"))
-        declined = await stripe_.charge_saved_method(charge("pay_2", "pm_card_chargeDeclined", amount=1))
+        await stripe_.charge_saved_method(charge_request("pay_2", "pm_card_chargeDeclined"))
+        declined = await stripe_.charge_saved_method(charge_request("pay_2", "pm_card_chargeDeclined", amount=1))
         assert (declined.status, declined.failure_code) == ("failed", "generic_decline")  # a real decline stays one
         assert len(fake.intents) == 2
 
@@ -167,20 +162,22 @@ async def test_paystack_adapter_dedupes_by_reference_and_checks_signatures():
     fake = FakePaystack()
     async with LocalServer(fake.app) as server:
         paystack = PaystackProvider(fake.secret_key, api_base=server.url, timeout=3.0)
-        ok = await paystack.charge_saved_method(charge("pay_1", "AUTH_ok", currency="NGN"))
+        ok = await paystack.charge_saved_method(charge_request("pay_1", "AUTH_ok", currency="NGN"))
         assert (ok.status, ok.provider_reference) == ("succeeded", "pay_1")
         # Paystack keys on the reference: a second try finds the first charge instead of charging again.
-        assert (await paystack.charge_saved_method(charge("pay_1", "AUTH_ok", currency="NGN"))).status == "succeeded"
+        assert (
+            await paystack.charge_saved_method(charge_request("pay_1", "AUTH_ok", currency="NGN"))
+        ).status == "succeeded"
         assert len(fake.transactions) == 1
 
         with pytest.raises(ProviderUnavailable):
-            await paystack.charge_saved_method(charge("pay_slow", "AUTH_slow", currency="NGN"))
+            await paystack.charge_saved_method(charge_request("pay_slow", "AUTH_slow", currency="NGN"))
         assert (
-            await paystack.charge_saved_method(charge("pay_slow", "AUTH_slow", currency="NGN"))
+            await paystack.charge_saved_method(charge_request("pay_slow", "AUTH_slow", currency="NGN"))
         ).status == "succeeded"
         assert len(fake.transactions) == 2
 
-        failed = await paystack.charge_saved_method(charge("pay_2", "AUTH_nofunds", currency="NGN"))
+        failed = await paystack.charge_saved_method(charge_request("pay_2", "AUTH_nofunds", currency="NGN"))
         assert (failed.status, failed.failure_reason) == ("failed", "Insufficient Funds")
 
         first = await paystack.refund("rf_1", "pay_1", 1000, "NGN")

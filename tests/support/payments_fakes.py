@@ -22,7 +22,24 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from services.payments.providers.base import ChargeRequest
 from tests.support.payments_server import free_port, start_payments_server, stop_payments_server
+
+
+def charge_request(
+    reference: str, token: str | None = None, amount: int = 5000, currency: str = "USD", **more
+) -> ChargeRequest:
+    """What the charge worker hands an adapter, keyed `billstream_<reference>` as it keys them."""
+    return ChargeRequest(
+        idempotency_key=f"billstream_{reference}",
+        reference=reference,
+        amount=amount,
+        currency=currency,
+        callback_url="http://127.0.0.1/webhooks/x",
+        method_token=token,
+        customer_email="grace@example.com",
+        **more,
+    )
 
 
 def stripe_form(body: bytes) -> dict:

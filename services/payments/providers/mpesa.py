@@ -107,7 +107,12 @@ class MpesaProvider:
         _tokens[key] = (payload["access_token"], time.monotonic() + int(payload.get("expires_in", 3599)) - 60)
         return payload["access_token"]
 
-    async def _post(self, path: str, body: dict, token: str | None = None) -> dict:
+    async def _stk(self, path: str, fields: dict, token: str | None = None) -> dict:
+        """An STK call: `fields` with the paybill and the password of this second (Daraja's
+        base64 of shortcode, passkey and timestamp)."""
+        stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+        password = base64.b64encode(f"{self.shortcode}{self.passkey}{stamp}".encode()).decode()
+        body = {"BusinessShortCode": self.shortcode, "Password": password, "Timestamp": stamp, **fields}
         token = token or await self._token()
         status_code, payload = await http.call(
             "M-Pesa",
@@ -125,26 +130,18 @@ class MpesaProvider:
             )
         return payload
 
-    def _password(self) -> tuple[str, str]:
-        stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
-        return base64.b64encode(f"{self.shortcode}{self.passkey}{stamp}".encode()).decode(), stamp
-
     async def _push(self, req: ChargeRequest, phone: str) -> ChargeResult:
         if req.currency != "KES":
             raise ProviderError("currency_not_supported", "M-Pesa takes payments in KES only.")
         shillings, cents = divmod(req.amount, 10 ** exponent("KES"))
         if cents:
             raise ProviderError("amount_invalid", "M-Pesa takes whole shillings: the amount has cents.")
-        password, stamp = self._password()
         query = urlencode({"payment": req.reference, "token": callback_token(self.consumer_secret, req.reference)})
         token = await self._token()  # outside the try: no token, no push sent
         try:
-            answer = await self._post(
+            answer = await self._stk(
                 "/mpesa/stkpush/v1/processrequest",
                 {
-                    "BusinessShortCode": self.shortcode,
-                    "Password": password,
-                    "Timestamp": stamp,
                     "TransactionType": "CustomerPayBillOnline",
                     "Amount": shillings,
                     "PartyA": phone,
@@ -209,24 +206,15 @@ class MpesaProvider:
     async def get_status(self, provider_reference: str) -> ChargeResult:
         if not provider_reference:  # the push's answer was lost: only its callback can tell
             return ChargeResult("", "processing")
-        password, stamp = self._password()
         try:
-            answer = await self._post(
-                "/mpesa/stkpushquery/v1/query",
-                {
-                    "BusinessShortCode": self.shortcode,
-                    "Password": password,
-                    "Timestamp": stamp,
-                    "CheckoutRequestID": provider_reference,
-                },
-            )
+            answer = await self._stk("/mpesa/stkpushquery/v1/query", {"CheckoutRequestID": provider_reference})
         except http.ServerError as exc:
             if str(exc.payload.get("errorCode")) == PENDING_CODE:
                 return ChargeResult(provider_reference, "processing")
             raise
-        if answer.get("ResultCode") in (None, "", "4999"):  # no decision yet (4999: still under processing)
+        code = "" if answer.get("ResultCode") is None else str(answer["ResultCode"])  # Daraja sends "0" or 0
+        if code in ("", "4999"):  # no decision yet (4999: still under processing)
             return ChargeResult(provider_reference, "processing")
-        code = str(answer["ResultCode"])
         if code == "0":
             return ChargeResult(provider_reference, "succeeded")
         return ChargeResult(
