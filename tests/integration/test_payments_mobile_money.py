@@ -324,6 +324,25 @@ async def test_accounts_over_the_api_and_mobile_money_through_the_service(databa
             [job] = await server.fetch("SELECT provider_reference FROM charge_jobs WHERE payment_id = $1", lost["id"])
             assert job["provider_reference"] == slow_id  # learnt from the callback
             assert slow_push["Amount"] == 100
+
+            # Daraja refuses a push (429) and the job waits to retry; the account is deactivated
+            # meanwhile: the retry charges nothing and the payment fails, as no new payment starts there.
+            daraja.busy = True
+            refused = await collect_by_phone("cust_busy", "254711111111")
+            assert refused["status"] == "PENDING" and not [
+                p for p in daraja.pushes.values() if "254711111111" in str(p)
+            ]
+            r = await client.patch(f"/api/payment-providers/{mpesa['id']}", json={"isActive": False})
+            assert r.json()["isActive"] is False
+            daraja.busy = False
+            await server.fetch("UPDATE charge_jobs SET next_attempt_at = now() WHERE payment_id = $1", refused["id"])
+
+            async def ended():
+                payment = (await client.get(f"/api/payments/{refused['id']}")).json()
+                return payment if payment["status"] == "FAILED" else None
+
+            assert (await eventually(ended))["failureCode"] == "provider_inactive"
+            assert not [p for p in daraja.pushes.values() if "254711111111" in str(p)]
         finally:
             await stop_payments_server(server)
 

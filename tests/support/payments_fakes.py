@@ -585,6 +585,7 @@ class FakeDaraja:
         self.tokens: set[str] = set()
         self.pushes: dict[str, dict] = {}  # CheckoutRequestID -> the push and its result
         self.slow_once = True
+        self.busy = False  # answer pushes 429 (Daraja's spike arrest): nothing is sent
         self.app = Starlette(
             routes=[
                 Route("/oauth/v1/generate", self.oauth, methods=["GET"]),
@@ -622,6 +623,8 @@ class FakeDaraja:
     async def push(self, request: Request) -> JSONResponse:
         if (denied := self._denied(request)) is not None:
             return denied
+        if self.busy:
+            return JSONResponse({"errorCode": "500.003.02", "errorMessage": "Spike arrest violation"}, 429)
         body = await request.json()
         if not self._password_ok(body):
             return JSONResponse({"errorCode": "400.002.02", "errorMessage": "Bad Request - Invalid Password"}, 400)

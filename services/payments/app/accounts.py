@@ -28,8 +28,14 @@ class Accounts:
         return [self.from_row(r) for r in await repo.active_accounts_of(conn, tenant_id)]
 
     def from_row(self, r) -> Account:
+        """`r`: ACCOUNT_COLUMNS at least; a whole row also says whether the account is active."""
         return Account(
-            r["account_id"], r["provider"], tuple(r["currencies"]), r["priority"], self.vault.decrypt(r["credentials"])
+            r["account_id"],
+            r["provider"],
+            tuple(r["currencies"]),
+            r["priority"],
+            self.vault.decrypt(r["credentials"]),
+            active=r.get("active", True) and r.get("deleted_at") is None,
         )
 
     async def route(self, conn, tenant_id: str, currency: str, provider: str | None = None) -> Account:

@@ -301,6 +301,10 @@ class Payments:
             # ask how it went, never send it again.
             if job["provider_reference"] is not None:
                 result = await provider.get_status(job["provider_reference"])
+            elif not account.active:  # deactivated or deleted before this charge was sent
+                raise ProviderError(
+                    "provider_inactive", "The payment's provider account was deactivated before it was charged."
+                )
             elif overdue and not job["instrument"]:
                 # No form was ever shown (we never heard back from creating it): opening one now
                 # would only hand the customer a page for a payment that is over.

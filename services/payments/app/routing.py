@@ -14,6 +14,7 @@ class Account:
     currencies: tuple[str, ...] = ()  # empty: any currency
     priority: int = 100
     credentials: dict = field(default_factory=dict, compare=False, repr=False)
+    active: bool = True  # False once deactivated or deleted: it may finish its payments, not start one
 
 
 class NoProvider(Exception):
