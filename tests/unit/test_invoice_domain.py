@@ -156,6 +156,57 @@ def test_write_off_closes_the_balance():
     assert s.amount_paid + s.write_off_amount == s.totals.total
 
 
+def credit(s: inv.Invoice, amount: int, cn: str = "cn_1") -> inv.Invoice:
+    facts = inv.decide_adjust(s, credit_note_id=cn, amount=amount, reason_code="order_change")
+    note = ev.CreditNoteCreated(credit_note={"id": cn, "type": "adjustment", "status": "adjusted"})
+    return apply(s, [*facts, ("credit_note.created", note)])
+
+
+def test_a_credit_note_lowers_what_is_due_and_voiding_it_brings_it_back():
+    s = credit(pending(1000), 300)
+    assert (s.status, s.amount_adjusted, s.amount_due) == ("PENDING", 300, 700)
+    s = apply(s, inv.decide_void_credit_note(s, "cn_1"))
+    assert (s.status, s.amount_adjusted, s.amount_due, s.adjustments) == ("PENDING", 0, 1000, {})
+    s = apply(s, [("credit_note.voided", ev.CreditNoteVoided(credit_note={"id": "cn_1", "status": "voided"}))])
+    with pytest.raises(Conflict) as err:
+        inv.decide_void_credit_note(s, "cn_1")
+    assert err.value.code == "credit_note_voided"
+
+
+def test_a_credit_note_for_all_that_is_due_pays_the_invoice_and_then_stays():
+    s, _ = pay(pending(1000), 400)
+    facts = inv.decide_adjust(s, credit_note_id="cn_1", amount=600, reason_code="waiver")
+    assert [t for t, _ in facts] == ["invoice.adjusted", "invoice.paid"]
+    s = credit(s, 600)
+    assert (s.status, s.amount_due) == ("PAID", 0)
+    with pytest.raises(Conflict) as err:  # it is part of how the invoice closed
+        inv.decide_void_credit_note(s, "cn_1")
+    assert err.value.code == "invoice_paid"
+
+
+@pytest.mark.parametrize(
+    ("amount", "reason_code", "code"),
+    [(0, "waiver", "amount_invalid"), (1001, "waiver", "amount_invalid"), (10, "write_off", "reason_code_invalid")],
+)
+def test_credit_notes_refuse_more_than_is_due_and_unknown_reasons(amount, reason_code, code):
+    with pytest.raises(Refused) as err:
+        inv.decide_adjust(pending(1000), credit_note_id="cn_1", amount=amount, reason_code=reason_code)
+    assert err.value.code == code
+    with pytest.raises(Conflict) as err:  # a draft owes nothing yet
+        inv.decide_adjust(draft(1000), credit_note_id="cn_1", amount=10, reason_code="waiver")
+    assert err.value.code == "invoice_draft"
+
+
+def test_only_credit_notes_made_by_hand_are_voided():
+    s = pending(1000)
+    s = apply(s, inv.decide_write_off(s, "cn_w"))
+    note = ev.CreditNoteCreated(credit_note={"id": "cn_w", "type": "adjustment", "status": "adjusted"})
+    s = apply(s, [("credit_note.created", note)])
+    with pytest.raises(Conflict) as err:
+        inv.decide_void_credit_note(s, "cn_w")
+    assert err.value.code == "credit_note_not_voidable"
+
+
 def test_delete_only_drafts():
     s = draft(100)
     assert apply(s, inv.decide_delete(s)).exists is False
@@ -243,14 +294,16 @@ operations = st.one_of(
     st.tuples(st.just("refund"), st.integers(1, 5000), st.just(0)),
     st.tuples(st.just("void"), st.just(0), st.just(0)),
     st.tuples(st.just("write_off"), st.just(0), st.just(0)),
+    st.tuples(st.just("adjust"), st.integers(1, 5000), st.just(0)),
+    st.tuples(st.just("void_note"), st.just(0), st.just(0)),
 )
 
 
 @given(st.integers(0, 6000), st.lists(operations, max_size=12), st.randoms(use_true_random=False))
 def test_balance_holds_through_credit_payments_refunds_voids_and_any_order(credit, ops, rnd):
     """Credit up to more than the whole invoice (4000), then payments (redelivered too), refunds,
-    a void or a write-off in any order: after every step the money adds up, and the same
-    payments in another order leave the same balance."""
+    credit notes made and voided, a void or a write-off in any order: after every step the money
+    adds up, and the same payments in another order leave the same balance."""
     s = draft(2500, 1500)
     s = apply(s, inv.decide_finalize(s, number="INV-1", credit_available=credit))
     assert s.credits_applied == min(credit, 4000) and (s.status == "PAID") == (credit >= 4000)
@@ -277,10 +330,20 @@ def test_balance_holds_through_credit_payments_refunds_voids_and_any_order(credi
                 )
             elif op == "void":
                 facts = inv.decide_void(s, "test")
+            elif op == "adjust":
+                cn = f"cn_{len(s.credit_notes)}"
+                facts = inv.decide_adjust(s, credit_note_id=cn, amount=amount, reason_code="waiver")
+                facts.append(
+                    ("credit_note.created", ev.CreditNoteCreated(credit_note={"id": cn, "status": "adjusted"}))
+                )
+            elif op == "void_note":
+                if not s.adjustments:
+                    continue
+                facts = inv.decide_void_credit_note(s, next(iter(s.adjustments)))
             else:
                 facts = inv.decide_write_off(s, "cn")
-        except Conflict:
-            continue  # refused in this state (voiding a paid invoice, writing off a closed one)
+        except (Conflict, Refused):
+            continue  # refused in this state (voiding a paid invoice, crediting more than is due)
         s = apply(s, facts)
         if op == "refund":  # money back to the customer: the invoice's own balance is untouched
             assert (s.amount_paid, s.amount_due, s.status) == (before.amount_paid, before.amount_due, before.status)
@@ -288,7 +351,12 @@ def test_balance_holds_through_credit_payments_refunds_voids_and_any_order(credi
         if s.status == "VOID":
             assert (s.amount_due, s.amount_paid, s.credits_applied) == (0, 0, 0)  # credit goes back
         else:
-            assert s.amount_paid + s.credits_applied + s.write_off_amount + s.amount_due == 4000
+            paid_or_forgiven = s.amount_paid + s.credits_applied + s.write_off_amount + s.amount_adjusted
+            assert paid_or_forgiven + s.amount_due == 4000
+        if op == "adjust":
+            assert s.amount_due == before.amount_due - amount
+        if op == "void_note":
+            assert s.amount_due == before.amount_due + before.adjustments[next(iter(before.adjustments))]
         assert s.amount_due >= 0
         assert (s.status == "PAID") == (s.amount_due == 0 and s.status not in ("VOID", "WRITTEN_OFF"))
 

@@ -56,13 +56,13 @@ def parse_time(v: str) -> datetime:
     return at
 
 
-def one_of(values: tuple[str, ...], aliases: dict[str, str] | None = None):
-    """A parser for a closed set of upper-case values (and other names clients send for some of
+def one_of(values: tuple[str, ...], aliases: dict[str, str] | None = None, *, case=str.upper):
+    """A parser for a closed set of values in one case (and other names clients send for some of
     them) that names the values when refusing one."""
     aliases = aliases or {}
 
     def parse(v: str) -> str:
-        value = aliases.get(v.upper(), v.upper())
+        value = aliases.get(case(v), case(v))
         if value not in values:
             raise ValueError(f"'{v}' is not one of {', '.join(values)}")
         return value

@@ -13,7 +13,7 @@ from shared.errors import Refused
 from shared.money import UnsupportedCurrency, check_currency
 
 from ..domain import events as ev
-from ..domain.invoice import PAYMENT_METHODS
+from ..domain.invoice import CREDIT_NOTE_REASONS, PAYMENT_METHODS
 
 DRAFT_KEYS = set(ev.DraftFields.model_fields) - {"customer"}
 Rate = Decimal  # a percentage, e.g. 18 or 7.5
@@ -101,6 +101,19 @@ class RecordPaymentIn(Body):
 
 class ReasonIn(Body):
     reason: str | None = Field(default=None, max_length=500)
+
+
+class CreateCreditNoteIn(Body):
+    """Chargebee's credit note made by hand against an invoice with money due: `amount` of it is
+    no longer owed (type adjustment)."""
+
+    invoice_id: str = Field(min_length=1, max_length=100)
+    amount: int = Field(gt=0, description="in the currency's minor unit, at most the amount due")
+    reason_code: Literal[CREDIT_NOTE_REASONS] = Field(  # type: ignore[valid-type]
+        validation_alias=AliasChoices("reasonCode", "reason_code", "createReasonCode")
+    )
+    type: Literal["adjustment"] = "adjustment"
+    reason: str | None = Field(default=None, max_length=500, description="free text shown on the note")
 
 
 class AddressIn(Body):

@@ -21,7 +21,7 @@ from ..domain import customer as cust
 from ..domain import events as ev
 from ..domain import invoice as inv
 from . import repository as repo
-from .views import credit_note_view, customer_view, invoice_view
+from .views import credit_note_view, customer_view, invoice_view, voided_credit_note_view
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -87,7 +87,8 @@ class Invoicing:
         decided, s = [], state
         for event_type, fact in facts:
             s = evolve(s, event_type, fact, subject=state.id, at=at)
-            data = fact.dump() if event_type == "credit_note.created" else {**fact.dump(), key: view(s, tenant)}
+            # A credit note's events carry the note, every other event the resource after it.
+            data = fact.dump() if event_type.startswith("credit_note.") else {**fact.dump(), key: view(s, tenant)}
             decided.append((event_type, type(fact).model_validate(data)))
         await self.aggregates.append(conn, stream_type, state.id, state.version, decided, tenant_id=tenant, at=at)
         return s
@@ -358,18 +359,67 @@ class Invoicing:
             cn_id = new_id("cn")
             facts = inv.decide_write_off(state, cn_id)
             note = await self.new_credit_note(
-                conn, tenant, state, cn_id, "adjustment", state.amount_due, reason or "written off", at
+                conn, tenant, state, cn_id, "adjustment", state.amount_due, "write_off", reason or "written off", at
             )
             return invoice_view(await self.record_invoice(conn, tenant, state, facts, at, extra=[note]), tenant)
 
         return await self.transact(run)
 
-    async def new_credit_note(self, conn, tenant, state, cn_id, kind, amount, reason, at):
+    async def new_credit_note(self, conn, tenant, state, cn_id, kind, amount, reason_code, reason, at):
         number = await repo.next_number(conn, tenant, "CN", at.year)
         view = credit_note_view(
-            tenant=tenant, id=cn_id, number=number, invoice=state, kind=kind, amount=amount, reason=reason, at=at
+            tenant=tenant,
+            id=cn_id,
+            number=number,
+            invoice=state,
+            kind=kind,
+            amount=amount,
+            reason_code=reason_code,
+            reason=reason,
+            at=at,
         )
         return "credit_note.created", ev.CreditNoteCreated(credit_note=view)
+
+    # -- credit notes made by hand ------------------------------------------------------------
+
+    async def create_credit_note(
+        self, tenant: str, invoice_id: str, *, amount: int, reason_code: str, reason: str | None
+    ) -> dict:
+        """An adjustment credit note: `amount` of the invoice's amount due is no longer owed."""
+
+        async def run(conn):
+            at = self.clock()
+            try:
+                state = await self.load_invoice(conn, tenant, invoice_id)
+            except NotFound:
+                raise Refused("invoice_not_found", f"No such invoice: '{invoice_id}'", field="invoiceId") from None
+            cn_id = new_id("cn")
+            facts = inv.decide_adjust(state, credit_note_id=cn_id, amount=amount, reason_code=reason_code)
+            event = await self.new_credit_note(
+                conn, tenant, state, cn_id, "adjustment", amount, reason_code, reason, at
+            )
+            await self.record_invoice(conn, tenant, state, facts, at, extra=[event])
+            return event[1].credit_note
+
+        return await self.transact(run)
+
+    async def void_credit_note(self, tenant: str, credit_note_id: str) -> dict:
+        """The adjustment taken back: its amount is due again."""
+
+        async def run(conn):
+            at = self.clock()
+            found = await repo.credit_note(conn, tenant, credit_note_id)
+            if found is None:
+                raise NotFound("credit note", credit_note_id)
+            state = await self.load_invoice(conn, tenant, found["invoiceId"])
+            facts = inv.decide_void_credit_note(state, credit_note_id)
+            voided = voided_credit_note_view(state.credit_notes[credit_note_id], at)
+            await self.record_invoice(
+                conn, tenant, state, facts, at, extra=[("credit_note.voided", ev.CreditNoteVoided(credit_note=voided))]
+            )
+            return voided
+
+        return await self.transact(run)
 
     async def delete(self, tenant: str, invoice_id: str) -> None:
         async def run(conn):

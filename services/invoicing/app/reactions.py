@@ -63,7 +63,7 @@ async def on_payment_refunded(
         return
     at, cn_id = app.clock(), new_id("cn")
     facts = inv.decide_refund(state, payment_id=payment_id, refund_id=refund_id, amount=amount, credit_note_id=cn_id)
-    note = await app.new_credit_note(conn, tenant, state, cn_id, "refund", amount, reason or "refund", at)
+    note = await app.new_credit_note(conn, tenant, state, cn_id, "refund", amount, "refund", reason or "refund", at)
     await app.record_invoice(conn, tenant, state, facts, at, extra=[note])
 
 

@@ -55,6 +55,7 @@ def invoice_view(inv: Invoice, tenant: str) -> dict:
         "amountRefunded": inv.amount_refunded,
         "creditsApplied": inv.credits_applied,
         "writeOffAmount": inv.write_off_amount,
+        "amountAdjusted": inv.amount_adjusted,
         "allowPartialPayments": f.allow_partial_payments is not False,
         "autoCollection": bool(f.auto_collection),
         "dueDate": f.due_date.isoformat() if f.due_date else None,
@@ -100,8 +101,18 @@ def customer_view(c: Customer, tenant: str) -> dict:
 
 
 def credit_note_view(
-    *, tenant: str, id: str, number: str, invoice: Invoice, kind: str, amount: int, reason: str | None, at: datetime
+    *,
+    tenant: str,
+    id: str,
+    number: str,
+    invoice: Invoice,
+    kind: str,
+    amount: int,
+    reason_code: str,
+    reason: str | None,
+    at: datetime,
 ) -> dict:
+    """`kind`: "adjustment" (less is due: a write-off or one made by hand) or "refund"."""
     return {
         "id": id,
         "object": "credit_note",
@@ -110,8 +121,15 @@ def credit_note_view(
         "invoiceId": invoice.id,
         "customerId": invoice.fields.customer.id if invoice.fields.customer else None,
         "type": kind,
+        "status": "refunded" if kind == "refund" else "adjusted",  # Chargebee's; "voided" once void
+        "reasonCode": reason_code,
         "amount": amount,
         "currency": invoice.fields.currency,
         "reason": reason,
         "createdAt": _iso(at),
+        "voidedAt": None,
     }
+
+
+def voided_credit_note_view(note: dict, at: datetime) -> dict:
+    return {**note, "status": "voided", "voidedAt": _iso(at)}

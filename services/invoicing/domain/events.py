@@ -150,12 +150,26 @@ class InvoiceRefunded(InvoiceEvent):
     credit_note_id: str
 
 
+class InvoiceAdjusted(InvoiceEvent):
+    credit_note_id: str
+    amount: int
+
+
+class AdjustmentVoided(InvoiceEvent):
+    credit_note_id: str
+    amount: int
+
+
 class InvoiceDeleted(InvoiceEvent):
     pass
 
 
 class CreditNoteCreated(Contract):
     credit_note: dict[str, Any]
+
+
+class CreditNoteVoided(CreditNoteCreated):
+    pass
 
 
 class CustomerFields(Contract):
@@ -252,6 +266,8 @@ _models: dict[str, type[BaseModel]] = {
     "invoice.voided": InvoiceVoided,
     "invoice.written_off": WrittenOff,
     "invoice.refunded": InvoiceRefunded,
+    "invoice.adjusted": InvoiceAdjusted,
+    "invoice.adjustment_voided": AdjustmentVoided,
     "invoice.deleted": InvoiceDeleted,
     "customer.created": CustomerCreated,
     "customer.updated": CustomerUpdated,
@@ -264,5 +280,6 @@ _models: dict[str, type[BaseModel]] = {
 for _type, _model in _models.items():
     registry.register(_type, _model)
 registry.register("credit_note.created", CreditNoteCreated, stream="invoice")  # on its invoice's stream
+registry.register("credit_note.voided", CreditNoteVoided, stream="invoice")
 registry.register("api_key.created", ApiKeyCreated, stream="tenant")
 registry.register("api_key.revoked", ApiKeyRevoked, stream="tenant")

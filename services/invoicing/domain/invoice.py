@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
 from shared.errors import Conflict, NotFound, Refused
 from shared.limits import check_amount, check_date
@@ -23,6 +24,21 @@ UNCOLLECTIBLE, PAID, VOID, WRITTEN_OFF = "UNCOLLECTIBLE", "PAID", "VOID", "WRITT
 STATUSES = (DRAFT, PENDING, PARTIALLY_PAID, OVERDUE, FAILED, UNCOLLECTIBLE, PAID, VOID, WRITTEN_OFF)
 OPEN = frozenset({PENDING, PARTIALLY_PAID, OVERDUE, FAILED, UNCOLLECTIBLE})  # finalized, money due
 PAYMENT_METHODS = ("cash", "check", "bank_transfer", "other", "card", "mobile_money")
+# Why a credit note is created by hand (Chargebee's create_reason_code). Write-offs ("write_off")
+# and refunds ("refund") make their own notes.
+CREDIT_NOTE_REASONS = (
+    "product_unsatisfactory",
+    "service_unsatisfactory",
+    "order_change",
+    "order_cancellation",
+    "waiver",
+    "chargeback",
+    "fraudulent",
+    "subscription_change",
+    "subscription_cancellation",
+    "subscription_pause",
+    "other",
+)
 
 
 class InvalidTransition(Conflict):
@@ -50,6 +66,9 @@ class Invoice:
     credits_applied: int = 0
     write_off_amount: int = 0
     amount_refunded: int = 0
+    amount_adjusted: int = 0  # by adjustment credit notes still in force
+    adjustments: dict[str, int] = field(default_factory=dict)  # credit note id → amount, in force
+    credit_notes: dict[str, dict[str, Any]] = field(default_factory=dict)  # credit note id → its view
     overdue: bool = False
     collection_failed: bool = False
     uncollectible: bool = False
@@ -69,7 +88,8 @@ class Invoice:
     def amount_due(self) -> int:
         if self.voided_at or self.written_off_at:
             return 0
-        return max(self.totals.total - self.amount_paid - self.credits_applied - self.write_off_amount, 0)
+        owed = self.totals.total - self.amount_paid - self.credits_applied - self.write_off_amount
+        return max(owed - self.amount_adjusted, 0)
 
     @property
     def status(self) -> str:
@@ -280,6 +300,45 @@ def decide_write_off(state: Invoice, credit_note_id: str) -> list[Fact]:
     return [("invoice.written_off", ev.WrittenOff(amount=state.amount_due, credit_note_id=credit_note_id))]
 
 
+def decide_adjust(state: Invoice, *, credit_note_id: str, amount: int, reason_code: str) -> list[Fact]:
+    """An adjustment credit note made by hand: part of what is due is no longer owed."""
+    _require(state)
+    if state.status not in OPEN:
+        raise InvalidTransition("credit", state.status)
+    if reason_code not in CREDIT_NOTE_REASONS:
+        raise Refused(
+            "reason_code_invalid", f"reasonCode is one of {', '.join(CREDIT_NOTE_REASONS)}.", field="reasonCode"
+        )
+    if not 0 < amount <= state.amount_due:
+        raise Refused(
+            "amount_invalid", f"amount must be between 1 and the amount due ({state.amount_due}).", field="amount"
+        )
+    facts: list[Fact] = [("invoice.adjusted", ev.InvoiceAdjusted(credit_note_id=credit_note_id, amount=amount))]
+    if amount == state.amount_due:
+        facts.append(("invoice.paid", ev.InvoicePaid()))
+    return facts
+
+
+def decide_void_credit_note(state: Invoice, credit_note_id: str) -> list[Fact]:
+    """Take back an adjustment made by hand, while the invoice still has money due (once it is
+    paid, voided or written off the adjustment is part of how it closed)."""
+    _require(state)
+    note = state.credit_notes.get(credit_note_id)
+    if note is None:
+        raise NotFound("credit note", credit_note_id)
+    if note.get("status") == "voided":
+        raise Conflict("credit_note_voided", "This credit note is already void.", field="status")
+    if credit_note_id not in state.adjustments:
+        raise Conflict(
+            "credit_note_not_voidable",
+            "Only credit notes made by hand can be voided; this one records a write-off or a refund.",
+        )
+    if state.status not in OPEN:
+        raise InvalidTransition("void a credit note of", state.status)
+    amount = state.adjustments[credit_note_id]
+    return [("invoice.adjustment_voided", ev.AdjustmentVoided(credit_note_id=credit_note_id, amount=amount))]
+
+
 def decide_delete(state: Invoice) -> list[Fact]:
     _require(state)
     if state.status != DRAFT:
@@ -403,9 +462,16 @@ def evolve(state: Invoice, event_type: str, fact: ev.Contract, *, subject: str, 
             return replace(s, written_off_at=at, write_off_amount=a)
         case "invoice.refunded", ev.InvoiceRefunded(amount=a):
             return replace(s, amount_refunded=s.amount_refunded + a)
+        case "invoice.adjusted", ev.InvoiceAdjusted(credit_note_id=n, amount=a):
+            return replace(s, amount_adjusted=s.amount_adjusted + a, adjustments={**s.adjustments, n: a})
+        case "invoice.adjustment_voided", ev.AdjustmentVoided(credit_note_id=n, amount=a):
+            left = {k: v for k, v in s.adjustments.items() if k != n}
+            return replace(s, amount_adjusted=s.amount_adjusted - a, adjustments=left)
+        case "credit_note.created" | "credit_note.voided", ev.CreditNoteCreated(credit_note=note):
+            return replace(s, credit_notes={**s.credit_notes, note["id"]: note})
         case "invoice.deleted", _:
             return replace(s, deleted=True)
-    return s  # credit_note.created and types this code does not fold
+    return s  # types this code does not fold
 
 
 def fold(history: Sequence[tuple[str, ev.Contract, datetime]], subject: str) -> Invoice:

@@ -8,14 +8,27 @@ from starlette.datastructures import QueryParams
 
 from shared import auth
 from shared.errors import NotFound
+from shared.limits import bounded_int
+from shared.money import check_currency
 
 from ...app import repository
 from ...app.invoices import Invoicing
-from ..listing import Column, parse_time, run_list
-from ..schemas import CreateCustomerIn, CustomerFieldsIn
+from ...domain.invoice import CREDIT_NOTE_REASONS
+from ..listing import Column, one_of, parse_time, run_list
+from ..schemas import CreateCreditNoteIn, CreateCustomerIn, CustomerFieldsIn
 from .invoices import invoice_page
 
 CREATED = {"createdAt": Column("created_at", parse_time)}
+CREDIT_NOTE_FILTERS = {
+    **CREATED,
+    "invoiceId": Column("invoice_id", str),
+    "customerId": Column("customer_id", str),
+    "type": Column("type", one_of(("adjustment", "refund"), case=str.lower)),
+    "status": Column("status", one_of(("adjusted", "refunded", "voided"), case=str.lower)),
+    "reasonCode": Column("reason_code", one_of(("write_off", "refund", *CREDIT_NOTE_REASONS), case=str.lower)),
+    "currency": Column("currency", check_currency),
+    "amount": Column("amount", bounded_int),
+}
 
 
 def make_router(invoicing) -> APIRouter:
@@ -70,6 +83,19 @@ def make_router(invoicing) -> APIRouter:
         params = [(k, v) for k, v in request.query_params.multi_items() if k not in ("customerId", "customer_id")]
         return await invoice_page(service.pool, tenant, QueryParams([*params, ("customerId", customer_id)]))
 
+    @router.post("/credit-notes", status_code=201)
+    async def create_credit_note(body: CreateCreditNoteIn, tenant: Tenant, app: App) -> dict:
+        """An adjustment credit note (reasonCode required): the invoice's amount due drops by
+        `amount`; the whole amount due makes it PAID."""
+        return await app.create_credit_note(
+            tenant, body.invoice_id, amount=body.amount, reason_code=body.reason_code, reason=body.reason
+        )
+
+    @router.post("/credit-notes/{credit_note_id}/void")
+    async def void_credit_note(credit_note_id: str, tenant: Tenant, app: App) -> dict:
+        """A note made by hand, while its invoice still has money due: the amount is due again."""
+        return await app.void_credit_note(tenant, credit_note_id)
+
     @router.get("/credit-notes")
     async def list_credit_notes(request: Request, tenant: Tenant) -> dict:
         async with service.pool.acquire() as conn:
@@ -79,8 +105,8 @@ def make_router(invoicing) -> APIRouter:
                 id_col="credit_note_id",
                 tenant=tenant,
                 params=request.query_params,
-                filters={"invoiceId": Column("invoice_id", str)},
-                sortable=CREATED,
+                filters=CREDIT_NOTE_FILTERS,
+                sortable={**CREATED, "amount": Column("amount", bounded_int)},
                 default_sort="-createdAt",
                 search_col=None,
             )
