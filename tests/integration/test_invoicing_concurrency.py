@@ -2,6 +2,7 @@
 to another write on the same invoice reloads and decides again; one that keeps losing answers
 409 `concurrent_update` and writes nothing."""
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,7 +11,7 @@ from services.invoicing.app.invoices import Invoicing
 from services.invoicing.domain import events as ev
 from services.invoicing.service import service as invoicing
 from shared.db import migrate
-from shared.errors import Conflict
+from shared.errors import Conflict, Refused
 from shared.http_errors import status_of
 
 TENANT = "ten_conc"
@@ -78,3 +79,38 @@ async def test_a_command_that_keeps_losing_answers_409_and_writes_nothing(pool, 
     assert (status_of(err.value), err.value.code) == (409, "concurrent_update")
     assert len(tries) == 5  # bounded retries, then the answer
     assert await pool.fetchval("SELECT count(*) FROM events WHERE stream_id = $1", invoice_id) == before
+
+
+@pytest.mark.parametrize("invoice_first", [True, False])
+async def test_a_customer_is_never_deleted_beside_a_new_invoice_for_them(pool, database, invoice_first):
+    """Both commands read the customer and wait a moment before writing, as slow requests would;
+    the first to start waits longest, so without the customer lock the second decides on what it
+    read before the first committed (both commit: an invoice for a deleted customer). With the
+    lock the first to start wins and the second sees its write."""
+    await migrate(database, invoicing.migrations)
+    writer, deleter = Invoicing(pool, invoicing.aggregates), Invoicing(pool, invoicing.aggregates)
+    first_app, second_app = (writer, deleter) if invoice_first else (deleter, writer)
+    for app, pause in ((first_app, 0.1), (second_app, 0.02)):
+        load = app.load_customer
+
+        async def load_slowly(conn, tenant, customer_id, _load=load, _pause=pause, **kw):
+            state = await _load(conn, tenant, customer_id, **kw)
+            await asyncio.sleep(_pause)
+            return state
+
+        app.load_customer = load_slowly
+    fields = ev.DraftFields(currency="UGX", items=[ev.LineData(description="Plan", quantity=1, unit_amount=100)])
+    for _ in range(5):
+        customer = (await writer.create_customer(TENANT, ev.CustomerFields(name="Leaving")))["id"]
+        commands = [writer.create_invoice(TENANT, customer, fields), deleter.delete_customer(TENANT, customer)]
+        first = asyncio.create_task(commands.pop(0 if invoice_first else 1))
+        await asyncio.sleep(0.01)  # the first has read the customer
+        second = asyncio.create_task(commands.pop())
+        results = await asyncio.gather(first, second, return_exceptions=True)
+        made, deleted = results if invoice_first else results[::-1]
+        if invoice_first:
+            assert isinstance(made, dict) and isinstance(deleted, Conflict), (made, deleted)
+            assert deleted.code == "customer_has_open_invoices"
+        else:
+            assert deleted is None and isinstance(made, Refused), (made, deleted)
+            assert made.code == "customer_not_found"

@@ -158,6 +158,7 @@ class Invoicing:
 
     async def delete_customer(self, tenant: str, customer_id: str) -> None:
         async def run(conn):
+            await repo.hold_customer(conn, customer_id, exclusive=True)  # invoices being written for them first
             state = await self.load_customer(conn, tenant, customer_id)
             facts = cust.decide_delete(state, await repo.unsettled_invoices(conn, tenant, customer_id))
             await repo.release_external_id(conn, tenant, customer_id)
@@ -177,6 +178,7 @@ class Invoicing:
         """Fill in what comes from the customer: its snapshot, and defaults on creation."""
         if customer_id is None:
             return fields
+        await repo.hold_customer(conn, customer_id)  # not deleted until this invoice is written
         customer = await self.load_customer(conn, tenant, customer_id, field="customerId")
         c = customer.fields
         update = {"customer": ev.CustomerRef(id=customer.id, name=c.name, email=c.email)}

@@ -81,6 +81,15 @@ async def claim_external_id(conn: asyncpg.Connection, tenant: str, external_id: 
         await _claim(conn, taken, sql, tenant, external_id, customer_id)
 
 
+async def hold_customer(conn: asyncpg.Connection, customer_id: str, *, exclusive: bool = False) -> None:
+    """A lock on the customer until the transaction ends: shared while an invoice is written for
+    them, exclusive while they are deleted, so a deletion that found no open invoice cannot
+    commit beside a new invoice for the same customer (each waits for the other to commit and
+    then reads what it wrote)."""
+    lock = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+    await conn.execute(f"SELECT {lock}(hashtextextended('customer:' || $1, 0))", customer_id)
+
+
 async def unsettled_invoices(conn: asyncpg.Connection, tenant: str, customer_id: str) -> int:
     """The customer's invoices in draft or with money due, from the list (written with each command)."""
     return int(
