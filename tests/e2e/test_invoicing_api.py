@@ -567,6 +567,18 @@ def test_payments_and_dunning_facts_arrive_over_kafka(api, tenant):
         return got["dunningStatus"] == "IN_PROGRESS" and got["nextRetryAt"] == "2026-12-04T00:00:00Z"
 
     asyncio.run(eventually(dunning_shown))
+    # The list filters on it (Chargebee's dunning_status too); an invoice dunning never took up has none.
+    other = ok(api.post(f"/api/invoices/{new_invoice(api, c, 500)['id']}/finalize"))
+
+    def listed(**params) -> list[str]:
+        return [v["id"] for v in ok(api.get("/api/invoices", params={"customerId": c["id"], **params}))["data"]]
+
+    assert listed(dunningStatus="IN_PROGRESS") == [iid]
+    assert listed(dunning_status="in_progress,stopped") == [iid]
+    assert listed(**{"dunningStatus[is_present]": "false"}) == [other["id"]]
+    assert listed(**{"dunningStatus[not_in]": "IN_PROGRESS"}) == [other["id"]]
+    assert listed(dunningStatus="SUCCESS") == []
+    error(api.get("/api/invoices", params={"dunningStatus": "RUNNING"}), 400, "parameter_invalid")
 
     # Paid with 2500 too much: the rest becomes the customer's credit.
     asyncio.run(

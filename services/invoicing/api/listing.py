@@ -271,6 +271,12 @@ INVOICE_FILTERS = {
     "amountPaid": Column("amount_paid", bounded_int),
     "dueDate": Column("due_date", bounded_date),
     "createdAt": Column("created_at", parse_time),
+    # What dunning last said of the invoice (billing.dunning, newest version): Chargebee's
+    # dunning_status; `dunningStatus[is_present]=false` for invoices dunning never took up.
+    "dunningStatus": Column(
+        "(SELECT d.status FROM invoice_dunning d WHERE d.invoice_id = invoice_list.invoice_id)",
+        one_of(("IN_PROGRESS", "EXHAUSTED", "STOPPED", "SUCCESS")),
+    ),
 }
 INVOICE_SORTS = {
     "createdAt": Column("created_at", parse_time),
