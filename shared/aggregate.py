@@ -76,6 +76,8 @@ class EventStoreLike(Protocol):
         key: str | None = None,
     ) -> int: ...
 
+    async def hold(self, conn: Any, stream_id: str, *, exclusive: bool = False) -> None: ...
+
 
 @dataclass(frozen=True)
 class Aggregates:

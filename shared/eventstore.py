@@ -158,6 +158,17 @@ class EventStore:
         await mark_committed(conn)  # the HTTP request's claim commits with its work
         return expected_version + len(stamped)
 
+    async def hold(self, conn: asyncpg.Connection, stream_id: str, *, exclusive: bool = False) -> None:
+        """Lock a stream until the caller's transaction ends, beyond its own appends: shared holds
+        go together, an exclusive one waits for every other and they for it. For a decision on
+        one stream that depends on writes to others (no customer is deleted beside a new invoice
+        for them). A lock on a name, not a row: a stream with no events yet, or any other name a
+        decision turns on (one customer per e-mail), can be held."""
+        if not conn.is_in_transaction():
+            raise RuntimeError("hold must run inside a transaction")
+        lock = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+        await conn.execute(f"SELECT {lock}(hashtextextended('stream:' || $1, 0))", stream_id)
+
     async def read_stream(
         self, conn: asyncpg.Connection, stream_id: str, *, as_of: datetime | None = None
     ) -> list[StoredEvent]:

@@ -6,10 +6,12 @@ The semantics copied are the ones callers rely on: appends only inside a transac
 expected version is a ConcurrencyError and writes nothing; nothing is visible to other
 connections before commit, a rolled-back transaction leaves nothing; read_all orders by
 (transaction, position) and stops at the oldest transaction still running, so a reader never
-skips an event that commits late. What it does not have: SQL (`execute`, `fetch`), so anything
+skips an event that commits late; a held stream blocks the holds it conflicts with until the
+holding transaction ends. What it does not have: SQL (`execute`, `fetch`), so anything
 with a repository of its own still needs the real server.
 """
 
+import asyncio
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -75,6 +77,7 @@ class MemoryConnection:
                 self.store._commit(self.pending, self.pending_outbox)
         finally:
             self.store._running.discard(self.transaction_id)
+            self.store._release(self.transaction_id)
             self.transaction_id, self.pending, self.pending_outbox = None, [], []
 
 
@@ -120,9 +123,30 @@ class MemoryEventStore:
     _transaction_ids: "itertools.count[int]" = field(default_factory=lambda: itertools.count(1))
     _positions: "itertools.count[int]" = field(default_factory=lambda: itertools.count(1))
     _running: set[int] = field(default_factory=set)
+    # stream id -> {transaction id: exclusive?} of the transactions holding it
+    _holds: dict[str, dict[int, bool]] = field(default_factory=dict)
+    _released: asyncio.Event = field(default_factory=asyncio.Event)
 
     def pool(self) -> MemoryPool:
         return MemoryPool(self)
+
+    async def hold(self, conn: MemoryConnection, stream_id: str, *, exclusive: bool = False) -> None:
+        if conn.transaction_id is None:
+            raise RuntimeError("hold must run inside a transaction")
+        me = conn.transaction_id
+        while True:
+            others = [x for t, x in self._holds.get(stream_id, {}).items() if t != me]
+            if not others or (not exclusive and not any(others)):
+                break
+            await self._released.wait()
+        holders = self._holds.setdefault(stream_id, {})
+        holders[me] = exclusive or holders.get(me, False)
+
+    def _release(self, transaction_id: int) -> None:
+        for holders in self._holds.values():
+            holders.pop(transaction_id, None)
+        self._released.set()  # wake every waiter to look again; later ones wait on a new event
+        self._released = asyncio.Event()
 
     def _visible(self, conn: MemoryConnection) -> list[StoredEvent]:
         return [*self.events, *conn.pending]

@@ -5,7 +5,10 @@ invoice id alone (which is not secret) opens nothing. Both services must share t
 list, newest first: shared/signing.py).
 
 The token carries when it was signed: a link expires after TTL_S (a receipt or a reminder may
-sit in a mailbox for weeks, but not forever).
+sit in a mailbox for weeks, but not forever). An invoice's own `paymentUrl` (ZevPay's
+payment_url, which invoicing signs with the same secret) is lasting: its token carries no time,
+and it opens the invoice's page for as long as the invoice exists (a receipt once paid). Rotating
+the secret ends every link.
 """
 
 from urllib.parse import quote
@@ -17,6 +20,7 @@ from shared import signing
 DEV_SECRET = "billstream-local-pay-links"
 PATH = "/pay/invoice/{invoiceId}?sig={signature}"
 PURPOSE = "pay-link"
+LASTING_PURPOSE = "payment-url"
 TTL_S = 90 * 24 * 3600
 
 
@@ -26,6 +30,8 @@ def signature(secret: str, invoice_id: str) -> str:
 
 def problem(secret: str, invoice_id: str, sig: str, *, max_age_s: int = TTL_S) -> str | None:
     """None if the link is good; otherwise "expired" or "invalid"."""
+    if "." not in sig:  # a lasting link: a signature alone, no time
+        return None if signing.verify(secret, LASTING_PURPOSE, invoice_id, sig) else "invalid"
     return signing.check_timed(secret, PURPOSE, invoice_id, sig, max_age_s)
 
 
@@ -35,3 +41,8 @@ def valid(secret: str, invoice_id: str, sig: str) -> bool:
 
 def path(secret: str, invoice_id: str) -> str:
     return PATH.format(invoiceId=quote(invoice_id, safe=""), signature=signature(secret, invoice_id))
+
+
+def lasting_path(secret: str, invoice_id: str) -> str:
+    lasting = signing.sign(secret, LASTING_PURPOSE, invoice_id)
+    return PATH.format(invoiceId=quote(invoice_id, safe=""), signature=lasting)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from shared import topics
+from shared import paylinks, topics
 from shared.service import Service
 
 from .api.pdf import signed_url
@@ -31,12 +31,17 @@ class InvoicingService:
             self.service.pool,
             self.service.aggregates,
             pdf_link=self.receipt_pdf_link,
+            payment_url=self.payment_url,
             offline_payment_wait_s=self.service.settings.offline_payment_wait_s,
         )
 
     def receipt_pdf_link(self, tenant: str, invoice_id: str) -> str:
         settings = self.service.settings
         return signed_url(tenant, invoice_id, settings, ttl_s=settings.receipt_pdf_url_ttl_s)["url"]
+
+    def payment_url(self, invoice_id: str) -> str:
+        settings = self.service.settings
+        return settings.public_url.rstrip("/") + paylinks.lasting_path(settings.pay_link_secret, invoice_id)
 
     def app(self) -> FastAPI:
         return self.service.app(invoices.make_router(self), customers.make_router(self), tenants.make_router(self))

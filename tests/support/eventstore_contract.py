@@ -25,6 +25,37 @@ async def read(store, pool, stream, **kw):
 
 
 class EventStoreContract:
+    async def test_holds_on_a_stream_share_or_exclude_until_the_transaction_ends(self, store, pool):
+        order: list[str] = []
+
+        async def holding(name: str, stream: str, exclusive: bool, pause: float) -> None:
+            async with pool.acquire() as conn, conn.transaction():
+                await store.hold(conn, stream, exclusive=exclusive)
+                order.append(f"{name} in")
+                await asyncio.sleep(pause)
+                order.append(f"{name} out")
+
+        async def start(*args) -> asyncio.Task:
+            task = asyncio.create_task(holding(*args))
+            await asyncio.sleep(0.03)
+            return task
+
+        tasks = [
+            await start("shared 1", "h1", False, 0.2),
+            await start("shared 2", "h1", False, 0.1),  # beside the first
+            await start("exclusive", "h1", True, 0.1),  # after both
+            await start("other stream", "h2", True, 0.01),  # not held by anyone
+        ]
+        while "exclusive in" not in order:
+            await asyncio.sleep(0.01)
+        tasks.append(await start("shared 3", "h1", False, 0.01))  # waits for the exclusive one
+        await asyncio.gather(*tasks)
+        at = order.index
+        assert at("shared 2 in") < at("shared 1 out")
+        assert at("exclusive in") > max(at("shared 1 out"), at("shared 2 out"))
+        assert at("other stream out") < at("shared 1 out")
+        assert at("shared 3 in") > at("exclusive out")
+
     async def test_append_and_read_stream_in_order(self, store, pool):
         assert await append(store, pool, "s1", 0, make_event("s1", 1), make_event("s1", 2)) == 2
         assert await append(store, pool, "s1", 2, make_event("s1", 3)) == 3

@@ -35,6 +35,8 @@ def test_production_names_every_default_secret(monkeypatch):
 def test_production_accepts_real_secrets_and_drops_the_sandbox_ones_when_it_is_off(monkeypatch):
     monkeypatch.setenv("BILLSTREAM_ENV", "production")
     monkeypatch.setenv("BILLSTREAM_INVOICING_PDF_SIGNING_SECRET", "a-long-random-value")
+    assert InvoicingSettings().insecure_secrets() == ["BILLSTREAM_INVOICING_PAY_LINK_SECRET"]
+    monkeypatch.setenv("BILLSTREAM_INVOICING_PAY_LINK_SECRET", "set-by-the-operator")
     InvoicingSettings().check_secrets(log)
     for name in ("PAY_LINK_SECRET", "CREDENTIALS_KEYS"):
         monkeypatch.setenv(f"BILLSTREAM_PAYMENTS_{name}", "set-by-the-operator")

@@ -51,6 +51,17 @@ def test_pay_links_last_90_days(monkeypatch):
     assert paylinks.problem("k", "inv_1", _signed_days_ago(monkeypatch, 91)) == "expired"
 
 
+def test_an_invoices_payment_url_lasts_and_opens_only_its_invoice(monkeypatch):
+    lasting = paylinks.lasting_path("k", "inv_1").rpartition("=")[2]
+    monkeypatch.setattr(time, "time", lambda: 4_000_000_000.0)  # in 2096: no expiry to pass
+    assert paylinks.problem("k", "inv_1", lasting) is None and paylinks.valid("k2,k", "inv_1", lasting)
+    assert paylinks.problem("k", "inv_2", lasting) == "invalid"
+    assert paylinks.problem("other", "inv_1", lasting) == "invalid"
+    # A lasting signature is not a pay link's, nor the other way round (their purposes differ).
+    assert lasting != signing.sign("k", paylinks.PURPOSE, "inv_1")
+    assert paylinks.problem("k", "inv_1", signing.sign("k", paylinks.PURPOSE, "inv_1")) == "invalid"
+
+
 def test_pdf_links_rotate_and_expire(monkeypatch):
     monkeypatch.setenv("BILLSTREAM_INVOICING_PDF_SIGNING_SECRET", "k-old")
     before = Settings()

@@ -6,7 +6,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from shared.errors import Refused
@@ -76,16 +76,13 @@ class InvoiceFieldsIn(Body):
         return ev.DraftFields.model_validate(sent)
 
 
-class CreateInvoiceIn(InvoiceFieldsIn):
-    customer_id: str = Field(min_length=1, max_length=100)
-    items: list[ItemIn] = Field(min_length=1, max_length=500)
-
-
-class ImportInvoiceIn(CreateInvoiceIn):
+class ImportInvoiceIn(InvoiceFieldsIn):
     number: str = Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")  # no control characters
     issued_on: date
     status: Literal["PENDING", "PAID", "VOID"] = "PAID"
     amount_paid: int = Field(default=0, ge=0)
+    customer_id: str = Field(min_length=1, max_length=100)
+    items: list[ItemIn] = Field(min_length=1, max_length=500)
 
 
 class RecordPaymentIn(Body):
@@ -159,3 +156,24 @@ class CustomerFieldsIn(Body):
 
 class CreateCustomerIn(CustomerFieldsIn):
     name: str = Field(min_length=1, max_length=200)
+
+
+class InlineCustomerIn(CreateCustomerIn):
+    """ZevPay's customer on the invoice itself: the tenant's customer with this e-mail, or a new one."""
+
+    email: str = Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class CreateInvoiceIn(InvoiceFieldsIn):
+    """`customerId`, or `customer` {name, email, ...} to find (by e-mail) or create the customer."""
+
+    items: list[ItemIn] = Field(min_length=1, max_length=500)
+    customer: InlineCustomerIn | None = None
+
+    @model_validator(mode="after")
+    def _one_customer(self) -> "CreateInvoiceIn":
+        if (self.customer_id is None) == (self.customer is None):
+            raise Refused(
+                "customer_required", "Send customerId, or customer with name and email (not both).", field="customerId"
+            )
+        return self

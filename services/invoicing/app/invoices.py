@@ -39,12 +39,20 @@ class Invoicing:
         aggregates: Aggregates,
         clock: Clock = utcnow,
         pdf_link: Callable[[str, str], str] | None = None,
+        payment_url: Callable[[str], str] | None = None,
         offline_payment_wait_s: float = 0.0,
     ) -> None:
         """`pdf_link(tenant, invoice_id)` signs the PDF link that invoice.paid carries;
+        `payment_url(invoice_id)` the lasting link to the hosted page that pays the invoice;
         `offline_payment_wait_s`: how long mark-paid waits for payments to record its payment."""
         self.pool, self.aggregates, self.clock, self.pdf_link = pool, aggregates, clock, pdf_link
+        self.payment_url = payment_url
         self.offline_payment_wait_s = offline_payment_wait_s
+
+    def view(self, state: inv.Invoice, tenant: str) -> dict:
+        """The invoice as the API and its events show it; once finalized, with its paymentUrl."""
+        url = self.payment_url(state.id) if self.payment_url and state.finalized_at else None
+        return invoice_view(state, tenant, payment_url=url)
 
     async def transact(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Run fn in a transaction; on a concurrent write to the same stream, reload and retry."""
@@ -108,7 +116,7 @@ class Invoicing:
                 for t, f in facts
             ]
         return await self._record(
-            conn, tenant, "invoice", state, [*facts, *extra], at, evolve=inv.evolve, snapshot=("invoice", invoice_view)
+            conn, tenant, "invoice", state, [*facts, *extra], at, evolve=inv.evolve, snapshot=("invoice", self.view)
         )
 
     async def record_customer(
@@ -145,6 +153,19 @@ class Invoicing:
 
         return await self.transact(run)
 
+    async def _customer_by_email(self, conn, tenant: str, fields: ev.CustomerFields) -> str:
+        """The tenant's oldest customer with this e-mail, or a new one. Two requests naming the
+        same new e-mail at once make one customer: the second waits on the e-mail's lock and
+        then finds the first's (customer_list is written in the creating transaction)."""
+        await self.aggregates.store.hold(conn, f"customer-email:{tenant}:{fields.email}", exclusive=True)
+        if found := await repo.customer_with_email(conn, tenant, fields.email):
+            return found
+        state = cust.Customer(id=new_id("cust"))
+        facts = cust.decide_create(state, fields)
+        await repo.claim_external_id(conn, tenant, fields.external_id, state.id)
+        await self.record_customer(conn, tenant, state, facts, self.clock())
+        return state.id
+
     async def update_customer(self, tenant: str, customer_id: str, changes: ev.CustomerFields) -> dict:
         async def run(conn):
             state = await self.load_customer(conn, tenant, customer_id)
@@ -158,7 +179,8 @@ class Invoicing:
 
     async def delete_customer(self, tenant: str, customer_id: str) -> None:
         async def run(conn):
-            await repo.hold_customer(conn, customer_id, exclusive=True)  # invoices being written for them first
+            # Invoices being written for them commit first, and none starts until this one has.
+            await self.aggregates.store.hold(conn, customer_id, exclusive=True)
             state = await self.load_customer(conn, tenant, customer_id)
             facts = cust.decide_delete(state, await repo.unsettled_invoices(conn, tenant, customer_id))
             await repo.release_external_id(conn, tenant, customer_id)
@@ -178,7 +200,7 @@ class Invoicing:
         """Fill in what comes from the customer: its snapshot, and defaults on creation."""
         if customer_id is None:
             return fields
-        await repo.hold_customer(conn, customer_id)  # not deleted until this invoice is written
+        await self.aggregates.store.hold(conn, customer_id)  # not deleted until this invoice is written
         customer = await self.load_customer(conn, tenant, customer_id, field="customerId")
         c = customer.fields
         update = {"customer": ev.CustomerRef(id=customer.id, name=c.name, email=c.email)}
@@ -197,13 +219,18 @@ class Invoicing:
             {**fields.model_dump(exclude_unset=True), **{k: getattr(merged, k) for k in update}}
         )
 
-    async def create_invoice(self, tenant: str, customer_id: str, fields: ev.DraftFields) -> dict:
+    async def create_invoice(
+        self, tenant: str, customer_id: str | None, fields: ev.DraftFields, *, customer: ev.CustomerFields | None = None
+    ) -> dict:
+        """For `customer_id`, or else for the customer with `customer`'s e-mail (made from it if none)."""
+
         async def run(conn):
             state = inv.Invoice(id=new_id("inv"))
-            full = await self._draft_fields(conn, tenant, fields, customer_id, creating=True)
+            owner = customer_id or await self._customer_by_email(conn, tenant, customer)
+            full = await self._draft_fields(conn, tenant, fields, owner, creating=True)
             facts = inv.decide_create(state, full)
             await repo.claim_reference(conn, tenant, full.reference, state.id)
-            return invoice_view(await self.record_invoice(conn, tenant, state, facts, self.clock()), tenant)
+            return self.view(await self.record_invoice(conn, tenant, state, facts, self.clock()), tenant)
 
         return await self.transact(run)
 
@@ -217,14 +244,14 @@ class Invoicing:
             if "reference" in full.model_fields_set:
                 await repo.release_reference(conn, tenant, invoice_id)
                 await repo.claim_reference(conn, tenant, full.reference, invoice_id)
-            return invoice_view(await self.record_invoice(conn, tenant, state, facts, self.clock()), tenant)
+            return self.view(await self.record_invoice(conn, tenant, state, facts, self.clock()), tenant)
 
         return await self.transact(run)
 
     async def add_charge(self, tenant: str, invoice_id: str, line: ev.LineData) -> dict:
         async def run(conn):
             state = await self.load_invoice(conn, tenant, invoice_id)
-            return invoice_view(
+            return self.view(
                 await self.record_invoice(conn, tenant, state, inv.decide_add_charge(state, line), self.clock()), tenant
             )
 
@@ -261,7 +288,7 @@ class Invoicing:
             number, credit, customer = await self._finalizing(conn, tenant, state, at)
             facts = inv.decide_finalize(state, number=number, credit_available=credit)
             await self._after_finalize(conn, tenant, state, facts, customer, at)
-            return invoice_view(await self.record_invoice(conn, tenant, state, facts, at), tenant)
+            return self.view(await self.record_invoice(conn, tenant, state, facts, at), tenant)
 
         return await self.transact(run)
 
@@ -274,7 +301,7 @@ class Invoicing:
             number, credit, customer = await self._finalizing(conn, tenant, state, at)
             facts = inv.decide_send(state, number=number, credit_available=credit)
             await self._after_finalize(conn, tenant, state, facts, customer, at)
-            return invoice_view(await self.record_invoice(conn, tenant, state, facts, at), tenant)
+            return self.view(await self.record_invoice(conn, tenant, state, facts, at), tenant)
 
         return await self.transact(run)
 
@@ -303,7 +330,7 @@ class Invoicing:
             await self.apply_overpayment(conn, tenant, state, facts, at)
             await repo.insert_offline_payment(conn, payment_id, tenant, invoice_id)
             return {
-                **invoice_view(await self.record_invoice(conn, tenant, state, facts, at), tenant),
+                **self.view(await self.record_invoice(conn, tenant, state, facts, at), tenant),
                 "paymentId": payment_id,
             }
 
@@ -332,7 +359,7 @@ class Invoicing:
             state = await self.load_invoice(conn, tenant, invoice_id)
             facts = inv.decide_void(state, reason)
             await self.return_credits(conn, tenant, state, facts, at)
-            return invoice_view(await self.record_invoice(conn, tenant, state, facts, at), tenant)
+            return self.view(await self.record_invoice(conn, tenant, state, facts, at), tenant)
 
         return await self.transact(run)
 
@@ -363,7 +390,7 @@ class Invoicing:
             note = await self.new_credit_note(
                 conn, tenant, state, cn_id, "adjustment", state.amount_due, "write_off", reason or "written off", at
             )
-            return invoice_view(await self.record_invoice(conn, tenant, state, facts, at, extra=[note]), tenant)
+            return self.view(await self.record_invoice(conn, tenant, state, facts, at, extra=[note]), tenant)
 
         return await self.transact(run)
 
@@ -451,14 +478,14 @@ class Invoicing:
             )
             await repo.claim_number(conn, tenant, number)
             await repo.claim_reference(conn, tenant, full.reference, state.id)
-            return invoice_view(await self.record_invoice(conn, tenant, state, facts, self.clock()), tenant)
+            return self.view(await self.record_invoice(conn, tenant, state, facts, self.clock()), tenant)
 
         return await self.transact(run)
 
     async def get(self, tenant: str, invoice_id: str, as_of: datetime | None = None) -> dict:
         """The invoice now, or exactly as it was at `as_of`, folded from its events."""
         async with self.pool.acquire() as conn:
-            view = invoice_view(await self.load_invoice(conn, tenant, invoice_id, as_of=as_of), tenant)
+            view = self.view(await self.load_invoice(conn, tenant, invoice_id, as_of=as_of), tenant)
             return repo.show_dunning(view, await repo.dunning_of(conn, [invoice_id]))
 
     async def history(self, tenant: str, invoice_id: str) -> list[dict]:

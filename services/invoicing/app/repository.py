@@ -81,13 +81,14 @@ async def claim_external_id(conn: asyncpg.Connection, tenant: str, external_id: 
         await _claim(conn, taken, sql, tenant, external_id, customer_id)
 
 
-async def hold_customer(conn: asyncpg.Connection, customer_id: str, *, exclusive: bool = False) -> None:
-    """A lock on the customer until the transaction ends: shared while an invoice is written for
-    them, exclusive while they are deleted, so a deletion that found no open invoice cannot
-    commit beside a new invoice for the same customer (each waits for the other to commit and
-    then reads what it wrote)."""
-    lock = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
-    await conn.execute(f"SELECT {lock}(hashtextextended('customer:' || $1, 0))", customer_id)
+async def customer_with_email(conn: asyncpg.Connection, tenant: str, email: str) -> str | None:
+    """The tenant's oldest customer with this e-mail (stored lower-case), if any."""
+    return await conn.fetchval(
+        """SELECT customer_id FROM customer_list WHERE tenant_id = $1 AND email = $2 AND NOT deleted
+           ORDER BY created_at, customer_id LIMIT 1""",
+        tenant,
+        email.lower(),
+    )
 
 
 async def unsettled_invoices(conn: asyncpg.Connection, tenant: str, customer_id: str) -> int:

@@ -14,7 +14,7 @@ def _iso(t: datetime | None) -> str | None:
     return t.isoformat().replace("+00:00", "Z") if t else None
 
 
-def invoice_view(inv: Invoice, tenant: str) -> dict:
+def invoice_view(inv: Invoice, tenant: str, payment_url: str | None = None) -> dict:
     f, totals = inv.fields, inv.totals
     items = []
     for priced in totals.lines:
@@ -64,6 +64,7 @@ def invoice_view(inv: Invoice, tenant: str) -> dict:
         "poNumber": f.po_number,
         "reference": f.reference,
         "returnUrl": f.return_url,
+        "paymentUrl": payment_url,  # ZevPay's payment_url: the hosted page, for as long as the invoice lives
         "metadata": f.metadata or {},
         "finalizedAt": _iso(inv.finalized_at),
         "sentAt": _iso(inv.sent_at),

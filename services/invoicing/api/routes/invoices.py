@@ -60,7 +60,10 @@ def make_router(invoicing) -> APIRouter:
 
     @router.post("", status_code=201)
     async def create_invoice(body: CreateInvoiceIn, tenant: Tenant, app: App) -> dict:
-        return await app.create_invoice(tenant, body.customer_id, body.draft_fields())
+        """For `customerId`, or for `customer`: the tenant's oldest customer with that e-mail, or a
+        new customer made from it (ZevPay's customer_name and customer_email)."""
+        inline = body.customer.customer_fields() if body.customer else None
+        return await app.create_invoice(tenant, body.customer_id, body.draft_fields(), customer=inline)
 
     @router.post("/import", status_code=201)
     async def import_invoice(body: ImportInvoiceIn, tenant: Tenant, app: App) -> dict:
