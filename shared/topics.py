@@ -8,3 +8,4 @@ TENANTS = "billing.tenants"
 PAYMENTS = "billing.payments"
 DUNNING = "billing.dunning"
 WEBHOOKS = "billing.webhooks"
+SUBSCRIPTIONS = "billing.subscriptions"  # plans and subscriptions (invoicing)

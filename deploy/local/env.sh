@@ -19,7 +19,7 @@ SERVICES=(invoicing payments dunning webhooks)
 declare -A SERVICE_PORT=([invoicing]=${BILLSTREAM_INVOICING_HTTP_PORT:-8001} [payments]=${BILLSTREAM_PAYMENTS_HTTP_PORT:-8002}
                          [dunning]=${BILLSTREAM_DUNNING_HTTP_PORT:-8003} [webhooks]=${BILLSTREAM_WEBHOOKS_HTTP_PORT:-8004})
 MAILBOX_SMTP_PORT="${BILLSTREAM_MAILBOX_SMTP_PORT:-52525}"
-TOPICS=(billing.invoices billing.customers billing.payments billing.dunning billing.tenants billing.webhooks)
+TOPICS=(billing.invoices billing.customers billing.payments billing.dunning billing.tenants billing.webhooks billing.subscriptions)
 TOPIC_PARTITIONS="${BILLSTREAM_TOPIC_PARTITIONS:-6}"
 mkdir -p "$LOG_DIR" "$RUN_DIR"
 

@@ -73,6 +73,8 @@ http {
     location /api/customers     { proxy_pass http://invoicing; }
     location /api/credit-notes  { proxy_pass http://invoicing; }
     location /api/tenants       { proxy_pass http://invoicing; }
+    location /api/plans         { proxy_pass http://invoicing; }
+    location /api/subscriptions { proxy_pass http://invoicing; }
     location /api/payments      { proxy_pass http://payments; }
     location /api/payment-methods   { proxy_pass http://payments; }
     location /api/payment-providers { proxy_pass http://payments; }

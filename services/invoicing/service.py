@@ -10,12 +10,12 @@ from shared import paylinks, topics
 from shared.service import Service
 
 from .api.pdf import signed_url
-from .api.routes import customers, invoices, tenants
+from .api.routes import customers, invoices, plans, tenants
 from .app.invoices import Invoicing
 from .consumers.dunning import make_dunning_consumer
 from .consumers.payments import make_payment_consumer
 from .domain.events import STREAM_TOPICS, registry
-from .projections.invoice_list import CreditNotes, CustomerList, InvoiceList
+from .projections.invoice_list import CreditNotes, CustomerList, InvoiceList, PlanList
 from .settings import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -44,7 +44,9 @@ class InvoicingService:
         return settings.public_url.rstrip("/") + paylinks.lasting_path(settings.pay_link_secret, invoice_id)
 
     def app(self) -> FastAPI:
-        return self.service.app(invoices.make_router(self), customers.make_router(self), tenants.make_router(self))
+        return self.service.app(
+            invoices.make_router(self), customers.make_router(self), tenants.make_router(self), plans.make_router(self)
+        )
 
 
 def build(settings: Settings | None = None) -> InvoicingService:
@@ -52,7 +54,7 @@ def build(settings: Settings | None = None) -> InvoicingService:
         settings or Settings(),
         topics=dict(STREAM_TOPICS),
         migrations=MIGRATIONS,
-        projections=[InvoiceList(), CustomerList(), CreditNotes()],
+        projections=[InvoiceList(), CustomerList(), CreditNotes(), PlanList()],
         registry=registry,
     )
     invoicing = InvoicingService(service)

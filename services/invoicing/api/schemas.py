@@ -4,7 +4,7 @@ domain's field sets. Unknown fields are refused, so a typo is an error rather th
 import datetime as dt
 from datetime import date
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -40,8 +40,10 @@ class ItemIn(Body):
 
 
 def currency_or_error(value: str | None) -> str | None:
-    if value is None:
-        return None
+    return None if value is None else currency(value)
+
+
+def currency(value: str) -> str:
     try:
         return check_currency(value)
     except UnsupportedCurrency as exc:
@@ -177,3 +179,68 @@ class CreateInvoiceIn(InvoiceFieldsIn):
                 "customer_required", "Send customerId, or customer with name and email (not both).", field="customerId"
             )
         return self
+
+
+Interval = Literal["day", "week", "month", "year"]
+NOVA_INTERVALS: dict[str, tuple[Interval, int]] = {
+    "MONTHLY": ("month", 1),
+    "QUARTERLY": ("month", 3),
+    "YEARLY": ("year", 1),
+}
+
+
+class PriceIn(Body):
+    currency: str = Field(min_length=3, max_length=3)
+    amount: int = Field(ge=0, description="per period, in the currency's minor unit")
+
+
+class PriceChangeIn(Body):
+    amount: int = Field(ge=0, description="per period from the next period on, in the currency's minor unit")
+
+
+class PlanFieldsIn(Body):
+    """A plan's fields; PATCH sends only what changes. `billingInterval` is NovaBilling's
+    MONTHLY, QUARTERLY or YEARLY, another way to say interval and intervalCount."""
+
+    code: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=2000)
+    features: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(default=None, max_length=50)
+    interval: Interval | None = None
+    interval_count: int | None = Field(default=None, ge=1)
+    billing_interval: Literal["MONTHLY", "QUARTERLY", "YEARLY"] | None = None
+    trial_days: int | None = Field(default=None, ge=0)
+    is_active: bool | None = None
+    metadata: dict[str, str] | None = Field(default=None, max_length=50)
+
+    @model_validator(mode="after")
+    def _one_interval(self) -> "PlanFieldsIn":
+        if self.billing_interval is None:
+            return self
+        interval, count = NOVA_INTERVALS[self.billing_interval]
+        if (self.interval or interval, self.interval_count or count) != (interval, count):
+            raise Refused(
+                "interval_invalid", "billingInterval and interval/intervalCount disagree.", field="billingInterval"
+            )
+        self.interval, self.interval_count = interval, count
+        return self
+
+    def plan_fields(self) -> ev.PlanFields:
+        sent = self.model_dump(exclude_unset=True, exclude={"billing_interval"})
+        if self.billing_interval is not None:
+            sent["interval"], sent["interval_count"] = self.interval, self.interval_count
+        return ev.PlanFields.model_validate(sent)
+
+
+class CreatePlanIn(PlanFieldsIn):
+    code: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", description="your name for it: lowercase, unique")
+    name: str = Field(min_length=1, max_length=200)
+    prices: list[PriceIn] = Field(default_factory=list, max_length=50)
+
+    def plan_fields(self) -> ev.PlanFields:
+        f = super().plan_fields()
+        defaults = {"interval": "month", "interval_count": 1, "trial_days": 0, "is_active": True, "features": []}
+        return f.model_copy(update={k: v for k, v in defaults.items() if getattr(f, k) is None})
+
+    def price_pairs(self) -> list[tuple[str, int]]:
+        return [(currency(p.currency), p.amount) for p in self.prices]

@@ -86,7 +86,7 @@ class Invoicing:
 
     # -- recording ----------------------------------------------------------------------------
 
-    async def _record(
+    async def record(
         self, conn, tenant: str, stream_type: str, state, facts, at: datetime, *, evolve, snapshot: tuple[str, Callable]
     ):
         """Fold each fact into the state, put the resource as it is after it into the event's
@@ -115,14 +115,14 @@ class Invoicing:
                 (t, f.model_copy(update={"pdf_url": self.pdf_link(tenant, state.id)}) if t == "invoice.paid" else f)
                 for t, f in facts
             ]
-        return await self._record(
+        return await self.record(
             conn, tenant, "invoice", state, [*facts, *extra], at, evolve=inv.evolve, snapshot=("invoice", self.view)
         )
 
     async def record_customer(
         self, conn, tenant: str, state: cust.Customer, facts: list[cust.Fact], at: datetime
     ) -> cust.Customer:
-        return await self._record(
+        return await self.record(
             conn, tenant, "customer", state, facts, at, evolve=cust.evolve, snapshot=("customer", customer_view)
         )
 

@@ -81,6 +81,28 @@ async def claim_external_id(conn: asyncpg.Connection, tenant: str, external_id: 
         await _claim(conn, taken, sql, tenant, external_id, customer_id)
 
 
+async def claim_plan_code(conn: asyncpg.Connection, tenant: str, code: str, plan_id: str) -> None:
+    taken = Conflict("plan_code_taken", f"Another plan already has code '{code}'.", field="code")
+    sql = "INSERT INTO plan_codes (tenant_id, code, plan_id) VALUES ($1, $2, $3)"
+    await _claim(conn, taken, sql, tenant, code, plan_id)
+
+
+async def release_plan_code(conn: asyncpg.Connection, plan_id: str) -> None:
+    await conn.execute("DELETE FROM plan_codes WHERE plan_id = $1", plan_id)
+
+
+async def subscriptions_on_plan(conn: asyncpg.Connection, tenant: str, plan_id: str) -> int:
+    """Subscriptions still running on the plan or moving to it at their period's end."""
+    return int(
+        await conn.fetchval(
+            """SELECT count(*) FROM subscription_list WHERE tenant_id = $1 AND (plan_id = $2 OR next_plan_id = $2)
+               AND status NOT IN ('CANCELED', 'ENDED')""",
+            tenant,
+            plan_id,
+        )
+    )
+
+
 async def customer_with_email(conn: asyncpg.Connection, tenant: str, email: str) -> str | None:
     """The tenant's oldest customer with this e-mail (stored lower-case), if any."""
     return await conn.fetchval(

@@ -8,6 +8,10 @@ from shared import auth
 
 from ..domain.customer import Customer
 from ..domain.invoice import Invoice
+from ..domain.plan import Plan, Price
+
+# NovaBilling's billingInterval for the periods it knows.
+NOVA_INTERVALS = {("month", 1): "MONTHLY", ("month", 3): "QUARTERLY", ("year", 1): "YEARLY"}
 
 
 def _iso(t: datetime | None) -> str | None:
@@ -134,3 +138,38 @@ def credit_note_view(
 
 def voided_credit_note_view(note: dict, at: datetime) -> dict:
     return {**note, "status": "voided", "voidedAt": _iso(at)}
+
+
+def price_view(plan_id: str, p: Price) -> dict:
+    return {
+        "id": p.id,
+        "object": "plan_price",
+        "planId": plan_id,
+        "currency": p.currency,
+        "amount": p.amount,
+        "version": p.version,  # one more with each change of amount
+        "createdAt": _iso(p.created_at),
+        "updatedAt": _iso(p.updated_at),
+    }
+
+
+def plan_view(plan: Plan, tenant: str) -> dict:
+    f = plan.fields
+    return {
+        "id": plan.id,
+        "object": "plan",
+        "livemode": auth.livemode(tenant),
+        "code": f.code,
+        "name": f.name,
+        "description": f.description,
+        "features": f.features or [],
+        "interval": f.interval,
+        "intervalCount": f.interval_count,
+        "billingInterval": NOVA_INTERVALS.get((f.interval, f.interval_count)),
+        "trialDays": f.trial_days or 0,
+        "isActive": f.is_active is not False,
+        "metadata": f.metadata or {},
+        "prices": [price_view(plan.id, p) for p in plan.prices.values() if not p.removed],
+        "createdAt": _iso(plan.created_at),
+        "updatedAt": _iso(plan.updated_at),
+    }

@@ -15,7 +15,12 @@ from pydantic.alias_generators import to_camel
 from shared import topics
 from shared.registry import EventRegistry
 
-STREAM_TOPICS = {"invoice": topics.INVOICES, "customer": topics.CUSTOMERS, "tenant": topics.TENANTS}
+STREAM_TOPICS = {
+    "invoice": topics.INVOICES,
+    "customer": topics.CUSTOMERS,
+    "tenant": topics.TENANTS,
+    "plan": topics.SUBSCRIPTIONS,
+}
 
 
 class Contract(BaseModel):
@@ -235,6 +240,60 @@ class ApiKeyRevoked(Contract):
     key_id: str
 
 
+class PlanFields(Contract):
+    """What a plan says besides its prices; every field optional so PATCH sends what changes."""
+
+    code: str | None = None  # the tenant's own name for it, unique per tenant
+    name: str | None = None
+    description: str | None = None
+    features: list[str] | None = None
+    interval: str | None = None  # day, week, month or year
+    interval_count: int | None = None  # periods are interval_count intervals long
+    trial_days: int | None = None
+    is_active: bool | None = None  # an inactive plan takes no new subscriptions
+    metadata: dict[str, str] | None = None
+
+
+class PriceData(Contract):
+    price_id: str
+    currency: str
+    amount: int  # per period, in the currency's minor unit
+
+
+class PlanEvent(Contract):
+    plan: dict[str, Any] = Field(default_factory=dict)  # snapshot after the event
+
+
+class PlanCreated(PlanEvent):
+    fields: PlanFields
+    prices: list[PriceData] = Field(default_factory=list)
+
+
+class PlanUpdated(PlanEvent):
+    changes: list[str]
+    fields: PlanFields
+
+
+class PriceAdded(PlanEvent):
+    price: PriceData
+
+
+class PriceChanged(PlanEvent):
+    """A new version of the price: periods that begin from now on are billed at `amount`."""
+
+    price_id: str
+    amount: int
+    previous_amount: int
+
+
+class PriceRemoved(PlanEvent):
+    price_id: str
+
+
+class PlanDeleted(PlanEvent):
+    pass
+
+
 registry = EventRegistry()
 registry.register("invoice.created", InvoiceCreated, version=2)
 
@@ -274,6 +333,12 @@ _models: dict[str, type[BaseModel]] = {
     "customer.credit_added": CreditAdded,
     "customer.credit_applied": CreditApplied,
     "customer.deleted": CustomerDeleted,
+    "plan.created": PlanCreated,
+    "plan.updated": PlanUpdated,
+    "plan.price_added": PriceAdded,
+    "plan.price_changed": PriceChanged,
+    "plan.price_removed": PriceRemoved,
+    "plan.deleted": PlanDeleted,
     "tenant.created": TenantCreated,
     "tenant.updated": TenantUpdated,
 }

@@ -1,4 +1,4 @@
-"""invoice_list, customer_list and credit_notes: read models from the snapshots each event
+"""invoice_list, customer_list, credit_notes and plan_list: read models from the snapshots each event
 carries, so applying an event is one upsert (and a rebuild never re-folds streams).
 
 Each row is written in the command's transaction and again by the runner (shared/projections.py),
@@ -186,3 +186,37 @@ def with_defaults(note: dict) -> dict:
     refund = note["type"] == "refund"
     defaults = {"status": "refunded" if refund else "adjusted", "reasonCode": "refund" if refund else "write_off"}
     return {**defaults, "voidedAt": None, **note}
+
+
+class PlanList(Projection):
+    name = "plan_list"
+    event_types = frozenset(
+        {"plan.created", "plan.updated", "plan.price_added", "plan.price_changed", "plan.price_removed", "plan.deleted"}
+    )
+    latest_per_stream = True
+
+    async def apply(self, conn: asyncpg.Connection, stored: StoredEvent) -> None:
+        v = stored.event.data["plan"]
+        await conn.execute(
+            """INSERT INTO plan_list (plan_id, tenant_id, code, name, interval, is_active, created_at, search, view,
+                                      version, deleted)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+               ON CONFLICT (plan_id) DO UPDATE SET name = EXCLUDED.name, interval = EXCLUDED.interval,
+                 is_active = EXCLUDED.is_active, search = EXCLUDED.search, view = EXCLUDED.view,
+                 version = EXCLUDED.version, deleted = EXCLUDED.deleted
+               WHERE plan_list.version < EXCLUDED.version""",
+            v["id"],
+            stored.event.tenantid,
+            v["code"],
+            v["name"],
+            v["interval"],
+            v["isActive"],
+            datetime.fromisoformat(v["createdAt"]),
+            _search(v["code"], v["name"]),
+            v,
+            stored.version,
+            stored.event.type == "plan.deleted",
+        )
+
+    async def reset(self, conn: asyncpg.Connection) -> None:
+        await conn.execute("TRUNCATE plan_list")
