@@ -6,16 +6,17 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from shared import paylinks, topics
+from shared import paylinks, timers, topics
 from shared.service import Service
 
 from .api.pdf import signed_url
-from .api.routes import customers, invoices, plans, tenants
+from .api.routes import customers, invoices, plans, subscriptions, tenants
 from .app.invoices import Invoicing
+from .app.subscriptions import Subscriptions
 from .consumers.dunning import make_dunning_consumer
 from .consumers.payments import make_payment_consumer
 from .domain.events import STREAM_TOPICS, registry
-from .projections.invoice_list import CreditNotes, CustomerList, InvoiceList, PlanList
+from .projections.invoice_list import CreditNotes, CustomerList, InvoiceList, PlanList, SubscriptionList
 from .settings import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -45,7 +46,11 @@ class InvoicingService:
 
     def app(self) -> FastAPI:
         return self.service.app(
-            invoices.make_router(self), customers.make_router(self), tenants.make_router(self), plans.make_router(self)
+            invoices.make_router(self),
+            customers.make_router(self),
+            tenants.make_router(self),
+            plans.make_router(self),
+            subscriptions.make_router(self),
         )
 
 
@@ -54,12 +59,19 @@ def build(settings: Settings | None = None) -> InvoicingService:
         settings or Settings(),
         topics=dict(STREAM_TOPICS),
         migrations=MIGRATIONS,
-        projections=[InvoiceList(), CustomerList(), CreditNotes(), PlanList()],
+        projections=[InvoiceList(), CustomerList(), CreditNotes(), PlanList(), SubscriptionList()],
         registry=registry,
     )
     invoicing = InvoicingService(service)
     service.consume(topics.PAYMENTS, "payments")(make_payment_consumer(invoicing.handlers))
     service.consume(topics.DUNNING, "dunning")(make_dunning_consumer(invoicing.handlers))
+
+    @service.background("timers")
+    def timer_runner() -> timers.TimerRunner:
+        s = service.settings
+        handlers = Subscriptions(invoicing.handlers()).timer_handlers()
+        return timers.TimerRunner(s.database_url, service.pool, handlers, poll_interval=s.timer_poll_interval_s)
+
     return invoicing
 
 

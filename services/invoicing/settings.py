@@ -20,3 +20,5 @@ class Settings(ServiceSettings, service="invoicing", port=8001):
     # How long mark-paid waits for payments to record the offline payment's `manual` payment
     # (so GET /api/payments lists it once the call answers) before answering anyway.
     offline_payment_wait_s: float = 5.0
+    # The longest a due timer (a subscription's renewal) waits when no notification wakes the runner.
+    timer_poll_interval_s: float = 1.0

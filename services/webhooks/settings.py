@@ -12,7 +12,7 @@ class Settings(ServiceSettings, service="webhooks", port=8004):
     DEV_SECRETS = {"pay_link_secret": paylinks.DEV_SECRET, "secrets_keys": DEV_SECRETS_KEY}
 
     # The topics whose events go to subscribers (JSON list in the environment; tests use their own).
-    public_topics: list[str] = [topics.INVOICES, topics.PAYMENTS, topics.DUNNING]
+    public_topics: list[str] = [topics.INVOICES, topics.PAYMENTS, topics.DUNNING, topics.SUBSCRIPTIONS]
     # Where this service publishes its own events (webhook_endpoint.disabled).
     events_topic: str = topics.WEBHOOKS
 

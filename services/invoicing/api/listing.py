@@ -262,6 +262,7 @@ INVOICE_FILTERS = {
     # NovaBilling's guide says FINALIZED for an issued invoice; its product says CANCELED for void.
     "status": Column("status", one_of(STATUSES, {"FINALIZED": "PENDING", "CANCELED": "VOID"})),
     "customerId": Column("customer_id", str),
+    "subscriptionId": Column("subscription_id", str),
     "customerEmail": Column("customer_email", lambda v: v.lower()),
     "number": Column("number", str),
     "reference": Column("reference", str),

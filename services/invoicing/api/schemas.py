@@ -244,3 +244,28 @@ class CreatePlanIn(PlanFieldsIn):
 
     def price_pairs(self) -> list[tuple[str, int]]:
         return [(currency(p.currency), p.amount) for p in self.prices]
+
+
+class CreateSubscriptionIn(Body):
+    customer_id: str = Field(min_length=1, max_length=100)
+    plan_id: str = Field(min_length=1, max_length=100)
+    currency: str = Field(min_length=3, max_length=3)
+    quantity: int = Field(default=1, ge=1, le=1_000_000)
+    start_date: dt.datetime | None = Field(
+        default=None, description="today (the default) or up to a year back: the periods since are billed"
+    )
+    trial_days: int | None = Field(default=None, ge=0, le=730, description="defaults to the plan's")
+    metadata: dict[str, str] | None = Field(default=None, max_length=50)
+
+
+class CancelSubscriptionIn(Body):
+    cancel_at: Literal["now", "period_end"] = Field(default="now", description="NovaBilling's cancelAt")
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class ChangePlanIn(Body):
+    new_plan_id: str = Field(
+        min_length=1, max_length=100, validation_alias=AliasChoices("newPlanId", "planId", "new_plan_id")
+    )
+    prorate: bool = Field(default=True, description="charge the rest of the period on the new plan, credit the old")
+    at: Literal["now", "period_end"] = Field(default="now", description="when the change takes effect")

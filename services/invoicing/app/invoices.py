@@ -142,6 +142,13 @@ class Invoicing:
                     at,
                 )
 
+    async def add_credit(self, conn, tenant: str, customer_id: str, amount: int, currency: str, at, reason: str):
+        """`amount` to the customer's balance in `currency`, which their next invoices use first."""
+        if amount > 0:
+            customer = await self.load_customer(conn, tenant, customer_id)
+            facts = cust.decide_add_credit(customer, amount, currency, invoice_id=None, reason=reason)
+            await self.record_customer(conn, tenant, customer, facts, at)
+
     # -- customers ----------------------------------------------------------------------------
 
     async def create_customer(self, tenant: str, fields: ev.CustomerFields) -> dict:
@@ -195,7 +202,14 @@ class Invoicing:
     # -- invoices -----------------------------------------------------------------------------
 
     async def _draft_fields(
-        self, conn, tenant: str, fields: ev.DraftFields, customer_id: str | None, *, creating: bool
+        self,
+        conn,
+        tenant: str,
+        fields: ev.DraftFields,
+        customer_id: str | None,
+        *,
+        creating: bool,
+        at: datetime | None = None,
     ) -> ev.DraftFields:
         """Fill in what comes from the customer: its snapshot, and defaults on creation."""
         if customer_id is None:
@@ -208,7 +222,7 @@ class Invoicing:
             if fields.currency is None:
                 update["currency"] = c.currency or "USD"
             if fields.due_date is None:
-                update["due_date"] = self.clock().date() + timedelta(days=c.net_term_days or 0)
+                update["due_date"] = (at or self.clock()).date() + timedelta(days=c.net_term_days or 0)
             if fields.auto_collection is None:
                 update["auto_collection"] = bool(c.auto_collection)
             if fields.allow_partial_payments is None:
@@ -233,6 +247,20 @@ class Invoicing:
             return self.view(await self.record_invoice(conn, tenant, state, facts, self.clock()), tenant)
 
         return await self.transact(run)
+
+    async def issue(self, conn, tenant: str, customer_id: str, fields: ev.DraftFields, at: datetime) -> dict:
+        """Create and finalize an invoice on the caller's connection (a subscription's period):
+        collected automatically when the customer pays automatically, else sent to them."""
+        state = inv.Invoice(id=new_id("inv"))
+        full = await self._draft_fields(conn, tenant, fields, customer_id, creating=True, at=at)
+        state = await self.record_invoice(conn, tenant, state, inv.decide_create(state, full), at)
+        number, credit, customer = await self._finalizing(conn, tenant, state, at)
+        if full.auto_collection:
+            facts = inv.decide_finalize(state, number=number, credit_available=credit)
+        else:
+            facts = inv.decide_send(state, number=number, credit_available=credit)
+        await self._after_finalize(conn, tenant, state, facts, customer, at)
+        return self.view(await self.record_invoice(conn, tenant, state, facts, at), tenant)
 
     async def update_invoice(
         self, tenant: str, invoice_id: str, customer_id: str | None, changes: ev.DraftFields

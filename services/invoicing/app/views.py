@@ -9,6 +9,7 @@ from shared import auth
 from ..domain.customer import Customer
 from ..domain.invoice import Invoice
 from ..domain.plan import Plan, Price
+from ..domain.subscription import Subscription
 
 # NovaBilling's billingInterval for the periods it knows.
 NOVA_INTERVALS = {("month", 1): "MONTHLY", ("month", 3): "QUARTERLY", ("year", 1): "YEARLY"}
@@ -44,6 +45,7 @@ def invoice_view(inv: Invoice, tenant: str, payment_url: str | None = None) -> d
         "status": inv.status,
         "customerId": f.customer.id if f.customer else None,
         "customer": f.customer.dump() if f.customer else None,
+        "subscriptionId": f.subscription_id,
         "currency": f.currency,
         "items": items,
         "taxRate": str(f.tax_rate) if f.tax_rate is not None else None,
@@ -172,4 +174,35 @@ def plan_view(plan: Plan, tenant: str) -> dict:
         "prices": [price_view(plan.id, p) for p in plan.prices.values() if not p.removed],
         "createdAt": _iso(plan.created_at),
         "updatedAt": _iso(plan.updated_at),
+    }
+
+
+def subscription_view(sub: Subscription, tenant: str) -> dict:
+    return {
+        "id": sub.id,
+        "object": "subscription",
+        "livemode": auth.livemode(tenant),
+        "status": sub.status,
+        "customerId": sub.customer_id,
+        "planId": sub.plan_id,
+        "priceId": sub.price_id,
+        "currency": sub.currency,
+        "quantity": sub.quantity,
+        "unitAmount": sub.amount,  # the current period's, per unit
+        "amount": sub.amount * sub.quantity,
+        "interval": sub.interval,
+        "intervalCount": sub.interval_count,
+        "trialEnd": _iso(sub.trial_end),
+        "currentPeriod": sub.period,
+        "currentPeriodStart": _iso(sub.period_start),
+        "currentPeriodEnd": _iso(sub.period_end),
+        "cancelAtPeriodEnd": sub.cancel_at_period_end,
+        "canceledAt": _iso(sub.canceled_at),
+        "endedAt": _iso(sub.ended_at),
+        "pausedAt": _iso(sub.paused_at),
+        "pendingPlanId": sub.next_plan.plan_id if sub.next_plan else None,
+        "latestInvoiceId": sub.latest_invoice_id,
+        "metadata": sub.metadata,
+        "createdAt": _iso(sub.created_at),
+        "updatedAt": _iso(sub.updated_at),
     }

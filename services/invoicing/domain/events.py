@@ -5,7 +5,7 @@ deciding, so consumers and webhooks get the resource as it was after the event; 
 itself is folded from the facts alone.
 """
 
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -20,6 +20,7 @@ STREAM_TOPICS = {
     "customer": topics.CUSTOMERS,
     "tenant": topics.TENANTS,
     "plan": topics.SUBSCRIPTIONS,
+    "subscription": topics.SUBSCRIPTIONS,
 }
 
 
@@ -66,6 +67,7 @@ class DraftFields(Contract):
     return_url: str | None = None
     auto_collection: bool | None = None
     metadata: dict[str, str] | None = None
+    subscription_id: str | None = None  # set by the subscription whose period it bills, never by PATCH
 
 
 def field_names(model: type[BaseModel], aliases: list[str]) -> list[str]:
@@ -294,6 +296,88 @@ class PlanDeleted(PlanEvent):
     pass
 
 
+class PlanChoice(Contract):
+    plan_id: str
+    price_id: str
+
+
+class SubscriptionEvent(Contract):
+    subscription: dict[str, Any] = Field(default_factory=dict)  # snapshot after the event
+
+
+class SubscriptionCreated(SubscriptionEvent):
+    customer_id: str
+    currency: str
+    quantity: int
+    plan: PlanChoice
+    amount: int  # per unit and period
+    interval: str
+    interval_count: int
+    anchor_day: int
+    start: datetime
+    trial_end: datetime | None = None
+    period: int  # 0 in a trial, else 1
+    period_end: datetime
+    invoice_id: str | None = None  # the first period's, when there is no trial
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class SubscriptionRenewed(SubscriptionEvent):
+    """A period began, billed on `invoice_id` (renewed: the previous one ended; resumed: after a pause)."""
+
+    period: int
+    period_start: datetime
+    period_end: datetime
+    plan: PlanChoice
+    amount: int
+    interval: str
+    interval_count: int
+    invoice_id: str
+
+
+class SubscriptionResumed(SubscriptionRenewed):
+    pass
+
+
+class PlanChanged(SubscriptionEvent):
+    """`effective` now (the rest of this period is on the new plan: `credit` for the unused part of
+    the old price went to the customer's balance, `charge` for the rest on the new one was billed
+    on `invoice_id`) or period_end (the next period begins on it)."""
+
+    from_plan: PlanChoice
+    plan: PlanChoice
+    effective: str
+    amount: int
+    credit: int = 0
+    charge: int = 0
+    invoice_id: str | None = None
+
+
+class SubscriptionCanceled(SubscriptionEvent):
+    at_period_end: bool
+    reason: str | None = None
+
+
+class SubscriptionEnded(SubscriptionEvent):
+    pass
+
+
+class SubscriptionPaused(SubscriptionEvent):
+    pass
+
+
+class TrialEnding(SubscriptionEvent):
+    trial_end: datetime
+
+
+class SubscriptionPastDue(SubscriptionEvent):
+    invoice_id: str
+
+
+class SubscriptionRecovered(SubscriptionEvent):
+    invoice_id: str
+
+
 registry = EventRegistry()
 registry.register("invoice.created", InvoiceCreated, version=2)
 
@@ -339,6 +423,16 @@ _models: dict[str, type[BaseModel]] = {
     "plan.price_changed": PriceChanged,
     "plan.price_removed": PriceRemoved,
     "plan.deleted": PlanDeleted,
+    "subscription.created": SubscriptionCreated,
+    "subscription.trial_ending": TrialEnding,
+    "subscription.renewed": SubscriptionRenewed,
+    "subscription.changed": PlanChanged,
+    "subscription.paused": SubscriptionPaused,
+    "subscription.resumed": SubscriptionResumed,
+    "subscription.past_due": SubscriptionPastDue,
+    "subscription.recovered": SubscriptionRecovered,
+    "subscription.canceled": SubscriptionCanceled,
+    "subscription.ended": SubscriptionEnded,
     "tenant.created": TenantCreated,
     "tenant.updated": TenantUpdated,
 }

@@ -1,4 +1,4 @@
-"""invoice_list, customer_list, credit_notes and plan_list: read models from the snapshots each event
+"""invoice_list, customer_list, credit_notes, plan_list and subscription_list: read models from the snapshots each event
 carries, so applying an event is one upsert (and a rebuild never re-folds streams).
 
 Each row is written in the command's transaction and again by the runner (shared/projections.py),
@@ -88,6 +88,7 @@ class InvoiceList(Projection):
             v,
             stored.version,
             stored.event.type == "invoice.deleted",
+            v.get("subscriptionId"),
         )
 
     async def reset(self, conn: asyncpg.Connection) -> None:
@@ -96,8 +97,10 @@ class InvoiceList(Projection):
 
 UPSERT_INVOICE = """INSERT INTO invoice_list (invoice_id, tenant_id, number, status, customer_id, customer_name,
                                          customer_email, reference, currency, total, amount_paid, amount_due,
-                                         due_date, created_at, updated_at, search, view, version, deleted)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::text::date, $14, $15, $16, $17, $18, $19)
+                                         due_date, created_at, updated_at, search, view, version, deleted,
+                                         subscription_id)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::text::date, $14, $15, $16, $17, $18, $19,
+                       $20)
                ON CONFLICT (invoice_id) DO UPDATE SET
                  number = EXCLUDED.number, status = EXCLUDED.status, customer_id = EXCLUDED.customer_id,
                  customer_name = EXCLUDED.customer_name, customer_email = EXCLUDED.customer_email,
@@ -220,3 +223,49 @@ class PlanList(Projection):
 
     async def reset(self, conn: asyncpg.Connection) -> None:
         await conn.execute("TRUNCATE plan_list")
+
+
+class SubscriptionList(Projection):
+    name = "subscription_list"
+    event_types = frozenset(
+        {
+            "subscription.created",
+            "subscription.trial_ending",
+            "subscription.renewed",
+            "subscription.changed",
+            "subscription.paused",
+            "subscription.resumed",
+            "subscription.past_due",
+            "subscription.recovered",
+            "subscription.canceled",
+            "subscription.ended",
+        }
+    )
+    latest_per_stream = True
+
+    async def apply(self, conn: asyncpg.Connection, stored: StoredEvent) -> None:
+        v = stored.event.data["subscription"]
+        end = v.get("currentPeriodEnd")
+        await conn.execute(
+            """INSERT INTO subscription_list (subscription_id, tenant_id, customer_id, plan_id, next_plan_id, status,
+                                              currency, current_period_end, created_at, view, version)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+               ON CONFLICT (subscription_id) DO UPDATE SET plan_id = EXCLUDED.plan_id,
+                 next_plan_id = EXCLUDED.next_plan_id, status = EXCLUDED.status,
+                 current_period_end = EXCLUDED.current_period_end, view = EXCLUDED.view, version = EXCLUDED.version
+               WHERE subscription_list.version < EXCLUDED.version""",
+            v["id"],
+            stored.event.tenantid,
+            v["customerId"],
+            v["planId"],
+            v.get("pendingPlanId"),
+            v["status"],
+            v["currency"],
+            datetime.fromisoformat(end) if end else None,
+            datetime.fromisoformat(v["createdAt"]),
+            v,
+            stored.version,
+        )
+
+    async def reset(self, conn: asyncpg.Connection) -> None:
+        await conn.execute("TRUNCATE subscription_list")

@@ -41,6 +41,22 @@ PUBLIC_EVENT_TYPES = frozenset(
         "dunning.exhausted",
         "dunning.stopped",
         "dunning.reminder_due",
+        "plan.created",
+        "plan.updated",
+        "plan.price_added",
+        "plan.price_changed",
+        "plan.price_removed",
+        "plan.deleted",
+        "subscription.created",
+        "subscription.trial_ending",
+        "subscription.renewed",
+        "subscription.changed",
+        "subscription.paused",
+        "subscription.resumed",
+        "subscription.past_due",
+        "subscription.recovered",
+        "subscription.canceled",
+        "subscription.ended",
     }
 )
 _PATTERN = re.compile(r"^(\*|[a-z][a-z_]*(\.[a-z][a-z_]*)*(\.\*)?)$")

@@ -1,0 +1,3 @@
+-- The subscription whose period an invoice bills: GET /api/invoices?subscriptionId=…
+ALTER TABLE invoice_list ADD COLUMN subscription_id text;
+CREATE INDEX invoice_list_subscription_idx ON invoice_list (tenant_id, subscription_id) WHERE subscription_id IS NOT NULL;
