@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from services.invoicing.app import reactions
 from services.invoicing.app.invoices import Invoicing
 from services.invoicing.app.subscriptions import Subscriptions
 from services.invoicing.domain import events as ev
@@ -137,3 +138,40 @@ async def test_monthly_periods_keep_the_day_they_began_on(world, pool):
     bills = await invoices_of(pool, sub["id"])
     assert [b["issuedOn"] for b in bills] == ["2027-01-31", "2027-02-28", "2027-03-31", "2027-04-30"]
     assert {(b["status"], b["autoCollection"], b["sentAt"]) for b in bills} == {("PENDING", True, None)}
+
+
+async def test_a_failed_collection_makes_the_subscription_past_due_until_its_invoice_is_paid(world, pool):
+    app, subs, _, advance_to = world
+    customer = (await app.create_customer(TENANT, ev.CustomerFields(name="Cy", auto_collection=True)))["id"]
+    plan = await subs.plans.create(
+        TENANT,
+        ev.PlanFields(code="team", name="Team", interval="month", interval_count=1, trial_days=0),
+        [("USD", 800)],
+    )
+    sub = await subs.create(
+        TENANT,
+        customer_id=customer,
+        plan_id=plan["id"],
+        currency="USD",
+        quantity=1,
+        start=None,
+        trial_days=None,
+        metadata=None,
+    )
+    first = sub["latestInvoiceId"]
+    async with pool.acquire() as conn, conn.transaction():
+        await reactions.on_payment_failed(
+            app, conn, TENANT, first, payment_id="pay_1", reason_code="card_declined", reason=None, attempt=1
+        )
+    assert (await subs.get(TENANT, sub["id"]))["status"] == "PAST_DUE"
+    async with pool.acquire() as conn, conn.transaction():  # the same failure again changes nothing
+        await reactions.on_payment_failed(
+            app, conn, TENANT, first, payment_id="pay_1", reason_code="card_declined", reason=None, attempt=1
+        )
+    assert (await events_of(pool, sub["id"])).count("subscription.past_due") == 1
+    await app.record_offline_payment(TENANT, first, amount=None, method="bank_transfer", reference=None, paid_on=None)
+    assert (await subs.get(TENANT, sub["id"]))["status"] == "ACTIVE"
+    assert (await events_of(pool, sub["id"]))[-1] == "subscription.recovered"
+    # A past-due subscription still renews; the new period's invoice is the one that counts.
+    await advance_to(datetime(2027, 3, 1, tzinfo=UTC))
+    assert (await subs.get(TENANT, sub["id"]))["currentPeriod"] == 2

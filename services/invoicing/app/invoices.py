@@ -20,8 +20,9 @@ from shared.logs import get_logger
 from ..domain import customer as cust
 from ..domain import events as ev
 from ..domain import invoice as inv
+from ..domain import subscription as sb
 from . import repository as repo
-from .views import credit_note_view, customer_view, invoice_view, voided_credit_note_view
+from .views import credit_note_view, customer_view, invoice_view, subscription_view, voided_credit_note_view
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -115,8 +116,31 @@ class Invoicing:
                 (t, f.model_copy(update={"pdf_url": self.pdf_link(tenant, state.id)}) if t == "invoice.paid" else f)
                 for t, f in facts
             ]
-        return await self.record(
+        after = await self.record(
             conn, tenant, "invoice", state, [*facts, *extra], at, evolve=inv.evolve, snapshot=("invoice", self.view)
+        )
+        await self._tell_subscription(conn, tenant, after, [t for t, _ in facts], at)
+        return after
+
+    async def _tell_subscription(self, conn, tenant: str, invoice: inv.Invoice, types: list[str], at: datetime) -> None:
+        """A subscription's latest invoice failing collection makes it PAST_DUE; paid, it is whole again."""
+        sub_id = invoice.fields.subscription_id
+        if not sub_id or not ({"invoice.payment_failed", "invoice.paid"} & set(types)):
+            return
+        stream = await self.aggregates.load(conn, sub_id)
+        if not stream.is_a("subscription", tenant):
+            return
+        state = sb.fold(stream.history, sub_id)
+        facts = sb.decide_payment_state(state, invoice_id=invoice.id or "", failed="invoice.paid" not in types)
+        await self.record(
+            conn,
+            tenant,
+            "subscription",
+            state,
+            facts,
+            at,
+            evolve=sb.evolve,
+            snapshot=("subscription", subscription_view),
         )
 
     async def record_customer(
