@@ -89,6 +89,7 @@ def test_pause_resume_and_cancel(api):
     resumed = ok(api.post(f"/api/subscriptions/{sub['id']}/resume"))
     assert (resumed["status"], resumed["currentPeriod"]) == ("ACTIVE", 2)
     assert resumed["latestInvoiceId"] != sub["latestInvoiceId"]
+    assert error_of(api.delete(f"/api/customers/{cust['id']}"), 409) == "customer_has_subscriptions"
     at_end = ok(api.post(f"/api/subscriptions/{sub['id']}/cancel", json={"cancelAt": "period_end"}))
     assert (at_end["status"], at_end["cancelAtPeriodEnd"]) == ("ACTIVE", True)
     now = ok(api.post(f"/api/subscriptions/{sub['id']}/cancel", json={"cancelAt": "now", "reason": "closed"}))

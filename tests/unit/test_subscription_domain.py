@@ -74,6 +74,7 @@ def test_pause_resume_cancel_and_their_refusals():
     assert err.value.code == "subscription_paused"
     s = apply(s, sb.decide_resume(s, at=T0 + timedelta(days=40), terms=BASIC, invoice_id="inv_2"))
     assert (s.status, s.period, s.period_start) == ("ACTIVE", 2, T0 + timedelta(days=40))
+    assert s.anchor_day == (T0 + timedelta(days=40)).day  # periods now end on the day it resumed
     s = apply(s, sb.decide_cancel(s, at_period_end=False, reason="fraud"))
     assert s.status == "CANCELED"
     with pytest.raises(Conflict) as err:

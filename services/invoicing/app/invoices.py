@@ -213,7 +213,11 @@ class Invoicing:
             # Invoices being written for them commit first, and none starts until this one has.
             await self.aggregates.store.hold(conn, customer_id, exclusive=True)
             state = await self.load_customer(conn, tenant, customer_id)
-            facts = cust.decide_delete(state, await repo.unsettled_invoices(conn, tenant, customer_id))
+            facts = cust.decide_delete(
+                state,
+                await repo.unsettled_invoices(conn, tenant, customer_id),
+                await repo.running_subscriptions(conn, tenant, customer_id),
+            )
             await repo.release_external_id(conn, tenant, customer_id)
             await self.record_customer(conn, tenant, state, facts, self.clock())
 

@@ -103,6 +103,17 @@ async def subscriptions_on_plan(conn: asyncpg.Connection, tenant: str, plan_id: 
     )
 
 
+async def running_subscriptions(conn: asyncpg.Connection, tenant: str, customer_id: str) -> int:
+    return int(
+        await conn.fetchval(
+            """SELECT count(*) FROM subscription_list WHERE tenant_id = $1 AND customer_id = $2
+               AND status NOT IN ('CANCELED', 'ENDED')""",
+            tenant,
+            customer_id,
+        )
+    )
+
+
 async def customer_with_email(conn: asyncpg.Connection, tenant: str, email: str) -> str | None:
     """The tenant's oldest customer with this e-mail (stored lower-case), if any."""
     return await conn.fetchval(

@@ -144,6 +144,7 @@ class Subscriptions:
                     "startDate is today or up to a year before (periods since are billed).",
                     field="startDate",
                 )
+            await self.app.aggregates.store.hold(conn, customer_id)  # not deleted while this is written
             await self.app.load_customer(conn, tenant, customer_id, field="customerId")
             terms = await self._new_terms(conn, tenant, plan_id, currency)
             state = sb.Subscription(id=new_id("sub"), currency=currency, customer_id=customer_id, quantity=quantity)

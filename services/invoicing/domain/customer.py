@@ -52,10 +52,16 @@ def decide_update(state: Customer, changes: ev.CustomerFields) -> list[Fact]:
     return [("customer.updated", ev.CustomerUpdated(changes=names, fields=changes))]
 
 
-def decide_delete(state: Customer, unsettled: int) -> list[Fact]:
+def decide_delete(state: Customer, unsettled: int, subscriptions: int = 0) -> list[Fact]:
     """`unsettled`: the customer's invoices still in draft or with money due. A customer with any
-    cannot go (its invoices would name someone who no longer exists), nor one with credit: the
-    money is the customer's and would vanish with them."""
+    cannot go (its invoices would name someone who no longer exists), nor one with running
+    `subscriptions` (they would bill no one), nor one with credit: the money is the customer's
+    and would vanish with them."""
+    if subscriptions:
+        raise Conflict(
+            "customer_has_subscriptions",
+            f"This customer has {subscriptions} running subscription(s); cancel them first.",
+        )
     if unsettled:
         raise Conflict(
             "customer_has_open_invoices",

@@ -329,8 +329,10 @@ def evolve(state: Subscription, event_type: str, fact: ev.Contract, *, subject: 
                 metadata=c.metadata,
                 created_at=at,
             )
-        case "subscription.renewed" | "subscription.resumed", ev.SubscriptionRenewed() as p:
-            return replace(_period(s, p), paused_at=None)
+        case "subscription.resumed", ev.SubscriptionResumed() as p:  # periods now end on the resuming day
+            return replace(_period(s, p), paused_at=None, anchor_day=p.period_start.day)
+        case "subscription.renewed", ev.SubscriptionRenewed() as p:
+            return _period(s, p)
         case "subscription.changed", ev.PlanChanged(effective="period_end", plan=choice):
             return replace(s, next_plan=choice)
         case "subscription.changed", ev.PlanChanged(plan=choice, amount=a, invoice_id=invoice_id):
